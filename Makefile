@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine (Python 3.11+, git, make):
+#   make run    the local stack (PostgreSQL, Temporal dev server + UI, worker) and a demo pathway
+#   make test   lint, type-check and the whole test suite, starting every server it needs
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint pytest histories clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/rop stack
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint pytest
+
+# Re-record the replay histories after an intended change to the workflow's commands.
+histories: $(STAMP)
+	ROP_RECORD_HISTORIES=1 $(BIN)/pytest tests/test_pathway_workflow.py
+
+clean:
+	rm -rf $(VENV) .rop .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Activities: the pathway's only contact with the outside world (PostgreSQL, notifications)."""

@@ -1,0 +1,60 @@
+"""Connection pool and versioned schema migrations for the record service."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Any constant serves; it keeps two workers starting together from migrating twice.
+_MIGRATION_LOCK_ID = 0x524F50
+
+
+async def create_pool(database_url: str) -> asyncpg.Pool:
+    """A small pool: activities hold a connection only for one short transaction."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
+    assert pool is not None
+    return pool
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped in `activities/migrations`, in order."""
+    found = []
+    for entry in resources.files("activities.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(pool: asyncpg.Pool) -> list[str]:
+    """Apply the migrations this database has not seen yet; return their names."""
+    applied: list[str] = []
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_ID)
+        await connection.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version    integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            row["version"]
+            for row in await connection.fetch("SELECT version FROM schema_migrations")
+        }
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            await connection.execute(sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+            )
+            applied.append(name)
+    if applied:
+        log.info("migrations applied", migrations=applied)
+    return applied

@@ -1,0 +1,160 @@
+"""The record service: the pathway's summary row, its event log and the contact directory.
+
+Every write is idempotent. A retried activity meets the unique idempotency key of
+its own earlier write and changes nothing, so no step is ever recorded twice.
+"""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from temporalio import activity
+
+from rop_domain.commands import LeaderQuery, NewPathway, ParticipantQuery, PathwayEvent
+from rop_domain.models import Participant, ParticipantRole
+
+
+class RecordActivities:
+    """Activities over the record database; construct with an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn
+    async def open_pathway(self, pathway: NewPathway) -> bool:
+        """Write the referral's pathway row and its first event. True if this call wrote them."""
+        referral = pathway.referral
+        async with self._pool.acquire() as connection, connection.transaction():
+            inserted = await connection.fetchval(
+                """INSERT INTO pathways (
+                       workflow_id, referral_id, received_at, source, referrer, receiving_unit,
+                       health_trust, municipality, responsible_clinician, general_practitioner,
+                       patient_reference, patient_national_id, phase, meeting_deadline)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                           'awaiting-assessment', $13)
+                   ON CONFLICT (workflow_id) DO NOTHING
+                   RETURNING true""",
+                pathway.workflow_id,
+                referral.referral_id,
+                referral.received_at,
+                referral.source.value,
+                referral.referrer,
+                referral.receiving_unit.value,
+                referral.health_trust,
+                referral.municipality,
+                referral.responsible_clinician,
+                referral.general_practitioner,
+                referral.patient.reference,
+                referral.patient.national_id,
+                pathway.meeting_deadline,
+            )
+            if inserted:
+                await _insert_event(
+                    connection,
+                    idempotency_key=f"{pathway.workflow_id}/referral-received",
+                    workflow_id=pathway.workflow_id,
+                    kind="referral-received",
+                    actor=referral.referrer,
+                    occurred_at=referral.received_at,
+                    details={"source": referral.source.value},
+                )
+        activity.logger.info("pathway opened" if inserted else "pathway already recorded")
+        return bool(inserted)
+
+    @activity.defn
+    async def record_event(self, event: PathwayEvent) -> bool:
+        """Append `event` to the log and apply its change to the summary. True if it was new."""
+        change = event.change
+        async with self._pool.acquire() as connection, connection.transaction():
+            inserted = await _insert_event(
+                connection,
+                idempotency_key=event.idempotency_key,
+                workflow_id=event.workflow_id,
+                kind=event.kind.value,
+                actor=event.actor,
+                occurred_at=event.occurred_at,
+                details=event.details,
+            )
+            if inserted:
+                await connection.execute(
+                    """UPDATE pathways SET
+                           phase = COALESCE($2, phase),
+                           assessment_decision = COALESCE($3, assessment_decision),
+                           invited_at = COALESCE($4, invited_at),
+                           meeting_at = COALESCE($5, meeting_at),
+                           invited_on_time = COALESCE($6, invited_on_time),
+                           overdue = COALESCE($7, overdue),
+                           meeting_held_at = COALESCE($8, meeting_held_at),
+                           updated_at = now()
+                       WHERE workflow_id = $1""",
+                    event.workflow_id,
+                    change.phase.value if change.phase else None,
+                    change.assessment_decision.value if change.assessment_decision else None,
+                    change.invited_at,
+                    change.meeting_at,
+                    change.invited_on_time,
+                    change.overdue,
+                    change.meeting_held_at,
+                )
+        activity.logger.info(
+            "event recorded" if inserted else "event already recorded",
+            extra={"event_kind": event.kind.value},
+        )
+        return inserted
+
+    @activity.defn
+    async def resolve_participants(self, query: ParticipantQuery) -> list[Participant]:
+        """The recommended meeting participants: the trust's PHV and TSB, the GP, the municipality."""
+        rows = await self._pool.fetch(
+            """SELECT role, name, address FROM contact_points
+               WHERE (role IN ('phv', 'tsb') AND health_trust = $1)
+                  OR (role = 'kommune' AND municipality = $2)
+                  OR (role = 'fastlege' AND hpr_number = $3)
+               ORDER BY array_position(ARRAY['phv', 'tsb', 'fastlege', 'kommune'], role), id""",
+            query.health_trust,
+            query.municipality,
+            query.general_practitioner,
+        )
+        return [
+            Participant(role=ParticipantRole(row["role"]), name=row["name"], address=row["address"])
+            for row in rows
+        ]
+
+    @activity.defn
+    async def find_unit_leader(self, query: LeaderQuery) -> str | None:
+        """The address of the receiving unit's leader contact, if the directory has one."""
+        address: str | None = await self._pool.fetchval(
+            """SELECT address FROM contact_points
+               WHERE role = 'leder' AND health_trust = $1 AND receiving_unit = $2
+               ORDER BY id LIMIT 1""",
+            query.health_trust,
+            query.receiving_unit.value,
+        )
+        return address
+
+
+async def _insert_event(
+    connection: PoolConnectionProxy[asyncpg.Record],
+    *,
+    idempotency_key: str,
+    workflow_id: str,
+    kind: str,
+    actor: str,
+    occurred_at: object,
+    details: object,
+) -> bool:
+    inserted = await connection.fetchval(
+        """INSERT INTO pathway_events (idempotency_key, workflow_id, kind, actor, occurred_at, details)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+           ON CONFLICT (idempotency_key) DO NOTHING
+           RETURNING true""",
+        idempotency_key,
+        workflow_id,
+        kind,
+        actor,
+        occurred_at,
+        json.dumps(details),
+    )
+    return bool(inserted)

@@ -1,0 +1,276 @@
+"""The pathway's data: what comes in at the edge, what the workflow keeps, what it reports.
+
+Models are validated at the edge (CLI, starter API) with a `ValidationPolicy` in the
+pydantic validation context. Inside the worker, payloads are re-validated by the
+pydantic data converter without that context: there only the pure checks run
+(formats, check digits), never checks that depend on today's date or settings.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from rop_domain.calendar import WorkingDayRule
+from rop_domain.identifiers import InvalidNationalId, classify_national_id, has_valid_check_digits
+
+Identifier = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", strip_whitespace=True)
+]
+"""An id from another system (referral id, HPR number, unit id): no spaces, at most 64 chars."""
+
+Kommunenummer = Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+
+
+class StrictModel(BaseModel):
+    """Immutable and closed: an unknown field is a mistake the sender should hear about."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ValidationPolicy(BaseModel):
+    """What the edge allows; passed as pydantic validation context."""
+
+    allow_synthetic_ids: bool = False
+
+
+class ReferralSource(StrEnum):
+    """Who sent the referral (henvisning)."""
+
+    FASTLEGE = "fastlege"
+    NAV = "nav"
+    SPESIALISTHELSETJENESTEN = "spesialisthelsetjenesten"
+    KOMMUNE = "kommune"
+
+
+class ReceivingUnit(StrEnum):
+    """The specialist service that received the referral."""
+
+    TSB = "TSB"
+    PHV = "PHV"
+
+
+class Patient(StrictModel):
+    """The patient: a pseudonymous reference, and optionally a national identity number.
+
+    The reference is what logs, ids and tasks may show; the national id never leaves
+    the record service and encrypted payloads.
+    """
+
+    reference: Identifier
+    national_id: str | None = Field(
+        default=None, description="fødselsnummer or D-nummer, 11 digits", repr=False
+    )
+
+    @field_validator("national_id")
+    @classmethod
+    def _check_national_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        value = value.replace(" ", "")
+        policy = info.context.get("policy") if isinstance(info.context, dict) else None
+        if isinstance(policy, ValidationPolicy):
+            try:
+                classify_national_id(value, allow_synthetic=policy.allow_synthetic_ids)
+            except InvalidNationalId as error:
+                raise ValueError(str(error)) from None
+        elif not has_valid_check_digits(value):
+            raise ValueError("check digits do not match (not a valid fødselsnummer)")
+        return value
+
+
+class Referral(StrictModel):
+    """A referral (henvisning) to the ROP pathway, as the sending system describes it."""
+
+    referral_id: Identifier = Field(
+        description="The sending system's id; the workflow id is rop-<referral_id>"
+    )
+    received_at: AwareDatetime
+    source: ReferralSource
+    referrer: Identifier = Field(description="Who referred: HPR number, NAV office or unit id")
+    receiving_unit: ReceivingUnit
+    health_trust: Identifier = Field(description="Health trust (helseforetak), e.g. helse-bergen")
+    municipality: Kommunenummer = Field(
+        description="The patient's municipality, 4-digit kommunenummer"
+    )
+    responsible_clinician: Identifier = Field(
+        description="Clinician who received it, e.g. HPR number"
+    )
+    general_practitioner: Identifier | None = Field(
+        default=None, description="The patient's fastlege (HPR number), for the meeting"
+    )
+    patient: Patient
+
+    @field_validator("referral_id")
+    @classmethod
+    def _not_a_personal_id(cls, value: str) -> str:
+        # The referral id becomes the workflow id, which Temporal never encrypts.
+        if has_valid_check_digits(value):
+            raise ValueError("looks like a fødselsnummer; use the sending system's referral id")
+        return value
+
+    @property
+    def workflow_id(self) -> str:
+        return pathway_workflow_id(self.referral_id)
+
+
+def pathway_workflow_id(referral_id: str) -> str:
+    """The workflow id of a referral's pathway: never a personal identifier."""
+    return f"rop-{referral_id}"
+
+
+def parse_referral(data: str | bytes | dict[str, Any], policy: ValidationPolicy) -> Referral:
+    """Validate a referral at the edge, with the full identifier checks `policy` allows."""
+    context = {"policy": policy}
+    if isinstance(data, dict):
+        return Referral.model_validate(data, context=context)
+    return Referral.model_validate_json(data, context=context)
+
+
+class PathwaySettings(StrictModel):
+    """Deadline rules, fixed for a pathway when it starts so a config change cannot move them."""
+
+    meeting_working_days: int = Field(default=10, ge=1, le=60)
+    working_day_rule: WorkingDayRule = WorkingDayRule.MONDAY_TO_FRIDAY
+    reminder_working_days_before: int = Field(default=2, ge=0, le=20)
+    reminder_hour: int = Field(default=8, ge=0, le=23)
+
+
+class PathwayInput(StrictModel):
+    """The workflow's start argument."""
+
+    referral: Referral
+    settings: PathwaySettings = PathwaySettings()
+
+
+class Phase(StrEnum):
+    """Where the pathway stands; also the `RopPhase` search attribute."""
+
+    AWAITING_ASSESSMENT = "awaiting-assessment"
+    AWAITING_INVITE = "awaiting-invite"
+    MEETING_INVITED = "meeting-invited"
+    MEETING_HELD = "meeting-held"
+    NOT_IN_TARGET_GROUP = "not-in-target-group"
+
+
+class AssessmentDecision(StrEnum):
+    """Whether the patient belongs in the ROP pathway."""
+
+    IN_TARGET_GROUP = "in-target-group"
+    NOT_IN_TARGET_GROUP = "not-in-target-group"
+
+
+class Assessment(StrictModel):
+    """The specialist service's assessment of the referral (Update `assess`)."""
+
+    assessor: Identifier
+    decision: AssessmentDecision
+    reason: ShortText
+
+
+class ParticipantRole(StrEnum):
+    """Which party a meeting participant represents."""
+
+    PHV = "phv"
+    TSB = "tsb"
+    FASTLEGE = "fastlege"
+    KOMMUNE = "kommune"
+    OTHER = "other"
+
+
+class Participant(StrictModel):
+    """A party invited to the clarification meeting: a contact point, not the patient."""
+
+    role: ParticipantRole
+    name: ShortText
+    address: ShortText = Field(description="Where the invitation goes (e-mail or unit address)")
+
+
+class MeetingInvite(StrictModel):
+    """The invitation to the first clarification meeting (Update `invite_to_meeting`)."""
+
+    invited_by: Identifier
+    meeting_at: AwareDatetime
+    location: ShortText | None = None
+    video_link: HttpUrl | None = None
+    participants: list[Participant] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _somewhere_to_meet(self) -> Self:
+        if self.location is None and self.video_link is None:
+            raise ValueError("give a location or a video_link for the meeting")
+        return self
+
+
+class MeetingHeld(StrictModel):
+    """The clarification meeting took place (Update `record_meeting`)."""
+
+    recorded_by: Identifier
+    held_at: AwareDatetime
+    attendees: list[ShortText] = Field(min_length=1)
+
+
+class RecordedAssessment(StrictModel):
+    """An assessment as the workflow accepted it."""
+
+    assessment: Assessment
+    assessed_at: datetime
+
+
+class RecordedInvite(StrictModel):
+    """An invitation as the workflow sent it, and whether it was on time."""
+
+    invite: MeetingInvite
+    sent_at: datetime
+    on_time: bool
+    working_days_used: int
+
+
+class DueItem(StrictModel):
+    """Something the pathway waits for, and by when."""
+
+    what: str
+    by: datetime
+
+
+class PathwayStatus(StrictModel):
+    """The answer to the `status` query and to every Update."""
+
+    workflow_id: str
+    referral_id: str
+    phase: Phase
+    received_at: datetime
+    meeting_deadline: date
+    reminder_at: datetime
+    escalation_at: datetime
+    overdue: bool
+    reminder_sent: bool
+    recommended_participants: list[Participant]
+    assessment: RecordedAssessment | None
+    invite: RecordedInvite | None
+    meeting: MeetingHeld | None
+    done: list[str]
+    due: list[DueItem]
+
+
+class PathwayOutcome(StrictModel):
+    """What the workflow returns when it ends."""
+
+    workflow_id: str
+    phase: Phase
+    invited_on_time: bool | None
+    overdue: bool

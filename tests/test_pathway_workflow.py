@@ -1,0 +1,300 @@
+"""The pathway workflow on Temporal's time-skipping test server, with real activities and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from rop_domain import calendar
+from rop_domain.models import AssessmentDecision, Phase
+from starter.pathways import PathwayStepRejected
+from tests import factories
+from tests.pathway_harness import (
+    eventually,
+    hold_meeting,
+    pathways,
+    save_history_if_recording,
+    start,
+)
+from worker import build_worker
+from workflows import search_attributes
+from workflows.pathway import RopPathway
+
+
+async def _tasks(pool: asyncpg.Pool, workflow_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT kind, recipient, status, subject FROM tasks WHERE workflow_id = $1 ORDER BY id",
+        workflow_id,
+    )
+
+
+async def _pathway_row(pool: asyncpg.Pool, workflow_id: str) -> asyncpg.Record:
+    row = await pool.fetchrow("SELECT * FROM pathways WHERE workflow_id = $1", workflow_id)
+    assert row is not None
+    return row
+
+
+async def _event_types(handle: WorkflowHandle[Any, Any]) -> list[EventType.ValueType]:
+    return [event.event_type for event in (await handle.fetch_history()).events]
+
+
+_WORKFLOW_TASK_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+}
+
+
+async def _step_events(handle: WorkflowHandle[Any, Any]) -> list[EventType.ValueType]:
+    """History without workflow-task bookkeeping, which the time-skipping server writes even
+    for the task that ran a rejected validator (a real server drops that speculative task)."""
+    return [kind for kind in await _event_types(handle) if kind not in _WORKFLOW_TASK_EVENTS]
+
+
+async def test_invite_on_time_cancels_timers_and_records_everything(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        now = await time_skipping_env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+
+        intake = await eventually(api, workflow_id, lambda s: len(s.recommended_participants) > 0)
+        assert {p.role.value for p in intake.recommended_participants} == {
+            "phv",
+            "tsb",
+            "fastlege",
+            "kommune",
+        }
+        assert intake.meeting_deadline == calendar.deadline_after(now, 10)
+
+        assessed = await api.assess(workflow_id, factories.assessment())
+        assert assessed.phase is Phase.AWAITING_INVITE
+
+        invited = await api.invite_to_meeting(
+            workflow_id, factories.invite(now, list(intake.recommended_participants))
+        )
+        assert invited.phase is Phase.MEETING_INVITED
+        assert invited.invite is not None and invited.invite.on_time
+        assert not invited.reminder_sent
+
+        held = await hold_meeting(time_skipping_env, api, invited)
+        assert held.phase is Phase.MEETING_HELD
+        outcome = await handle.result()
+        assert outcome.phase is Phase.MEETING_HELD and outcome.invited_on_time is True
+
+        events = await _event_types(handle)
+        assert events.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 1  # the pending reminder
+        assert EventType.EVENT_TYPE_TIMER_FIRED not in events
+
+    row = await _pathway_row(pool, workflow_id)
+    assert row["phase"] == "meeting-held"
+    assert row["invited_on_time"] is True
+    assert row["overdue"] is False
+    assert row["meeting_held_at"] is not None
+    kinds = [(t["kind"], t["status"]) for t in await _tasks(pool, workflow_id)]
+    assert kinds[0] == ("assess-referral", "completed")
+    assert kinds.count(("meeting-invitation", "requested")) == 4
+    assert not any(kind.startswith("invite-to-meeting-reminder") for kind, _ in kinds)
+    logged = await pool.fetch(
+        "SELECT kind FROM pathway_events WHERE workflow_id = $1 ORDER BY id", workflow_id
+    )
+    assert [r["kind"] for r in logged] == [
+        "referral-received",
+        "assessed",
+        "meeting-invited",
+        "meeting-held",
+    ]
+    await save_history_if_recording(handle, "invite_on_time")
+
+
+async def test_reminder_fires_two_working_days_before_the_deadline(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        now = await time_skipping_env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        status = await api.assess(workflow_id, factories.assessment())
+        assert status.reminder_at.astimezone(calendar.OSLO).hour == 8
+
+        await time_skipping_env.sleep(status.reminder_at - now - timedelta(minutes=5))
+        before = await api.status(workflow_id)
+        assert not before.reminder_sent
+
+        await time_skipping_env.sleep(timedelta(minutes=10))
+        reminded = await eventually(api, workflow_id, lambda s: s.reminder_sent)
+        assert not reminded.overdue
+        tasks = await _tasks(pool, workflow_id)
+        reminder = [t for t in tasks if t["kind"] == "invite-to-meeting-reminder"]
+        assert len(reminder) == 1
+        assert reminder[0]["recipient"] == factories.CLINICIAN
+        assert reminder[0]["subject"].endswith(status.meeting_deadline.strftime("%d.%m.%Y"))
+
+        invited_at = await time_skipping_env.get_current_time()
+        invited = await api.invite_to_meeting(workflow_id, factories.invite(invited_at))
+        assert invited.invite is not None and invited.invite.on_time
+        statuses = {t["kind"]: t["status"] for t in await _tasks(pool, workflow_id)}
+        assert statuses["invite-to-meeting-reminder"] == "cancelled"
+        await hold_meeting(time_skipping_env, api, invited)
+        await handle.result()
+        await save_history_if_recording(handle, "reminder")
+
+
+async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        now = await time_skipping_env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        status = await api.assess(workflow_id, factories.assessment())
+        # The deadline day itself is still on time; the escalation comes at its midnight.
+        assert status.escalation_at == calendar.end_of_day(status.meeting_deadline)
+
+        await time_skipping_env.sleep(status.escalation_at - now - timedelta(minutes=1))
+        assert not (await api.status(workflow_id)).overdue
+        await time_skipping_env.sleep(timedelta(minutes=2))
+        overdue = await eventually(api, workflow_id, lambda s: s.overdue)
+        assert overdue.reminder_sent
+
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(search_attributes.OVERDUE) is True
+        assert described.typed_search_attributes.get(search_attributes.PHASE) == "awaiting-invite"
+        assert (await _pathway_row(pool, workflow_id))["overdue"] is True
+        escalation = [
+            t for t in await _tasks(pool, workflow_id) if t["kind"] == "meeting-deadline-escalation"
+        ]
+        assert [t["recipient"] for t in escalation] == ["tsb.leder@example.invalid"]
+
+        late = await time_skipping_env.get_current_time()
+        invited = await api.invite_to_meeting(workflow_id, factories.invite(late))
+        assert invited.invite is not None and invited.invite.on_time is False
+        assert invited.invite.working_days_used == 11
+        await hold_meeting(time_skipping_env, api, invited)
+        outcome = await handle.result()
+        assert outcome.overdue and outcome.invited_on_time is False
+        assert (await _pathway_row(pool, workflow_id))["invited_on_time"] is False
+        await save_history_if_recording(handle, "escalation")
+
+
+async def test_not_in_target_group_tells_the_referrer_and_ends(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        now = await time_skipping_env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        status = await api.assess(
+            workflow_id, factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP)
+        )
+        assert status.phase is Phase.NOT_IN_TARGET_GROUP
+        outcome = await handle.result()
+        assert outcome.phase is Phase.NOT_IN_TARGET_GROUP
+        assert EventType.EVENT_TYPE_TIMER_FIRED not in await _event_types(handle)
+
+        with pytest.raises(PathwayStepRejected, match="has ended"):
+            await api.invite_to_meeting(workflow_id, factories.invite(now))
+        await save_history_if_recording(handle, "not_in_target_group")
+
+    row = await _pathway_row(pool, workflow_id)
+    assert (row["phase"], row["assessment_decision"]) == (
+        "not-in-target-group",
+        "not-in-target-group",
+    )
+    tasks = [(t["kind"], t["recipient"], t["status"]) for t in await _tasks(pool, workflow_id)]
+    assert tasks == [
+        ("assess-referral", factories.CLINICIAN, "completed"),
+        ("referral-not-accepted", factories.GP, "requested"),
+    ]
+
+
+async def test_submitting_the_same_referral_twice_returns_the_existing_pathway(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        now = await time_skipping_env.get_current_time()
+        data = factories.referral_data(now)
+        workflow_id, handle = await start(client, api, data)
+        first_run = (await handle.describe()).run_id
+        again = await api.submit(
+            factories.parse_referral_for_test(
+                data | {"received_at": (now + timedelta(hours=1)).isoformat()}
+            )
+        )
+        assert (again.workflow_id, again.created) == (workflow_id, False)
+
+        await api.assess(workflow_id, factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP))
+        await handle.result()
+        after_end = await api.submit(factories.parse_referral_for_test(data))
+        assert (after_end.workflow_id, after_end.created) == (workflow_id, False)
+
+    # One run only: the first execution of the id is still the latest one.
+    assert (await handle.describe()).run_id == first_run
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM pathways WHERE referral_id = $1", data["referral_id"]
+        )
+        == 1
+    )
+
+
+async def test_invalid_updates_are_rejected_before_they_enter_history(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        now = await time_skipping_env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        await eventually(api, workflow_id, lambda s: len(s.recommended_participants) > 0)
+        history_before = await _step_events(handle)
+
+        rejections = [
+            (api.invite_to_meeting(workflow_id, factories.invite(now)), "must be assessed"),
+            (api.record_meeting(workflow_id, factories.meeting_held(now)), "no meeting"),
+        ]
+        for call, message in rejections:
+            with pytest.raises(PathwayStepRejected, match=message):
+                await call
+
+        await api.assess(workflow_id, factories.assessment())
+        after_assessment = await _step_events(handle)
+        with pytest.raises(PathwayStepRejected, match="already assessed"):
+            await api.assess(workflow_id, factories.assessment())
+        past = factories.invite(now).model_copy(update={"meeting_at": now - timedelta(hours=1)})
+        with pytest.raises(PathwayStepRejected, match="meeting_at lies in the past"):
+            await api.invite_to_meeting(workflow_id, past)
+        # A client that bypasses our models: the payload itself fails validation in the worker.
+        raw = factories.invite(now).model_dump(mode="json") | {"participants": []}
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(RopPathway.invite_to_meeting, raw)  # type: ignore[arg-type]
+
+        assert await _step_events(handle) == after_assessment
+        accepted = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        assert history_before.count(accepted) == 0
+        assert after_assessment.count(accepted) == 1
+        status = await api.status(workflow_id)
+        assert status.phase is Phase.AWAITING_INVITE and status.invite is None
+
+        later = await time_skipping_env.get_current_time()
+        await api.invite_to_meeting(workflow_id, factories.invite(later))
+        early = factories.meeting_held(later - timedelta(hours=1))
+        with pytest.raises(PathwayStepRejected, match="before the invitation"):
+            await api.record_meeting(workflow_id, early)
+        future = factories.meeting_held(later + timedelta(days=1))
+        with pytest.raises(PathwayStepRejected, match="in the future"):
+            await api.record_meeting(workflow_id, future)
+        await handle.terminate("test done")

@@ -1,0 +1,1 @@
+"""Temporal workflows: deterministic, free of I/O; every side effect is an activity."""
