@@ -8,14 +8,14 @@ from typing import Any
 
 from rop_domain.models import (
     Assessment,
-    Referral,
-    ValidationPolicy,
-    parse_referral,
     AssessmentDecision,
     MeetingHeld,
     MeetingInvite,
     Participant,
     ParticipantRole,
+    Referral,
+    ValidationPolicy,
+    parse_referral,
 )
 
 CLINICIAN = "9000123"

@@ -82,13 +82,15 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
             workflow_id, factories.invite(now, list(intake.recommended_participants))
         )
         assert invited.phase is Phase.MEETING_INVITED
-        assert invited.invite is not None and invited.invite.on_time
+        assert invited.invite is not None
+        assert invited.invite.on_time
         assert not invited.reminder_sent
 
         held = await hold_meeting(time_skipping_env, api, invited)
         assert held.phase is Phase.MEETING_HELD
         outcome = await handle.result()
-        assert outcome.phase is Phase.MEETING_HELD and outcome.invited_on_time is True
+        assert outcome.phase is Phase.MEETING_HELD
+        assert outcome.invited_on_time is True
 
         events = await _event_types(handle)
         assert events.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 1  # the pending reminder
@@ -141,7 +143,8 @@ async def test_reminder_fires_two_working_days_before_the_deadline(
 
         invited_at = await time_skipping_env.get_current_time()
         invited = await api.invite_to_meeting(workflow_id, factories.invite(invited_at))
-        assert invited.invite is not None and invited.invite.on_time
+        assert invited.invite is not None
+        assert invited.invite.on_time
         statuses = {t["kind"]: t["status"] for t in await _tasks(pool, workflow_id)}
         assert statuses["invite-to-meeting-reminder"] == "cancelled"
         await hold_meeting(time_skipping_env, api, invited)
@@ -178,11 +181,13 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
 
         late = await time_skipping_env.get_current_time()
         invited = await api.invite_to_meeting(workflow_id, factories.invite(late))
-        assert invited.invite is not None and invited.invite.on_time is False
+        assert invited.invite is not None
+        assert invited.invite.on_time is False
         assert invited.invite.working_days_used == 11
         await hold_meeting(time_skipping_env, api, invited)
         outcome = await handle.result()
-        assert outcome.overdue and outcome.invited_on_time is False
+        assert outcome.overdue
+        assert outcome.invited_on_time is False
         assert (await _pathway_row(pool, workflow_id))["invited_on_time"] is False
         await save_history_if_recording(handle, "escalation")
 
@@ -287,7 +292,8 @@ async def test_invalid_updates_are_rejected_before_they_enter_history(
         assert history_before.count(accepted) == 0
         assert after_assessment.count(accepted) == 1
         status = await api.status(workflow_id)
-        assert status.phase is Phase.AWAITING_INVITE and status.invite is None
+        assert status.phase is Phase.AWAITING_INVITE
+        assert status.invite is None
 
         later = await time_skipping_env.get_current_time()
         await api.invite_to_meeting(workflow_id, factories.invite(later))

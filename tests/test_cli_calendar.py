@@ -1,0 +1,37 @@
+"""`rop calendar deadline`: the deadline date on the last line of output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROP = str(Path(sys.executable).parent / "rop")
+
+
+def _deadline(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ROP, "calendar", "deadline", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--received", "2026-04-01"], "2026-04-20"),
+        (["--received", "2026-04-01", "--working-days", "3"], "2026-04-09"),
+        (["--received", "2026-12-22", "--count-saturdays"], "2027-01-06"),
+    ],
+)
+def test_deadline_is_the_last_line(args: list[str], expected: str) -> None:
+    result = _deadline(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_bad_date_is_one_clear_line() -> None:
+    result = _deadline("--received", "01.04.2026")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --received '01.04.2026': write a date as YYYY-MM-DD"

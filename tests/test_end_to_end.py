@@ -1,0 +1,237 @@
+"""End to end: the real Temporal dev server, PostgreSQL, the worker and the `rop` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from starter.client import DATA_CONVERTER
+from starter.local_stack import packaged_binary
+from tests import factories
+from worker import build_worker
+from workflows import search_attributes
+
+ROP = str(Path(sys.executable).parent / "rop")
+
+
+@dataclass(frozen=True)
+class Cli:
+    """Runs the installed `rop` console script against the test's servers."""
+
+    env: dict[str, str]
+
+    async def __call__(self, *args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            ROP,
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=packaged_binary("temporal"),
+        search_attributes=search_attributes.ALL,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def cli(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str
+) -> AsyncIterator[Cli]:
+    task_queue = f"rop-e2e-{uuid.uuid4().hex[:8]}"
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(Path.home())),
+        "ROP_TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        "ROP_TASK_QUEUE": task_queue,
+        "DATABASE_URL": database_url,
+        "ROP_ALLOW_SYNTHETIC_IDS": "true",
+        "ROP_LOG_FORMAT": "json",
+    }
+    async with build_worker(dev_server.client, pool, task_queue):
+        yield Cli(environment)
+
+
+def _write(tmp_path: Path, data: object) -> str:
+    path = tmp_path / f"{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+async def _history_length(client: Client, workflow_id: str) -> int:
+    return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+
+
+async def test_cli_drives_a_pathway_from_referral_to_meeting(
+    cli: Cli, dev_server: WorkflowEnvironment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    client = dev_server.client
+    data = factories.referral_data(datetime.now(UTC))
+    referral_file = _write(tmp_path, data)
+
+    code, out, _ = await cli("referral", "submit", referral_file)
+    assert code == 0
+    workflow_id = out.strip().splitlines()[-1]
+    assert workflow_id == f"rop-{data['referral_id']}"
+
+    code, again, err = await cli("referral", "submit", referral_file)
+    assert (code, again.strip()) == (0, workflow_id)
+    assert "exists already" in err
+
+    # A step the pathway is not ready for: one clear line, and history untouched.
+    await asyncio.sleep(1)  # let intake's activities settle before measuring history
+    before = await _history_length(client, workflow_id)
+    code, out, err = await cli(
+        "meeting",
+        workflow_id,
+        "--by",
+        "x",
+        "--held-at",
+        datetime.now(UTC).isoformat(),
+        "--attendee",
+        "TSB",
+    )
+    assert code == 1
+    assert out == ""
+    assert err.strip().splitlines()[-1] == (
+        "error: no meeting has been invited to yet (phase: awaiting-assessment)"
+    )
+    assert await _history_length(client, workflow_id) == before
+
+    code, out, _ = await cli(
+        "assess",
+        workflow_id,
+        "--assessor",
+        factories.CLINICIAN,
+        "--decision",
+        "in-target-group",
+        "--reason",
+        "ROP-problematikk",
+    )
+    assert code == 0
+    assert json.loads(out)["phase"] == "awaiting-invite"
+
+    meeting_at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    code, out, _ = await cli(
+        "invite",
+        workflow_id,
+        "--by",
+        factories.CLINICIAN,
+        "--at",
+        meeting_at,
+        "--location",
+        "DPS, møterom 2",
+        "--recommended",
+    )
+    assert code == 0
+    invited = json.loads(out)
+    assert invited["phase"] == "meeting-invited"
+    assert invited["invite"]["on_time"] is True
+    assert len(invited["invite"]["invite"]["participants"]) == 4
+
+    code, out, _ = await cli(
+        "meeting",
+        workflow_id,
+        "--by",
+        factories.CLINICIAN,
+        "--held-at",
+        datetime.now(UTC).isoformat(),
+        "--attendee",
+        "PHV",
+        "--attendee",
+        "TSB",
+    )
+    assert code == 0
+    assert json.loads(out)["phase"] == "meeting-held"
+
+    code, out, _ = await cli("status", workflow_id)
+    status = json.loads(out)
+    assert status["phase"] == "meeting-held"
+    assert status["done"][-1].startswith("meeting held")
+
+    row = await pool.fetchrow(
+        "SELECT phase, invited_on_time FROM pathways WHERE workflow_id = $1", workflow_id
+    )
+    assert row is not None
+    assert (row["phase"], row["invited_on_time"]) == ("meeting-held", True)
+
+    query = f'WorkflowId = "{workflow_id}" AND RopPhase = "meeting-held" AND RopOverdue = false'
+    for _ in range(50):
+        found = [w.id async for w in client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.2)
+    assert found == [workflow_id]
+
+    code, out, _ = await cli("tasks", workflow_id)
+    assert code == 0
+    assert "assess-referral" in out
+    assert "completed" in out
+    assert data["patient"]["national_id"] not in out
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"source": "legevakt"}, "error: invalid referral: source: Input should be"),
+        (
+            {"received_at": "2026-04-01T09:00:00"},
+            "error: invalid referral: received_at: Input should have timezone info",
+        ),
+        (
+            {"patient": {"reference": "p1", "national_id": "15058695171"}},
+            "error: invalid referral: patient.national_id: Value error, check digits",
+        ),
+    ],
+)
+async def test_bad_referrals_are_refused_with_one_line_and_start_nothing(
+    cli: Cli,
+    dev_server: WorkflowEnvironment,
+    tmp_path: Path,
+    change: dict[str, object],
+    expected: str,
+) -> None:
+    data = factories.referral_data(datetime.now(UTC)) | change
+    code, out, err = await cli("referral", "submit", _write(tmp_path, data))
+    assert code == 1
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(expected)
+    with pytest.raises(RPCError):
+        await dev_server.client.get_workflow_handle(f"rop-{data['referral_id']}").describe()
+
+
+async def test_malformed_json_and_unknown_pathways_get_one_line(cli: Cli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"referral_id": "R-1", ', encoding="utf-8")
+    code, _, err = await cli("referral", "submit", str(broken))
+    assert code == 1
+    assert err.strip().startswith("error: invalid referral: input: Invalid JSON")
+
+    code, _, err = await cli("status", "rop-no-such-referral")
+    assert (code, err.strip()) == (1, "error: no pathway with id rop-no-such-referral")

@@ -1,0 +1,63 @@
+"""Logs are structlog JSON lines that carry the workflow and activity context, not patient data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from rop_domain.models import AssessmentDecision
+from starter.logs import configure_logging
+from tests import factories
+from tests.pathway_harness import pathways, start
+from worker import build_worker
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+async def test_workflow_and_activity_logs_carry_context_and_no_personal_data(
+    time_skipping_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+) -> None:
+    configure_logging("json")
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    data = factories.referral_data(await time_skipping_env.get_current_time())
+    async with build_worker(client, pool, task_queue):
+        workflow_id, handle = await start(client, api, data)
+        await api.assess(workflow_id, factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP))
+        await handle.result()
+
+    captured = capsys.readouterr().err
+    lines = _json_lines(captured)
+    started = [line for line in lines if line["event"] == "pathway started"]
+    assert len(started) == 1
+    assert started[0]["workflow_id"] == workflow_id
+    assert started[0]["run_id"]
+    assert started[0]["level"] == "info"
+    assert started[0]["timestamp"]
+    opened = [line for line in lines if line["event"] == "pathway opened"]
+    assert opened
+    assert opened[0]["activity_type"] == "open_pathway"
+    assert opened[0]["workflow_id"] == workflow_id
+    assert data["patient"]["national_id"] not in captured
+    assert data["patient"]["reference"] not in captured
