@@ -25,19 +25,58 @@ class ContactPoint(StrictModel):
     example_data: bool = False
 
 
+class FactTeam(StrictModel):
+    """A FACT team and the health trust it belongs to (for the indicators)."""
+
+    id: Identifier
+    health_trust: Identifier
+    name: str = Field(min_length=1)
+    municipalities: list[Kommunenummer] = Field(default_factory=list)
+    example_data: bool = False
+
+
 class ContactDirectoryFile(StrictModel):
     """The seed file's shape: a note saying what the data is, and the entries."""
 
     note: str = ""
     contact_points: list[ContactPoint]
+    fact_teams: list[FactTeam] = Field(default_factory=list)
 
 
 _FILE = TypeAdapter(ContactDirectoryFile)
 
 
-def read_contact_points(path: Path) -> list[ContactPoint]:
+def read_directory(path: Path) -> ContactDirectoryFile:
     """Parse and validate a contact directory file."""
-    return _FILE.validate_json(path.read_bytes()).contact_points
+    return _FILE.validate_json(path.read_bytes())
+
+
+def read_contact_points(path: Path) -> list[ContactPoint]:
+    """The contact points of a directory file."""
+    return read_directory(path).contact_points
+
+
+async def upsert_fact_teams(pool: asyncpg.Pool, teams: list[FactTeam]) -> int:
+    """Insert or update each FACT team by id."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.executemany(
+            """INSERT INTO fact_teams (id, health_trust, name, municipalities, example_data)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (id) DO UPDATE SET
+                   health_trust = EXCLUDED.health_trust, name = EXCLUDED.name,
+                   municipalities = EXCLUDED.municipalities, example_data = EXCLUDED.example_data""",
+            [(t.id, t.health_trust, t.name, t.municipalities, t.example_data) for t in teams],
+        )
+    return len(teams)
+
+
+async def load_directory(pool: asyncpg.Pool, path: Path) -> tuple[int, int]:
+    """Load a directory file's contact points and FACT teams; return both counts."""
+    directory = read_directory(path)
+    return (
+        await upsert_contact_points(pool, directory.contact_points),
+        await upsert_fact_teams(pool, directory.fact_teams),
+    )
 
 
 async def upsert_contact_points(pool: asyncpg.Pool, points: list[ContactPoint]) -> int:

@@ -23,8 +23,9 @@ class NotificationActivities:
     async def notify(self, notification: Notification) -> bool:
         """Queue `notification` once. True if this call queued it."""
         inserted = await self._pool.fetchval(
-            """INSERT INTO tasks (idempotency_key, workflow_id, kind, recipient, subject, body, due_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """INSERT INTO tasks (idempotency_key, workflow_id, kind, recipient, subject, body,
+                                  due_at, reference)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                ON CONFLICT (idempotency_key) DO NOTHING
                RETURNING true""",
             notification.idempotency_key,
@@ -34,6 +35,7 @@ class NotificationActivities:
             notification.subject,
             notification.body,
             notification.due_at,
+            notification.reference,
         )
         activity.logger.info(
             "task queued" if inserted else "task already queued",
@@ -46,9 +48,12 @@ class NotificationActivities:
         """Close the pathway's still-open tasks of the given kinds; return how many closed."""
         result: str = await self._pool.execute(
             """UPDATE tasks SET status = $3, updated_at = now()
-               WHERE workflow_id = $1 AND kind = ANY($2::text[]) AND status = 'requested'""",
+               WHERE workflow_id = $1 AND status = 'requested'
+                 AND ($2::text[] IS NULL OR kind = ANY($2::text[]))
+                 AND ($4::text IS NULL OR reference = $4)""",
             request.workflow_id,
-            [kind.value for kind in request.kinds],
+            None if request.kinds is None else [kind.value for kind in request.kinds],
             request.status.value,
+            request.reference,
         )
         return int(result.rsplit(" ", 1)[-1])

@@ -12,7 +12,13 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
-from rop_domain.commands import LeaderQuery, NewPathway, ParticipantQuery, PathwayEvent
+from rop_domain.commands import (
+    LeaderQuery,
+    NewPathway,
+    ParticipantQuery,
+    PathwayEvent,
+    SummaryChange,
+)
 from rop_domain.models import Participant, ParticipantRole
 
 
@@ -78,26 +84,7 @@ class RecordActivities:
                 details=event.details,
             )
             if inserted:
-                await connection.execute(
-                    """UPDATE pathways SET
-                           phase = COALESCE($2, phase),
-                           assessment_decision = COALESCE($3, assessment_decision),
-                           invited_at = COALESCE($4, invited_at),
-                           meeting_at = COALESCE($5, meeting_at),
-                           invited_on_time = COALESCE($6, invited_on_time),
-                           overdue = COALESCE($7, overdue),
-                           meeting_held_at = COALESCE($8, meeting_held_at),
-                           updated_at = now()
-                       WHERE workflow_id = $1""",
-                    event.workflow_id,
-                    change.phase.value if change.phase else None,
-                    change.assessment_decision.value if change.assessment_decision else None,
-                    change.invited_at,
-                    change.meeting_at,
-                    change.invited_on_time,
-                    change.overdue,
-                    change.meeting_held_at,
-                )
+                await _apply_change(connection, event.workflow_id, change)
         activity.logger.info(
             "event recorded" if inserted else "event already recorded",
             extra={"event_kind": event.kind.value},
@@ -133,6 +120,27 @@ class RecordActivities:
             query.receiving_unit.value,
         )
         return address
+
+
+async def _apply_change(
+    connection: PoolConnectionProxy[asyncpg.Record], workflow_id: str, change: SummaryChange
+) -> None:
+    """Set the summary columns the change names (field names are column names)."""
+    native = change.model_dump(exclude_none=True)
+    if not native:
+        return
+    columns = list(native)
+    assignments = ", ".join(f"{column} = ${index}" for index, column in enumerate(columns, 2))
+    await connection.execute(
+        f"UPDATE pathways SET {assignments}, updated_at = now() WHERE workflow_id = $1",  # noqa: S608 - columns come from the model
+        workflow_id,
+        *[_plain(native[column]) for column in columns],
+    )
+
+
+def _plain(value: object) -> object:
+    """Enums as their values; everything else as asyncpg takes it."""
+    return getattr(value, "value", value)
 
 
 async def _insert_event(

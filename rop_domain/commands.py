@@ -32,6 +32,22 @@ class EventKind(StrEnum):
     MEETING_OVERDUE = "meeting-overdue"
     MEETING_INVITED = "meeting-invited"
     MEETING_HELD = "meeting-held"
+    CRISIS_PLAN_REGISTERED = "crisis-plan-registered"
+    CRISIS_PLAN_REMINDER_SENT = "crisis-plan-reminder-sent"
+    CRISIS_PLAN_OVERDUE = "crisis-plan-overdue"
+    CRISIS_PLAN_REVISION_DUE = "crisis-plan-revision-due"
+    MEASURE_READY = "measure-ready"
+    MEASURE_STARTED = "measure-started"
+    MEASURE_COMPLETED = "measure-completed"
+    MEASURE_CANCELLED = "measure-cancelled"
+    PLAN_REVISED = "plan-revised"
+    REVIEW_DUE = "review-due"
+    REVIEW_OVERDUE = "review-overdue"
+    REVIEW_ESCALATED = "review-escalated"
+    REVIEW_COMPLETED = "review-completed"
+    OBJECTION_RECORDED = "objection-recorded"
+    NOTIFICATION_WITHHELD = "notification-withheld"
+    PATHWAY_CLOSED = "pathway-closed"
 
 
 class NewPathway(StrictModel):
@@ -43,15 +59,30 @@ class NewPathway(StrictModel):
 
 
 class SummaryChange(StrictModel):
-    """Columns of the pathway's summary row that a step sets; `None` leaves a column as it is."""
+    """Columns of the pathway's summary row that a step sets; `None` leaves a column as it is.
+
+    Field names are the column names of `pathways`.
+    """
 
     phase: Phase | None = None
     assessment_decision: AssessmentDecision | None = None
     invited_at: datetime | None = None
     meeting_at: datetime | None = None
     invited_on_time: bool | None = None
+    invite_working_days: int | None = None
     overdue: bool | None = None
     meeting_held_at: datetime | None = None
+    koordinator: str | None = None
+    individual_plan: str | None = None
+    crisis_plan_version: int | None = None
+    crisis_plan_at: datetime | None = None
+    crisis_plan_overdue: bool | None = None
+    next_review_due: date | None = None
+    review_overdue: bool | None = None
+    reviews_completed: int | None = None
+    objection: bool | None = None
+    closed_at: datetime | None = None
+    closure_reason: str | None = None
 
 
 class PathwayEvent(StrictModel):
@@ -89,6 +120,15 @@ class TaskKind(StrEnum):
     MEETING_DEADLINE_ESCALATION = "meeting-deadline-escalation"
     MEETING_INVITATION = "meeting-invitation"
     REFERRAL_NOT_ACCEPTED = "referral-not-accepted"
+    MAKE_CRISIS_PLAN = "make-crisis-plan"
+    CRISIS_PLAN_REMINDER = "crisis-plan-reminder"
+    CRISIS_PLAN_ESCALATION = "crisis-plan-escalation"
+    REVISE_CRISIS_PLAN = "revise-crisis-plan"
+    START_MEASURE = "start-measure"
+    HOLD_REVIEW = "hold-review"
+    REVIEW_REMINDER = "review-reminder"
+    REVIEW_ESCALATION = "review-escalation"
+    PATHWAY_CLOSED = "pathway-closed"
 
 
 class TaskStatus(StrEnum):
@@ -109,11 +149,18 @@ class Notification(StrictModel):
     subject: str
     body: str
     due_at: datetime | None = None
+    reference: str | None = Field(
+        default=None, description="What the task is about, e.g. a measure id"
+    )
 
 
 class CloseTasks(StrictModel):
-    """Close a pathway's open tasks of some kinds: their step is done or no longer needed."""
+    """Close a pathway's open tasks: their step is done or no longer needed.
+
+    `kinds=None` closes every open task of the pathway; `reference` narrows to one measure.
+    """
 
     workflow_id: str
-    kinds: list[TaskKind]
+    kinds: list[TaskKind] | None
     status: TaskStatus
+    reference: str | None = None

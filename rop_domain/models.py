@@ -8,7 +8,7 @@ pydantic data converter without that context: there only the pure checks run
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -141,6 +141,13 @@ def parse_referral(data: str | bytes | dict[str, Any], policy: ValidationPolicy)
     return Referral.model_validate_json(data, context=context)
 
 
+class ObjectionMode(StrEnum):
+    """What a patient's objection to sharing does to notifications for other organisations."""
+
+    REDACT = "redact"  # sent, with no patient-related content
+    SUPPRESS = "suppress"  # not sent; the record says it was withheld
+
+
 class PathwaySettings(StrictModel):
     """Deadline rules, fixed for a pathway when it starts so a config change cannot move them."""
 
@@ -148,13 +155,9 @@ class PathwaySettings(StrictModel):
     working_day_rule: WorkingDayRule = WorkingDayRule.MONDAY_TO_FRIDAY
     reminder_working_days_before: int = Field(default=2, ge=0, le=20)
     reminder_hour: int = Field(default=8, ge=0, le=23)
-
-
-class PathwayInput(StrictModel):
-    """The workflow's start argument."""
-
-    referral: Referral
-    settings: PathwaySettings = PathwaySettings()
+    crisis_plan_working_days: int = Field(default=10, ge=1, le=60)
+    review_escalation_working_days: int = Field(default=5, ge=1, le=30)
+    objection_mode: ObjectionMode = ObjectionMode.REDACT
 
 
 class Phase(StrEnum):
@@ -163,8 +166,12 @@ class Phase(StrEnum):
     AWAITING_ASSESSMENT = "awaiting-assessment"
     AWAITING_INVITE = "awaiting-invite"
     MEETING_INVITED = "meeting-invited"
-    MEETING_HELD = "meeting-held"
+    FOLLOW_UP = "follow-up"
+    CLOSED = "closed"
     NOT_IN_TARGET_GROUP = "not-in-target-group"
+
+
+FINAL_PHASES = frozenset({Phase.CLOSED, Phase.NOT_IN_TARGET_GROUP})
 
 
 class AssessmentDecision(StrEnum):
@@ -216,14 +223,6 @@ class MeetingInvite(StrictModel):
         return self
 
 
-class MeetingHeld(StrictModel):
-    """The clarification meeting took place (Update `record_meeting`)."""
-
-    recorded_by: Identifier
-    held_at: AwareDatetime
-    attendees: list[ShortText] = Field(min_length=1)
-
-
 class RecordedAssessment(StrictModel):
     """An assessment as the workflow accepted it."""
 
@@ -245,32 +244,3 @@ class DueItem(StrictModel):
 
     what: str
     by: datetime
-
-
-class PathwayStatus(StrictModel):
-    """The answer to the `status` query and to every Update."""
-
-    workflow_id: str
-    referral_id: str
-    phase: Phase
-    received_at: datetime
-    meeting_deadline: date
-    reminder_at: datetime
-    escalation_at: datetime
-    overdue: bool
-    reminder_sent: bool
-    recommended_participants: list[Participant]
-    assessment: RecordedAssessment | None
-    invite: RecordedInvite | None
-    meeting: MeetingHeld | None
-    done: list[str]
-    due: list[DueItem]
-
-
-class PathwayOutcome(StrictModel):
-    """What the workflow returns when it ends."""
-
-    workflow_id: str
-    phase: Phase
-    invited_on_time: bool | None
-    overdue: bool

@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rop_domain import calendar
-from rop_domain.models import (
-    Assessment,
-    MeetingHeld,
-    MeetingInvite,
-    parse_referral,
+from rop_domain.followup import (
+    Closure,
+    CrisisPlan,
+    Measure,
+    MeasureCancellation,
+    MeasureStep,
+    MeetingOutcome,
+    Objection,
+    PlanRevision,
+    Review,
 )
+from rop_domain.models import Assessment, MeetingInvite, parse_referral
 from starter.pathways import PathwayError, Pathways
 from starter.settings import RopSettings
 
@@ -36,13 +43,25 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `rop` console script."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.command_name == "worker":
         from worker import main as worker_main
 
         worker_main()
         return
+    code = _run(args)
+    if args.command_name == "stack":
+        raise SystemExit(code)
+    # A short-lived Temporal client process can abort in interpreter teardown while the
+    # SDK's Rust threads still hold the GIL (temporalio/sdk-python#300). The command's
+    # work is done and its output written: flush and leave without that teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run one command; return the exit code, having printed any error as one line."""
     try:
         settings = RopSettings()
         from starter.logs import configure_logging
@@ -50,16 +69,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         configure_logging(settings.log_format)
         asyncio.run(args.handler(args, settings))
     except ValidationError as error:
-        _fail(f"invalid {_model_name(error)}: {_one_line(error)}")
+        return _fail(f"invalid {_model_name(error)}: {_one_line(error)}")
     except (PathwayError, UsageError, OSError) as error:
-        _fail(str(error))
+        return _fail(str(error))
     except KeyboardInterrupt:
-        pass
+        return 130
+    return 0
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(1)
+    return 1
 
 
 def _model_name(error: ValidationError) -> str:
@@ -67,7 +87,9 @@ def _model_name(error: ValidationError) -> str:
         "Referral": "referral",
         "Assessment": "assessment",
         "MeetingInvite": "meeting invite",
-        "MeetingHeld": "meeting record",
+        "MeetingOutcome": "meeting record",
+        "CrisisPlan": "crisis plan",
+        "list[Measure]": "measures file",
     }.get(error.title, error.title)
 
 
@@ -146,10 +168,106 @@ def _participant(text: str) -> dict[str, str]:
 
 
 async def _meeting(args: argparse.Namespace, settings: RopSettings) -> None:
-    meeting = MeetingHeld.model_validate(
-        {"recorded_by": args.by, "held_at": args.held_at, "attendees": args.attendee}
+    outcome = MeetingOutcome.model_validate(
+        {
+            "recorded_by": args.by,
+            "held_at": args.held_at,
+            "attendees": args.attendee,
+            "koordinator": args.koordinator,
+            "individual_plan": args.individual_plan,
+            "crisis_plan_responsible": args.crisis_plan_responsible,
+            "review_interval_weeks": args.review_weeks,
+            "measures": _measures(args.measures),
+        }
     )
-    _print_model(await (await _pathways(settings)).record_meeting(args.workflow_id, meeting))
+    _print_model(await (await _pathways(settings)).record_meeting(args.workflow_id, outcome))
+
+
+_MEASURES = TypeAdapter(list[Measure])
+
+
+def _measures(path: str | None) -> list[Measure]:
+    """The measures of a JSON file (a list of measures), or none."""
+    return [] if path is None else _MEASURES.validate_json(Path(path).read_bytes())
+
+
+async def _crisis_plan(args: argparse.Namespace, settings: RopSettings) -> None:
+    plan = CrisisPlan.model_validate(
+        {
+            "registered_by": args.by,
+            "version": args.version,
+            "made_with_patient": args.made_with_patient,
+            "relatives_involved": args.relatives_involved,
+            "next_revision": args.next_revision,
+        }
+    )
+    pathways = await _pathways(settings)
+    _print_model(await pathways.register_crisis_plan(args.workflow_id, plan))
+
+
+async def _measure(args: argparse.Namespace, settings: RopSettings) -> None:
+    pathways = await _pathways(settings)
+    if args.action == "cancel":
+        if not args.reason:
+            raise UsageError("measure cancel needs --reason")
+        cancellation = MeasureCancellation(
+            measure_id=args.measure_id, by=args.by, reason=args.reason
+        )
+        _print_model(await pathways.cancel_measure(args.workflow_id, cancellation))
+        return
+    step = MeasureStep.model_validate(
+        {"measure_id": args.measure_id, "by": args.by, "note": args.note}
+    )
+    act = pathways.start_measure if args.action == "start" else pathways.complete_measure
+    _print_model(await act(args.workflow_id, step))
+
+
+async def _revise_plan(args: argparse.Namespace, settings: RopSettings) -> None:
+    revision = PlanRevision(
+        revised_by=args.by, reason=args.reason, measures=_measures(args.measures)
+    )
+    _print_model(await (await _pathways(settings)).revise_plan(args.workflow_id, revision))
+
+
+async def _review(args: argparse.Namespace, settings: RopSettings) -> None:
+    review = Review.model_validate(
+        {
+            "reviewed_by": args.by,
+            "outcome": args.outcome,
+            "next_interval_weeks": args.next_weeks,
+            "revised_plan": None if args.measures is None else _measures(args.measures),
+            "note": args.note,
+        }
+    )
+    _print_model(await (await _pathways(settings)).complete_review(args.workflow_id, review))
+
+
+async def _objection(args: argparse.Namespace, settings: RopSettings) -> None:
+    objection = Objection.model_validate({"recorded_by": args.by, "note": args.note})
+    _print_model(await (await _pathways(settings)).record_objection(args.workflow_id, objection))
+
+
+async def _close(args: argparse.Namespace, settings: RopSettings) -> None:
+    closure = Closure.model_validate(
+        {"closed_by": args.by, "reason": args.reason, "note": args.note}
+    )
+    _print_model(await (await _pathways(settings)).close_pathway(args.workflow_id, closure))
+
+
+async def _indicators(args: argparse.Namespace, settings: RopSettings) -> None:
+    from starter.indicators import IndicatorQuery, compute_indicators, render_table
+
+    query = IndicatorQuery.model_validate(
+        {"from_date": args.from_date, "to_date": args.to_date, "health_trust": args.health_trust}
+    )
+    import asyncpg
+
+    connection = await asyncpg.connect(_require_database(settings))
+    try:
+        indicators = await compute_indicators(connection, query)
+    finally:
+        await connection.close()
+    print(indicators.model_dump_json(indent=2) if args.json else render_table(indicators))
 
 
 async def _status(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -197,14 +315,15 @@ async def _tasks(args: argparse.Namespace, settings: RopSettings) -> None:
 
 
 async def _load_contacts(args: argparse.Namespace, settings: RopSettings) -> None:
-    from activities.contact_directory import read_contact_points, upsert_contact_points
+    from activities.contact_directory import load_directory
     from activities.database import create_pool, migrate
 
-    points = read_contact_points(Path(args.file))
+    path = Path(args.file)
     pool = await create_pool(_require_database(settings))
     try:
         await migrate(pool)
-        print(f"{await upsert_contact_points(pool, points)} contact points loaded")
+        points, teams = await load_directory(pool, path)
+        print(f"{points} contact points and {teams} FACT teams loaded")
     finally:
         await pool.close()
 
@@ -271,11 +390,70 @@ def _parser() -> argparse.ArgumentParser:
         "--recommended", action="store_true", help="invite the recommended participants too"
     )
 
-    meeting = command("meeting", _meeting, "record that the avklaringsmøte was held")
+    meeting = command("meeting", _meeting, "record the avklaringsmøte and what it decided")
     meeting.add_argument("workflow_id")
     meeting.add_argument("--by", required=True, help="who records it")
     meeting.add_argument("--held-at", required=True, help="ISO 8601 with time zone")
     meeting.add_argument("--attendee", action="append", default=[], help="repeatable")
+    meeting.add_argument("--koordinator", required=True, help="the appointed koordinator (id)")
+    meeting.add_argument("--individual-plan", required=True, help="offered | accepted | declined")
+    meeting.add_argument("--crisis-plan-responsible", required=True, help="id")
+    meeting.add_argument("--review-weeks", type=int, default=12, help="review interval")
+    meeting.add_argument("--measures", help="JSON file: a list of measures")
+
+    crisis = command("crisis-plan", _crisis_plan, "register a version of the kriseplan")
+    crisis.add_argument("workflow_id")
+    crisis.add_argument("--by", required=True)
+    crisis.add_argument("--version", type=int, required=True)
+    crisis.add_argument("--made-with-patient", action="store_true")
+    crisis.add_argument("--relatives-involved", action="store_true")
+    crisis.add_argument("--next-revision", required=True, help="YYYY-MM-DD")
+
+    measure = command("measure", _measure, "start, complete or cancel a measure")
+    measure.add_argument("action", choices=["start", "complete", "cancel"])
+    measure.add_argument("workflow_id")
+    measure.add_argument("measure_id")
+    measure.add_argument("--by", required=True)
+    measure.add_argument("--note")
+    measure.add_argument("--reason", help="why (cancel)")
+
+    plan = commands.add_parser("plan", help="the plan of measures").add_subparsers(
+        dest="plan_command", required=True, metavar="COMMAND"
+    )
+    revise = command("revise", _revise_plan, "replace the plan of measures", plan)
+    revise.add_argument("workflow_id")
+    revise.add_argument("--by", required=True)
+    revise.add_argument("--reason", required=True)
+    revise.add_argument("--measures", required=True, help="JSON file: a list of measures")
+
+    review = command("review", _review, "record a periodic review (evaluering)")
+    review.add_argument("workflow_id")
+    review.add_argument("--by", required=True)
+    review.add_argument("--outcome", required=True, help="continue | revise-plan | end-pathway")
+    review.add_argument("--next-weeks", type=int)
+    review.add_argument("--measures", help="JSON file with the revised plan (revise-plan)")
+    review.add_argument("--note")
+
+    objection = command("objection", _objection, "record the patient's objection to sharing")
+    objection.add_argument("workflow_id")
+    objection.add_argument("--by", required=True)
+    objection.add_argument("--note")
+
+    close = command("close", _close, "close the pathway")
+    close.add_argument("workflow_id")
+    close.add_argument("--by", required=True)
+    close.add_argument(
+        "--reason",
+        required=True,
+        help="completed | transferred | moved | deceased | declined-by-patient | other",
+    )
+    close.add_argument("--note")
+
+    indicators = command("indicators", _indicators, "the region's indicators from the records")
+    indicators.add_argument("--from", dest="from_date", help="referrals received on or after")
+    indicators.add_argument("--to", dest="to_date", help="referrals received on or before")
+    indicators.add_argument("--health-trust")
+    indicators.add_argument("--json", action="store_true")
 
     status = command("status", _status, "show a pathway's phase, deadline, done and due")
     status.add_argument("workflow_id")

@@ -12,15 +12,18 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from rop_domain.models import (
-    Assessment,
-    MeetingHeld,
-    MeetingInvite,
-    PathwayInput,
-    PathwaySettings,
-    PathwayStatus,
-    Referral,
+from rop_domain.followup import (
+    Closure,
+    CrisisPlan,
+    MeasureCancellation,
+    MeasureStep,
+    MeetingOutcome,
+    Objection,
+    PlanRevision,
+    Review,
 )
+from rop_domain.models import Assessment, MeetingInvite, PathwaySettings, Referral
+from rop_domain.state import PathwayInput, PathwayStatus
 from workflows.pathway import TASK_QUEUE, RopPathway
 
 
@@ -91,9 +94,43 @@ class Pathways:
         """Send the invitation to the first clarification meeting."""
         return await self._update(workflow_id, RopPathway.invite_to_meeting, invite)
 
-    async def record_meeting(self, workflow_id: str, meeting: MeetingHeld) -> PathwayStatus:
-        """Record that the clarification meeting was held."""
-        return await self._update(workflow_id, RopPathway.record_meeting, meeting)
+    async def record_meeting(self, workflow_id: str, outcome: MeetingOutcome) -> PathwayStatus:
+        """Record the clarification meeting and what it decided."""
+        return await self._update(workflow_id, RopPathway.record_meeting, outcome)
+
+    async def register_crisis_plan(self, workflow_id: str, plan: CrisisPlan) -> PathwayStatus:
+        """Register a new version of the crisis plan."""
+        return await self._update(workflow_id, RopPathway.register_crisis_plan, plan)
+
+    async def start_measure(self, workflow_id: str, step: MeasureStep) -> PathwayStatus:
+        """A measure has started."""
+        return await self._update(workflow_id, RopPathway.start_measure, step)
+
+    async def complete_measure(self, workflow_id: str, step: MeasureStep) -> PathwayStatus:
+        """A measure is completed."""
+        return await self._update(workflow_id, RopPathway.complete_measure, step)
+
+    async def cancel_measure(
+        self, workflow_id: str, cancellation: MeasureCancellation
+    ) -> PathwayStatus:
+        """A measure is cancelled."""
+        return await self._update(workflow_id, RopPathway.cancel_measure, cancellation)
+
+    async def revise_plan(self, workflow_id: str, revision: PlanRevision) -> PathwayStatus:
+        """Replace the plan of measures."""
+        return await self._update(workflow_id, RopPathway.revise_plan, revision)
+
+    async def complete_review(self, workflow_id: str, review: Review) -> PathwayStatus:
+        """Record a periodic review."""
+        return await self._update(workflow_id, RopPathway.complete_review, review)
+
+    async def record_objection(self, workflow_id: str, objection: Objection) -> PathwayStatus:
+        """The patient objects to sharing with cooperating services."""
+        return await self._update(workflow_id, RopPathway.record_objection, objection)
+
+    async def close_pathway(self, workflow_id: str, closure: Closure) -> PathwayStatus:
+        """End the pathway."""
+        return await self._update(workflow_id, RopPathway.close_pathway, closure)
 
     async def status(self, workflow_id: str) -> PathwayStatus:
         """The pathway's phase, deadline, what is done and what is due."""

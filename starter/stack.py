@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from activities.contact_directory import read_contact_points, upsert_contact_points
+from activities.contact_directory import load_directory
 from activities.database import create_pool, migrate
 from rop_domain.calendar import OSLO
 from rop_domain.models import parse_referral
@@ -61,8 +61,8 @@ async def _serve(
     pool = await create_pool(database_url)
     try:
         await migrate(pool)
-        loaded = await upsert_contact_points(pool, read_contact_points(contacts))
-        log.info("contact points loaded", count=loaded, file=str(contacts))
+        points, teams = await load_directory(pool, contacts)
+        log.info("directory loaded", contact_points=points, fact_teams=teams, file=str(contacts))
         client = await connect(settings)
         async with build_worker(client, pool, settings.task_queue):
             pathways = Pathways(

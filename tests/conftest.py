@@ -18,7 +18,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.contact_directory import read_contact_points, upsert_contact_points
+from activities.contact_directory import load_directory
 from activities.database import create_pool, migrate
 from starter.client import DATA_CONVERTER
 from starter.local_stack import embedded_postgres, ensure_database, packaged_binary
@@ -46,7 +46,7 @@ async def database_url(database_server_url: str) -> str:
     pool = await create_pool(url)
     try:
         await migrate(pool)
-        await upsert_contact_points(pool, read_contact_points(EXAMPLE_CONTACTS))
+        await load_directory(pool, EXAMPLE_CONTACTS)
     finally:
         await pool.close()
     return url

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from rop_domain.followup import (
+    Closure,
+    ClosureReason,
+    CrisisPlan,
+    IndividualPlanStatus,
+    Measure,
+    MeasureKind,
+    MeetingOutcome,
+    Provider,
+)
 from rop_domain.models import (
     Assessment,
     AssessmentDecision,
-    MeetingHeld,
     MeetingInvite,
     Participant,
     ParticipantRole,
@@ -74,8 +83,70 @@ def invite(now: datetime, participants: list[Participant] | None = None) -> Meet
     )
 
 
-def meeting_held(at: datetime) -> MeetingHeld:
-    return MeetingHeld(recorded_by=CLINICIAN, held_at=at, attendees=["PHV", "TSB", "fastlege"])
+KOORDINATOR = "9000777"
+CRISIS_PLAN_RESPONSIBLE = "9000555"
+
+
+def measures() -> list[Measure]:
+    """A plan in the regional plan's shape: two measures in parallel, then a sequence."""
+    return [
+        Measure(
+            id="poliklinikk",
+            kind=MeasureKind.OUTPATIENT,
+            provider=Provider.TSB,
+            responsible=CLINICIAN,
+        ),
+        Measure(
+            id="fact",
+            kind=MeasureKind.AMBULANT_ACT_FACT,
+            provider=Provider.FACT_TEAM,
+            responsible="fact-bergen",
+        ),
+        Measure(
+            id="innleggelse",
+            kind=MeasureKind.INPATIENT,
+            provider=Provider.TSB,
+            responsible=CLINICIAN,
+            indication="Behov for avrusning under innleggelse",
+            depends_on=["poliklinikk"],
+        ),
+        Measure(
+            id="bolig",
+            kind=MeasureKind.MUNICIPAL_HOUSING,
+            provider=Provider.KOMMUNE,
+            responsible="bergen-bolig",
+            depends_on=["innleggelse"],
+        ),
+    ]
+
+
+def meeting_held(
+    at: datetime, plan: list[Measure] | None = None, review_weeks: int = 12
+) -> MeetingOutcome:
+    return MeetingOutcome(
+        recorded_by=CLINICIAN,
+        held_at=at,
+        attendees=["PHV", "TSB", "fastlege"],
+        koordinator=KOORDINATOR,
+        individual_plan=IndividualPlanStatus.OFFERED,
+        crisis_plan_responsible=CRISIS_PLAN_RESPONSIBLE,
+        review_interval_weeks=review_weeks,
+        measures=measures() if plan is None else plan,
+    )
+
+
+def crisis_plan(next_revision: date, version: int = 1) -> CrisisPlan:
+    return CrisisPlan(
+        registered_by=CRISIS_PLAN_RESPONSIBLE,
+        version=version,
+        made_with_patient=True,
+        relatives_involved=True,
+        next_revision=next_revision,
+    )
+
+
+def closure(reason: ClosureReason = ClosureReason.COMPLETED) -> Closure:
+    return Closure(closed_by=CLINICIAN, reason=reason, note="test")
 
 
 def parse_referral_for_test(data: dict[str, Any]) -> Referral:

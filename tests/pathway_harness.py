@@ -13,7 +13,8 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from rop_domain.models import PathwaySettings, PathwayStatus, ValidationPolicy, parse_referral
+from rop_domain.models import PathwaySettings, ValidationPolicy, parse_referral
+from rop_domain.state import PathwayStatus
 from starter.pathways import Pathways
 from tests import factories
 from workflows.pathway import RopPathway
@@ -66,10 +67,24 @@ async def save_history_if_recording(handle: WorkflowHandle[Any, Any], name: str)
 
 
 async def hold_meeting(
-    env: WorkflowEnvironment, api: Pathways, status: PathwayStatus
+    env: WorkflowEnvironment, api: Pathways, status: PathwayStatus, **outcome: Any
 ) -> PathwayStatus:
     """Skip to the invited meeting's time and record it as held then."""
     assert status.invite is not None
     meeting_at = status.invite.invite.meeting_at
     await env.sleep(meeting_at - await env.get_current_time() + timedelta(hours=1))
-    return await api.record_meeting(status.workflow_id, factories.meeting_held(meeting_at))
+    return await api.record_meeting(
+        status.workflow_id, factories.meeting_held(meeting_at, **outcome)
+    )
+
+
+async def to_follow_up(
+    env: WorkflowEnvironment, client: Client, api: Pathways, **outcome: Any
+) -> tuple[str, WorkflowHandle[Any, Any], PathwayStatus]:
+    """A pathway through referral, assessment, invite and meeting, on time."""
+    now = await env.get_current_time()
+    workflow_id, handle = await start(client, api, factories.referral_data(now))
+    await api.assess(workflow_id, factories.assessment())
+    invited = await api.invite_to_meeting(workflow_id, factories.invite(now))
+    held = await hold_meeting(env, api, invited, **outcome)
+    return workflow_id, handle, held

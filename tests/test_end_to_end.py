@@ -114,6 +114,12 @@ async def test_cli_drives_a_pathway_from_referral_to_meeting(
         datetime.now(UTC).isoformat(),
         "--attendee",
         "TSB",
+        "--koordinator",
+        "x",
+        "--individual-plan",
+        "offered",
+        "--crisis-plan-responsible",
+        "x",
     )
     assert code == 1
     assert out == ""
@@ -136,6 +142,7 @@ async def test_cli_drives_a_pathway_from_referral_to_meeting(
     assert json.loads(out)["phase"] == "awaiting-invite"
 
     meeting_at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    measures_file = _write(tmp_path, [m.model_dump(mode="json") for m in factories.measures()])
     code, out, _ = await cli(
         "invite",
         workflow_id,
@@ -164,22 +171,65 @@ async def test_cli_drives_a_pathway_from_referral_to_meeting(
         "PHV",
         "--attendee",
         "TSB",
+        "--koordinator",
+        factories.KOORDINATOR,
+        "--individual-plan",
+        "accepted",
+        "--crisis-plan-responsible",
+        factories.CRISIS_PLAN_RESPONSIBLE,
+        "--measures",
+        measures_file,
     )
     assert code == 0
-    assert json.loads(out)["phase"] == "meeting-held"
+    assert json.loads(out)["phase"] == "follow-up"
 
     code, out, _ = await cli("status", workflow_id)
     status = json.loads(out)
-    assert status["phase"] == "meeting-held"
+    assert status["phase"] == "follow-up"
     assert status["done"][-1].startswith("meeting held")
+    assert [m["status"] for m in status["state"]["measures"]] == [
+        "ready",
+        "ready",
+        "planned",
+        "planned",
+    ]
+
+    code, out, _ = await cli(
+        "measure", "start", workflow_id, "poliklinikk", "--by", factories.CLINICIAN
+    )
+    assert code == 0
+    code, _, err = await cli("measure", "start", workflow_id, "bolig", "--by", factories.CLINICIAN)
+    assert (code, err.strip()) == (1, "error: measure bolig waits for: innleggelse")
+    today = datetime.now(UTC).date()
+    code, out, _ = await cli(
+        "crisis-plan",
+        workflow_id,
+        "--by",
+        factories.CRISIS_PLAN_RESPONSIBLE,
+        "--version",
+        "1",
+        "--made-with-patient",
+        "--next-revision",
+        (today + timedelta(days=90)).isoformat(),
+    )
+    assert code == 0
+    assert json.loads(out)["state"]["crisis_plan"]["version"] == 1
+    code, out, _ = await cli(
+        "close", workflow_id, "--by", factories.CLINICIAN, "--reason", "transferred"
+    )
+    assert code == 0
+    assert json.loads(out)["phase"] == "closed"
 
     row = await pool.fetchrow(
         "SELECT phase, invited_on_time FROM pathways WHERE workflow_id = $1", workflow_id
     )
     assert row is not None
-    assert (row["phase"], row["invited_on_time"]) == ("meeting-held", True)
+    assert (row["phase"], row["invited_on_time"]) == ("closed", True)
 
-    query = f'WorkflowId = "{workflow_id}" AND RopPhase = "meeting-held" AND RopOverdue = false'
+    query = (
+        f'WorkflowId = "{workflow_id}" AND RopPhase = "closed" AND RopOverdue = false '
+        'AND RopHealthTrust = "helse-bergen" AND RopHasCrisisPlan = true'
+    )
     for _ in range(50):
         found = [w.id async for w in client.list_workflows(query)]
         if found:

@@ -85,35 +85,37 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
         assert invited.invite is not None
         assert invited.invite.on_time
         assert not invited.reminder_sent
-
-        held = await hold_meeting(time_skipping_env, api, invited)
-        assert held.phase is Phase.MEETING_HELD
-        outcome = await handle.result()
-        assert outcome.phase is Phase.MEETING_HELD
-        assert outcome.invited_on_time is True
-
         events = await _event_types(handle)
         assert events.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 1  # the pending reminder
         assert EventType.EVENT_TYPE_TIMER_FIRED not in events
 
-    row = await _pathway_row(pool, workflow_id)
-    assert row["phase"] == "meeting-held"
-    assert row["invited_on_time"] is True
-    assert row["overdue"] is False
-    assert row["meeting_held_at"] is not None
-    kinds = [(t["kind"], t["status"]) for t in await _tasks(pool, workflow_id)]
-    assert kinds[0] == ("assess-referral", "completed")
-    assert kinds.count(("meeting-invitation", "requested")) == 4
-    assert not any(kind.startswith("invite-to-meeting-reminder") for kind, _ in kinds)
-    logged = await pool.fetch(
-        "SELECT kind FROM pathway_events WHERE workflow_id = $1 ORDER BY id", workflow_id
-    )
-    assert [r["kind"] for r in logged] == [
-        "referral-received",
-        "assessed",
-        "meeting-invited",
-        "meeting-held",
-    ]
+        held = await hold_meeting(time_skipping_env, api, invited)
+        assert held.phase is Phase.FOLLOW_UP
+        row = await _pathway_row(pool, workflow_id)
+        assert row["phase"] == "follow-up"
+        assert row["invited_on_time"] is True
+        assert row["invite_working_days"] == 0
+        assert row["overdue"] is False
+        assert row["meeting_held_at"] is not None
+        assert row["koordinator"] == factories.KOORDINATOR
+        kinds = [(t["kind"], t["status"]) for t in await _tasks(pool, workflow_id)]
+        assert kinds[0] == ("assess-referral", "completed")
+        assert kinds.count(("meeting-invitation", "requested")) == 4
+        assert not any(kind.startswith("invite-to-meeting-reminder") for kind, _ in kinds)
+        logged = await pool.fetch(
+            "SELECT kind FROM pathway_events WHERE workflow_id = $1 ORDER BY id", workflow_id
+        )
+        assert [r["kind"] for r in logged][:4] == [
+            "referral-received",
+            "assessed",
+            "meeting-invited",
+            "meeting-held",
+        ]
+
+        await api.close_pathway(workflow_id, factories.closure())
+        outcome = await handle.result()
+        assert outcome.phase is Phase.CLOSED
+        assert outcome.invited_on_time is True
     await save_history_if_recording(handle, "invite_on_time")
 
 
@@ -148,6 +150,7 @@ async def test_reminder_fires_two_working_days_before_the_deadline(
         statuses = {t["kind"]: t["status"] for t in await _tasks(pool, workflow_id)}
         assert statuses["invite-to-meeting-reminder"] == "cancelled"
         await hold_meeting(time_skipping_env, api, invited)
+        await api.close_pathway(workflow_id, factories.closure())
         await handle.result()
         await save_history_if_recording(handle, "reminder")
 
@@ -184,9 +187,11 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
         assert invited.invite is not None
         assert invited.invite.on_time is False
         assert invited.invite.working_days_used == 11
+        assert not invited.overdue  # the invite, though late, settles the meeting deadline
+        assert invited.state.meeting_chase.escalated
         await hold_meeting(time_skipping_env, api, invited)
+        await api.close_pathway(workflow_id, factories.closure())
         outcome = await handle.result()
-        assert outcome.overdue
         assert outcome.invited_on_time is False
         assert (await _pathway_row(pool, workflow_id))["invited_on_time"] is False
         await save_history_if_recording(handle, "escalation")

@@ -25,6 +25,8 @@ def test_histories_are_kept_for_every_tested_path() -> None:
         "reminder",
         "escalation",
         "not_in_target_group",
+        "crisis_plan_escalation",
+        "measures",
     }
 
 

@@ -1,0 +1,109 @@
+"""The region's indicators, computed from records that real pathways wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+from temporalio.testing import WorkflowEnvironment
+
+from activities.contact_directory import FactTeam, upsert_fact_teams
+from rop_domain import calendar
+from starter.indicators import IndicatorQuery, compute_indicators, render_table
+from tests import factories
+from tests.pathway_harness import eventually, hold_meeting, pathways, start
+from worker import build_worker
+
+ROP = str(Path(sys.executable).parent / "rop")
+
+
+async def test_indicators_from_real_pathways(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, database_url: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    trust = f"helse-test-{uuid.uuid4().hex[:6]}"
+    async with build_worker(client, pool, task_queue):
+        now = await env.get_current_time()
+        on_time_id, _ = await start(client, api, factories.referral_data(now, health_trust=trust))
+        late_id, _ = await start(
+            client, api, factories.referral_data(now, health_trust=trust, municipality="4627")
+        )
+        waiting_id, _ = await start(client, api, factories.referral_data(now, health_trust=trust))
+        await eventually(api, waiting_id, lambda s: bool(s.recommended_participants))
+
+        await api.assess(on_time_id, factories.assessment())
+        await api.assess(late_id, factories.assessment())
+        on_time = await api.invite_to_meeting(on_time_id, factories.invite(now))
+        deadline = on_time.meeting_deadline
+        await env.sleep(
+            calendar.end_of_day(deadline) - await env.get_current_time() + timedelta(hours=1)
+        )
+        await eventually(api, late_id, lambda s: s.state.meeting_chase.escalated)
+        late = await api.invite_to_meeting(late_id, factories.invite(await env.get_current_time()))
+        assert late.invite is not None
+        assert late.invite.working_days_used == 11
+
+        held = await hold_meeting(env, api, late)
+        await api.record_meeting(on_time_id, factories.meeting_held(held.state.meeting.held_at))  # type: ignore[union-attr]
+        today = calendar.local_date(await env.get_current_time())
+        await api.register_crisis_plan(
+            on_time_id, factories.crisis_plan(today + timedelta(days=100))
+        )
+        crisis_deadline = held.crisis_plan_deadline
+        assert crisis_deadline is not None
+        await env.sleep(
+            calendar.end_of_day(crisis_deadline) - await env.get_current_time() + timedelta(hours=1)
+        )
+        await eventually(api, late_id, lambda s: s.overdue_items == ["crisis plan"])
+
+    query = IndicatorQuery(health_trust=trust)
+    async with pool.acquire() as connection:
+        indicators = await compute_indicators(connection, query)
+    assert indicators.active_pathways == 3
+    assert (indicators.with_crisis_plan, indicators.crisis_plan_share) == (1, 0.333)
+    assert (indicators.invited, indicators.invited_on_time) == (2, 1)
+    assert indicators.invited_on_time_share == 0.5
+    assert indicators.median_working_days_to_invite == 5.5
+    assert (indicators.overdue_crisis_plan, indicators.overdue_review) == (1, 0)
+    assert indicators.overdue_review_or_crisis_plan == 1
+    assert indicators.active_by_municipality == {"4601": 2, "4627": 1}
+    assert indicators.active_by_health_trust == {trust: 3}
+    assert indicators.health_trusts_with_fact == 0
+
+    await upsert_fact_teams(
+        pool, [FactTeam(id=f"fact-{trust}", health_trust=trust, name="FACT test")]
+    )
+    async with pool.acquire() as connection:
+        with_fact = await compute_indicators(connection, query)
+        received = calendar.local_date(now)
+        none_in_range = await compute_indicators(
+            connection,
+            IndicatorQuery(health_trust=trust, from_date=received + timedelta(days=1)),
+        )
+    assert [(c.health_trust, c.fact_teams) for c in with_fact.fact_coverage] == [(trust, 1)]
+    assert with_fact.health_trusts_with_fact == 1
+    assert none_in_range.active_pathways == 0
+    table = render_table(with_fact)
+    assert "With a crisis plan" in table
+    assert "1 (33%)" in table
+
+    process = await asyncio.create_subprocess_exec(
+        ROP,
+        "indicators",
+        "--health-trust",
+        trust,
+        "--json",
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out) == json.loads(with_fact.model_dump_json())

@@ -1,0 +1,86 @@
+"""A pathway that lives for ten years, reviewed every six weeks, in short Temporal runs."""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+
+import asyncpg
+from temporalio.testing import WorkflowEnvironment
+
+from rop_domain import calendar
+from rop_domain.followup import Review, ReviewOutcome
+from rop_domain.models import Phase
+from tests import factories
+from tests.pathway_harness import eventually, pathways, to_follow_up
+from worker import build_worker
+
+YEARS = 10
+MAX_EVENTS_PER_RUN = 2000
+
+
+async def test_ten_years_of_six_weekly_reviews_keep_every_run_small(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        workflow_id, handle, _ = await to_follow_up(env, client, api, review_weeks=6)
+        began = await env.get_current_time()
+        today = calendar.local_date(began)
+        await api.register_crisis_plan(
+            workflow_id, factories.crisis_plan(today + timedelta(days=365))
+        )
+        run_ids = [(await handle.describe()).run_id]
+
+        while await env.get_current_time() - began < timedelta(days=365 * YEARS):
+            status = await api.status(workflow_id)
+            cycle, plan = status.state.review, status.state.crisis_plan
+            assert cycle is not None
+            assert plan is not None
+            if status.state.crisis_revision_raised_for == plan.version:
+                await api.register_crisis_plan(
+                    workflow_id,
+                    factories.crisis_plan(
+                        plan.next_revision + timedelta(days=365), plan.version + 1
+                    ),
+                )
+            review_time = calendar.at_local_time(cycle.due, time(9, 0))
+            await env.sleep(review_time - await env.get_current_time())
+            await eventually(
+                api,
+                workflow_id,
+                lambda s: s.state.review is not None and s.state.review.task_raised,
+            )
+            await api.complete_review(
+                workflow_id,
+                Review(reviewed_by=factories.KOORDINATOR, outcome=ReviewOutcome.CONTINUE),
+            )
+            runs = len(run_ids) + 1
+            after = await eventually(api, workflow_id, lambda s, runs=runs: s.state.runs == runs)  # type: ignore[misc]
+            assert not after.overdue
+            run_ids.append((await handle.describe()).run_id)
+
+        final = await api.complete_review(
+            workflow_id,
+            Review(reviewed_by=factories.KOORDINATOR, outcome=ReviewOutcome.END_PATHWAY),
+        )
+        assert final.phase is Phase.CLOSED
+
+    reviews = len(run_ids)  # one run per review cycle; the last review ended the pathway
+    assert reviews >= YEARS * 52 // 6
+    sizes = [
+        len((await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()).events)
+        for run_id in run_ids
+    ]
+    assert max(sizes) < MAX_EVENTS_PER_RUN, sizes
+    row = await pool.fetchrow(
+        "SELECT phase, reviews_completed, crisis_plan_version FROM pathways WHERE workflow_id = $1",
+        workflow_id,
+    )
+    assert row is not None
+    assert (row["phase"], row["reviews_completed"]) == ("closed", reviews)
+    assert row["crisis_plan_version"] >= YEARS
+    print(
+        f"\n{reviews} review runs over {YEARS} years; events per run max {max(sizes)}, "
+        f"median {sorted(sizes)[len(sizes) // 2]}"
+    )
