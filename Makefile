@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest histories clean
+.PHONY: install run test lint pytest histories clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ histories: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .rop .mypy_cache .ruff_cache .pytest_cache
+
+# The benchmark (not a test): N full pathways and a baseline on the local dev server.
+N ?= 30
+bench: $(STAMP)
+	$(BIN)/python -m starter.bench --pathways $(N)

@@ -14,7 +14,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.database import create_pool, migrate
-from activities.notifications import NotificationActivities
 from activities.records import RecordActivities
 from starter.client import connect
 from starter.logs import configure_logging
@@ -28,7 +27,6 @@ log = structlog.get_logger(__name__)
 def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
     """A worker with every workflow and activity of the pathway, its activities bound to `pool`."""
     records = RecordActivities(pool)
-    notifications = NotificationActivities(pool)
     return Worker(
         client,
         task_queue=task_queue,
@@ -36,11 +34,9 @@ def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
         workflow_runner=workflow_runner(),
         activities=[
             records.open_pathway,
-            records.record_event,
+            records.record_step,
             records.resolve_participants,
             records.find_unit_leader,
-            notifications.notify,
-            notifications.close_tasks,
         ],
     )
 

@@ -1,7 +1,9 @@
-"""The record service: the pathway's summary row, its event log and the contact directory.
+"""The record service: the pathway's summary row, its event log, its task outbox and the
+contact directory.
 
 Every write is idempotent. A retried activity meets the unique idempotency key of
-its own earlier write and changes nothing, so no step is ever recorded twice.
+its own earlier write and changes nothing, so no step is ever recorded twice and no
+task is raised twice. A step's event, summary change and tasks commit together.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
+from activities.outbox import close_tasks, queue_task
 from rop_domain.commands import (
     LeaderQuery,
     NewPathway,
     ParticipantQuery,
     PathwayEvent,
+    PathwayStep,
     SummaryChange,
 )
 from rop_domain.models import Participant, ParticipantRole
@@ -29,8 +33,9 @@ class RecordActivities:
         self._pool = pool
 
     @activity.defn
-    async def open_pathway(self, pathway: NewPathway) -> bool:
-        """Write the referral's pathway row and its first event. True if this call wrote them."""
+    async def open_pathway(self, pathway: NewPathway) -> list[Participant]:
+        """Write the referral's pathway row, its first event and first tasks, once; return the
+        recommended meeting participants (one round trip for the whole intake)."""
         referral = pathway.referral
         async with self._pool.acquire() as connection, connection.transaction():
             inserted = await connection.fetchval(
@@ -66,30 +71,44 @@ class RecordActivities:
                     occurred_at=referral.received_at,
                     details={"source": referral.source.value},
                 )
+                for notification in pathway.notifications:
+                    await queue_task(connection, notification)
         activity.logger.info("pathway opened" if inserted else "pathway already recorded")
-        return bool(inserted)
+        return await self.resolve_participants(
+            ParticipantQuery(
+                health_trust=referral.health_trust,
+                municipality=referral.municipality,
+                general_practitioner=referral.general_practitioner,
+            )
+        )
 
     @activity.defn
-    async def record_event(self, event: PathwayEvent) -> bool:
-        """Append `event` to the log and apply its change to the summary. True if it was new."""
-        change = event.change
+    async def record_step(self, step: PathwayStep) -> bool:
+        """Record a step: its events, their summary changes, closed and new tasks.
+
+        True if this call recorded it; False if an earlier attempt already had.
+        """
+        first, *others = step.events
         async with self._pool.acquire() as connection, connection.transaction():
-            inserted = await _insert_event(
-                connection,
-                idempotency_key=event.idempotency_key,
-                workflow_id=event.workflow_id,
-                kind=event.kind.value,
-                actor=event.actor,
-                occurred_at=event.occurred_at,
-                details=event.details,
-            )
-            if inserted:
-                await _apply_change(connection, event.workflow_id, change)
+            if not await _record_event(connection, first):
+                activity.logger.info(
+                    "step already recorded", extra={"event_kind": first.kind.value}
+                )
+                return False
+            for event in others:
+                await _record_event(connection, event)
+            for request in step.close_tasks:
+                await close_tasks(connection, request)
+            for notification in step.notifications:
+                await queue_task(connection, notification)
         activity.logger.info(
-            "event recorded" if inserted else "event already recorded",
-            extra={"event_kind": event.kind.value},
+            "step recorded",
+            extra={
+                "event_kinds": [e.kind.value for e in step.events],
+                "tasks": [n.kind.value for n in step.notifications],
+            },
         )
-        return inserted
+        return True
 
     @activity.defn
     async def resolve_participants(self, query: ParticipantQuery) -> list[Participant]:
@@ -120,6 +139,24 @@ class RecordActivities:
             query.receiving_unit.value,
         )
         return address
+
+
+async def _record_event(
+    connection: PoolConnectionProxy[asyncpg.Record], event: PathwayEvent
+) -> bool:
+    """Append one event and apply its summary change, once."""
+    inserted = await _insert_event(
+        connection,
+        idempotency_key=event.idempotency_key,
+        workflow_id=event.workflow_id,
+        kind=event.kind.value,
+        actor=event.actor,
+        occurred_at=event.occurred_at,
+        details=event.details,
+    )
+    if inserted:
+        await _apply_change(connection, event.workflow_id, event.change)
+    return inserted
 
 
 async def _apply_change(

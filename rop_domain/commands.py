@@ -50,14 +50,6 @@ class EventKind(StrEnum):
     PATHWAY_CLOSED = "pathway-closed"
 
 
-class NewPathway(StrictModel):
-    """Open the pathway's record for a referral."""
-
-    workflow_id: str
-    referral: Referral
-    meeting_deadline: date
-
-
 class SummaryChange(StrictModel):
     """Columns of the pathway's summary row that a step sets; `None` leaves a column as it is.
 
@@ -154,6 +146,19 @@ class Notification(StrictModel):
     )
 
 
+class PathwayStep(StrictModel):
+    """One step of a pathway and everything it does to the records, in one transaction.
+
+    The first event's idempotency key guards the whole step: a retried step whose
+    first event is already recorded changes nothing. Tasks are closed before new
+    ones are queued, so a step may close a kind and raise it afresh.
+    """
+
+    events: list[PathwayEvent] = Field(min_length=1)
+    close_tasks: list[CloseTasks] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list)
+
+
 class CloseTasks(StrictModel):
     """Close a pathway's open tasks: their step is done or no longer needed.
 
@@ -164,3 +169,15 @@ class CloseTasks(StrictModel):
     kinds: list[TaskKind] | None
     status: TaskStatus
     reference: str | None = None
+
+
+class NewPathway(StrictModel):
+    """Open the pathway's record for a referral, and queue its first tasks."""
+
+    workflow_id: str
+    referral: Referral
+    meeting_deadline: date
+    notifications: list[Notification] = Field(default_factory=list)
+
+
+PathwayStep.model_rebuild()

@@ -12,7 +12,6 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.contact_directory import read_contact_points, upsert_contact_points
 from activities.database import migrate
-from activities.notifications import NotificationActivities
 from activities.records import RecordActivities
 from rop_domain.commands import (
     CloseTasks,
@@ -22,6 +21,7 @@ from rop_domain.commands import (
     Notification,
     ParticipantQuery,
     PathwayEvent,
+    PathwayStep,
     SummaryChange,
     TaskKind,
     TaskStatus,
@@ -35,25 +35,32 @@ RECEIVED = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 
 async def _open(pool: asyncpg.Pool) -> str:
     referral = factories.parse_referral_for_test(factories.referral_data(RECEIVED))
-    opened = await ActivityEnvironment().run(
+    await ActivityEnvironment().run(
         RecordActivities(pool).open_pathway,
         NewPathway(
-            workflow_id=referral.workflow_id, referral=referral, meeting_deadline=date(2026, 4, 20)
+            workflow_id=referral.workflow_id,
+            referral=referral,
+            meeting_deadline=date(2026, 4, 20),
+            notifications=[_task(referral.workflow_id, "0-assess", TaskKind.ASSESS_REFERRAL)],
         ),
     )
-    assert opened
     return referral.workflow_id
 
 
 async def test_open_pathway_twice_writes_one_row_and_one_event(pool: asyncpg.Pool) -> None:
     referral = factories.parse_referral_for_test(factories.referral_data(RECEIVED))
     new = NewPathway(
-        workflow_id=referral.workflow_id, referral=referral, meeting_deadline=date(2026, 4, 20)
+        workflow_id=referral.workflow_id,
+        referral=referral,
+        meeting_deadline=date(2026, 4, 20),
+        notifications=[_task(referral.workflow_id, "0-assess", TaskKind.ASSESS_REFERRAL)],
     )
     env = ActivityEnvironment()
     records = RecordActivities(pool)
-    assert await env.run(records.open_pathway, new) is True
-    assert await env.run(records.open_pathway, new) is False
+    first = await env.run(records.open_pathway, new)
+    again = await env.run(records.open_pathway, new)
+    assert [p.role.value for p in first] == ["phv", "tsb", "fastlege", "kommune"]
+    assert again == first
     row = await pool.fetchrow(
         "SELECT phase, meeting_deadline, patient_reference FROM pathways WHERE workflow_id = $1",
         referral.workflow_id,
@@ -66,25 +73,67 @@ async def test_open_pathway_twice_writes_one_row_and_one_event(pool: asyncpg.Poo
         )
         == 1
     )
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM tasks WHERE workflow_id = $1", referral.workflow_id
+        )
+        == 1
+    )
 
 
-async def test_record_event_twice_appends_once_and_applies_once(pool: asyncpg.Pool) -> None:
-    workflow_id = await _open(pool)
-    event = PathwayEvent(
-        idempotency_key=f"{workflow_id}/assessed",
+def _event(workflow_id: str, label: str, kind: EventKind, change: SummaryChange) -> PathwayEvent:
+    return PathwayEvent(
+        idempotency_key=f"{workflow_id}/{label}",
         workflow_id=workflow_id,
-        kind=EventKind.ASSESSED,
+        kind=kind,
         actor=factories.CLINICIAN,
         occurred_at=RECEIVED,
-        change=SummaryChange(
-            phase=Phase.AWAITING_INVITE, assessment_decision=AssessmentDecision.IN_TARGET_GROUP
-        ),
+        change=change,
         details={"reason": "test"},
+    )
+
+
+def _task(
+    workflow_id: str, label: str, kind: TaskKind, reference: str | None = None
+) -> Notification:
+    return Notification(
+        idempotency_key=f"{workflow_id}/{label}",
+        workflow_id=workflow_id,
+        kind=kind,
+        recipient=factories.CLINICIAN,
+        subject="Oppgave",
+        body="...",
+        reference=reference,
+    )
+
+
+async def test_record_step_twice_writes_its_events_and_tasks_once(pool: asyncpg.Pool) -> None:
+    workflow_id = await _open(pool)
+    assessed = PathwayStep(
+        events=[
+            _event(
+                workflow_id,
+                "1-assessed",
+                EventKind.ASSESSED,
+                SummaryChange(
+                    phase=Phase.AWAITING_INVITE,
+                    assessment_decision=AssessmentDecision.IN_TARGET_GROUP,
+                ),
+            )
+        ],
+        close_tasks=[
+            CloseTasks(
+                workflow_id=workflow_id,
+                kinds=[TaskKind.ASSESS_REFERRAL],
+                status=TaskStatus.COMPLETED,
+            )
+        ],
+        notifications=[_task(workflow_id, "2-reminder", TaskKind.INVITE_TO_MEETING_REMINDER)],
     )
     env = ActivityEnvironment()
     records = RecordActivities(pool)
-    assert await env.run(records.record_event, event) is True
-    assert await env.run(records.record_event, event) is False
+    assert await env.run(records.record_step, assessed) is True
+    assert await env.run(records.record_step, assessed) is False
     kinds = await pool.fetch(
         "SELECT kind FROM pathway_events WHERE workflow_id = $1 ORDER BY id", workflow_id
     )
@@ -92,48 +141,82 @@ async def test_record_event_twice_appends_once_and_applies_once(pool: asyncpg.Po
     row = await pool.fetchrow("SELECT * FROM pathways WHERE workflow_id = $1", workflow_id)
     assert row is not None
     assert (row["phase"], row["assessment_decision"]) == ("awaiting-invite", "in-target-group")
+    tasks = await pool.fetch(
+        "SELECT kind, status FROM tasks WHERE workflow_id = $1 ORDER BY id", workflow_id
+    )
+    assert [(t["kind"], t["status"]) for t in tasks] == [
+        ("assess-referral", "completed"),
+        ("invite-to-meeting-reminder", "requested"),
+    ]
 
     # A later step that changes no phase leaves the phase as it is.
-    overdue = event.model_copy(
-        update={
-            "idempotency_key": f"{workflow_id}/meeting-overdue",
-            "kind": EventKind.MEETING_OVERDUE,
-            "change": SummaryChange(overdue=True),
-        }
+    overdue = PathwayStep(
+        events=[
+            _event(workflow_id, "3-overdue", EventKind.MEETING_OVERDUE, SummaryChange(overdue=True))
+        ]
     )
-    assert await env.run(records.record_event, overdue) is True
+    assert await env.run(records.record_step, overdue) is True
     row = await pool.fetchrow("SELECT * FROM pathways WHERE workflow_id = $1", workflow_id)
     assert row is not None
     assert (row["phase"], row["overdue"]) == ("awaiting-invite", True)
 
 
-async def test_notify_twice_queues_one_task(pool: asyncpg.Pool) -> None:
+async def test_a_retried_closing_step_does_not_cancel_its_own_new_tasks(
+    pool: asyncpg.Pool,
+) -> None:
     workflow_id = await _open(pool)
-    notification = Notification(
-        idempotency_key=f"{workflow_id}/assess-referral",
-        workflow_id=workflow_id,
-        kind=TaskKind.ASSESS_REFERRAL,
-        recipient=factories.CLINICIAN,
-        subject="Vurder henvisning",
-        body="...",
+    closing = PathwayStep(
+        events=[
+            _event(
+                workflow_id, "1-closed", EventKind.PATHWAY_CLOSED, SummaryChange(phase=Phase.CLOSED)
+            )
+        ],
+        close_tasks=[CloseTasks(workflow_id=workflow_id, kinds=None, status=TaskStatus.CANCELLED)],
+        notifications=[_task(workflow_id, "2-closed", TaskKind.PATHWAY_CLOSED)],
     )
     env = ActivityEnvironment()
-    notifications = NotificationActivities(pool)
-    assert await env.run(notifications.notify, notification) is True
-    assert await env.run(notifications.notify, notification) is False
-    assert (
-        await pool.fetchval("SELECT count(*) FROM tasks WHERE workflow_id = $1", workflow_id) == 1
+    records = RecordActivities(pool)
+    await env.run(records.record_step, closing)
+    await env.run(records.record_step, closing)
+    statuses = await pool.fetch(
+        "SELECT kind, status FROM tasks WHERE workflow_id = $1 ORDER BY id", workflow_id
     )
+    assert [(t["kind"], t["status"]) for t in statuses] == [
+        ("assess-referral", "cancelled"),
+        ("pathway-closed", "requested"),
+    ]
 
-    close = CloseTasks(
-        workflow_id=workflow_id, kinds=[TaskKind.ASSESS_REFERRAL], status=TaskStatus.COMPLETED
+
+async def test_closing_tasks_by_measure_reference(pool: asyncpg.Pool) -> None:
+    workflow_id = await _open(pool)
+    records = RecordActivities(pool)
+    env = ActivityEnvironment()
+    raised = PathwayStep(
+        events=[_event(workflow_id, "1-ready", EventKind.MEASURE_READY, SummaryChange())],
+        notifications=[
+            _task(workflow_id, "2-a", TaskKind.START_MEASURE, reference="a"),
+            _task(workflow_id, "3-b", TaskKind.START_MEASURE, reference="b"),
+        ],
     )
-    assert await env.run(notifications.close_tasks, close) == 1
-    assert await env.run(notifications.close_tasks, close) == 0
-    assert (
-        await pool.fetchval("SELECT status FROM tasks WHERE workflow_id = $1", workflow_id)
-        == "completed"
+    started = PathwayStep(
+        events=[_event(workflow_id, "4-started", EventKind.MEASURE_STARTED, SummaryChange())],
+        close_tasks=[
+            CloseTasks(
+                workflow_id=workflow_id,
+                kinds=[TaskKind.START_MEASURE],
+                status=TaskStatus.COMPLETED,
+                reference="a",
+            )
+        ],
     )
+    await env.run(records.record_step, raised)
+    await env.run(records.record_step, started)
+    rows = await pool.fetch(
+        "SELECT reference, status FROM tasks WHERE workflow_id = $1 AND kind = 'start-measure' "
+        "ORDER BY reference",
+        workflow_id,
+    )
+    assert [(r["reference"], r["status"]) for r in rows] == [("a", "completed"), ("b", "requested")]
 
 
 async def test_participants_come_from_the_contact_directory(pool: asyncpg.Pool) -> None:

@@ -231,7 +231,7 @@ async def test_review_due_overdue_escalated_then_completed_continues_as_new(
             reviewed.state.review.due, time(0, 0)
         )
         await api.close_pathway(workflow_id, factories.closure())
-        outcome = await client.get_workflow_handle_for(RopPathway.run, workflow_id).result()
+        outcome = await handle.result()
         assert (outcome.reviews_completed, outcome.runs) == (1, 2)
 
 

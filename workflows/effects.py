@@ -1,13 +1,15 @@
-"""The pathway's side effects: activities with idempotency keys and the objection rule.
+"""The pathway's side effects: one activity per step, idempotency keys, the objection rule.
 
-Every key is `<workflow id>/<sequence>-<label>`, the sequence carried in the state
-across continue-as-new, so a retried activity recognises its own earlier write
-while two different steps can never share a key.
+A step (an assessment, an invite, a reminder...) is gathered in a `Step` and written
+by one activity in one transaction: its events, their summary changes, the tasks it
+closes and the tasks it raises. Every key is `<workflow id>/<sequence>-<label>`, the
+sequence carried in the state across continue-as-new, so a retried activity finds
+its own earlier write while two different steps never share a key.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,122 +17,174 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
 
-    from activities.notifications import NotificationActivities
     from activities.records import RecordActivities
     from rop_domain.commands import (
         CloseTasks,
         EventKind,
         LeaderQuery,
+        NewPathway,
         Notification,
         PathwayEvent,
+        PathwayStep,
         SummaryChange,
         TaskKind,
         TaskStatus,
     )
-    from rop_domain.models import ObjectionMode, PathwaySettings, Referral
+    from rop_domain.models import ObjectionMode, Participant, PathwaySettings, Referral
     from rop_domain.state import PathwayState
+    from workflows.messages import REDACTED, Message
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # No attempt limit: a database outage delays a step, it must never drop one.
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
-
-_REDACTED_SUBJECT = "Ny oppgave i ROP-forløp"
-_REDACTED_BODY = "Du har fått en oppgave. Se fagsystemet for detaljer."
+SYSTEM_ACTOR = "rop-forlop"
 
 
-class PathwayEffects:
-    """Records, tasks and look-ups for one pathway."""
+class Step:
+    """One step's events and tasks, committed together by `commit()`."""
 
-    def __init__(self, referral: Referral, settings: PathwaySettings, state: PathwayState) -> None:
-        self._referral = referral
-        self._settings = settings
-        self._state = state
-        self._workflow_id = workflow.info().workflow_id
+    def __init__(self, effects: PathwayEffects) -> None:
+        self._effects = effects
+        self._events: list[PathwayEvent] = []
+        self._close: list[CloseTasks] = []
+        self._notifications: list[Notification] = []
 
-    def _key(self, label: str) -> str:
-        self._state.sequence += 1
-        return f"{self._workflow_id}/{self._state.sequence:05d}-{label}"
-
-    async def record(
+    def event(
         self,
         kind: EventKind,
         *,
         actor: str,
         change: SummaryChange | None = None,
         details: dict[str, JsonValue] | None = None,
-    ) -> None:
-        """Append a step to the event log and apply its change to the summary row."""
-        await workflow.execute_activity_method(
-            RecordActivities.record_event,
+    ) -> Step:
+        """Append an event to the log and apply its change to the summary row."""
+        self._events.append(
             PathwayEvent(
-                idempotency_key=self._key(kind.value),
-                workflow_id=self._workflow_id,
+                idempotency_key=self._effects.key(kind.value),
+                workflow_id=self._effects.workflow_id,
                 kind=kind,
                 actor=actor,
                 occurred_at=workflow.now(),
                 change=change or SummaryChange(),
                 details=details or {},
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"record {kind.value}",
+            )
         )
+        return self
 
-    async def notify(
+    def close(
+        self, kinds: list[TaskKind] | None, status: TaskStatus, reference: str | None = None
+    ) -> Step:
+        """Close open tasks: all the pathway's (`kinds=None`), some kinds, or one measure's."""
+        self._close.append(
+            CloseTasks(
+                workflow_id=self._effects.workflow_id,
+                kinds=kinds,
+                status=status,
+                reference=reference,
+            )
+        )
+        return self
+
+    def notify(
         self,
         kind: TaskKind,
         *,
         recipient: str,
-        subject: str,
-        body: str,
+        message: Message,
         external: bool,
         due_at: datetime | None = None,
         reference: str | None = None,
-    ) -> None:
-        """Queue a task. `external`: the recipient is outside the receiving unit.
+    ) -> Step:
+        """Raise a task. `external`: the recipient is outside the receiving unit.
 
         After the patient objected to sharing, an external recipient gets a task with
         no patient-related content, or none at all, as the pathway's settings say.
         """
-        if external and self._state.objection is not None:
-            if self._settings.objection_mode is ObjectionMode.SUPPRESS:
-                await self.record(
+        if external and self._effects.state.objection is not None:
+            if self._effects.settings.objection_mode is ObjectionMode.SUPPRESS:
+                return self.event(
                     EventKind.NOTIFICATION_WITHHELD,
-                    actor="rop-forlop",
+                    actor=SYSTEM_ACTOR,
                     details={"task_kind": kind.value, "reason": "objection to sharing"},
                 )
-                return
-            subject, body = _REDACTED_SUBJECT, _REDACTED_BODY
-        await workflow.execute_activity_method(
-            NotificationActivities.notify,
+            message = REDACTED
+        self._notifications.append(
             Notification(
-                idempotency_key=self._key(kind.value),
-                workflow_id=self._workflow_id,
+                idempotency_key=self._effects.key(kind.value),
+                workflow_id=self._effects.workflow_id,
                 kind=kind,
                 recipient=recipient,
-                subject=subject,
-                body=body,
+                subject=message.subject,
+                body=message.body,
                 due_at=due_at,
                 reference=reference,
+            )
+        )
+        return self
+
+    async def commit(self) -> None:
+        """Write the step with one activity."""
+        await workflow.execute_activity_method(
+            RecordActivities.record_step,
+            PathwayStep(
+                events=self._events, close_tasks=self._close, notifications=self._notifications
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
-            summary=f"task: {kind.value}",
+            summary=f"record {', '.join(e.kind.value for e in self._events)}",
         )
 
-    async def close_tasks(
-        self, kinds: list[TaskKind] | None, status: TaskStatus, reference: str | None = None
-    ) -> None:
-        """Close open tasks: all of the pathway's (`kinds=None`), some kinds, or one measure's."""
-        label = "all" if kinds is None else ", ".join(k.value for k in kinds)
-        await workflow.execute_activity_method(
-            NotificationActivities.close_tasks,
-            CloseTasks(
-                workflow_id=self._workflow_id, kinds=kinds, status=status, reference=reference
+
+class PathwayEffects:
+    """Steps and look-ups for one pathway."""
+
+    def __init__(self, referral: Referral, settings: PathwaySettings, state: PathwayState) -> None:
+        self.referral = referral
+        self.settings = settings
+        self.state = state
+        self.workflow_id = workflow.info().workflow_id
+
+    def key(self, label: str) -> str:
+        """The next idempotency key; deterministic, and unique across continue-as-new."""
+        self.state.sequence += 1
+        return f"{self.workflow_id}/{self.state.sequence:05d}-{label}"
+
+    def step(
+        self,
+        kind: EventKind,
+        *,
+        actor: str,
+        change: SummaryChange | None = None,
+        details: dict[str, JsonValue] | None = None,
+    ) -> Step:
+        """A new step whose first event is `kind`."""
+        return Step(self).event(kind, actor=actor, change=change, details=details)
+
+    async def intake(
+        self, meeting_deadline: date, assessment_task: Message, due_at: datetime
+    ) -> list[Participant]:
+        """Open the record with its assessment task; return the recommended participants."""
+        referral = self.referral
+        task = Notification(
+            idempotency_key=self.key(TaskKind.ASSESS_REFERRAL.value),
+            workflow_id=self.workflow_id,
+            kind=TaskKind.ASSESS_REFERRAL,
+            recipient=referral.responsible_clinician,
+            subject=assessment_task.subject,
+            body=assessment_task.body,
+            due_at=due_at,
+        )
+        return await workflow.execute_activity_method(
+            RecordActivities.open_pathway,
+            NewPathway(
+                workflow_id=self.workflow_id,
+                referral=referral,
+                meeting_deadline=meeting_deadline,
+                notifications=[task],
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
-            summary=f"close tasks: {label}",
+            summary="record the referral, ask for an assessment, find meeting participants",
         )
 
     async def unit_leader(self) -> str:
@@ -138,12 +192,12 @@ class PathwayEffects:
         leader = await workflow.execute_activity_method(
             RecordActivities.find_unit_leader,
             LeaderQuery(
-                health_trust=self._referral.health_trust,
-                receiving_unit=self._referral.receiving_unit,
+                health_trust=self.referral.health_trust,
+                receiving_unit=self.referral.receiving_unit,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
             summary="find the unit leader",
         )
-        unit = self._referral.receiving_unit.value
-        return leader or f"leder:{self._referral.health_trust}:{unit}"
+        unit = self.referral.receiving_unit.value
+        return leader or f"leder:{self.referral.health_trust}:{unit}"

@@ -4,9 +4,9 @@ The workflow holds the pathway's state and its clock. It computes every deadline
 itself (pure functions of the referral and the settings), waits on durable timers
 for reminders and escalations, and cancels them when the step they chase is done.
 People drive it through Updates whose validators refuse a wrong step before it
-enters history. After each periodic review (or when the server suggests it) the
-workflow continues as new, carrying its compact state, so no run's history grows
-without bound.
+enters history; each accepted step is recorded by one activity in one transaction.
+After each periodic review (or when the server suggests it) the workflow continues
+as new, carrying its compact state, so no run's history grows without bound.
 """
 
 from __future__ import annotations
@@ -18,22 +18,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, JsonValue
 
-    from activities.records import RecordActivities
     from rop_domain import calendar
-    from rop_domain.commands import (
-        EventKind,
-        NewPathway,
-        ParticipantQuery,
-        SummaryChange,
-        TaskKind,
-        TaskStatus,
-    )
+    from rop_domain.commands import EventKind, SummaryChange, TaskKind, TaskStatus
     from rop_domain.followup import (
         Closure,
         ClosureReason,
@@ -51,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         FINAL_PHASES,
         Assessment,
         AssessmentDecision,
-        DueItem,
         MeetingInvite,
         Participant,
         ParticipantRole,
@@ -77,8 +68,9 @@ with workflow.unsafe.imports_passed_through():
         PathwayStatus,
         ReviewCycle,
     )
+    from workflows import messages, status_view
     from workflows import search_attributes as sa
-    from workflows.effects import ACTIVITY_TIMEOUT, RETRY, PathwayEffects
+    from workflows.effects import SYSTEM_ACTOR, PathwayEffects, Step
     from workflows.timers import settled_before
 
 TASK_QUEUE = "rop-forlop"
@@ -90,24 +82,13 @@ _CRISIS_CHASERS = [
     TaskKind.MAKE_CRISIS_PLAN,
     TaskKind.CRISIS_PLAN_REMINDER,
     TaskKind.CRISIS_PLAN_ESCALATION,
+    TaskKind.REVISE_CRISIS_PLAN,
 ]
 _REVIEW_CHASERS = [TaskKind.HOLD_REVIEW, TaskKind.REVIEW_REMINDER, TaskKind.REVIEW_ESCALATION]
-_SYSTEM = "rop-forlop"
 
 
 def _reject(message: str) -> ApplicationError:
     return ApplicationError(message, type=REJECTED, non_retryable=True)
-
-
-def _day(value: date | datetime) -> str:
-    """A date as Norwegians write it (dd.mm.yyyy), in Norwegian time."""
-    day = calendar.local_date(value) if isinstance(value, datetime) else value
-    return day.strftime("%d.%m.%Y")
-
-
-def _last_day_before(instant: datetime) -> str:
-    """The last Norwegian day before `instant`: a step due before midnight is due that day."""
-    return _day(instant - timedelta(microseconds=1))
 
 
 @workflow.defn(name="RopPathway")
@@ -125,7 +106,6 @@ class RopPathway:
         self._deadline = calendar.deadline_after(
             referral.received_at, settings.meeting_working_days, settings.working_day_rule
         )
-        self._reminder_at = self._reminder_instant(self._deadline)
         self._escalation_at = calendar.end_of_day(self._deadline)
         self._intake_done = pathway.state is not None
         self._review_completed_this_run = False
@@ -137,13 +117,22 @@ class RopPathway:
         self._publish()
         if pathway.state is None:
             workflow.logger.info("pathway started", extra={"meeting_deadline": str(self._deadline)})
-            await self._intake()
+            self._s.participants = await self._effects.intake(
+                self._deadline,
+                messages.assess_referral(self._referral.referral_id, self._deadline),
+                due_at=self._escalation_at,
+            )
+            self._intake_done = True
         watchers = [
             asyncio.create_task(self._watch_meeting_deadline()),
             asyncio.create_task(self._follow_up()),
         ]
         await workflow.wait_condition(
-            lambda: self._finished() or self._review_completed_this_run or self._history_is_long()
+            lambda: (
+                self._finished()
+                or self._review_completed_this_run
+                or workflow.info().is_continue_as_new_suggested()
+            )
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._finished():
@@ -159,7 +148,7 @@ class RopPathway:
             workflow_id=self._workflow_id,
             phase=self._s.phase,
             invited_on_time=self._s.invite.on_time if self._s.invite else None,
-            overdue=bool(self._overdue_items()),
+            overdue=bool(status_view.overdue_items(self._s)),
             reviews_completed=self._s.reviews_completed,
             runs=self._s.runs,
         )
@@ -173,23 +162,21 @@ class RopPathway:
         self._s.assessment = RecordedAssessment(assessment=assessment, assessed_at=workflow.now())
         self._s.phase = Phase.AWAITING_INVITE if accepted else Phase.NOT_IN_TARGET_GROUP
         self._publish()
-        async with self._step():
-            await self._effects.record(
+        async with self._step() as new_step:
+            step = new_step(
                 EventKind.ASSESSED,
                 actor=assessment.assessor,
                 change=SummaryChange(phase=self._s.phase, assessment_decision=assessment.decision),
                 details=assessment.model_dump(mode="json"),
-            )
-            await self._effects.close_tasks([TaskKind.ASSESS_REFERRAL], TaskStatus.COMPLETED)
+            ).close([TaskKind.ASSESS_REFERRAL], TaskStatus.COMPLETED)
             if not accepted:
-                await self._effects.close_tasks(_MEETING_CHASERS, TaskStatus.CANCELLED)
-                await self._effects.notify(
+                step.close(_MEETING_CHASERS, TaskStatus.CANCELLED).notify(
                     TaskKind.REFERRAL_NOT_ACCEPTED,
                     recipient=self._referral.referrer,
-                    subject=f"Henvisning {self._referral.referral_id} er vurdert: ikke ROP-forløp",
-                    body="Henvisningen er vurdert og tas ikke inn i ROP-forløpet. Se journal.",
+                    message=messages.referral_not_accepted(self._referral.referral_id),
                     external=True,
                 )
+            await step.commit()
         return self.status()
 
     @assess.validator
@@ -203,7 +190,7 @@ class RopPathway:
         """The clinician invites the parties to the first clarification meeting (avklaringsmøte)."""
         sent_at = workflow.now()
         sent_on = calendar.local_date(sent_at)
-        self._s.invite = RecordedInvite(
+        recorded = RecordedInvite(
             invite=invite,
             sent_at=sent_at,
             on_time=sent_on <= self._deadline,
@@ -213,44 +200,42 @@ class RopPathway:
                 self._settings.working_day_rule,
             ),
         )
+        self._s.invite = recorded
         self._s.phase = Phase.MEETING_INVITED
         self._publish()
-        async with self._step():
-            when = invite.meeting_at.astimezone(calendar.OSLO).strftime("%d.%m.%Y kl. %H:%M")
-            place = invite.location or str(invite.video_link)
-            await asyncio.gather(
-                *(
-                    self._effects.notify(
-                        TaskKind.MEETING_INVITATION,
-                        recipient=participant.address,
-                        subject=f"Innkalling til avklaringsmøte (ROP) {when}",
-                        body=f"Avklaringsmøte i ROP-forløp {self._referral.referral_id} {when}. "
-                        f"Sted: {place}.",
-                        external=self._is_external(participant),
-                        due_at=invite.meeting_at,
-                    )
-                    for participant in invite.participants
-                )
-            )
-            await self._effects.close_tasks(_MEETING_CHASERS, TaskStatus.CANCELLED)
-            await self._effects.record(
+        async with self._step() as new_step:
+            step = new_step(
                 EventKind.MEETING_INVITED,
                 actor=invite.invited_by,
                 change=SummaryChange(
                     phase=self._s.phase,
                     invited_at=sent_at,
                     meeting_at=invite.meeting_at,
-                    invited_on_time=self._s.invite.on_time,
-                    invite_working_days=self._s.invite.working_days_used,
-                    overdue=self._overdue_now(),
+                    invited_on_time=recorded.on_time,
+                    invite_working_days=recorded.working_days_used,
+                    overdue=self._overdue(),
                 ),
                 details={
                     "meeting_at": invite.meeting_at.isoformat(),
                     "participants": [p.role.value for p in invite.participants],
-                    "on_time": self._s.invite.on_time,
-                    "working_days_used": self._s.invite.working_days_used,
+                    "on_time": recorded.on_time,
+                    "working_days_used": recorded.working_days_used,
                 },
+            ).close(_MEETING_CHASERS, TaskStatus.CANCELLED)
+            message = messages.meeting_invitation(
+                self._referral.referral_id,
+                invite.meeting_at,
+                invite.location or str(invite.video_link),
             )
+            for participant in invite.participants:
+                step.notify(
+                    TaskKind.MEETING_INVITATION,
+                    recipient=participant.address,
+                    message=message,
+                    external=self._is_external(participant),
+                    due_at=invite.meeting_at,
+                )
+            await step.commit()
         return self.status()
 
     @invite_to_meeting.validator
@@ -278,10 +263,10 @@ class RopPathway:
             + timedelta(weeks=outcome.review_interval_weeks),
         )
         self._publish()
-        async with self._step():
-            crisis_deadline = self._crisis_plan_deadline()
-            assert crisis_deadline is not None
-            await self._effects.record(
+        crisis_deadline = self._crisis_plan_deadline()
+        assert crisis_deadline is not None
+        async with self._step() as new_step:
+            step = new_step(
                 EventKind.MEETING_HELD,
                 actor=outcome.recorded_by,
                 change=SummaryChange(
@@ -292,17 +277,15 @@ class RopPathway:
                     next_review_due=self._s.review.due,
                 ),
                 details=outcome.model_dump(mode="json"),
-            )
-            await self._effects.notify(
+            ).notify(
                 TaskKind.MAKE_CRISIS_PLAN,
                 recipient=outcome.crisis_plan_responsible,
-                subject=f"Lag kriseplan sammen med pasienten innen {_day(crisis_deadline)}",
-                body=f"ROP-forløp {self._referral.referral_id}: kriseplan skal lages "
-                "sammen med pasienten og eventuelt pårørende.",
+                message=messages.make_crisis_plan(self._referral.referral_id, crisis_deadline),
                 external=False,
                 due_at=calendar.end_of_day(crisis_deadline),
             )
-            await self._release_ready_measures(actor=outcome.recorded_by)
+            self._release_ready_measures(step, actor=outcome.recorded_by)
+            await step.commit()
         return self.status()
 
     @record_meeting.validator
@@ -324,20 +307,21 @@ class RopPathway:
         self._s.crisis_plan = plan
         self._s.crisis_plan_at = workflow.now()
         self._publish()
-        async with self._step():
-            await self._effects.close_tasks(
-                [*_CRISIS_CHASERS, TaskKind.REVISE_CRISIS_PLAN], TaskStatus.COMPLETED
-            )
-            await self._effects.record(
-                EventKind.CRISIS_PLAN_REGISTERED,
-                actor=plan.registered_by,
-                change=SummaryChange(
-                    crisis_plan_version=plan.version,
-                    crisis_plan_at=self._s.crisis_plan_at,
-                    crisis_plan_overdue=False,
-                    overdue=self._overdue_now(),
-                ),
-                details=plan.model_dump(mode="json"),
+        async with self._step() as new_step:
+            await (
+                new_step(
+                    EventKind.CRISIS_PLAN_REGISTERED,
+                    actor=plan.registered_by,
+                    change=SummaryChange(
+                        crisis_plan_version=plan.version,
+                        crisis_plan_at=self._s.crisis_plan_at,
+                        crisis_plan_overdue=False,
+                        overdue=self._overdue(),
+                    ),
+                    details=plan.model_dump(mode="json"),
+                )
+                .close(_CRISIS_CHASERS, TaskStatus.COMPLETED)
+                .commit()
             )
         return self.status()
 
@@ -355,14 +339,14 @@ class RopPathway:
     @workflow.update
     async def start_measure(self, step: MeasureStep) -> PathwayStatus:
         """A measure whose predecessors are done has started."""
-        entry = self._entry(step.measure_id)
-        entry.status = MeasureStatus.ACTIVE
-        async with self._step():
-            await self._effects.close_tasks(
-                [TaskKind.START_MEASURE], TaskStatus.COMPLETED, reference=step.measure_id
-            )
-            await self._effects.record(
-                EventKind.MEASURE_STARTED, actor=step.by, details=step.model_dump(mode="json")
+        self._entry(step.measure_id).status = MeasureStatus.ACTIVE
+        async with self._step() as new_step:
+            await (
+                new_step(
+                    EventKind.MEASURE_STARTED, actor=step.by, details=step.model_dump(mode="json")
+                )
+                .close([TaskKind.START_MEASURE], TaskStatus.COMPLETED, reference=step.measure_id)
+                .commit()
             )
         return self.status()
 
@@ -380,14 +364,12 @@ class RopPathway:
     async def complete_measure(self, step: MeasureStep) -> PathwayStatus:
         """A measure is done; measures that waited for it may start."""
         self._entry(step.measure_id).status = MeasureStatus.COMPLETED
-        async with self._step():
-            await self._effects.close_tasks(
-                [TaskKind.START_MEASURE], TaskStatus.COMPLETED, reference=step.measure_id
-            )
-            await self._effects.record(
+        async with self._step() as new_step:
+            recorded = new_step(
                 EventKind.MEASURE_COMPLETED, actor=step.by, details=step.model_dump(mode="json")
-            )
-            await self._release_ready_measures(actor=step.by)
+            ).close([TaskKind.START_MEASURE], TaskStatus.COMPLETED, reference=step.measure_id)
+            self._release_ready_measures(recorded, actor=step.by)
+            await recorded.commit()
         return self.status()
 
     @complete_measure.validator
@@ -407,16 +389,16 @@ class RopPathway:
     async def cancel_measure(self, cancellation: MeasureCancellation) -> PathwayStatus:
         """A measure will not be carried out; it no longer blocks those after it."""
         self._entry(cancellation.measure_id).status = MeasureStatus.CANCELLED
-        async with self._step():
-            await self._effects.close_tasks(
-                [TaskKind.START_MEASURE], TaskStatus.CANCELLED, reference=cancellation.measure_id
-            )
-            await self._effects.record(
+        async with self._step() as new_step:
+            step = new_step(
                 EventKind.MEASURE_CANCELLED,
                 actor=cancellation.by,
                 details=cancellation.model_dump(mode="json"),
+            ).close(
+                [TaskKind.START_MEASURE], TaskStatus.CANCELLED, reference=cancellation.measure_id
             )
-            await self._release_ready_measures(actor=cancellation.by)
+            self._release_ready_measures(step, actor=cancellation.by)
+            await step.commit()
         return self.status()
 
     @cancel_measure.validator
@@ -429,9 +411,14 @@ class RopPathway:
     @workflow.update
     async def revise_plan(self, revision: PlanRevision) -> PathwayStatus:
         """Replace the plan of measures; measures kept by id keep their status."""
-        await self._replace_plan(
-            revision.measures, actor=revision.revised_by, reason=revision.reason
-        )
+        async with self._step() as new_step:
+            step = new_step(
+                EventKind.PLAN_REVISED,
+                actor=revision.revised_by,
+                details=self._replace_plan(revision.measures, reason=revision.reason),
+            )
+            self._release_ready_measures(step, actor=revision.revised_by)
+            await step.commit()
         return self.status()
 
     @revise_plan.validator
@@ -453,31 +440,38 @@ class RopPathway:
             number=cycle.number + 1, interval_weeks=interval, due=today + timedelta(weeks=interval)
         )
         self._review_completed_this_run = True
-        if review.outcome is ReviewOutcome.END_PATHWAY:
+        ends = review.outcome is ReviewOutcome.END_PATHWAY
+        if ends:
             self._mark_closed(Closure(closed_by=review.reviewed_by, reason=ClosureReason.COMPLETED))
         self._publish()
-        async with self._step():
-            await self._effects.close_tasks(_REVIEW_CHASERS, TaskStatus.COMPLETED)
-            await self._effects.record(
+        async with self._step() as new_step:
+            step = new_step(
                 EventKind.REVIEW_COMPLETED,
                 actor=review.reviewed_by,
                 change=SummaryChange(
                     reviews_completed=self._s.reviews_completed,
                     next_review_due=self._s.review.due,
                     review_overdue=False,
-                    overdue=self._overdue_now(),
+                    overdue=self._overdue(),
                 ),
                 details=review.model_dump(mode="json"),
-            )
-            if review.outcome is ReviewOutcome.REVISE_PLAN and review.revised_plan is not None:
-                await self._replace_plan(
-                    review.revised_plan,
+            ).close(_REVIEW_CHASERS, TaskStatus.COMPLETED)
+            if review.revised_plan is not None:
+                step.event(
+                    EventKind.PLAN_REVISED,
                     actor=review.reviewed_by,
-                    reason="periodic review",
-                    locked=True,
+                    details=self._replace_plan(review.revised_plan, reason="periodic review"),
                 )
-            if review.outcome is ReviewOutcome.END_PATHWAY:
-                await self._carry_out_closure(locked=True)
+                self._release_ready_measures(step, actor=review.reviewed_by)
+            if ends:
+                step.event(
+                    EventKind.PATHWAY_CLOSED,
+                    actor=review.reviewed_by,
+                    change=self._closed_change(),
+                    details={"reason": ClosureReason.COMPLETED.value, "by": "periodic review"},
+                )
+                self._add_closure(step)
+            await step.commit()
         return self.status()
 
     @complete_review.validator
@@ -492,13 +486,13 @@ class RopPathway:
         self._s.objection = objection
         self._s.objection_at = workflow.now()
         self._publish()
-        async with self._step():
-            await self._effects.record(
+        async with self._step() as new_step:
+            await new_step(
                 EventKind.OBJECTION_RECORDED,
                 actor=objection.recorded_by,
                 change=SummaryChange(objection=True),
                 details=objection.model_dump(mode="json"),
-            )
+            ).commit()
         return self.status()
 
     @record_objection.validator
@@ -512,7 +506,15 @@ class RopPathway:
         """End the pathway from any phase: open tasks are cancelled and the parties told."""
         self._mark_closed(closure)
         self._publish()
-        await self._carry_out_closure(locked=False)
+        async with self._step() as new_step:
+            step = new_step(
+                EventKind.PATHWAY_CLOSED,
+                actor=closure.closed_by,
+                change=self._closed_change(),
+                details=closure.model_dump(mode="json"),
+            )
+            self._add_closure(step)
+            await step.commit()
         return self.status()
 
     @close_pathway.validator
@@ -522,74 +524,53 @@ class RopPathway:
     @workflow.query
     def status(self) -> PathwayStatus:
         """Phase, deadlines, what is done, what is due and what is overdue."""
+        overdue = status_view.overdue_items(self._s)
         return PathwayStatus(
             workflow_id=self._workflow_id,
             referral_id=self._referral.referral_id,
             phase=self._s.phase,
             received_at=self._referral.received_at,
             meeting_deadline=self._deadline,
-            reminder_at=self._reminder_at,
+            reminder_at=self._reminder_instant(self._deadline),
             escalation_at=self._escalation_at,
             crisis_plan_deadline=self._crisis_plan_deadline(),
-            overdue=bool(self._overdue_items()),
-            overdue_items=self._overdue_items(),
+            overdue=bool(overdue),
+            overdue_items=overdue,
             reminder_sent=self._s.meeting_chase.reminded,
             recommended_participants=self._s.participants,
             assessment=self._s.assessment,
             invite=self._s.invite,
             state=self._s,
-            done=self._done(),
-            due=self._due(),
+            done=status_view.done(self._s, self._referral),
+            due=status_view.due(self._s, self._deadlines()),
         )
 
-    # --- The pathway's own steps --------------------------------------------------------
-
-    async def _intake(self) -> None:
-        """Record the referral, find the meeting's participants, ask for an assessment."""
-        referral = self._referral
-        await workflow.execute_activity_method(
-            RecordActivities.open_pathway,
-            NewPathway(
-                workflow_id=self._workflow_id, referral=referral, meeting_deadline=self._deadline
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary="record the referral",
-        )
-        self._s.participants = await workflow.execute_activity_method(
-            RecordActivities.resolve_participants,
-            ParticipantQuery(
-                health_trust=referral.health_trust,
-                municipality=referral.municipality,
-                general_practitioner=referral.general_practitioner,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary="find recommended meeting participants",
-        )
-        await self._effects.notify(
-            TaskKind.ASSESS_REFERRAL,
-            recipient=referral.responsible_clinician,
-            subject=f"Vurder henvisning {referral.referral_id} (ROP) og kall inn til "
-            f"avklaringsmøte innen {_day(self._deadline)}",
-            body="En henvisning til ROP-forløp venter på vurdering.",
-            external=False,
-            due_at=self._escalation_at,
-        )
-        self._intake_done = True
+    # --- Timers: reminders, escalations, revisions, reviews ----------------------------
 
     async def _watch_meeting_deadline(self) -> None:
         """Remind before the meeting deadline, escalate when it has passed."""
         if self._s.phase not in (Phase.AWAITING_ASSESSMENT, Phase.AWAITING_INVITE):
             return
         await workflow.wait_condition(lambda: self._intake_done)
+        referral_id = self._referral.referral_id
         await self._chase(
             deadline=self._deadline,
             settled=lambda: self._s.invite is not None or self._finished(),
             chase=self._s.meeting_chase,
             label="invite to avklaringsmøte",
-            remind=self._remind_about_meeting,
-            escalate=self._escalate_meeting_deadline,
+            remind=lambda: self._send_reminder(
+                EventKind.MEETING_REMINDER_SENT,
+                TaskKind.INVITE_TO_MEETING_REMINDER,
+                self._referral.responsible_clinician,
+                messages.meeting_reminder(referral_id, self._deadline),
+                due_at=self._escalation_at,
+            ),
+            escalate=lambda: self._escalate(
+                EventKind.MEETING_OVERDUE,
+                TaskKind.MEETING_DEADLINE_ESCALATION,
+                messages.meeting_escalation(referral_id, self._deadline),
+                SummaryChange(overdue=True),
+            ),
         )
 
     async def _follow_up(self) -> None:
@@ -615,10 +596,21 @@ class RopPathway:
     ) -> None:
         """Reminder at the reminder hour some working days before `deadline`; escalation at
         the end of the deadline day. Each is sent once, even across continue-as-new."""
-        steps = (
-            ("reminded", self._reminder_instant(deadline), f"remind: {label}", remind),
-            ("escalated", calendar.end_of_day(deadline), f"escalate: {label}", escalate),
+        await self._chase_steps(
+            settled,
+            chase,
+            [
+                ("reminded", self._reminder_instant(deadline), f"remind: {label}", remind),
+                ("escalated", calendar.end_of_day(deadline), f"escalate: {label}", escalate),
+            ],
         )
+
+    async def _chase_steps(
+        self,
+        settled: Callable[[], bool],
+        chase: Chase,
+        steps: Sequence[tuple[str, datetime, str, Callable[[], Awaitable[None]]]],
+    ) -> None:
         for flag, instant, summary, action in steps:
             if getattr(chase, flag):
                 continue
@@ -631,71 +623,52 @@ class RopPathway:
                 self._publish()
                 await action()
 
-    async def _remind_about_meeting(self) -> None:
-        await self._effects.notify(
-            TaskKind.INVITE_TO_MEETING_REMINDER,
-            recipient=self._referral.responsible_clinician,
-            subject=f"Påminnelse: kall inn til avklaringsmøte innen {_day(self._deadline)}",
-            body=f"ROP-forløp {self._referral.referral_id}: fristen for innkalling nærmer seg.",
-            external=False,
-            due_at=self._escalation_at,
+    async def _send_reminder(
+        self,
+        event: EventKind,
+        task: TaskKind,
+        recipient: str,
+        message: messages.Message,
+        *,
+        due_at: datetime | None = None,
+        change: SummaryChange | None = None,
+    ) -> None:
+        await (
+            self._effects.step(event, actor=SYSTEM_ACTOR, change=change)
+            .notify(task, recipient=recipient, message=message, external=False, due_at=due_at)
+            .commit()
         )
-        await self._effects.record(EventKind.MEETING_REMINDER_SENT, actor=_SYSTEM)
 
-    async def _escalate_meeting_deadline(self) -> None:
-        workflow.logger.warning("meeting deadline passed without an invite")
-        await self._effects.notify(
-            TaskKind.MEETING_DEADLINE_ESCALATION,
-            recipient=await self._effects.unit_leader(),
-            subject=f"Frist for avklaringsmøte passert ({_day(self._deadline)})",
-            body=f"ROP-forløp {self._referral.referral_id}: ingen innkalling sendt innen fristen.",
-            external=False,
-        )
-        await self._effects.record(
-            EventKind.MEETING_OVERDUE, actor=_SYSTEM, change=SummaryChange(overdue=True)
-        )
+    async def _escalate(
+        self, event: EventKind, task: TaskKind, message: messages.Message, change: SummaryChange
+    ) -> None:
+        workflow.logger.warning("deadline escalated", extra={"escalation": task.value})
+        leader = await self._effects.unit_leader()
+        await self._send_reminder(event, task, leader, message, change=change)
 
     async def _watch_crisis_plan_deadline(self) -> None:
         deadline = self._crisis_plan_deadline()
-        if deadline is None or self._s.crisis_plan is not None:
+        if deadline is None or self._s.crisis_plan is not None or self._s.meeting is None:
             return
+        referral_id = self._referral.referral_id
         await self._chase(
             deadline=deadline,
             settled=lambda: self._s.crisis_plan is not None or self._finished(),
             chase=self._s.crisis_chase,
             label="kriseplan",
-            remind=self._remind_about_crisis_plan,
-            escalate=self._escalate_crisis_plan,
-        )
-
-    async def _remind_about_crisis_plan(self) -> None:
-        deadline = self._crisis_plan_deadline()
-        assert deadline is not None
-        assert self._s.meeting is not None
-        await self._effects.notify(
-            TaskKind.CRISIS_PLAN_REMINDER,
-            recipient=self._s.meeting.crisis_plan_responsible,
-            subject=f"Påminnelse: kriseplan skal være laget innen {_day(deadline)}",
-            body=f"ROP-forløp {self._referral.referral_id}: kriseplanen er ikke registrert.",
-            external=False,
-            due_at=calendar.end_of_day(deadline),
-        )
-        await self._effects.record(EventKind.CRISIS_PLAN_REMINDER_SENT, actor=_SYSTEM)
-
-    async def _escalate_crisis_plan(self) -> None:
-        deadline = self._crisis_plan_deadline()
-        assert deadline is not None
-        await self._effects.notify(
-            TaskKind.CRISIS_PLAN_ESCALATION,
-            recipient=await self._effects.unit_leader(),
-            subject=f"Frist for kriseplan passert ({_day(deadline)})",
-            body=f"ROP-forløp {self._referral.referral_id}: ingen kriseplan innen fristen.",
-            external=False,
-        )
-        await self._effects.record(
-            EventKind.CRISIS_PLAN_OVERDUE,
-            actor=_SYSTEM,
-            change=SummaryChange(crisis_plan_overdue=True, overdue=True),
+            remind=lambda: self._send_reminder(
+                EventKind.CRISIS_PLAN_REMINDER_SENT,
+                TaskKind.CRISIS_PLAN_REMINDER,
+                self._s.meeting.crisis_plan_responsible,  # type: ignore[union-attr]
+                messages.crisis_plan_reminder(referral_id, deadline),
+                due_at=calendar.end_of_day(deadline),
+            ),
+            escalate=lambda: self._escalate(
+                EventKind.CRISIS_PLAN_OVERDUE,
+                TaskKind.CRISIS_PLAN_ESCALATION,
+                messages.crisis_plan_escalation(referral_id, deadline),
+                SummaryChange(crisis_plan_overdue=True, overdue=True),
+            ),
         )
 
     async def _watch_crisis_plan_revision(self) -> None:
@@ -719,28 +692,22 @@ class RopPathway:
                 if not await settled_before(due_at, replaced, "crisis plan revision due"):
                     async with self._step_lock:
                         if not replaced():
-                            await self._raise_crisis_revision(plan)
+                            self._s.crisis_revision_raised_for = plan.version
+                            await self._send_reminder(
+                                EventKind.CRISIS_PLAN_REVISION_DUE,
+                                TaskKind.REVISE_CRISIS_PLAN,
+                                self._s.meeting.crisis_plan_responsible,  # type: ignore[union-attr]
+                                messages.revise_crisis_plan(
+                                    self._referral.referral_id, plan.version, plan.next_revision
+                                ),
+                            )
             await workflow.wait_condition(replaced)
-
-    async def _raise_crisis_revision(self, plan: CrisisPlan) -> None:
-        self._s.crisis_revision_raised_for = plan.version
-        assert self._s.meeting is not None
-        await self._effects.notify(
-            TaskKind.REVISE_CRISIS_PLAN,
-            recipient=self._s.meeting.crisis_plan_responsible,
-            subject=f"Kriseplanen skal revideres ({_day(plan.next_revision)})",
-            body=f"ROP-forløp {self._referral.referral_id}: revider kriseplan versjon "
-            f"{plan.version} sammen med pasienten.",
-            external=False,
-        )
-        await self._effects.record(
-            EventKind.CRISIS_PLAN_REVISION_DUE, actor=_SYSTEM, details={"version": plan.version}
-        )
 
     async def _watch_review(self) -> None:
         """Raise the review task when due; remind when overdue, escalate some days later."""
         cycle = self._s.review
-        if cycle is None:
+        meeting = self._s.meeting
+        if cycle is None or meeting is None:
             return
 
         def done(number: int = cycle.number) -> bool:
@@ -755,188 +722,148 @@ class RopPathway:
                 if done():
                     return
                 cycle.task_raised = True
-                await self._raise_review(cycle)
+                await self._send_reminder(
+                    EventKind.REVIEW_DUE,
+                    TaskKind.HOLD_REVIEW,
+                    meeting.koordinator,
+                    messages.hold_review(self._referral.referral_id, cycle.number, cycle.due),
+                    due_at=calendar.end_of_day(cycle.due),
+                )
         escalation_day = calendar.add_working_days(
             cycle.due,
             self._settings.review_escalation_working_days,
             self._settings.working_day_rule,
         )
-        steps = (
-            ("reminded", calendar.end_of_day(cycle.due), "review overdue", self._remind_review),
-            (
-                "escalated",
-                calendar.end_of_day(escalation_day),
-                "escalate: review",
-                self._escalate_review,
-            ),
-        )
-        for flag, instant, summary, action in steps:
-            if getattr(cycle.chase, flag):
-                continue
-            if await settled_before(instant, done, summary):
-                return
-            async with self._step_lock:
-                if done():
-                    return
-                setattr(cycle.chase, flag, True)
-                self._publish()
-                await action(cycle)
-
-    async def _raise_review(self, cycle: ReviewCycle) -> None:
-        assert self._s.meeting is not None
-        await self._effects.notify(
-            TaskKind.HOLD_REVIEW,
-            recipient=self._s.meeting.koordinator,
-            subject=f"Evaluering {cycle.number} av ROP-forløp er due {_day(cycle.due)}",
-            body=f"ROP-forløp {self._referral.referral_id}: hold evaluering av tiltaksplanen.",
-            external=False,
-            due_at=calendar.end_of_day(cycle.due),
-        )
-        await self._effects.record(
-            EventKind.REVIEW_DUE, actor=_SYSTEM, details={"review": cycle.number}
+        referral_id = self._referral.referral_id
+        await self._chase_steps(
+            done,
+            cycle.chase,
+            [
+                (
+                    "reminded",
+                    calendar.end_of_day(cycle.due),
+                    f"review {cycle.number} overdue",
+                    lambda: self._send_reminder(
+                        EventKind.REVIEW_OVERDUE,
+                        TaskKind.REVIEW_REMINDER,
+                        meeting.koordinator,
+                        messages.review_reminder(referral_id, cycle.number, cycle.due),
+                        change=SummaryChange(review_overdue=True, overdue=True),
+                    ),
+                ),
+                (
+                    "escalated",
+                    calendar.end_of_day(escalation_day),
+                    f"escalate: review {cycle.number}",
+                    lambda: self._escalate(
+                        EventKind.REVIEW_ESCALATED,
+                        TaskKind.REVIEW_ESCALATION,
+                        messages.review_escalation(referral_id, cycle.number, cycle.due),
+                        SummaryChange(review_overdue=True, overdue=True),
+                    ),
+                ),
+            ],
         )
 
-    async def _remind_review(self, cycle: ReviewCycle) -> None:
-        assert self._s.meeting is not None
-        await self._effects.notify(
-            TaskKind.REVIEW_REMINDER,
-            recipient=self._s.meeting.koordinator,
-            subject=f"Påminnelse: evaluering {cycle.number} var due {_day(cycle.due)}",
-            body=f"ROP-forløp {self._referral.referral_id}: evalueringen er ikke registrert.",
-            external=False,
-        )
-        await self._effects.record(
-            EventKind.REVIEW_OVERDUE,
-            actor=_SYSTEM,
-            change=SummaryChange(review_overdue=True, overdue=True),
-            details={"review": cycle.number},
-        )
+    # --- Measures and closure, as parts of a step ---------------------------------------
 
-    async def _escalate_review(self, cycle: ReviewCycle) -> None:
-        await self._effects.notify(
-            TaskKind.REVIEW_ESCALATION,
-            recipient=await self._effects.unit_leader(),
-            subject=f"Evaluering {cycle.number} av ROP-forløp er ikke holdt (due {_day(cycle.due)})",
-            body=f"ROP-forløp {self._referral.referral_id}: evaluering mangler.",
-            external=False,
-        )
-        await self._effects.record(
-            EventKind.REVIEW_ESCALATED, actor=_SYSTEM, details={"review": cycle.number}
-        )
-
-    async def _release_ready_measures(self, *, actor: str) -> None:
+    def _release_ready_measures(self, step: Step, *, actor: str) -> None:
         """Measures whose predecessors are settled become ready; their providers get a task."""
         ready = newly_ready((e.measure for e in self._s.measures), self._s.statuses())
         for measure_id in ready:
-            self._entry(measure_id).status = MeasureStatus.READY
-        for measure_id in ready:
-            measure = self._entry(measure_id).measure
-            await self._effects.notify(
+            entry = self._entry(measure_id)
+            entry.status = MeasureStatus.READY
+            measure = entry.measure
+            step.notify(
                 TaskKind.START_MEASURE,
                 recipient=measure.responsible,
-                subject=f"Start tiltak {measure.id} ({measure.kind.value}) i ROP-forløp",
-                body=f"ROP-forløp {self._referral.referral_id}: tiltaket kan starte.",
+                message=messages.start_measure(
+                    self._referral.referral_id, measure.id, measure.kind.value
+                ),
                 external=measure.provider.value != self._referral.receiving_unit.value,
                 reference=measure.id,
-            )
-            await self._effects.record(
+            ).event(
                 EventKind.MEASURE_READY,
                 actor=actor,
                 details={"measure": measure.id, "provider": measure.provider.value},
             )
 
-    async def _replace_plan(
-        self, measures: list[Measure], *, actor: str, reason: str, locked: bool = False
-    ) -> None:
+    def _replace_plan(self, measures: list[Measure], *, reason: str) -> dict[str, JsonValue]:
+        """Swap in a revised plan; return the event details, the old plan among them."""
         old_plan = _as_json(self._s.measures)
         statuses = carry_statuses(measures, self._s.statuses())
         self._s.measures = [MeasureEntry(measure=m, status=statuses[m.id]) for m in measures]
         self._s.plan_version += 1
-        async with self._step(locked=locked):
-            await self._effects.record(
-                EventKind.PLAN_REVISED,
-                actor=actor,
-                details={
-                    "reason": reason,
-                    "plan_version": self._s.plan_version,
-                    "previous_plan": old_plan,
-                    "plan": _as_json(measures),
-                },
-            )
-            await self._release_ready_measures(actor=actor)
+        return {
+            "reason": reason,
+            "plan_version": self._s.plan_version,
+            "previous_plan": old_plan,
+            "plan": _as_json(measures),
+        }
 
     def _mark_closed(self, closure: Closure) -> None:
         self._s.closure = closure
         self._s.closed_at = workflow.now()
         self._s.phase = Phase.CLOSED
 
-    async def _carry_out_closure(self, *, locked: bool) -> None:
-        """Cancel every open task, tell the parties, close the record."""
+    def _closed_change(self) -> SummaryChange:
         closure = self._s.closure
         assert closure is not None
-        async with self._step(locked=locked):
-            await self._effects.close_tasks(None, TaskStatus.CANCELLED)
-            subject = f"ROP-forløp {self._referral.referral_id} er avsluttet"
-            body = f"Forløpet er avsluttet ({closure.reason.value})."
-            parties = [(self._referral.responsible_clinician, False)]
-            if self._s.invite:
-                parties += [
-                    (p.address, self._is_external(p)) for p in self._s.invite.invite.participants
-                ]
+        return SummaryChange(
+            phase=Phase.CLOSED,
+            closed_at=self._s.closed_at,
+            closure_reason=closure.reason.value,
+            overdue=False,
+            crisis_plan_overdue=False,
+            review_overdue=False,
+        )
+
+    def _add_closure(self, step: Step) -> None:
+        """Add to a closing step: cancel every open task, and tell the parties."""
+        closure = self._s.closure
+        assert closure is not None
+        step.close(None, TaskStatus.CANCELLED)
+        message = messages.pathway_closed(self._referral.referral_id, closure.reason.value)
+        own_unit = self._referral.receiving_unit.value
+        parties = [(self._referral.responsible_clinician, False)]
+        if self._s.invite:
             parties += [
-                (
-                    e.measure.responsible,
-                    e.measure.provider.value != self._referral.receiving_unit.value,
-                )
-                for e in self._s.measures
-                if e.status not in SETTLED
+                (p.address, self._is_external(p)) for p in self._s.invite.invite.participants
             ]
-            seen: set[str] = set()
-            for recipient, external in parties:
-                if recipient in seen:
-                    continue
-                seen.add(recipient)
-                await self._effects.notify(
-                    TaskKind.PATHWAY_CLOSED,
-                    recipient=recipient,
-                    subject=subject,
-                    body=body,
-                    external=external,
+        parties += [
+            (e.measure.responsible, e.measure.provider.value != own_unit)
+            for e in self._s.measures
+            if e.status not in SETTLED
+        ]
+        told: set[str] = set()
+        for recipient, external in parties:
+            if recipient not in told:
+                told.add(recipient)
+                step.notify(
+                    TaskKind.PATHWAY_CLOSED, recipient=recipient, message=message, external=external
                 )
-            await self._effects.record(
-                EventKind.PATHWAY_CLOSED,
-                actor=closure.closed_by,
-                change=SummaryChange(
-                    phase=Phase.CLOSED,
-                    closed_at=self._s.closed_at,
-                    closure_reason=closure.reason.value,
-                    overdue=False,
-                    crisis_plan_overdue=False,
-                    review_overdue=False,
-                ),
-                details=closure.model_dump(mode="json"),
-            )
 
     # --- Helpers -------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _step(self, *, locked: bool = False) -> AsyncIterator[None]:
-        """Run an Update's side effects after intake, one step at a time, in order.
-
-        `locked=True`: the caller already holds the step lock (a step inside a step).
-        """
+    async def _step(self) -> AsyncIterator[Callable[..., Step]]:
+        """Run an Update's side effects after intake, one step at a time, in order."""
         await workflow.wait_condition(lambda: self._intake_done)
-        if locked:
-            yield
-            return
         async with self._step_lock:
-            yield
+            yield self._effects.step
 
     def _finished(self) -> bool:
         return self._s.phase in FINAL_PHASES
 
-    def _history_is_long(self) -> bool:
-        return workflow.info().is_continue_as_new_suggested()
+    def _overdue(self) -> bool:
+        return bool(status_view.overdue_items(self._s))
+
+    def _deadlines(self) -> status_view.Deadlines:
+        return status_view.Deadlines(
+            meeting=self._deadline,
+            meeting_escalation_at=self._escalation_at,
+            crisis_plan=self._crisis_plan_deadline(),
+        )
 
     def _reminder_instant(self, deadline: date) -> datetime:
         return calendar.reminder_instant(
@@ -997,105 +924,31 @@ class RopPathway:
                 f"the clarification meeting has not been held yet (phase: {self._s.phase.value})"
             )
 
-    def _overdue_items(self) -> list[str]:
-        items: list[str] = []
-        if self._finished():
-            return items
-        if self._s.meeting_chase.escalated and self._s.invite is None:
-            items.append("meeting invite")
-        if self._s.crisis_chase.escalated and self._s.crisis_plan is None:
-            items.append("crisis plan")
-        if self._s.review is not None and self._s.review.chase.reminded:
-            items.append("review")
-        return items
-
-    def _overdue_now(self) -> bool:
-        return bool(self._overdue_items())
-
     def _publish(self) -> None:
         """Keep the search attributes and the UI's current details in step with the state."""
         referral = self._referral
-        updates: list[SearchAttributeUpdate[Any]] = [
-            sa.PHASE.value_set(self._s.phase.value),
-            sa.HEALTH_TRUST.value_set(referral.health_trust),
-            sa.MUNICIPALITY.value_set(referral.municipality),
-            sa.RECEIVING_UNIT.value_set(referral.receiving_unit.value),
-            sa.MEETING_DEADLINE.value_set(calendar.at_local_time(self._deadline, time(0, 0))),
-            sa.HAS_CRISIS_PLAN.value_set(self._s.crisis_plan is not None),
-            sa.OVERDUE.value_set(bool(self._overdue_items())),
+        wanted: list[tuple[SearchAttributeKey[Any], Any]] = [
+            (sa.PHASE, self._s.phase.value),
+            (sa.HEALTH_TRUST, referral.health_trust),
+            (sa.MUNICIPALITY, referral.municipality),
+            (sa.RECEIVING_UNIT, referral.receiving_unit.value),
+            (sa.MEETING_DEADLINE, calendar.at_local_time(self._deadline, time(0, 0))),
+            (sa.HAS_CRISIS_PLAN, self._s.crisis_plan is not None),
+            (sa.OVERDUE, self._overdue()),
         ]
         if self._s.invite is not None:
-            updates.append(sa.MEETING_INVITED_ON_TIME.value_set(self._s.invite.on_time))
+            wanted.append((sa.MEETING_INVITED_ON_TIME, self._s.invite.on_time))
         if self._s.review is not None and not self._finished():
-            updates.append(
-                sa.NEXT_REVIEW_DUE.value_set(calendar.at_local_time(self._s.review.due, time(0, 0)))
+            wanted.append(
+                (sa.NEXT_REVIEW_DUE, calendar.at_local_time(self._s.review.due, time(0, 0)))
             )
-        workflow.upsert_search_attributes(updates)
-        due = self._due()
-        next_step = (
-            f"Next: {due[0].what} by {_last_day_before(due[0].by)}." if due else "Nothing due."
-        )
-        overdue = self._overdue_items()
-        flagged = f" OVERDUE: {', '.join(overdue)}." if overdue else ""
-        workflow.set_current_details(f"Phase: {self._s.phase.value}. {next_step}{flagged}")
-
-    def _done(self) -> list[str]:
-        s = self._s
-        done = [f"referral received {_day(self._referral.received_at)}"]
-        if s.meeting_chase.reminded:
-            done.append("meeting reminder sent")
-        if s.meeting_chase.escalated:
-            done.append("meeting deadline escalated")
-        if s.assessment:
-            done.append(f"assessed: {s.assessment.assessment.decision.value}")
-        if s.invite:
-            timing = "on time" if s.invite.on_time else "late"
-            done.append(f"meeting invite sent {_day(s.invite.sent_at)} ({timing})")
-        if s.meeting:
-            done.append(f"meeting held {_day(s.meeting.held_at)}")
-        if s.crisis_plan and s.crisis_plan_at:
-            done.append(
-                f"crisis plan version {s.crisis_plan.version} registered {_day(s.crisis_plan_at)}"
-            )
-        done += [
-            f"measure {e.measure.id} {e.status.value}" for e in s.measures if e.status in SETTLED
-        ]
-        if s.reviews_completed:
-            done.append(f"{s.reviews_completed} review(s) completed")
-        if s.objection and s.objection_at:
-            done.append(f"objection to sharing recorded {_day(s.objection_at)}")
-        if s.closure and s.closed_at:
-            done.append(f"pathway closed {_day(s.closed_at)} ({s.closure.reason.value})")
-        return done
-
-    def _due(self) -> list[DueItem]:
-        s = self._s
-        if s.phase is Phase.AWAITING_ASSESSMENT:
-            return [
-                DueItem(what="assess the referral", by=self._escalation_at),
-                DueItem(what="invite to avklaringsmøte", by=self._escalation_at),
-            ]
-        if s.phase is Phase.AWAITING_INVITE:
-            return [DueItem(what="invite to avklaringsmøte", by=self._escalation_at)]
-        if s.phase is Phase.MEETING_INVITED and s.invite:
-            return [DueItem(what="hold avklaringsmøte", by=s.invite.invite.meeting_at)]
-        if s.phase is not Phase.FOLLOW_UP:
-            return []
-        due: list[DueItem] = []
-        crisis_deadline = self._crisis_plan_deadline()
-        if s.crisis_plan is None and crisis_deadline is not None:
-            due.append(DueItem(what="register kriseplan", by=calendar.end_of_day(crisis_deadline)))
-        elif s.crisis_plan is not None:
-            due.append(
-                DueItem(
-                    what="revise kriseplan", by=calendar.end_of_day(s.crisis_plan.next_revision)
-                )
-            )
-        if s.review is not None:
-            due.append(
-                DueItem(what=f"hold review {s.review.number}", by=calendar.end_of_day(s.review.due))
-            )
-        return sorted(due, key=lambda item: item.by)
+        # Only what changed: each upsert is a history event, and continue-as-new carries
+        # the current values into the next run.
+        current = workflow.info().typed_search_attributes
+        changed = [key.value_set(value) for key, value in wanted if current.get(key) != value]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+        workflow.set_current_details(status_view.current_details(self._s, self._deadlines()))
 
 
 def _as_json(models: Sequence[BaseModel]) -> JsonValue:

@@ -1,0 +1,292 @@
+"""`make bench`: N full pathways against the local dev server and PostgreSQL, and a baseline.
+
+Each pathway goes referral -> assessment -> invite -> meeting -> crisis plan -> one review
+-> closure (six Updates, one continue-as-new). The baseline runs the same number of
+Updates, each with a no-op activity, on the same server. The last line is the
+throughput ratio; the target is at least 0.75, and at most 150 history events per
+pathway up to its first review (the first run's history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.contact_directory import load_directory
+from activities.database import create_pool, migrate
+from rop_domain.followup import (
+    Closure,
+    ClosureReason,
+    CrisisPlan,
+    IndividualPlanStatus,
+    Measure,
+    MeasureKind,
+    MeetingOutcome,
+    Provider,
+    Review,
+    ReviewOutcome,
+)
+from rop_domain.models import (
+    Assessment,
+    AssessmentDecision,
+    MeetingInvite,
+    Participant,
+    ParticipantRole,
+    ValidationPolicy,
+    parse_referral,
+)
+from starter.client import DATA_CONVERTER
+from starter.local_stack import embedded_postgres, ensure_database, packaged_binary
+from starter.pathways import Pathways
+from starter.settings import RopSettings
+from worker import build_worker
+from workflows import search_attributes
+from workflows.bench_baseline import UPDATES_PER_PATHWAY, BaselinePathway, baseline_noop
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONTACTS = REPO_ROOT / "deploy" / "seed" / "contact-points.example.json"
+CLINICIAN = "9000123"
+
+
+class Timer:
+    """Collects Update latencies."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+
+    async def __call__(self, call: Awaitable[Any]) -> Any:
+        began = time.perf_counter()
+        result = await call
+        self.latencies.append(time.perf_counter() - began)
+        return result
+
+
+async def one_pathway(pathways: Pathways, timer: Timer) -> str:
+    now = datetime.now(UTC)
+    referral = parse_referral(
+        {
+            "referral_id": f"BENCH-{uuid.uuid4().hex[:12]}",
+            "received_at": now.isoformat(),
+            "source": "fastlege",
+            "referrer": "9000001",
+            "receiving_unit": "TSB",
+            "health_trust": "helse-bergen",
+            "municipality": "4601",
+            "responsible_clinician": CLINICIAN,
+            "general_practitioner": "9000001",
+            "patient": {"reference": "bench"},
+        },
+        ValidationPolicy(),
+    )
+    workflow_id = (await pathways.submit(referral)).workflow_id
+    await timer(
+        pathways.assess(
+            workflow_id,
+            Assessment(
+                assessor=CLINICIAN, decision=AssessmentDecision.IN_TARGET_GROUP, reason="bench"
+            ),
+        )
+    )
+    await timer(
+        pathways.invite_to_meeting(
+            workflow_id,
+            MeetingInvite(
+                invited_by=CLINICIAN,
+                meeting_at=now + timedelta(days=1),
+                location="DPS",
+                participants=[
+                    Participant(role=ParticipantRole.TSB, name="TSB", address="tsb@example.invalid")
+                ],
+            ),
+        )
+    )
+    await timer(
+        pathways.record_meeting(
+            workflow_id,
+            MeetingOutcome(
+                recorded_by=CLINICIAN,
+                held_at=datetime.now(UTC),
+                attendees=["TSB", "PHV"],
+                koordinator=CLINICIAN,
+                individual_plan=IndividualPlanStatus.ACCEPTED,
+                crisis_plan_responsible=CLINICIAN,
+                measures=[
+                    Measure(
+                        id="poliklinikk",
+                        kind=MeasureKind.OUTPATIENT,
+                        provider=Provider.TSB,
+                        responsible=CLINICIAN,
+                    ),
+                    Measure(
+                        id="bolig",
+                        kind=MeasureKind.MUNICIPAL_HOUSING,
+                        provider=Provider.KOMMUNE,
+                        responsible="kommune",
+                        depends_on=["poliklinikk"],
+                    ),
+                ],
+            ),
+        )
+    )
+    await timer(
+        pathways.register_crisis_plan(
+            workflow_id,
+            CrisisPlan(
+                registered_by=CLINICIAN,
+                version=1,
+                made_with_patient=True,
+                relatives_involved=False,
+                next_revision=now.date() + timedelta(days=90),
+            ),
+        )
+    )
+    await timer(
+        pathways.complete_review(
+            workflow_id, Review(reviewed_by=CLINICIAN, outcome=ReviewOutcome.CONTINUE)
+        )
+    )
+    await timer(
+        pathways.close_pathway(
+            workflow_id, Closure(closed_by=CLINICIAN, reason=ClosureReason.COMPLETED)
+        )
+    )
+    return workflow_id
+
+
+async def one_baseline(client: Client, task_queue: str, timer: Timer) -> str:
+    handle = await client.start_workflow(
+        BaselinePathway.run, id=f"baseline-{uuid.uuid4().hex}", task_queue=task_queue
+    )
+    for _ in range(UPDATES_PER_PATHWAY):
+        await timer(handle.execute_update(BaselinePathway.step))
+    await handle.result()
+    return handle.id
+
+
+async def drive(
+    count: int, concurrency: int, make: Callable[[], Awaitable[str]]
+) -> tuple[float, list[str]]:
+    """Run `count` of `make()`, at most `concurrency` at once; return seconds and ids."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated() -> str:
+        async with gate:
+            return await make()
+
+    began = time.perf_counter()
+    ids = await asyncio.gather(*(gated() for _ in range(count)))
+    return time.perf_counter() - began, list(ids)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def first_run_events(client: Client, workflow_id: str) -> tuple[int, int]:
+    """(events of the first run, events of all runs) of one pathway."""
+    total, first = 0, 0
+    run_id: str | None = ""
+    handle = client.get_workflow_handle(workflow_id)
+    history = await handle.fetch_history()
+    # The latest run's history; earlier runs are found through its first event.
+    runs = [history]
+    start = history.events[0].workflow_execution_started_event_attributes
+    while start.continued_execution_run_id:
+        run_id = start.continued_execution_run_id
+        earlier = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        runs.insert(0, earlier)
+        start = earlier.events[0].workflow_execution_started_event_attributes
+    first = len(runs[0].events)
+    total = sum(len(r.events) for r in runs)
+    return first, total
+
+
+async def main(count: int, concurrency: int) -> None:
+    settings = RopSettings()
+    with contextlib.ExitStack() as stack:
+        if settings.database_url:
+            server_url = settings.database_url
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rop-bench-")))
+            server_url = stack.enter_context(embedded_postgres(folder / "pg", keep_data=False))
+        database_url = await ensure_database(server_url, f"rop_bench_{uuid.uuid4().hex[:8]}")
+        pool = await create_pool(database_url)
+        await migrate(pool)
+        await load_directory(pool, CONTACTS)
+        env = await WorkflowEnvironment.start_local(
+            data_converter=DATA_CONVERTER,
+            dev_server_existing_path=packaged_binary("temporal"),
+            search_attributes=search_attributes.ALL,
+        )
+        try:
+            await run_benchmark(env.client, pool, count, concurrency)
+        finally:
+            await env.shutdown()
+            await pool.close()
+
+
+async def run_benchmark(client: Client, pool: Any, count: int, concurrency: int) -> None:
+    ours_queue, base_queue = "rop-bench", "rop-bench-baseline"
+    pathways = Pathways(client, task_queue=ours_queue)
+    baseline_worker = Worker(
+        client, task_queue=base_queue, workflows=[BaselinePathway], activities=[baseline_noop]
+    )
+    async with build_worker(client, pool, ours_queue), baseline_worker:
+        warm = Timer()
+        await drive(2, 2, lambda: one_pathway(pathways, warm))
+        await drive(2, 2, lambda: one_baseline(client, base_queue, warm))
+
+        ours_timer, base_timer = Timer(), Timer()
+        ours_seconds, ids = await drive(
+            count, concurrency, lambda: one_pathway(pathways, ours_timer)
+        )
+        base_seconds, _ = await drive(
+            count, concurrency, lambda: one_baseline(client, base_queue, base_timer)
+        )
+    events = [await first_run_events(client, workflow_id) for workflow_id in ids]
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ours_rate, base_rate = count / ours_seconds, count / base_seconds
+    ms = 1000
+    print(f"pathways: {count}, concurrency {concurrency}, {UPDATES_PER_PATHWAY} Updates each")
+    print(f"ours:     {ours_rate:.2f} pathways/s ({ours_seconds:.1f} s)")
+    print(f"baseline: {base_rate:.2f} pathways/s ({base_seconds:.1f} s)")
+    print(
+        f"update latency ours p50 {percentile(ours_timer.latencies, 0.5) * ms:.0f} ms, "
+        f"p99 {percentile(ours_timer.latencies, 0.99) * ms:.0f} ms; baseline p50 "
+        f"{percentile(base_timer.latencies, 0.5) * ms:.0f} ms, "
+        f"p99 {percentile(base_timer.latencies, 0.99) * ms:.0f} ms"
+    )
+    first = [e[0] for e in events]
+    print(
+        f"history events per pathway up to its first review: max {max(first)}, "
+        f"median {statistics.median(first):g}; all runs: max {max(e[1] for e in events)}"
+    )
+    print(f"worker peak RSS (worker and driver in one process): {peak_rss_mb:.0f} MiB")
+    print(f"ratio ours/baseline: {ours_rate / base_rate:.2f}")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pathways", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.pathways, args.concurrency))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,123 @@
+"""What the pathway's state means to a person: done, due and overdue.
+
+Pure functions of the state, used by the `status` query and the UI's current details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from rop_domain import calendar
+    from rop_domain.models import FINAL_PHASES, DueItem, Phase, Referral
+    from rop_domain.plan import SETTLED
+    from rop_domain.state import PathwayState
+    from workflows.messages import day
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """The pathway's fixed meeting deadline, and the crisis plan's once the meeting is held."""
+
+    meeting: date
+    meeting_escalation_at: datetime
+    crisis_plan: date | None
+
+
+def overdue_items(state: PathwayState) -> list[str]:
+    """What is overdue now: a step whose deadline escalated (or review whose due day passed)."""
+    if state.phase in FINAL_PHASES:
+        return []
+    items: list[str] = []
+    if state.meeting_chase.escalated and state.invite is None:
+        items.append("meeting invite")
+    if state.crisis_chase.escalated and state.crisis_plan is None:
+        items.append("crisis plan")
+    if state.review is not None and state.review.chase.reminded:
+        items.append("review")
+    return items
+
+
+def done(state: PathwayState, referral: Referral) -> list[str]:
+    """The steps taken so far, in words."""
+    items = [f"referral received {day(referral.received_at)}"]
+    if state.meeting_chase.reminded:
+        items.append("meeting reminder sent")
+    if state.meeting_chase.escalated:
+        items.append("meeting deadline escalated")
+    if state.assessment:
+        items.append(f"assessed: {state.assessment.assessment.decision.value}")
+    if state.invite:
+        timing = "on time" if state.invite.on_time else "late"
+        items.append(f"meeting invite sent {day(state.invite.sent_at)} ({timing})")
+    if state.meeting:
+        items.append(f"meeting held {day(state.meeting.held_at)}")
+    if state.crisis_plan and state.crisis_plan_at:
+        items.append(
+            f"crisis plan version {state.crisis_plan.version} registered {day(state.crisis_plan_at)}"
+        )
+    items += [
+        f"measure {e.measure.id} {e.status.value}" for e in state.measures if e.status in SETTLED
+    ]
+    if state.reviews_completed:
+        items.append(f"{state.reviews_completed} review(s) completed")
+    if state.objection and state.objection_at:
+        items.append(f"objection to sharing recorded {day(state.objection_at)}")
+    if state.closure and state.closed_at:
+        items.append(f"pathway closed {day(state.closed_at)} ({state.closure.reason.value})")
+    return items
+
+
+def due(state: PathwayState, deadlines: Deadlines) -> list[DueItem]:
+    """What the pathway waits for, soonest first; `by` is the instant it becomes late."""
+    if state.phase is Phase.AWAITING_ASSESSMENT:
+        return [
+            DueItem(what="assess the referral", by=deadlines.meeting_escalation_at),
+            DueItem(what="invite to avklaringsmøte", by=deadlines.meeting_escalation_at),
+        ]
+    if state.phase is Phase.AWAITING_INVITE:
+        return [DueItem(what="invite to avklaringsmøte", by=deadlines.meeting_escalation_at)]
+    if state.phase is Phase.MEETING_INVITED and state.invite:
+        return [DueItem(what="hold avklaringsmøte", by=state.invite.invite.meeting_at)]
+    if state.phase is not Phase.FOLLOW_UP:
+        return []
+    items: list[DueItem] = []
+    if state.crisis_plan is None and deadlines.crisis_plan is not None:
+        items.append(
+            DueItem(what="register kriseplan", by=calendar.end_of_day(deadlines.crisis_plan))
+        )
+    elif state.crisis_plan is not None:
+        items.append(
+            DueItem(
+                what="revise kriseplan", by=calendar.end_of_day(state.crisis_plan.next_revision)
+            )
+        )
+    if state.review is not None:
+        items.append(
+            DueItem(
+                what=f"hold review {state.review.number}",
+                by=calendar.end_of_day(state.review.due),
+            )
+        )
+    return sorted(items, key=lambda item: item.by)
+
+
+def current_details(state: PathwayState, deadlines: Deadlines) -> str:
+    """One line for the Temporal UI: phase, what is due next and by which day, what is late."""
+    upcoming = due(state, deadlines)
+    if upcoming:
+        first = upcoming[0]
+        last_day = day(first.by - _JUST_BEFORE)
+        next_step = f"Next: {first.what} by {last_day}."
+    else:
+        next_step = "Nothing due."
+    late = overdue_items(state)
+    flagged = f" OVERDUE: {', '.join(late)}." if late else ""
+    return f"Phase: {state.phase.value}. {next_step}{flagged}"
+
+
+_JUST_BEFORE = timedelta(microseconds=1)
+"""A step due before midnight is due on the day that ends there."""
