@@ -192,6 +192,15 @@ async def drive(
     return time.perf_counter() - began, list(ids)
 
 
+ROUNDS = 3
+
+
+def _rounds(count: int, rounds: int) -> list[int]:
+    """`count` split into `rounds` near-equal parts (fewer if count is small)."""
+    rounds = max(1, min(rounds, count))
+    return [count // rounds + (1 if i < count % rounds else 0) for i in range(rounds)]
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -251,18 +260,29 @@ async def run_benchmark(client: Client, pool: Any, count: int, concurrency: int)
         await drive(2, 2, lambda: one_pathway(pathways, warm))
         await drive(2, 2, lambda: one_baseline(client, base_queue, warm))
 
+        # Alternate rounds of each, so that neither side gains from going second (a warmer
+        # server, a fuller database) and both see the same machine noise.
         ours_timer, base_timer = Timer(), Timer()
-        ours_seconds, ids = await drive(
-            count, concurrency, lambda: one_pathway(pathways, ours_timer)
-        )
-        base_seconds, _ = await drive(
-            count, concurrency, lambda: one_baseline(client, base_queue, base_timer)
-        )
+        ours_seconds = base_seconds = 0.0
+        ids: list[str] = []
+        for size in _rounds(count, ROUNDS):
+            seconds, made = await drive(
+                size, concurrency, lambda: one_pathway(pathways, ours_timer)
+            )
+            ours_seconds += seconds
+            ids += made
+            seconds, _ = await drive(
+                size, concurrency, lambda: one_baseline(client, base_queue, base_timer)
+            )
+            base_seconds += seconds
     events = [await first_run_events(client, workflow_id) for workflow_id in ids]
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ours_rate, base_rate = count / ours_seconds, count / base_seconds
     ms = 1000
-    print(f"pathways: {count}, concurrency {concurrency}, {UPDATES_PER_PATHWAY} Updates each")
+    print(
+        f"pathways: {count} of each kind, concurrency {concurrency}, {UPDATES_PER_PATHWAY} "
+        f"Updates each, in {len(_rounds(count, ROUNDS))} alternating rounds"
+    )
     print(f"ours:     {ours_rate:.2f} pathways/s ({ours_seconds:.1f} s)")
     print(f"baseline: {base_rate:.2f} pathways/s ({base_seconds:.1f} s)")
     print(

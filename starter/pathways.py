@@ -8,10 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from rop_domain.calendar import deadline_after
 from rop_domain.followup import (
     Closure,
     CrisisPlan,
@@ -22,8 +28,9 @@ from rop_domain.followup import (
     PlanRevision,
     Review,
 )
-from rop_domain.models import Assessment, MeetingInvite, PathwaySettings, Referral
+from rop_domain.models import Assessment, MeetingInvite, PathwaySettings, Phase, Referral
 from rop_domain.state import PathwayInput, PathwayStatus
+from workflows import search_attributes
 from workflows.pathway import TASK_QUEUE, RopPathway
 
 
@@ -64,6 +71,17 @@ class Pathways:
     async def submit(self, referral: Referral) -> Submitted:
         """Start the referral's pathway, or return the one it already has (running or ended)."""
         workflow_id = referral.workflow_id
+        settings = self._pathway_settings
+        deadline = deadline_after(
+            referral.received_at, settings.meeting_working_days, settings.working_day_rule
+        )
+        initial = search_attributes.pathway_values(
+            phase=Phase.AWAITING_ASSESSMENT.value,
+            referral=referral,
+            meeting_deadline=deadline,
+            has_crisis_plan=False,
+            overdue=False,
+        )
         try:
             await self._client.start_workflow(
                 RopPathway.run,
@@ -72,6 +90,9 @@ class Pathways:
                 task_queue=self._task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(key, value) for key, value in initial]
+                ),
                 static_summary=(
                     f"ROP pathway for referral {referral.referral_id}: "
                     f"{referral.receiving_unit.value}, {referral.health_trust}, "

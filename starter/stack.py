@@ -87,6 +87,7 @@ def _print_welcome(
     # Soon enough to record the meeting as held a few minutes after inviting to it.
     meeting_at = (datetime.now(UTC) + timedelta(minutes=3)).replace(second=0, microsecond=0)
     meeting = meeting_at.astimezone(OSLO).isoformat()
+    revision = (meeting_at + timedelta(days=90)).date().isoformat()
     print(
         f"""
 rop-forlop is running.
@@ -99,11 +100,18 @@ Drive the demo from another terminal:
   .venv/bin/rop status {workflow_id}
   .venv/bin/rop assess {workflow_id} --assessor 9000123 --decision in-target-group --reason "ROP-problematikk"
   .venv/bin/rop invite {workflow_id} --by 9000123 --at {meeting} --location "DPS, møterom 2" --recommended
-  .venv/bin/rop meeting {workflow_id} --by 9000123 --held-at {meeting} --attendee PHV --attendee TSB
+  .venv/bin/rop meeting {workflow_id} --by 9000123 --held-at {meeting} --attendee PHV --attendee TSB \\
+      --koordinator 9000777 --individual-plan accepted --crisis-plan-responsible 9000555 \\
+      --measures deploy/seed/measures.example.json
     (record the meeting once {meeting} has passed)
+  .venv/bin/rop crisis-plan {workflow_id} --by 9000555 --version 1 --made-with-patient --next-revision {revision}
+  .venv/bin/rop measure start {workflow_id} poliklinikk --by 9000123
+  .venv/bin/rop review {workflow_id} --by 9000777 --outcome continue
+  .venv/bin/rop close {workflow_id} --by 9000123 --reason completed
   {env} .venv/bin/rop tasks {workflow_id}
+  {env} .venv/bin/rop indicators
 
-Filter in the UI:  RopPhase = "awaiting-invite"   or   RopOverdue = true
+Filter in the UI:  RopPhase = "follow-up"   or   RopOverdue = true
 Press Ctrl-C to stop everything.""",
         flush=True,
     )

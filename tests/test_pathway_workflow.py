@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import asyncpg
@@ -309,3 +309,21 @@ async def test_invalid_updates_are_rejected_before_they_enter_history(
         with pytest.raises(PathwayStepRejected, match="in the future"):
             await api.record_meeting(workflow_id, future)
         await handle.terminate("test done")
+
+
+async def test_a_new_pathway_is_filterable_before_its_first_task_runs(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    now = await time_skipping_env.get_current_time()
+    # No worker: only what the starter set at start can be there.
+    _, handle = await start(client, api, factories.referral_data(now))
+    search = (await handle.describe()).typed_search_attributes
+    assert search.get(search_attributes.PHASE) == "awaiting-assessment"
+    assert search.get(search_attributes.HEALTH_TRUST) == "helse-bergen"
+    assert search.get(search_attributes.MEETING_DEADLINE) == calendar.at_local_time(
+        calendar.deadline_after(now, 10), time(0, 0)
+    )
+    assert search.get(search_attributes.OVERDUE) is False
+    await handle.terminate("no worker in this test")

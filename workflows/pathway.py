@@ -9,16 +9,16 @@ After each periodic review (or when the server suggests it) the workflow continu
 as new, carrying its compact state, so no run's history grows without bound.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the sandbox imports this module for every
+# workflow run, and string annotations would be compiled anew each time to read the types.
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any, cast
+from typing import cast
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -136,8 +136,7 @@ class RopPathway:
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._finished():
-            for watcher in watchers:
-                watcher.cancel()
+            # Pending timers end with this run; the next run sets its own from the state.
             self._s.runs += 1
             workflow.continue_as_new(
                 PathwayInput(referral=self._referral, settings=self._settings, state=self._s)
@@ -926,22 +925,17 @@ class RopPathway:
 
     def _publish(self) -> None:
         """Keep the search attributes and the UI's current details in step with the state."""
-        referral = self._referral
-        wanted: list[tuple[SearchAttributeKey[Any], Any]] = [
-            (sa.PHASE, self._s.phase.value),
-            (sa.HEALTH_TRUST, referral.health_trust),
-            (sa.MUNICIPALITY, referral.municipality),
-            (sa.RECEIVING_UNIT, referral.receiving_unit.value),
-            (sa.MEETING_DEADLINE, calendar.at_local_time(self._deadline, time(0, 0))),
-            (sa.HAS_CRISIS_PLAN, self._s.crisis_plan is not None),
-            (sa.OVERDUE, self._overdue()),
-        ]
-        if self._s.invite is not None:
-            wanted.append((sa.MEETING_INVITED_ON_TIME, self._s.invite.on_time))
-        if self._s.review is not None and not self._finished():
-            wanted.append(
-                (sa.NEXT_REVIEW_DUE, calendar.at_local_time(self._s.review.due, time(0, 0)))
-            )
+        wanted = sa.pathway_values(
+            phase=self._s.phase.value,
+            referral=self._referral,
+            meeting_deadline=self._deadline,
+            has_crisis_plan=self._s.crisis_plan is not None,
+            overdue=self._overdue(),
+            invited_on_time=self._s.invite.on_time if self._s.invite else None,
+            next_review_due=(
+                self._s.review.due if self._s.review and not self._finished() else None
+            ),
+        )
         # Only what changed: each upsert is a history event, and continue-as-new carries
         # the current values into the next run.
         current = workflow.info().typed_search_attributes

@@ -5,9 +5,13 @@ Search attributes are stored unencrypted: nothing personal may ever go here.
 
 from __future__ import annotations
 
+from datetime import date, time
 from typing import Any
 
 from temporalio.common import SearchAttributeKey
+
+from rop_domain import calendar
+from rop_domain.models import Referral
 
 PHASE = SearchAttributeKey.for_keyword("RopPhase")
 HEALTH_TRUST = SearchAttributeKey.for_keyword("RopHealthTrust")
@@ -31,3 +35,31 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     OVERDUE,
 )
 """Every key the worker writes; the dev server and test servers register these."""
+
+
+def pathway_values(
+    *,
+    phase: str,
+    referral: Referral,
+    meeting_deadline: date,
+    has_crisis_plan: bool,
+    overdue: bool,
+    invited_on_time: bool | None = None,
+    next_review_due: date | None = None,
+) -> list[tuple[SearchAttributeKey[Any], Any]]:
+    """The search attribute values of a pathway: what the workflow keeps current, and what
+    the starter sets at start so a new pathway is filterable before its first task runs."""
+    values: list[tuple[SearchAttributeKey[Any], Any]] = [
+        (PHASE, phase),
+        (HEALTH_TRUST, referral.health_trust),
+        (MUNICIPALITY, referral.municipality),
+        (RECEIVING_UNIT, referral.receiving_unit.value),
+        (MEETING_DEADLINE, calendar.at_local_time(meeting_deadline, time(0, 0))),
+        (HAS_CRISIS_PLAN, has_crisis_plan),
+        (OVERDUE, overdue),
+    ]
+    if invited_on_time is not None:
+        values.append((MEETING_INVITED_ON_TIME, invited_on_time))
+    if next_review_due is not None:
+        values.append((NEXT_REVIEW_DUE, calendar.at_local_time(next_review_due, time(0, 0))))
+    return values
