@@ -8,7 +8,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rop_domain.calendar import WorkingDayRule
-from rop_domain.models import PathwaySettings, ValidationPolicy
+from rop_domain.models import ObjectionMode, PathwaySettings, ValidationPolicy
 
 
 class RopSettings(BaseSettings):
@@ -32,6 +32,9 @@ class RopSettings(BaseSettings):
     meeting_working_days: int = Field(default=10, ge=1, le=60)
     count_saturdays: bool = False
     allow_synthetic_ids: bool = False
+    crisis_plan_working_days: int = Field(default=10, ge=1, le=60)
+    review_escalation_working_days: int = Field(default=5, ge=1, le=30)
+    objection_mode: ObjectionMode = ObjectionMode.REDACT
     log_format: str | None = Field(default=None, pattern="^(json|console)$")
 
     def pathway_settings(self) -> PathwaySettings:
@@ -42,7 +45,11 @@ class RopSettings(BaseSettings):
             else WorkingDayRule.MONDAY_TO_FRIDAY
         )
         return PathwaySettings(
-            meeting_working_days=self.meeting_working_days, working_day_rule=rule
+            meeting_working_days=self.meeting_working_days,
+            working_day_rule=rule,
+            crisis_plan_working_days=self.crisis_plan_working_days,
+            review_escalation_working_days=self.review_escalation_working_days,
+            objection_mode=self.objection_mode,
         )
 
     def validation_policy(self) -> ValidationPolicy:

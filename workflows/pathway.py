@@ -85,6 +85,8 @@ _CRISIS_CHASERS = [
     TaskKind.REVISE_CRISIS_PLAN,
 ]
 _REVIEW_CHASERS = [TaskKind.HOLD_REVIEW, TaskKind.REVIEW_REMINDER, TaskKind.REVIEW_ESCALATION]
+_CLOCK_TOLERANCE = timedelta(minutes=1)
+"""People write times to the minute, and their clocks differ a little from the server's."""
 
 
 def _reject(message: str) -> ApplicationError:
@@ -292,9 +294,9 @@ class RopPathway:
         self._refuse_if_ended()
         if self._s.phase is not Phase.MEETING_INVITED or self._s.invite is None:
             raise _reject(f"no meeting has been invited to yet (phase: {self._s.phase.value})")
-        if outcome.held_at > workflow.now():
+        if outcome.held_at > workflow.now() + _CLOCK_TOLERANCE:
             raise _reject("held_at lies in the future")
-        if outcome.held_at < self._s.invite.sent_at:
+        if outcome.held_at < self._s.invite.sent_at - _CLOCK_TOLERANCE:
             raise _reject("held_at lies before the invitation was sent")
         _check_plan(outcome.measures)
 
