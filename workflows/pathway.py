@@ -14,8 +14,8 @@ as new, carrying its compact state, so no run's history grows without bound.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import date, datetime, time, timedelta
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
 from typing import cast
 
 from temporalio import workflow
@@ -40,12 +40,9 @@ with workflow.unsafe.imports_passed_through():
         ReviewOutcome,
     )
     from rop_domain.models import (
-        FINAL_PHASES,
         Assessment,
         AssessmentDecision,
         MeetingInvite,
-        Participant,
-        ParticipantRole,
         Phase,
         RecordedAssessment,
         RecordedInvite,
@@ -60,7 +57,6 @@ with workflow.unsafe.imports_passed_through():
         validate_plan,
     )
     from rop_domain.state import (
-        Chase,
         MeasureEntry,
         PathwayInput,
         PathwayOutcome,
@@ -69,9 +65,10 @@ with workflow.unsafe.imports_passed_through():
         ReviewCycle,
     )
     from workflows import messages, status_view
-    from workflows import search_attributes as sa
-    from workflows.effects import SYSTEM_ACTOR, PathwayEffects, Step
-    from workflows.timers import settled_before
+    from workflows.effects import PathwayEffects, Step
+
+# Part of the workflow class: imported into the sandbox with it, not passed through.
+from workflows.watchers import PathwayWatchers
 
 TASK_QUEUE = "rop-forlop"
 REJECTED = "PathwayStepRejected"
@@ -94,7 +91,7 @@ def _reject(message: str) -> ApplicationError:
 
 
 @workflow.defn(name="RopPathway")
-class RopPathway:
+class RopPathway(PathwayWatchers):
     """One patient's ROP pathway."""
 
     @workflow.init
@@ -546,226 +543,6 @@ class RopPathway:
             due=status_view.due(self._s, self._deadlines()),
         )
 
-    # --- Timers: reminders, escalations, revisions, reviews ----------------------------
-
-    async def _watch_meeting_deadline(self) -> None:
-        """Remind before the meeting deadline, escalate when it has passed."""
-        if self._s.phase not in (Phase.AWAITING_ASSESSMENT, Phase.AWAITING_INVITE):
-            return
-        await workflow.wait_condition(lambda: self._intake_done)
-        referral_id = self._referral.referral_id
-        await self._chase(
-            deadline=self._deadline,
-            settled=lambda: self._s.invite is not None or self._finished(),
-            chase=self._s.meeting_chase,
-            label="invite to avklaringsmøte",
-            remind=lambda: self._send_reminder(
-                EventKind.MEETING_REMINDER_SENT,
-                TaskKind.INVITE_TO_MEETING_REMINDER,
-                self._referral.responsible_clinician,
-                messages.meeting_reminder(referral_id, self._deadline),
-                due_at=self._escalation_at,
-            ),
-            escalate=lambda: self._escalate(
-                EventKind.MEETING_OVERDUE,
-                TaskKind.MEETING_DEADLINE_ESCALATION,
-                messages.meeting_escalation(referral_id, self._deadline),
-                SummaryChange(overdue=True),
-            ),
-        )
-
-    async def _follow_up(self) -> None:
-        """After the meeting: the crisis plan's deadline and revisions, and the review cycle."""
-        await workflow.wait_condition(lambda: self._s.phase is Phase.FOLLOW_UP or self._finished())
-        if self._finished():
-            return
-        await asyncio.gather(
-            self._watch_crisis_plan_deadline(),
-            self._watch_crisis_plan_revision(),
-            self._watch_review(),
-        )
-
-    async def _chase(
-        self,
-        *,
-        deadline: date,
-        settled: Callable[[], bool],
-        chase: Chase,
-        label: str,
-        remind: Callable[[], Awaitable[None]],
-        escalate: Callable[[], Awaitable[None]],
-    ) -> None:
-        """Reminder at the reminder hour some working days before `deadline`; escalation at
-        the end of the deadline day. Each is sent once, even across continue-as-new."""
-        await self._chase_steps(
-            settled,
-            chase,
-            [
-                ("reminded", self._reminder_instant(deadline), f"remind: {label}", remind),
-                ("escalated", calendar.end_of_day(deadline), f"escalate: {label}", escalate),
-            ],
-        )
-
-    async def _chase_steps(
-        self,
-        settled: Callable[[], bool],
-        chase: Chase,
-        steps: Sequence[tuple[str, datetime, str, Callable[[], Awaitable[None]]]],
-    ) -> None:
-        for flag, instant, summary, action in steps:
-            if getattr(chase, flag):
-                continue
-            if await settled_before(instant, settled, summary):
-                return
-            async with self._step_lock:
-                if settled():
-                    return
-                setattr(chase, flag, True)
-                self._publish()
-                await action()
-
-    async def _send_reminder(
-        self,
-        event: EventKind,
-        task: TaskKind,
-        recipient: str,
-        message: messages.Message,
-        *,
-        due_at: datetime | None = None,
-        change: SummaryChange | None = None,
-    ) -> None:
-        await (
-            self._effects.step(event, actor=SYSTEM_ACTOR, change=change)
-            .notify(task, recipient=recipient, message=message, external=False, due_at=due_at)
-            .commit()
-        )
-
-    async def _escalate(
-        self, event: EventKind, task: TaskKind, message: messages.Message, change: SummaryChange
-    ) -> None:
-        workflow.logger.warning("deadline escalated", extra={"escalation": task.value})
-        leader = await self._effects.unit_leader()
-        await self._send_reminder(event, task, leader, message, change=change)
-
-    async def _watch_crisis_plan_deadline(self) -> None:
-        deadline = self._crisis_plan_deadline()
-        if deadline is None or self._s.crisis_plan is not None or self._s.meeting is None:
-            return
-        referral_id = self._referral.referral_id
-        await self._chase(
-            deadline=deadline,
-            settled=lambda: self._s.crisis_plan is not None or self._finished(),
-            chase=self._s.crisis_chase,
-            label="kriseplan",
-            remind=lambda: self._send_reminder(
-                EventKind.CRISIS_PLAN_REMINDER_SENT,
-                TaskKind.CRISIS_PLAN_REMINDER,
-                self._s.meeting.crisis_plan_responsible,  # type: ignore[union-attr]
-                messages.crisis_plan_reminder(referral_id, deadline),
-                due_at=calendar.end_of_day(deadline),
-            ),
-            escalate=lambda: self._escalate(
-                EventKind.CRISIS_PLAN_OVERDUE,
-                TaskKind.CRISIS_PLAN_ESCALATION,
-                messages.crisis_plan_escalation(referral_id, deadline),
-                SummaryChange(crisis_plan_overdue=True, overdue=True),
-            ),
-        )
-
-    async def _watch_crisis_plan_revision(self) -> None:
-        """Raise a task when the current crisis plan's revision falls due."""
-        while True:
-            await workflow.wait_condition(
-                lambda: self._s.crisis_plan is not None or self._finished()
-            )
-            plan = self._s.crisis_plan
-            if plan is None or self._finished():
-                return
-
-            def replaced(version: int = plan.version) -> bool:
-                current = self._s.crisis_plan
-                return self._finished() or current is None or current.version != version
-
-            if self._s.crisis_revision_raised_for != plan.version:
-                due_at = calendar.at_local_time(
-                    plan.next_revision, time(self._settings.reminder_hour)
-                )
-                if not await settled_before(due_at, replaced, "crisis plan revision due"):
-                    async with self._step_lock:
-                        if not replaced():
-                            self._s.crisis_revision_raised_for = plan.version
-                            await self._send_reminder(
-                                EventKind.CRISIS_PLAN_REVISION_DUE,
-                                TaskKind.REVISE_CRISIS_PLAN,
-                                self._s.meeting.crisis_plan_responsible,  # type: ignore[union-attr]
-                                messages.revise_crisis_plan(
-                                    self._referral.referral_id, plan.version, plan.next_revision
-                                ),
-                            )
-            await workflow.wait_condition(replaced)
-
-    async def _watch_review(self) -> None:
-        """Raise the review task when due; remind when overdue, escalate some days later."""
-        cycle = self._s.review
-        meeting = self._s.meeting
-        if cycle is None or meeting is None:
-            return
-
-        def done(number: int = cycle.number) -> bool:
-            review = self._s.review
-            return self._finished() or review is None or review.number != number
-
-        if not cycle.task_raised:
-            due_at = calendar.at_local_time(cycle.due, time(self._settings.reminder_hour))
-            if await settled_before(due_at, done, f"review {cycle.number} due"):
-                return
-            async with self._step_lock:
-                if done():
-                    return
-                cycle.task_raised = True
-                await self._send_reminder(
-                    EventKind.REVIEW_DUE,
-                    TaskKind.HOLD_REVIEW,
-                    meeting.koordinator,
-                    messages.hold_review(self._referral.referral_id, cycle.number, cycle.due),
-                    due_at=calendar.end_of_day(cycle.due),
-                )
-        escalation_day = calendar.add_working_days(
-            cycle.due,
-            self._settings.review_escalation_working_days,
-            self._settings.working_day_rule,
-        )
-        referral_id = self._referral.referral_id
-        await self._chase_steps(
-            done,
-            cycle.chase,
-            [
-                (
-                    "reminded",
-                    calendar.end_of_day(cycle.due),
-                    f"review {cycle.number} overdue",
-                    lambda: self._send_reminder(
-                        EventKind.REVIEW_OVERDUE,
-                        TaskKind.REVIEW_REMINDER,
-                        meeting.koordinator,
-                        messages.review_reminder(referral_id, cycle.number, cycle.due),
-                        change=SummaryChange(review_overdue=True, overdue=True),
-                    ),
-                ),
-                (
-                    "escalated",
-                    calendar.end_of_day(escalation_day),
-                    f"escalate: review {cycle.number}",
-                    lambda: self._escalate(
-                        EventKind.REVIEW_ESCALATED,
-                        TaskKind.REVIEW_ESCALATION,
-                        messages.review_escalation(referral_id, cycle.number, cycle.due),
-                        SummaryChange(review_overdue=True, overdue=True),
-                    ),
-                ),
-            ],
-        )
-
     # --- Measures and closure, as parts of a step ---------------------------------------
 
     def _release_ready_measures(self, step: Step, *, actor: str) -> None:
@@ -853,41 +630,6 @@ class RopPathway:
         async with self._step_lock:
             yield self._effects.step
 
-    def _finished(self) -> bool:
-        return self._s.phase in FINAL_PHASES
-
-    def _overdue(self) -> bool:
-        return bool(status_view.overdue_items(self._s))
-
-    def _deadlines(self) -> status_view.Deadlines:
-        return status_view.Deadlines(
-            meeting=self._deadline,
-            meeting_escalation_at=self._escalation_at,
-            crisis_plan=self._crisis_plan_deadline(),
-        )
-
-    def _reminder_instant(self, deadline: date) -> datetime:
-        return calendar.reminder_instant(
-            deadline,
-            self._settings.reminder_working_days_before,
-            time(self._settings.reminder_hour),
-            self._settings.working_day_rule,
-        )
-
-    def _crisis_plan_deadline(self) -> date | None:
-        if self._s.meeting is None:
-            return None
-        return calendar.add_working_days(
-            calendar.local_date(self._s.meeting.held_at),
-            self._settings.crisis_plan_working_days,
-            self._settings.working_day_rule,
-        )
-
-    def _is_external(self, participant: Participant) -> bool:
-        """Outside the receiving unit: everyone but the unit's own specialist service."""
-        own = ParticipantRole(self._referral.receiving_unit.value.lower())
-        return participant.role is not own
-
     def _entry(self, measure_id: str) -> MeasureEntry:
         entry = self._s.measure(measure_id)
         assert entry is not None
@@ -924,27 +666,6 @@ class RopPathway:
             raise _reject(
                 f"the clarification meeting has not been held yet (phase: {self._s.phase.value})"
             )
-
-    def _publish(self) -> None:
-        """Keep the search attributes and the UI's current details in step with the state."""
-        wanted = sa.pathway_values(
-            phase=self._s.phase.value,
-            referral=self._referral,
-            meeting_deadline=self._deadline,
-            has_crisis_plan=self._s.crisis_plan is not None,
-            overdue=self._overdue(),
-            invited_on_time=self._s.invite.on_time if self._s.invite else None,
-            next_review_due=(
-                self._s.review.due if self._s.review and not self._finished() else None
-            ),
-        )
-        # Only what changed: each upsert is a history event, and continue-as-new carries
-        # the current values into the next run.
-        current = workflow.info().typed_search_attributes
-        changed = [key.value_set(value) for key, value in wanted if current.get(key) != value]
-        if changed:
-            workflow.upsert_search_attributes(changed)
-        workflow.set_current_details(status_view.current_details(self._s, self._deadlines()))
 
 
 def _as_json(models: Sequence[BaseModel]) -> JsonValue:

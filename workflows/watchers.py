@@ -1,0 +1,250 @@
+"""The pathway's clock: durable timers for reminders, escalations, revisions and reviews.
+
+Each watcher waits until its step is settled or its instant comes, whichever is
+first; the flags it sets live in the state, so nothing is sent twice, even across
+continue-as-new.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime, time
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from rop_domain import calendar
+    from rop_domain.commands import EventKind, SummaryChange, TaskKind
+    from rop_domain.models import (
+        Phase,
+    )
+    from rop_domain.state import (
+        Chase,
+    )
+    from workflows import messages
+    from workflows.effects import SYSTEM_ACTOR
+    from workflows.timers import settled_before
+
+# Part of the workflow class: imported into the sandbox with it, not passed through.
+from workflows.pathway_base import PathwayBase
+
+
+class PathwayWatchers(PathwayBase):
+    """The timers of one pathway, started by `RopPathway.run` for each run."""
+
+    async def _watch_meeting_deadline(self) -> None:
+        """Remind before the meeting deadline, escalate when it has passed."""
+        if self._s.phase not in (Phase.AWAITING_ASSESSMENT, Phase.AWAITING_INVITE):
+            return
+        await workflow.wait_condition(lambda: self._intake_done)
+        referral_id = self._referral.referral_id
+        await self._chase(
+            deadline=self._deadline,
+            settled=lambda: self._s.invite is not None or self._finished(),
+            chase=self._s.meeting_chase,
+            label="invite to avklaringsmøte",
+            remind=lambda: self._send_reminder(
+                EventKind.MEETING_REMINDER_SENT,
+                TaskKind.INVITE_TO_MEETING_REMINDER,
+                self._referral.responsible_clinician,
+                messages.meeting_reminder(referral_id, self._deadline),
+                due_at=self._escalation_at,
+            ),
+            escalate=lambda: self._escalate(
+                EventKind.MEETING_OVERDUE,
+                TaskKind.MEETING_DEADLINE_ESCALATION,
+                messages.meeting_escalation(referral_id, self._deadline),
+                SummaryChange(overdue=True),
+            ),
+        )
+
+    async def _follow_up(self) -> None:
+        """After the meeting: the crisis plan's deadline and revisions, and the review cycle."""
+        await workflow.wait_condition(lambda: self._s.phase is Phase.FOLLOW_UP or self._finished())
+        if self._finished():
+            return
+        await asyncio.gather(
+            self._watch_crisis_plan_deadline(),
+            self._watch_crisis_plan_revision(),
+            self._watch_review(),
+        )
+
+    async def _chase(
+        self,
+        *,
+        deadline: date,
+        settled: Callable[[], bool],
+        chase: Chase,
+        label: str,
+        remind: Callable[[], Awaitable[None]],
+        escalate: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Reminder at the reminder hour some working days before `deadline`; escalation at
+        the end of the deadline day. Each is sent once, even across continue-as-new."""
+        await self._chase_steps(
+            settled,
+            chase,
+            [
+                ("reminded", self._reminder_instant(deadline), f"remind: {label}", remind),
+                ("escalated", calendar.end_of_day(deadline), f"escalate: {label}", escalate),
+            ],
+        )
+
+    async def _chase_steps(
+        self,
+        settled: Callable[[], bool],
+        chase: Chase,
+        steps: Sequence[tuple[str, datetime, str, Callable[[], Awaitable[None]]]],
+    ) -> None:
+        for flag, instant, summary, action in steps:
+            if getattr(chase, flag):
+                continue
+            if await settled_before(instant, settled, summary):
+                return
+            async with self._step_lock:
+                if settled():
+                    return
+                setattr(chase, flag, True)
+                self._publish()
+                await action()
+
+    async def _send_reminder(
+        self,
+        event: EventKind,
+        task: TaskKind,
+        recipient: str,
+        message: messages.Message,
+        *,
+        due_at: datetime | None = None,
+        change: SummaryChange | None = None,
+    ) -> None:
+        await (
+            self._effects.step(event, actor=SYSTEM_ACTOR, change=change)
+            .notify(task, recipient=recipient, message=message, external=False, due_at=due_at)
+            .commit()
+        )
+
+    async def _escalate(
+        self, event: EventKind, task: TaskKind, message: messages.Message, change: SummaryChange
+    ) -> None:
+        workflow.logger.warning("deadline escalated", extra={"escalation": task.value})
+        leader = await self._effects.unit_leader()
+        await self._send_reminder(event, task, leader, message, change=change)
+
+    async def _watch_crisis_plan_deadline(self) -> None:
+        deadline = self._crisis_plan_deadline()
+        if deadline is None or self._s.crisis_plan is not None or self._s.meeting is None:
+            return
+        referral_id = self._referral.referral_id
+        await self._chase(
+            deadline=deadline,
+            settled=lambda: self._s.crisis_plan is not None or self._finished(),
+            chase=self._s.crisis_chase,
+            label="kriseplan",
+            remind=lambda: self._send_reminder(
+                EventKind.CRISIS_PLAN_REMINDER_SENT,
+                TaskKind.CRISIS_PLAN_REMINDER,
+                self._s.meeting.crisis_plan_responsible,  # type: ignore[union-attr]
+                messages.crisis_plan_reminder(referral_id, deadline),
+                due_at=calendar.end_of_day(deadline),
+            ),
+            escalate=lambda: self._escalate(
+                EventKind.CRISIS_PLAN_OVERDUE,
+                TaskKind.CRISIS_PLAN_ESCALATION,
+                messages.crisis_plan_escalation(referral_id, deadline),
+                SummaryChange(crisis_plan_overdue=True, overdue=True),
+            ),
+        )
+
+    async def _watch_crisis_plan_revision(self) -> None:
+        """Raise a task when the current crisis plan's revision falls due."""
+        while True:
+            await workflow.wait_condition(
+                lambda: self._s.crisis_plan is not None or self._finished()
+            )
+            plan = self._s.crisis_plan
+            if plan is None or self._finished():
+                return
+
+            def replaced(version: int = plan.version) -> bool:
+                current = self._s.crisis_plan
+                return self._finished() or current is None or current.version != version
+
+            if self._s.crisis_revision_raised_for != plan.version:
+                due_at = calendar.at_local_time(
+                    plan.next_revision, time(self._settings.reminder_hour)
+                )
+                if not await settled_before(due_at, replaced, "crisis plan revision due"):
+                    async with self._step_lock:
+                        if not replaced():
+                            self._s.crisis_revision_raised_for = plan.version
+                            await self._send_reminder(
+                                EventKind.CRISIS_PLAN_REVISION_DUE,
+                                TaskKind.REVISE_CRISIS_PLAN,
+                                self._s.meeting.crisis_plan_responsible,  # type: ignore[union-attr]
+                                messages.revise_crisis_plan(
+                                    self._referral.referral_id, plan.version, plan.next_revision
+                                ),
+                            )
+            await workflow.wait_condition(replaced)
+
+    async def _watch_review(self) -> None:
+        """Raise the review task when due; remind when overdue, escalate some days later."""
+        cycle = self._s.review
+        meeting = self._s.meeting
+        if cycle is None or meeting is None:
+            return
+
+        def done(number: int = cycle.number) -> bool:
+            review = self._s.review
+            return self._finished() or review is None or review.number != number
+
+        if not cycle.task_raised:
+            due_at = calendar.at_local_time(cycle.due, time(self._settings.reminder_hour))
+            if await settled_before(due_at, done, f"review {cycle.number} due"):
+                return
+            async with self._step_lock:
+                if done():
+                    return
+                cycle.task_raised = True
+                await self._send_reminder(
+                    EventKind.REVIEW_DUE,
+                    TaskKind.HOLD_REVIEW,
+                    meeting.koordinator,
+                    messages.hold_review(self._referral.referral_id, cycle.number, cycle.due),
+                    due_at=calendar.end_of_day(cycle.due),
+                )
+        escalation_day = calendar.add_working_days(
+            cycle.due,
+            self._settings.review_escalation_working_days,
+            self._settings.working_day_rule,
+        )
+        referral_id = self._referral.referral_id
+        await self._chase_steps(
+            done,
+            cycle.chase,
+            [
+                (
+                    "reminded",
+                    calendar.end_of_day(cycle.due),
+                    f"review {cycle.number} overdue",
+                    lambda: self._send_reminder(
+                        EventKind.REVIEW_OVERDUE,
+                        TaskKind.REVIEW_REMINDER,
+                        meeting.koordinator,
+                        messages.review_reminder(referral_id, cycle.number, cycle.due),
+                        change=SummaryChange(review_overdue=True, overdue=True),
+                    ),
+                ),
+                (
+                    "escalated",
+                    calendar.end_of_day(escalation_day),
+                    f"escalate: review {cycle.number}",
+                    lambda: self._escalate(
+                        EventKind.REVIEW_ESCALATED,
+                        TaskKind.REVIEW_ESCALATION,
+                        messages.review_escalation(referral_id, cycle.number, cycle.due),
+                        SummaryChange(review_overdue=True, overdue=True),
+                    ),
+                ),
+            ],
+        )
