@@ -12,16 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import resource
+import signal
 import statistics
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -237,46 +239,102 @@ async def main(count: int, concurrency: int) -> None:
         pool = await create_pool(database_url)
         await migrate(pool)
         await load_directory(pool, CONTACTS)
+        await pool.close()
         env = await WorkflowEnvironment.start_local(
             data_converter=DATA_CONVERTER,
             dev_server_existing_path=packaged_binary("temporal"),
             search_attributes=search_attributes.ALL,
         )
         try:
-            await run_benchmark(env.client, pool, count, concurrency)
+            address = env.client.service_client.config.target_host
+            async with worker_process(address, database_url) as worker:
+                await run_benchmark(env.client, worker, count, concurrency)
         finally:
             await env.shutdown()
-            await pool.close()
 
 
-async def run_benchmark(client: Client, pool: Any, count: int, concurrency: int) -> None:
-    ours_queue, base_queue = "rop-bench", "rop-bench-baseline"
-    pathways = Pathways(client, task_queue=ours_queue)
-    baseline_worker = Worker(
-        client, task_queue=base_queue, workflows=[BaselinePathway], activities=[baseline_noop]
+@contextlib.asynccontextmanager
+async def worker_process(address: str, database_url: str) -> AsyncIterator[psutil.Process]:
+    """Both workers (ours and the baseline's) in a process of their own, as in production:
+    the driver's CPU and memory are not the worker's."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "starter.bench",
+        "--serve-workers",
+        "--address",
+        address,
+        "--database-url",
+        database_url,
+        stdout=asyncio.subprocess.PIPE,
     )
-    async with build_worker(client, pool, ours_queue), baseline_worker:
-        warm = Timer()
-        await drive(2, 2, lambda: one_pathway(pathways, warm))
-        await drive(2, 2, lambda: one_baseline(client, base_queue, warm))
+    assert process.stdout is not None
+    ready = await asyncio.wait_for(process.stdout.readline(), timeout=60)
+    if ready.strip() != b"ready":
+        raise RuntimeError(f"bench worker did not start: {ready!r}")
+    try:
+        yield psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        await process.wait()
 
-        # Alternate rounds of each, so that neither side gains from going second (a warmer
-        # server, a fuller database) and both see the same machine noise.
-        ours_timer, base_timer = Timer(), Timer()
-        ours_seconds = base_seconds = 0.0
-        ids: list[str] = []
-        for size in _rounds(count, ROUNDS):
-            seconds, made = await drive(
-                size, concurrency, lambda: one_pathway(pathways, ours_timer)
-            )
-            ours_seconds += seconds
-            ids += made
-            seconds, _ = await drive(
-                size, concurrency, lambda: one_baseline(client, base_queue, base_timer)
-            )
-            base_seconds += seconds
+
+async def serve_workers(address: str, database_url: str) -> None:
+    """The worker process: our worker and the baseline's, until SIGTERM."""
+    client = await Client.connect(address, data_converter=DATA_CONVERTER)
+    pool = await create_pool(database_url)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    baseline = Worker(
+        client, task_queue=BASELINE_QUEUE, workflows=[BaselinePathway], activities=[baseline_noop]
+    )
+    async with build_worker(client, pool, OURS_QUEUE), baseline:
+        print("ready", flush=True)
+        await stop.wait()
+    await pool.close()
+
+
+class PeakRss:
+    """Samples a process's resident memory while the benchmark runs."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self._process = process
+        self.peak = 0
+
+    async def run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            await asyncio.sleep(0.2)
+
+
+OURS_QUEUE, BASELINE_QUEUE = "rop-bench", "rop-bench-baseline"
+
+
+async def run_benchmark(
+    client: Client, worker: psutil.Process, count: int, concurrency: int
+) -> None:
+    pathways = Pathways(client, task_queue=OURS_QUEUE)
+    rss = PeakRss(worker)
+    sampling = asyncio.create_task(rss.run())
+    warm = Timer()
+    await drive(2, 2, lambda: one_pathway(pathways, warm))
+    await drive(2, 2, lambda: one_baseline(client, BASELINE_QUEUE, warm))
+
+    # Alternate rounds of each, so that neither side gains from going second (a warmer
+    # server, a fuller database) and both see the same machine noise.
+    ours_timer, base_timer = Timer(), Timer()
+    ours_seconds = base_seconds = 0.0
+    ids: list[str] = []
+    for size in _rounds(count, ROUNDS):
+        seconds, made = await drive(size, concurrency, lambda: one_pathway(pathways, ours_timer))
+        ours_seconds += seconds
+        ids += made
+        seconds, _ = await drive(
+            size, concurrency, lambda: one_baseline(client, BASELINE_QUEUE, base_timer)
+        )
+        base_seconds += seconds
+    sampling.cancel()
     events = [await first_run_events(client, workflow_id) for workflow_id in ids]
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ours_rate, base_rate = count / ours_seconds, count / base_seconds
     ms = 1000
     print(
@@ -296,7 +354,7 @@ async def run_benchmark(client: Client, pool: Any, count: int, concurrency: int)
         f"history events per pathway up to its first review: max {max(first)}, "
         f"median {statistics.median(first):g}; all runs: max {max(e[1] for e in events)}"
     )
-    print(f"worker peak RSS (worker and driver in one process): {peak_rss_mb:.0f} MiB")
+    print(f"worker peak RSS (both workers' process): {rss.peak / 2**20:.0f} MiB")
     print(f"ratio ours/baseline: {ours_rate / base_rate:.2f}")
 
 
@@ -304,8 +362,14 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pathways", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--serve-workers", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.pathways, args.concurrency))
+    if args.serve_workers:
+        asyncio.run(serve_workers(args.address, args.database_url))
+    else:
+        asyncio.run(main(args.pathways, args.concurrency))
 
 
 if __name__ == "__main__":
