@@ -131,8 +131,8 @@ class PathwayWatchers(PathwayBase):
         await self._send_reminder(event, task, leader, message, change=change)
 
     async def _watch_crisis_plan_deadline(self) -> None:
-        deadline = self._crisis_plan_deadline()
-        if deadline is None or self._s.crisis_plan is not None or self._s.meeting is None:
+        deadline, meeting = self._crisis_plan_deadline(), self._s.meeting
+        if deadline is None or meeting is None or self._s.crisis_plan is not None:
             return
         referral_id = self._referral.referral_id
         await self._chase(
@@ -143,7 +143,7 @@ class PathwayWatchers(PathwayBase):
             remind=lambda: self._send_reminder(
                 EventKind.CRISIS_PLAN_REMINDER_SENT,
                 TaskKind.CRISIS_PLAN_REMINDER,
-                self._s.meeting.crisis_plan_responsible,  # type: ignore[union-attr]
+                meeting.crisis_plan_responsible,
                 messages.crisis_plan_reminder(referral_id, deadline),
                 due_at=calendar.end_of_day(deadline),
             ),
@@ -157,6 +157,9 @@ class PathwayWatchers(PathwayBase):
 
     async def _watch_crisis_plan_revision(self) -> None:
         """Raise a task when the current crisis plan's revision falls due."""
+        meeting = self._s.meeting
+        if meeting is None:
+            return
         while True:
             await workflow.wait_condition(
                 lambda: self._s.crisis_plan is not None or self._finished()
@@ -180,7 +183,7 @@ class PathwayWatchers(PathwayBase):
                             await self._send_reminder(
                                 EventKind.CRISIS_PLAN_REVISION_DUE,
                                 TaskKind.REVISE_CRISIS_PLAN,
-                                self._s.meeting.crisis_plan_responsible,  # type: ignore[union-attr]
+                                meeting.crisis_plan_responsible,
                                 messages.revise_crisis_plan(
                                     self._referral.referral_id, plan.version, plan.next_revision
                                 ),
