@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import time, timedelta
 from typing import Any
 
@@ -327,3 +328,31 @@ async def test_a_new_pathway_is_filterable_before_its_first_task_runs(
     )
     assert search.get(search_attributes.OVERDUE) is False
     await handle.terminate("no worker in this test")
+
+
+async def test_a_database_outage_delays_a_step_and_records_it_once(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        now = await time_skipping_env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
+        # The event log disappears for a while: the step's writes fail and are retried.
+        await pool.execute("ALTER TABLE pathway_events RENAME TO pathway_events_away")
+        try:
+            assessing = asyncio.create_task(api.assess(workflow_id, factories.assessment()))
+            await asyncio.sleep(2.5)
+            assert not assessing.done()
+        finally:
+            await pool.execute("ALTER TABLE pathway_events_away RENAME TO pathway_events")
+        assessed = await asyncio.wait_for(assessing, timeout=30)
+        assert assessed.phase is Phase.AWAITING_INVITE
+        logged = await pool.fetch(
+            "SELECT kind FROM pathway_events WHERE workflow_id = $1 ORDER BY id", workflow_id
+        )
+        assert [r["kind"] for r in logged] == ["referral-received", "assessed"]
+        assert (await _pathway_row(pool, workflow_id))["assessment_decision"] == "in-target-group"
+        await api.close_pathway(workflow_id, factories.closure())
+        await handle.result()
