@@ -100,7 +100,7 @@ class Pathways:
                 ),
                 static_details=(
                     f"Referral from {referral.source.value}, received "
-                    f"{referral.received_at.isoformat()}. Patient data only in encrypted payloads."
+                    f"{referral.received_at.isoformat()}. No patient data in summaries or search attributes."
                 ),
             )
         except WorkflowAlreadyStartedError:
