@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import time, timedelta
 from typing import Any
 
@@ -538,5 +539,38 @@ async def test_search_attributes_describe_the_pathway_without_personal_data(
         assert summary.startswith(f"ROP pathway for referral {held.referral_id}: TSB, helse-bergen")
         metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
         assert metadata.current_details.startswith("Phase: follow-up. Next: register kriseplan by ")
+        await api.close_pathway(workflow_id, factories.closure())
+        await handle.result()
+
+
+async def test_updates_sent_while_a_review_rolls_over_are_not_lost(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    by = factories.CLINICIAN
+    async with build_worker(client, pool, task_queue):
+        workflow_id, handle, _ = await to_follow_up(env, client, api)
+        review = Review(reviewed_by=factories.KOORDINATOR, outcome=ReviewOutcome.CONTINUE)
+        reviewed, started, completed = await asyncio.gather(
+            api.complete_review(workflow_id, review),
+            api.start_measure(workflow_id, MeasureStep(measure_id="fact", by=by)),
+            api.start_measure(workflow_id, MeasureStep(measure_id="poliklinikk", by=by)),
+        )
+        after = await eventually(api, workflow_id, lambda s: s.state.runs == 2)
+        assert after.state.reviews_completed == 1
+        assert _statuses(after)["fact"] is MeasureStatus.ACTIVE
+        assert _statuses(after)["poliklinikk"] is MeasureStatus.ACTIVE
+        kinds = await pool.fetch(
+            "SELECT kind FROM pathway_events WHERE workflow_id = $1 AND kind IN "
+            "('review-completed', 'measure-started')",
+            workflow_id,
+        )
+        assert sorted(r["kind"] for r in kinds) == [
+            "measure-started",
+            "measure-started",
+            "review-completed",
+        ]
+        assert reviewed.phase is started.phase is completed.phase is Phase.FOLLOW_UP
         await api.close_pathway(workflow_id, factories.closure())
         await handle.result()
