@@ -4,11 +4,13 @@ the step that raises them. Delivery channels (e-mail, webhooks) read from here.
 
 from __future__ import annotations
 
+import json
 from typing import TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from activities.rendering import render_task
 from rop_domain.commands import CloseTasks, Notification
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
@@ -16,20 +18,23 @@ Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
 async def queue_task(connection: Connection, notification: Notification) -> bool:
     """Queue a task once (by its idempotency key). True if this call queued it."""
+    text = render_task(notification.kind.value, notification.params, redacted=notification.redacted)
     inserted = await connection.fetchval(
         """INSERT INTO tasks (idempotency_key, workflow_id, kind, recipient, subject, body,
-                              due_at, reference)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                              due_at, reference, params, redacted)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
            ON CONFLICT (idempotency_key) DO NOTHING
            RETURNING true""",
         notification.idempotency_key,
         notification.workflow_id,
         notification.kind.value,
         notification.recipient,
-        notification.subject,
-        notification.body,
+        text.subject,
+        text.text,
         notification.due_at,
         notification.reference,
+        json.dumps(notification.params),
+        notification.redacted,
     )
     return bool(inserted)
 

@@ -132,14 +132,18 @@ class TaskStatus(StrEnum):
 
 
 class Notification(StrictModel):
-    """A task for a person or unit, queued in the outbox. Carries no patient data."""
+    """A task for a person or unit, queued in the outbox. Carries no patient data.
+
+    `params` fill the task kind's template; `redacted` tasks use the generic template
+    (the patient objected to sharing with the recipient's organisation).
+    """
 
     idempotency_key: str
     workflow_id: str
     kind: TaskKind
     recipient: str
-    subject: str
-    body: str
+    params: dict[str, str] = Field(default_factory=dict)
+    redacted: bool = False
     due_at: datetime | None = None
     reference: str | None = Field(
         default=None, description="What the task is about, e.g. a measure id"

@@ -151,3 +151,17 @@ def closure(reason: ClosureReason = ClosureReason.COMPLETED) -> Closure:
 
 def parse_referral_for_test(data: dict[str, Any]) -> Referral:
     return parse_referral(data, ValidationPolicy(allow_synthetic_ids=True))
+
+
+TASK_PARAMS = {
+    "referral_id": "R-2026-0042",
+    "deadline": "2026-04-20",
+    "meeting_at": "2026-04-15T10:00:00+02:00",
+    "place": "DPS Bjørgvin, møterom 2",
+    "version": "2",
+    "measure_id": "bolig",
+    "measure_kind": "municipal-housing-follow-up",
+    "review": "3",
+    "reason": "completed",
+}
+"""Parameters enough for every task template."""

@@ -101,8 +101,7 @@ def _task(
         workflow_id=workflow_id,
         kind=kind,
         recipient=factories.CLINICIAN,
-        subject="Oppgave",
-        body="...",
+        params=factories.TASK_PARAMS,
         reference=reference,
     )
 

@@ -492,7 +492,7 @@ async def test_objection_keeps_patient_content_from_other_organisations(
 
         tasks = {r["reference"]: r for r in await _tasks(pool, workflow_id, "start-measure")}
         internal = tasks["behandling"]
-        assert internal["subject"] == "Start tiltak behandling (outpatient) i ROP-forløp"
+        assert internal["subject"] == f"Start tiltak behandling i ROP-forløp {objected.referral_id}"
         if mode is ObjectionMode.REDACT:
             external = tasks["bolig"]
             assert external["subject"] == "Ny oppgave i ROP-forløp"

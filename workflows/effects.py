@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rop_domain.models import ObjectionMode, Participant, PathwaySettings, Referral
     from rop_domain.state import PathwayState
-    from workflows.messages import REDACTED, Message
+    from workflows.messages import Message
 
 ACTIVITY_TIMEOUT = timedelta(seconds=10)
 # No attempt limit: a database outage delays a step, it must never drop one.
@@ -105,22 +105,21 @@ class Step:
         After the patient objected to sharing, an external recipient gets a task with
         no patient-related content, or none at all, as the pathway's settings say.
         """
-        if external and self._effects.state.objection is not None:
-            if self._effects.settings.objection_mode is ObjectionMode.SUPPRESS:
-                return self.event(
-                    EventKind.NOTIFICATION_WITHHELD,
-                    actor=SYSTEM_ACTOR,
-                    details={"task_kind": kind.value, "reason": "objection to sharing"},
-                )
-            message = REDACTED
+        redacted = external and self._effects.state.objection is not None
+        if redacted and self._effects.settings.objection_mode is ObjectionMode.SUPPRESS:
+            return self.event(
+                EventKind.NOTIFICATION_WITHHELD,
+                actor=SYSTEM_ACTOR,
+                details={"task_kind": kind.value, "reason": "objection to sharing"},
+            )
         self._notifications.append(
             Notification(
                 idempotency_key=self._effects.key(kind.value),
                 workflow_id=self._effects.workflow_id,
                 kind=kind,
                 recipient=recipient,
-                subject=message.subject,
-                body=message.body,
+                params={} if redacted else message,
+                redacted=redacted,
                 due_at=due_at,
                 reference=reference,
             )
@@ -175,8 +174,7 @@ class PathwayEffects:
             workflow_id=self.workflow_id,
             kind=TaskKind.ASSESS_REFERRAL,
             recipient=referral.responsible_clinician,
-            subject=assessment_task.subject,
-            body=assessment_task.body,
+            params=assessment_task,
             due_at=due_at,
         )
         return await workflow.execute_local_activity_method(

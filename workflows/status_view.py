@@ -15,7 +15,12 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.models import FINAL_PHASES, DueItem, Phase, Referral
     from rop_domain.plan import SETTLED
     from rop_domain.state import PathwayState
-    from workflows.messages import day
+
+
+def day(value: date | datetime) -> str:
+    """A date as Norwegians write it (dd.mm.yyyy), in Norwegian time."""
+    local = calendar.local_date(value) if isinstance(value, datetime) else value
+    return local.strftime("%d.%m.%Y")
 
 
 @dataclass(frozen=True)
