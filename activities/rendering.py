@@ -10,18 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
 
 import jinja2
 
 from rop_domain import calendar
+from rop_domain.models import WrittenStandard
 
-
-class WrittenStandard(StrEnum):
-    """The two written standards of Norwegian."""
-
-    BOKMAL = "nb"
-    NYNORSK = "nn"
+__all__ = ["RenderedMessage", "WrittenStandard", "render_task"]
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,13 @@ def parse_referral(data: str | bytes | dict[str, Any], policy: ValidationPolicy)
     return Referral.model_validate_json(data, context=context)
 
 
+class WrittenStandard(StrEnum):
+    """The two written standards of Norwegian, for texts people read."""
+
+    BOKMAL = "nb"
+    NYNORSK = "nn"
+
+
 class ObjectionMode(StrEnum):
     """What a patient's objection to sharing does to notifications for other organisations."""
 

@@ -1,0 +1,194 @@
+"""Delivering queued tasks through their recipient's channel, once.
+
+A delivery is an activity with retries. Before each attempt it records the attempt
+and a Message-ID derived from the task's idempotency key; after a successful send it
+records the task as sent, and an attempt that finds it sent does nothing. After the
+last attempt the delivery is marked failed, for the pathway and an operator to see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import asyncpg
+from pydantic import Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.channels import EmailChannel, WebhookChannel
+from activities.rendering import RenderedMessage, render_task
+from rop_domain.models import StrictModel
+from rop_domain.routing import Channel, RoutingTable
+
+FAILED = "DeliveryFailed"
+"""ApplicationError type of a delivery that gave up."""
+
+
+class Delivery(StrictModel):
+    """Deliver the task queued under `task_key`; `max_attempts` is the retry policy's."""
+
+    task_key: str
+    max_attempts: int = Field(ge=1)
+
+
+class DeliveryOutcome(StrictModel):
+    """Where a task went."""
+
+    task_id: int
+    channel: Channel
+    status: str
+    attempts: int
+
+
+def message_id(task_key: str) -> str:
+    """A Message-ID that every attempt for the same task shares."""
+    return f"<{hashlib.sha256(task_key.encode()).hexdigest()[:32]}@rop-forlop>"
+
+
+class DeliveryActivities:
+    """Delivers tasks by e-mail or webhook as routing says; construct with the channels."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        routing: RoutingTable,
+        *,
+        email: EmailChannel | None = None,
+        webhook: WebhookChannel | None = None,
+        task_link_base: str | None = None,
+    ) -> None:
+        self._pool = pool
+        self._routing = routing
+        self._email = email
+        self._webhook = webhook
+        self._link_base = task_link_base
+
+    @activity.defn
+    async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
+        """Send one task through its channel, unless an earlier attempt already has."""
+        task = await self._pool.fetchrow(
+            "SELECT id, kind, recipient, params, redacted, due_at FROM tasks WHERE idempotency_key = $1",
+            delivery.task_key,
+        )
+        if task is None:
+            raise ApplicationError(f"no task {delivery.task_key}", type=FAILED, non_retryable=True)
+        route = self._routing.route_for(task["recipient"])
+        done = await self._pool.fetchrow(
+            "SELECT status, attempts FROM deliveries WHERE task_id = $1 AND status IN ('sent', 'task-list')",
+            task["id"],
+        )
+        if done is not None:
+            return DeliveryOutcome(
+                task_id=task["id"],
+                channel=route.channel,
+                status=done["status"],
+                attempts=done["attempts"],
+            )
+        if route.channel is Channel.TASK_LIST:
+            await self._record(task["id"], route.channel, None, delivery.task_key, "task-list")
+            return DeliveryOutcome(
+                task_id=task["id"], channel=route.channel, status="task-list", attempts=0
+            )
+
+        attempts = await self._record(
+            task["id"], route.channel, route.address, delivery.task_key, "sending"
+        )
+        link = f"{self._link_base.rstrip('/')}/tasks/{task['id']}" if self._link_base else None
+        params: dict[str, str] = dict(_json(task["params"]))
+        message = render_task(
+            task["kind"], params, route.standard, redacted=task["redacted"], link=link
+        )
+        try:
+            await self._send(
+                route.channel, route.address or "", message, task, delivery.task_key, link
+            )
+        except Exception as error:
+            final = activity.info().attempt >= delivery.max_attempts
+            await self._pool.execute(
+                "UPDATE deliveries SET last_error = $2, status = $3, updated_at = now() WHERE task_id = $1",
+                task["id"],
+                f"{type(error).__name__}: {error}"[:500],
+                "failed" if final else "sending",
+            )
+            activity.logger.warning(
+                "delivery attempt failed",
+                extra={"task_id": task["id"], "channel": route.channel.value},
+            )
+            if final:
+                raise ApplicationError(
+                    f"delivery of task {task['id']} failed after {attempts} attempts",
+                    type=FAILED,
+                    non_retryable=True,
+                ) from error
+            raise
+        await self._pool.execute(
+            "UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL, updated_at = now() "
+            "WHERE task_id = $1",
+            task["id"],
+        )
+        activity.logger.info(
+            "task delivered", extra={"task_id": task["id"], "channel": route.channel.value}
+        )
+        return DeliveryOutcome(
+            task_id=task["id"], channel=route.channel, status="sent", attempts=attempts
+        )
+
+    async def _record(
+        self, task_id: int, channel: Channel, address: str | None, task_key: str, status: str
+    ) -> int:
+        """Record an attempt (or the task-list outcome); return the attempt count."""
+        attempts: int = await self._pool.fetchval(
+            """INSERT INTO deliveries (task_id, channel, address, message_id, status, attempts)
+               VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'sending' THEN 1 ELSE 0 END)
+               ON CONFLICT (task_id) DO UPDATE SET
+                   status = EXCLUDED.status,
+                   attempts = deliveries.attempts + CASE WHEN $5 = 'sending' THEN 1 ELSE 0 END,
+                   updated_at = now()
+               RETURNING attempts""",
+            task_id,
+            channel.value,
+            address,
+            message_id(task_key),
+            status,
+        )
+        return attempts
+
+    async def _send(
+        self,
+        channel: Channel,
+        address: str,
+        message: RenderedMessage,
+        task: asyncpg.Record,
+        task_key: str,
+        link: str | None,
+    ) -> None:
+        if channel is Channel.EMAIL:
+            if self._email is None:
+                raise RuntimeError("e-mail is routed but no SMTP server is configured")
+            await self._email.send(address, message, message_id(task_key))
+            return
+        if self._webhook is None:
+            raise RuntimeError("a webhook is routed but no webhook secret is configured")
+        await self._webhook.send(
+            address,
+            {
+                "delivery_id": message_id(task_key),
+                "task_id": task["id"],
+                "kind": task["kind"],
+                "subject": message.subject,
+                "text": message.text,
+                "due_at": task["due_at"].isoformat() if task["due_at"] else None,
+                "link": link,
+            },
+            message_id(task_key),
+        )
+
+
+def _json(value: object) -> dict[str, str]:
+    """asyncpg returns jsonb as text unless a codec is set."""
+    if isinstance(value, str):
+        loaded: dict[str, str] = json.loads(value)
+        return loaded
+    assert isinstance(value, dict)
+    return value

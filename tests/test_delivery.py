@@ -1,0 +1,345 @@
+"""Delivering tasks by e-mail (a real SMTP server) and webhook (a real HTTP receiver), once."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from pydantic import SecretStr
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.channels import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    EmailChannel,
+    SmtpSettings,
+    WebhookChannel,
+    sign,
+    verify,
+)
+from activities.delivery import Delivery, DeliveryActivities, message_id
+from activities.records import RecordActivities
+from rop_domain.commands import (
+    EventKind,
+    NewPathway,
+    Notification,
+    PathwayEvent,
+    PathwayStep,
+    SummaryChange,
+    TaskKind,
+)
+from rop_domain.models import WrittenStandard
+from rop_domain.routing import Channel, Route, RoutingTable
+from tests import factories
+
+SECRET = "webhook-test-secret"
+NATIONAL_ID = factories.national_id("150586951")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Inbox:
+    """What a real SMTP server received."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    """A real SMTP server on a fixed port that can be stopped and started again."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+        self.port = _free_port()
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpServer, Inbox]]:
+    inbox = Inbox()
+    server = SmtpServer(inbox)
+    server.start()
+    yield server, inbox
+    server.stop()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver that verifies signatures and refuses replays, as ours should."""
+
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        delivery = request.headers.get(DELIVERY_HEADER, "")
+        valid = verify(
+            SECRET.encode(),
+            timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
+            body=body,
+            signature=request.headers.get(SIGNATURE_HEADER, ""),
+        )
+        if not valid or delivery in self.seen:
+            self.refused.append(delivery)
+            return web.Response(status=401)
+        self.seen.add(delivery)
+        self.accepted.append(json.loads(body))
+        return web.Response(status=204)
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[tuple[str, Receiver]]:
+    state = Receiver()
+    app = web.Application()
+    app.router.add_post("/rop", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    yield f"http://127.0.0.1:{port}/rop", state
+    await runner.cleanup()
+
+
+async def _queue_task(pool: asyncpg.Pool, recipient: str, kind: TaskKind) -> str:
+    """A real pathway record with one task, as the workflow's steps write them."""
+    referral = factories.parse_referral_for_test(
+        factories.referral_data(datetime(2026, 4, 1, 9, tzinfo=UTC))
+    )
+    workflow_id = referral.workflow_id
+    records = RecordActivities(pool)
+    env = ActivityEnvironment()
+    await env.run(
+        records.open_pathway,
+        NewPathway(workflow_id=workflow_id, referral=referral, meeting_deadline=date(2026, 4, 20)),
+    )
+    key = f"{workflow_id}/00002-{kind.value}"
+    await env.run(
+        records.record_step,
+        PathwayStep(
+            events=[
+                PathwayEvent(
+                    idempotency_key=f"{workflow_id}/00001-step",
+                    workflow_id=workflow_id,
+                    kind=EventKind.MEETING_REMINDER_SENT,
+                    actor="rop-forlop",
+                    occurred_at=datetime(2026, 4, 16, 6, tzinfo=UTC),
+                    change=SummaryChange(),
+                )
+            ],
+            notifications=[
+                Notification(
+                    idempotency_key=key,
+                    workflow_id=workflow_id,
+                    kind=kind,
+                    recipient=recipient,
+                    params=factories.TASK_PARAMS | {"referral_id": referral.referral_id},
+                )
+            ],
+        ),
+    )
+    return key
+
+
+async def _delivery_row(pool: asyncpg.Pool, key: str) -> asyncpg.Record:
+    row = await pool.fetchrow(
+        "SELECT d.* FROM deliveries d JOIN tasks t ON t.id = d.task_id WHERE t.idempotency_key = $1",
+        key,
+    )
+    assert row is not None
+    return row
+
+
+def _email_activities(
+    pool: asyncpg.Pool, controller: SmtpServer, routing: RoutingTable
+) -> DeliveryActivities:
+    settings = SmtpSettings(host="127.0.0.1", port=controller.port, sender="rop@example.invalid")
+    return DeliveryActivities(
+        pool, routing, email=EmailChannel(settings), task_link_base="https://rop.example"
+    )
+
+
+async def test_email_is_sent_once_in_the_routed_standard(
+    pool: asyncpg.Pool, smtp: tuple[SmtpServer, Inbox]
+) -> None:
+    controller, inbox = smtp
+    routing = RoutingTable(
+        routes=[
+            Route(
+                recipient="9000123",
+                channel=Channel.EMAIL,
+                address="lege@example.invalid",
+                standard=WrittenStandard.NYNORSK,
+            )
+        ]
+    )
+    key = await _queue_task(pool, "9000123", TaskKind.INVITE_TO_MEETING_REMINDER)
+    deliveries = _email_activities(pool, controller, routing)
+    env = ActivityEnvironment()
+    first = await env.run(deliveries.deliver, Delivery(task_key=key, max_attempts=5))
+    again = await env.run(deliveries.deliver, Delivery(task_key=key, max_attempts=5))
+    assert (first.status, again.status) == ("sent", "sent")
+    assert len(inbox.messages) == 1
+    sent = inbox.messages[0]
+    assert sent["To"] == "lege@example.invalid"
+    assert sent["Subject"] == "Påminning: kall inn til avklaringsmøte innan 20.04.2026"
+    assert sent["Message-ID"] == message_id(key)
+    text = sent.get_body(preferencelist=("plain",))
+    html = sent.get_body(preferencelist=("html",))
+    assert text is not None
+    assert html is not None
+    assert "https://rop.example/tasks/" in text.get_content()
+    whole = sent.as_string()
+    assert NATIONAL_ID not in whole
+    assert "pseudo-123" not in whole
+
+
+async def test_smtp_down_then_up_delivers_exactly_one_message(
+    pool: asyncpg.Pool, smtp: tuple[SmtpServer, Inbox]
+) -> None:
+    controller, inbox = smtp
+    key = await _queue_task(pool, "kontakt@example.invalid", TaskKind.MEETING_INVITATION)
+    deliveries = _email_activities(pool, controller, RoutingTable())
+    controller.stop()
+    with pytest.raises(Exception, match=r"(?i)connect"):
+        await ActivityEnvironment().run(deliveries.deliver, Delivery(task_key=key, max_attempts=5))
+    row = await _delivery_row(pool, key)
+    assert (row["status"], row["attempts"]) == ("sending", 1)
+    assert row["last_error"]
+
+    controller.start()
+    retried = await ActivityEnvironment().run(
+        deliveries.deliver, Delivery(task_key=key, max_attempts=5)
+    )
+    await ActivityEnvironment().run(deliveries.deliver, Delivery(task_key=key, max_attempts=5))
+    assert (retried.status, retried.attempts) == ("sent", 2)
+    assert len(inbox.messages) == 1
+    assert inbox.messages[0]["Message-ID"] == message_id(key)
+
+
+async def test_the_last_failed_attempt_marks_the_delivery_failed(
+    pool: asyncpg.Pool, smtp: tuple[SmtpServer, Inbox]
+) -> None:
+    controller, _ = smtp
+    key = await _queue_task(pool, "kontakt@example.invalid", TaskKind.MEETING_INVITATION)
+    deliveries = _email_activities(pool, controller, RoutingTable())
+    controller.stop()
+    with pytest.raises(ApplicationError, match="failed after 1 attempts") as failure:
+        await ActivityEnvironment().run(deliveries.deliver, Delivery(task_key=key, max_attempts=1))
+    assert failure.value.non_retryable
+    assert (await _delivery_row(pool, key))["status"] == "failed"
+
+
+async def test_unrouted_ids_stay_on_the_task_list(pool: asyncpg.Pool) -> None:
+    key = await _queue_task(pool, "9000999", TaskKind.ASSESS_REFERRAL)
+    deliveries = DeliveryActivities(pool, RoutingTable())
+    outcome = await ActivityEnvironment().run(
+        deliveries.deliver, Delivery(task_key=key, max_attempts=3)
+    )
+    assert (outcome.channel, outcome.status) == (Channel.TASK_LIST, "task-list")
+
+
+async def test_webhook_is_signed_and_verified(
+    pool: asyncpg.Pool, receiver: tuple[str, Receiver]
+) -> None:
+    url, state = receiver
+    routing = RoutingTable(
+        routes=[Route(recipient="bergen-bolig", channel=Channel.WEBHOOK, address=url)]
+    )
+    key = await _queue_task(pool, "bergen-bolig", TaskKind.START_MEASURE)
+    async with httpx.AsyncClient() as http:
+        deliveries = DeliveryActivities(
+            pool, routing, webhook=WebhookChannel(SecretStr(SECRET), http)
+        )
+        env = ActivityEnvironment()
+        await env.run(deliveries.deliver, Delivery(task_key=key, max_attempts=3))
+        await env.run(deliveries.deliver, Delivery(task_key=key, max_attempts=3))
+    assert len(state.accepted) == 1
+    payload = state.accepted[0]
+    assert payload["kind"] == "start-measure"
+    assert payload["subject"].startswith("Start tiltak bolig i ROP-forløp")
+    assert NATIONAL_ID not in json.dumps(payload)
+
+
+async def test_receiver_refuses_a_tampered_body_and_a_replay(
+    receiver: tuple[str, Receiver],
+) -> None:
+    url, state = receiver
+    body = json.dumps({"kind": "start-measure"}).encode()
+    now = int(time.time())
+    good = {
+        TIMESTAMP_HEADER: str(now),
+        SIGNATURE_HEADER: sign(SECRET.encode(), now, body),
+        DELIVERY_HEADER: f"<{uuid.uuid4().hex}@rop-forlop>",
+    }
+    async with httpx.AsyncClient() as http:
+        tampered = await http.post(url, content=body.replace(b"start", b"stopp"), headers=good)
+        accepted = await http.post(url, content=body, headers=good)
+        replayed = await http.post(url, content=body, headers=good)
+        old = now - 3600
+        stale = await http.post(
+            url,
+            content=body,
+            headers={
+                TIMESTAMP_HEADER: str(old),
+                SIGNATURE_HEADER: sign(SECRET.encode(), old, body),
+                DELIVERY_HEADER: "<another@rop-forlop>",
+            },
+        )
+    assert (tampered.status_code, accepted.status_code) == (401, 204)
+    assert (replayed.status_code, stale.status_code) == (401, 401)
+    assert len(state.accepted) == 1
+
+
+def test_routing() -> None:
+    routing = RoutingTable(
+        routes=[
+            Route(
+                recipient="nav-bergen", channel=Channel.WEBHOOK, address="https://nav.example/rop"
+            )
+        ]
+    )
+    assert routing.route_for("nav-bergen").channel is Channel.WEBHOOK
+    assert routing.route_for("lege@example.invalid").address == "lege@example.invalid"
+    assert routing.route_for("9000123").channel is Channel.TASK_LIST
+    with pytest.raises(ValueError, match="needs an address"):
+        Route(recipient="x", channel=Channel.EMAIL)
+    with pytest.raises(ValueError, match="https"):
+        Route(recipient="x", channel=Channel.WEBHOOK, address="http://nav.example/rop")
