@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import httpx
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.database import create_pool, migrate
+from activities.delivery import DeliveryActivities
 from activities.records import RecordActivities
+from rop_domain.routing import RoutingTable
 from starter.client import connect
+from starter.delivery_setup import build_delivery
 from starter.logs import configure_logging
 from starter.settings import RopSettings
 from workflows.pathway import RopPathway
@@ -24,9 +28,18 @@ from workflows.sandbox import workflow_runner
 log = structlog.get_logger(__name__)
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
-    """A worker with every workflow and activity of the pathway, its activities bound to `pool`."""
-    records = RecordActivities(pool)
+def build_worker(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    delivery: DeliveryActivities | None = None,
+) -> Worker:
+    """A worker with every workflow and activity of the pathway, its activities bound to `pool`.
+
+    Without `delivery`, tasks stay on the task list (no e-mail or webhook is configured).
+    """
+    delivery = delivery or DeliveryActivities(pool, RoutingTable(email_unrouted_addresses=False))
+    records = RecordActivities(pool, delivery.routing)
     return Worker(
         client,
         task_queue=task_queue,
@@ -37,6 +50,7 @@ def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
             records.record_step,
             records.resolve_participants,
             records.find_unit_leader,
+            delivery.deliver,
         ],
     )
 
@@ -47,7 +61,10 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
     try:
         await migrate(pool)
         client = await connect(settings)
-        async with build_worker(client, pool, settings.task_queue):
+        async with (
+            httpx.AsyncClient(timeout=20.0) as http,
+            build_worker(client, pool, settings.task_queue, build_delivery(settings, pool, http)),
+        ):
             log.info("worker polling", task_queue=settings.task_queue)
             await stop.wait()
     finally:

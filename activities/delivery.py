@@ -59,7 +59,7 @@ class DeliveryActivities:
         task_link_base: str | None = None,
     ) -> None:
         self._pool = pool
-        self._routing = routing
+        self.routing = routing
         self._email = email
         self._webhook = webhook
         self._link_base = task_link_base
@@ -73,7 +73,7 @@ class DeliveryActivities:
         )
         if task is None:
             raise ApplicationError(f"no task {delivery.task_key}", type=FAILED, non_retryable=True)
-        route = self._routing.route_for(task["recipient"])
+        route = self.routing.route_for(task["recipient"])
         done = await self._pool.fetchrow(
             "SELECT status, attempts FROM deliveries WHERE task_id = $1 AND status IN ('sent', 'task-list')",
             task["id"],

@@ -16,24 +16,36 @@ from temporalio import activity
 
 from activities.outbox import close_tasks, queue_task
 from rop_domain.commands import (
+    Intake,
     LeaderQuery,
     NewPathway,
+    Notification,
     ParticipantQuery,
     PathwayEvent,
     PathwayStep,
     SummaryChange,
 )
 from rop_domain.models import Participant, ParticipantRole
+from rop_domain.routing import Channel, RoutingTable
 
 
 class RecordActivities:
     """Activities over the record database; construct with an asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, routing: RoutingTable | None = None) -> None:
         self._pool = pool
+        self._routing = routing or RoutingTable(email_unrouted_addresses=False)
+
+    def _to_deliver(self, notifications: list[Notification]) -> list[str]:
+        """Keys of the tasks a channel must deliver (the rest stay on the task list)."""
+        return [
+            n.idempotency_key
+            for n in notifications
+            if self._routing.route_for(n.recipient).channel is not Channel.TASK_LIST
+        ]
 
     @activity.defn
-    async def open_pathway(self, pathway: NewPathway) -> list[Participant]:
+    async def open_pathway(self, pathway: NewPathway) -> Intake:
         """Write the referral's pathway row, its first event and first tasks, once; return the
         recommended meeting participants (one round trip for the whole intake)."""
         referral = pathway.referral
@@ -74,19 +86,21 @@ class RecordActivities:
                 for notification in pathway.notifications:
                     await queue_task(connection, notification)
         activity.logger.info("pathway opened" if inserted else "pathway already recorded")
-        return await self.resolve_participants(
+        participants = await self.resolve_participants(
             ParticipantQuery(
                 health_trust=referral.health_trust,
                 municipality=referral.municipality,
                 general_practitioner=referral.general_practitioner,
             )
         )
+        return Intake(participants=participants, deliveries=self._to_deliver(pathway.notifications))
 
     @activity.defn
-    async def record_step(self, step: PathwayStep) -> bool:
+    async def record_step(self, step: PathwayStep) -> list[str]:
         """Record a step: its events, their summary changes, closed and new tasks.
 
-        True if this call recorded it; False if an earlier attempt already had.
+        Returns the keys of the step's tasks that a channel must deliver, the same on a
+        retry (which finds the step recorded and writes nothing).
         """
         first, *others = step.events
         async with self._pool.acquire() as connection, connection.transaction():
@@ -94,7 +108,7 @@ class RecordActivities:
                 activity.logger.info(
                     "step already recorded", extra={"event_kind": first.kind.value}
                 )
-                return False
+                return self._to_deliver(step.notifications)
             for event in others:
                 await _record_event(connection, event)
             for request in step.close_tasks:
@@ -108,7 +122,7 @@ class RecordActivities:
                 "tasks": [n.kind.value for n in step.notifications],
             },
         )
-        return True
+        return self._to_deliver(step.notifications)
 
     @activity.defn
     async def resolve_participants(self, query: ParticipantQuery) -> list[Participant]:

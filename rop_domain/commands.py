@@ -16,6 +16,7 @@ from rop_domain.models import (
     AssessmentDecision,
     Identifier,
     Kommunenummer,
+    Participant,
     Phase,
     ReceivingUnit,
     Referral,
@@ -185,3 +186,12 @@ class NewPathway(StrictModel):
 
 
 PathwayStep.model_rebuild()
+
+
+class Intake(StrictModel):
+    """What opening a pathway's record answers."""
+
+    participants: list[Participant]
+    deliveries: list[str] = Field(
+        default_factory=list, description="Keys of the first tasks a channel must deliver"
+    )

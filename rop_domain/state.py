@@ -78,6 +78,9 @@ class PathwayState(MutableModel):
     objection_at: datetime | None = None
     closure: Closure | None = None
     closed_at: datetime | None = None
+    failed_deliveries: list[str] = Field(
+        default_factory=list, description="Keys of tasks no channel could deliver"
+    )
 
     def measure(self, measure_id: str) -> MeasureEntry | None:
         return next((e for e in self.measures if e.measure.id == measure_id), None)

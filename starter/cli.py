@@ -314,6 +314,23 @@ async def _tasks(args: argparse.Namespace, settings: RopSettings) -> None:
         )
 
 
+async def _resend(args: argparse.Namespace, settings: RopSettings) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(_require_database(settings))
+    try:
+        task = await connection.fetchrow(
+            "SELECT workflow_id, idempotency_key FROM tasks WHERE id = $1", args.task_id
+        )
+    finally:
+        await connection.close()
+    if task is None:
+        raise UsageError(f"no task {args.task_id}")
+    pathways = await _pathways(settings)
+    await pathways.resend_notification(task["workflow_id"], task["idempotency_key"])
+    print(f"task {args.task_id} of {task['workflow_id']} is being delivered again")
+
+
 async def _load_contacts(args: argparse.Namespace, settings: RopSettings) -> None:
     from activities.contact_directory import load_directory
     from activities.database import create_pool, migrate
@@ -460,6 +477,12 @@ def _parser() -> argparse.ArgumentParser:
 
     tasks = command("tasks", _tasks, "list queued tasks (all, or one pathway's)")
     tasks.add_argument("workflow_id", nargs="?")
+
+    notification = commands.add_parser("notification", help="task delivery").add_subparsers(
+        dest="notification_command", required=True, metavar="COMMAND"
+    )
+    resend = command("resend", _resend, "deliver a failed task again", notification)
+    resend.add_argument("task_id", type=int)
 
     cal = commands.add_parser("calendar", help="working-day calendar").add_subparsers(
         dest="calendar_command", required=True, metavar="COMMAND"

@@ -153,6 +153,10 @@ class Pathways:
         """End the pathway."""
         return await self._update(workflow_id, RopPathway.close_pathway, closure)
 
+    async def resend_notification(self, workflow_id: str, task_key: str) -> PathwayStatus:
+        """Deliver again a task whose delivery failed."""
+        return await self._update(workflow_id, RopPathway.resend_notification, task_key)
+
     async def status(self, workflow_id: str) -> PathwayStatus:
         """The pathway's phase, deadline, what is done and what is due."""
         handle = self._client.get_workflow_handle_for(RopPathway.run, workflow_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rop_domain.calendar import WorkingDayRule
@@ -36,6 +36,16 @@ class RopSettings(BaseSettings):
     review_escalation_working_days: int = Field(default=5, ge=1, le=30)
     objection_mode: ObjectionMode = ObjectionMode.REDACT
     log_format: str | None = Field(default=None, pattern="^(json|console)$")
+    routing_file: Path | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "rop-forlop@localhost"
+    smtp_tls: bool = False
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    task_link_base: str | None = None
 
     def pathway_settings(self) -> PathwaySettings:
         """The deadline rules a new pathway is started with."""

@@ -59,7 +59,8 @@ async def test_open_pathway_twice_writes_one_row_and_one_event(pool: asyncpg.Poo
     records = RecordActivities(pool)
     first = await env.run(records.open_pathway, new)
     again = await env.run(records.open_pathway, new)
-    assert [p.role.value for p in first] == ["phv", "tsb", "fastlege", "kommune"]
+    assert [p.role.value for p in first.participants] == ["phv", "tsb", "fastlege", "kommune"]
+    assert first.deliveries == []  # no channel routed: the task list only
     assert again == first
     row = await pool.fetchrow(
         "SELECT phase, meeting_deadline, patient_reference FROM pathways WHERE workflow_id = $1",
@@ -131,8 +132,8 @@ async def test_record_step_twice_writes_its_events_and_tasks_once(pool: asyncpg.
     )
     env = ActivityEnvironment()
     records = RecordActivities(pool)
-    assert await env.run(records.record_step, assessed) is True
-    assert await env.run(records.record_step, assessed) is False
+    assert await env.run(records.record_step, assessed) == []
+    assert await env.run(records.record_step, assessed) == []
     kinds = await pool.fetch(
         "SELECT kind FROM pathway_events WHERE workflow_id = $1 ORDER BY id", workflow_id
     )
@@ -154,7 +155,7 @@ async def test_record_step_twice_writes_its_events_and_tasks_once(pool: asyncpg.
             _event(workflow_id, "3-overdue", EventKind.MEETING_OVERDUE, SummaryChange(overdue=True))
         ]
     )
-    assert await env.run(records.record_step, overdue) is True
+    assert await env.run(records.record_step, overdue) == []
     row = await pool.fetchrow("SELECT * FROM pathways WHERE workflow_id = $1", workflow_id)
     assert row is not None
     assert (row["phase"], row["overdue"]) == ("awaiting-invite", True)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from rop_domain.calendar import WorkingDayRule
 from rop_domain.models import ObjectionMode
+from rop_domain.routing import Channel
 from starter.settings import RopSettings
 
 
@@ -29,3 +33,27 @@ def test_a_malformed_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROP_MEETING_WORKING_DAYS", "ten")
     with pytest.raises(ValidationError, match="meeting_working_days"):
         RopSettings()
+
+
+async def test_delivery_channels_follow_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from starter.delivery_setup import build_delivery
+
+    async with httpx.AsyncClient() as http:
+        bare = build_delivery(RopSettings(), pool=None, http=http)  # type: ignore[arg-type]
+        assert bare.routing.route_for("lege@example.invalid").channel is Channel.TASK_LIST
+
+        monkeypatch.setenv("ROP_SMTP_HOST", "smtp.example.invalid")
+        with_smtp = build_delivery(RopSettings(), pool=None, http=http)  # type: ignore[arg-type]
+        assert with_smtp.routing.route_for("lege@example.invalid").channel is Channel.EMAIL
+
+        routes = tmp_path / "routing.json"
+        routes.write_text(
+            '{"routes": [{"recipient": "nav-bergen", "channel": "webhook",'
+            ' "address": "https://nav.example/rop", "standard": "nn"}]}'
+        )
+        monkeypatch.setenv("ROP_ROUTING_FILE", str(routes))
+        routed = build_delivery(RopSettings(), pool=None, http=http)  # type: ignore[arg-type]
+        route = routed.routing.route_for("nav-bergen")
+        assert (route.channel, route.standard.value) == (Channel.WEBHOOK, "nn")

@@ -14,14 +14,18 @@ its own earlier write while two different steps never share a key.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
 
+    from activities.delivery import FAILED, Delivery, DeliveryActivities
     from activities.records import RecordActivities
     from rop_domain.commands import (
         CloseTasks,
@@ -40,6 +44,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import Message
 
 ACTIVITY_TIMEOUT = timedelta(seconds=10)
+DELIVERY_ATTEMPTS = 8
+# About an hour and a half of trying (10 s doubling, at most 30 min apart) before a task
+# is marked failed for an operator to re-send.
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    maximum_interval=timedelta(minutes=30),
+    maximum_attempts=DELIVERY_ATTEMPTS,
+    non_retryable_error_types=[FAILED],
+)
 # No attempt limit: a database outage delays a step, it must never drop one.
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 SYSTEM_ACTOR = "rop-forlop"
@@ -127,8 +140,8 @@ class Step:
         return self
 
     async def commit(self) -> None:
-        """Write the step with one activity."""
-        await workflow.execute_local_activity_method(
+        """Write the step with one activity; then deliver its tasks that a channel must."""
+        to_deliver = await workflow.execute_local_activity_method(
             RecordActivities.record_step,
             PathwayStep(
                 events=self._events, close_tasks=self._close, notifications=self._notifications
@@ -137,6 +150,7 @@ class Step:
             retry_policy=RETRY,
             summary=f"record {', '.join(e.kind.value for e in self._events)}",
         )
+        self._effects.deliver(to_deliver)
 
 
 class PathwayEffects:
@@ -147,6 +161,32 @@ class PathwayEffects:
         self.settings = settings
         self.state = state
         self.workflow_id = workflow.info().workflow_id
+        self.on_delivery_failed: Callable[[str], None] = lambda key: None
+        self._deliveries: dict[str, asyncio.Task[None]] = {}
+
+    def deliver(self, task_keys: list[str]) -> None:
+        """Start delivering tasks through their channels, in the background of the run."""
+        for key in task_keys:
+            if key not in self._deliveries:
+                self._deliveries[key] = asyncio.create_task(self._deliver(key))
+
+    def deliveries_done(self) -> bool:
+        """No delivery is under way (checked before the run ends or continues as new)."""
+        return not self._deliveries
+
+    async def _deliver(self, key: str) -> None:
+        try:
+            await workflow.execute_activity_method(
+                DeliveryActivities.deliver,
+                Delivery(task_key=key, max_attempts=DELIVERY_ATTEMPTS),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=DELIVERY_RETRY,
+                summary="deliver a task",
+            )
+        except ActivityError:
+            self.on_delivery_failed(key)
+        finally:
+            del self._deliveries[key]
 
     def key(self, label: str) -> str:
         """The next idempotency key; deterministic, and unique across continue-as-new."""
@@ -177,7 +217,7 @@ class PathwayEffects:
             params=assessment_task,
             due_at=due_at,
         )
-        return await workflow.execute_local_activity_method(
+        intake = await workflow.execute_local_activity_method(
             RecordActivities.open_pathway,
             NewPathway(
                 workflow_id=self.workflow_id,
@@ -189,6 +229,8 @@ class PathwayEffects:
             retry_policy=RETRY,
             summary="record the referral, ask for an assessment, find meeting participants",
         )
+        self.deliver(intake.deliveries)
+        return intake.participants
 
     async def unit_leader(self) -> str:
         """The receiving unit's leader contact, or a role address if the directory has none."""

@@ -106,6 +106,7 @@ class RopPathway(PathwayWatchers):
             referral.received_at, settings.meeting_working_days, settings.working_day_rule
         )
         self._escalation_at = calendar.end_of_day(self._deadline)
+        self._effects.on_delivery_failed = self._delivery_failed
         self._intake_done = pathway.state is not None
         self._review_completed_this_run = False
         # Steps record in the order their Updates were accepted.
@@ -134,6 +135,8 @@ class RopPathway(PathwayWatchers):
             )
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # A delivery under way finishes in this run, so that no task is sent from two runs.
+        await workflow.wait_condition(self._effects.deliveries_done)
         if not self._finished():
             # Pending timers end with this run; the next run sets its own from the state.
             self._s.runs += 1
@@ -518,6 +521,25 @@ class RopPathway(PathwayWatchers):
     @close_pathway.validator
     def _validate_closure(self, closure: Closure) -> None:
         self._refuse_if_ended()
+
+    @workflow.update
+    async def resend_notification(self, task_key: str) -> PathwayStatus:
+        """An operator re-sends a task whose delivery failed."""
+        self._s.failed_deliveries.remove(task_key)
+        self._publish()
+        self._effects.deliver([task_key])
+        return self.status()
+
+    @resend_notification.validator
+    def _validate_resend(self, task_key: str) -> None:
+        if task_key not in self._s.failed_deliveries:
+            raise _reject(f"no failed delivery of task {task_key} in this pathway")
+
+    def _delivery_failed(self, task_key: str) -> None:
+        workflow.logger.error("task delivery failed", extra={"task_key": task_key})
+        if task_key not in self._s.failed_deliveries:
+            self._s.failed_deliveries.append(task_key)
+        self._publish()
 
     @workflow.query
     def status(self) -> PathwayStatus:

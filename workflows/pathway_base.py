@@ -85,6 +85,7 @@ class PathwayBase:
             meeting_deadline=self._deadline,
             has_crisis_plan=self._s.crisis_plan is not None,
             overdue=self._overdue(),
+            delivery_failed=len(self._s.failed_deliveries),
             invited_on_time=self._s.invite.on_time if self._s.invite else None,
             next_review_due=(
                 self._s.review.due if self._s.review and not self._finished() else None

@@ -22,6 +22,9 @@ MEETING_INVITED_ON_TIME = SearchAttributeKey.for_bool("RopMeetingInvitedOnTime")
 HAS_CRISIS_PLAN = SearchAttributeKey.for_bool("RopHasCrisisPlan")
 NEXT_REVIEW_DUE = SearchAttributeKey.for_datetime("RopNextReviewDue")
 OVERDUE = SearchAttributeKey.for_bool("RopOverdue")
+DELIVERY_FAILED = SearchAttributeKey.for_int("RopDeliveryFailed")
+"""How many tasks no channel could deliver. An Int, not a Bool: the SQL visibility store
+of the dev server and of many clusters has three Bool slots, and the others are taken."""
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     PHASE,
@@ -33,6 +36,7 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     HAS_CRISIS_PLAN,
     NEXT_REVIEW_DUE,
     OVERDUE,
+    DELIVERY_FAILED,
 )
 """Every key the worker writes; the dev server and test servers register these."""
 
@@ -44,6 +48,7 @@ def pathway_values(
     meeting_deadline: date,
     has_crisis_plan: bool,
     overdue: bool,
+    delivery_failed: int = 0,
     invited_on_time: bool | None = None,
     next_review_due: date | None = None,
 ) -> list[tuple[SearchAttributeKey[Any], Any]]:
@@ -57,6 +62,7 @@ def pathway_values(
         (MEETING_DEADLINE, calendar.at_local_time(meeting_deadline, time(0, 0))),
         (HAS_CRISIS_PLAN, has_crisis_plan),
         (OVERDUE, overdue),
+        (DELIVERY_FAILED, delivery_failed),
     ]
     if invited_on_time is not None:
         values.append((MEETING_INVITED_ON_TIME, invited_on_time))

@@ -1,0 +1,112 @@
+"""Tasks of a real pathway reach their recipients by e-mail, exactly once, or are flagged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.channels import EmailChannel, SmtpSettings
+from activities.delivery import DeliveryActivities
+from rop_domain.models import WrittenStandard
+from rop_domain.routing import Channel, Route, RoutingTable
+from starter.pathways import PathwayStepRejected
+from tests import factories
+from tests.pathway_harness import eventually, pathways, start
+from tests.test_delivery import Inbox, SmtpServer
+from worker import build_worker
+from workflows import search_attributes as sa
+
+
+def _delivery(pool: asyncpg.Pool, smtp: SmtpServer) -> DeliveryActivities:
+    routing = RoutingTable(
+        routes=[
+            Route(
+                recipient=factories.CLINICIAN,
+                channel=Channel.EMAIL,
+                address="lege@example.invalid",
+                standard=WrittenStandard.NYNORSK,
+            )
+        ]
+    )
+    settings = SmtpSettings(host="127.0.0.1", port=smtp.port)
+    return DeliveryActivities(pool, routing, email=EmailChannel(settings))
+
+
+@pytest.fixture
+def smtp() -> SmtpServer:
+    return SmtpServer(Inbox())
+
+
+async def test_smtp_down_during_delivery_then_up_delivers_one_message(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, smtp: SmtpServer
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue, _delivery(pool, smtp)):
+        now = await env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
+        await env.sleep(timedelta(seconds=15))  # the first attempts meet a closed port
+        attempts = await pool.fetchval(
+            "SELECT attempts FROM deliveries d JOIN tasks t ON t.id = d.task_id "
+            "WHERE t.workflow_id = $1",
+            workflow_id,
+        )
+        assert attempts >= 1
+        assert smtp.inbox.messages == []
+        smtp.start()
+        try:
+            await env.sleep(timedelta(minutes=5))
+            status = await eventually(
+                api,
+                workflow_id,
+                lambda s: len(smtp.inbox.messages) == 1,
+            )
+            assert status.state.failed_deliveries == []
+            [sent] = smtp.inbox.messages
+            assert sent["Subject"].startswith("Vurder tilvising")  # nynorsk, as routed
+            await api.close_pathway(workflow_id, factories.closure())
+            await handle.result()
+            # The closure told the clinician too: one more message, still one per task.
+            assert len(smtp.inbox.messages) == 2
+        finally:
+            smtp.stop()
+
+
+async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, smtp: SmtpServer
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue, _delivery(pool, smtp)):
+        now = await env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
+        await env.sleep(timedelta(hours=6))  # every attempt of the retry policy fails
+        failed = await eventually(api, workflow_id, lambda s: bool(s.state.failed_deliveries))
+        [task_key] = failed.state.failed_deliveries
+        search = (await handle.describe()).typed_search_attributes
+        assert search.get(sa.DELIVERY_FAILED) == 1
+        assert (
+            await pool.fetchval(
+                "SELECT d.status FROM deliveries d JOIN tasks t ON t.id = d.task_id "
+                "WHERE t.idempotency_key = $1",
+                task_key,
+            )
+            == "failed"
+        )
+
+        with pytest.raises(PathwayStepRejected, match="no failed delivery"):
+            await api.resend_notification(workflow_id, "nope")
+        smtp.start()
+        try:
+            await api.resend_notification(workflow_id, task_key)
+            await eventually(api, workflow_id, lambda s: len(smtp.inbox.messages) == 1)
+            assert (await handle.describe()).typed_search_attributes.get(sa.DELIVERY_FAILED) == 0
+            await api.close_pathway(workflow_id, factories.closure())
+            await handle.result()
+        finally:
+            smtp.stop()
