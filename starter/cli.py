@@ -296,13 +296,21 @@ async def _deadline(args: argparse.Namespace, settings: RopSettings) -> None:
 async def _tasks(args: argparse.Namespace, settings: RopSettings) -> None:
     import asyncpg
 
-    url = _require_database(settings)
-    connection = await asyncpg.connect(url)
+    from starter.task_list import TaskFilter, list_tasks
+
+    trust, _, unit = (args.unit or "").partition(":")
+    connection = await asyncpg.connect(_require_database(settings))
     try:
-        rows = await connection.fetch(
-            """SELECT id, workflow_id, kind, recipient, status, due_at, subject FROM tasks
-               WHERE $1::text IS NULL OR workflow_id = $1 ORDER BY id""",
-            args.workflow_id,
+        rows = await list_tasks(
+            connection,
+            TaskFilter(
+                workflow_id=args.workflow_id,
+                assignee=args.assignee,
+                health_trust=trust or None,
+                receiving_unit=unit or None,
+                overdue=args.overdue,
+                include_closed=args.all,
+            ),
         )
     finally:
         await connection.close()
@@ -312,6 +320,32 @@ async def _tasks(args: argparse.Namespace, settings: RopSettings) -> None:
             f"{row['id']:>5}  {row['workflow_id']}  {row['kind']:<30} {row['status']:<10} "
             f"due {due}  to {row['recipient']}: {row['subject']}"
         )
+
+
+async def _complete_task(args: argparse.Namespace, settings: RopSettings) -> None:
+    import asyncpg
+
+    from rop_domain.commands import TaskKind
+    from starter.task_list import STEP_COMMANDS, complete_informational, find_task
+
+    connection = await asyncpg.connect(_require_database(settings))
+    try:
+        task = await find_task(connection, args.task_id)
+        if task is None:
+            raise UsageError(f"no task {args.task_id}")
+        if task["status"] != "requested":
+            raise UsageError(f"task {args.task_id} is already {task['status']}")
+        command = STEP_COMMANDS.get(TaskKind(task["kind"]))
+        if command is None:
+            await complete_informational(connection, args.task_id)
+            print(f"task {args.task_id} completed")
+            return
+    finally:
+        await connection.close()
+    # The step the task stands for, through the same command and Update as ever.
+    reference = [task["reference"]] if task["reference"] else []
+    step = _parser().parse_args([*command, task["workflow_id"], *reference, *args.step_arguments])
+    await step.handler(step, settings)
 
 
 async def _resend(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -475,8 +509,24 @@ def _parser() -> argparse.ArgumentParser:
     status = command("status", _status, "show a pathway's phase, deadline, done and due")
     status.add_argument("workflow_id")
 
-    tasks = command("tasks", _tasks, "list queued tasks (all, or one pathway's)")
+    tasks = command("tasks", _tasks, "list open tasks (all, or one pathway's)")
     tasks.add_argument("workflow_id", nargs="?")
+    tasks.add_argument("--assignee", help="the person or unit id a task is for")
+    tasks.add_argument("--unit", help="health trust, or TRUST:UNIT (e.g. helse-bergen:TSB)")
+    tasks.add_argument("--overdue", action="store_true", help="only tasks past their due time")
+    tasks.add_argument("--all", action="store_true", help="also completed and cancelled tasks")
+
+    task = commands.add_parser("task", help="one task").add_subparsers(
+        dest="task_command", required=True, metavar="COMMAND"
+    )
+    complete = command(
+        "complete",
+        _complete_task,
+        "complete a task; a step's task takes that step's options (see `rop assess --help`...)",
+        task,
+    )
+    complete.add_argument("task_id", type=int)
+    complete.add_argument("step_arguments", nargs=argparse.REMAINDER)
 
     notification = commands.add_parser("notification", help="task delivery").add_subparsers(
         dest="notification_command", required=True, metavar="COMMAND"

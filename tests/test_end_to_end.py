@@ -237,7 +237,7 @@ async def test_cli_drives_a_pathway_from_referral_to_meeting(
         await asyncio.sleep(0.2)
     assert found == [workflow_id]
 
-    code, out, _ = await cli("tasks", workflow_id)
+    code, out, _ = await cli("tasks", workflow_id, "--all")
     assert code == 0
     assert "assess-referral" in out
     assert "completed" in out
@@ -285,3 +285,93 @@ async def test_malformed_json_and_unknown_pathways_get_one_line(cli: Cli, tmp_pa
 
     code, _, err = await cli("status", "rop-no-such-referral")
     assert (code, err.strip()) == (1, "error: no pathway with id rop-no-such-referral")
+
+
+def _task_ids(listing: str, kind: str) -> list[int]:
+    return [int(line.split()[0]) for line in listing.splitlines() if f" {kind} " in line]
+
+
+async def test_clinicians_complete_tasks_and_the_pathway_moves(
+    cli: Cli, dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    data = factories.referral_data(datetime.now(UTC))
+    code, out, _ = await cli("referral", "submit", _write(tmp_path, data))
+    workflow_id = out.strip().splitlines()[-1]
+    for _ in range(50):
+        code, listing, _ = await cli("tasks", workflow_id, "--assignee", factories.CLINICIAN)
+        if _task_ids(listing, "assess-referral"):
+            break
+        await asyncio.sleep(0.2)
+    [assess_task] = _task_ids(listing, "assess-referral")
+
+    code, out, _ = await cli(
+        "task",
+        "complete",
+        str(assess_task),
+        "--assessor",
+        factories.CLINICIAN,
+        "--decision",
+        "in-target-group",
+        "--reason",
+        "ROP",
+    )
+    assert code == 0
+    assert json.loads(out)["phase"] == "awaiting-invite"
+    code, _, err = await cli("task", "complete", str(assess_task))
+    assert (code, err.strip()) == (1, f"error: task {assess_task} is already completed")
+
+    meeting_at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    await cli(
+        "invite",
+        workflow_id,
+        "--by",
+        factories.CLINICIAN,
+        "--at",
+        meeting_at,
+        "--location",
+        "DPS",
+        "--recommended",
+    )
+    measures_file = _write(tmp_path, [m.model_dump(mode="json") for m in factories.measures()])
+    code, _, err = await cli(
+        "meeting",
+        workflow_id,
+        "--by",
+        factories.CLINICIAN,
+        "--held-at",
+        datetime.now(UTC).isoformat(),
+        "--attendee",
+        "TSB",
+        "--koordinator",
+        factories.KOORDINATOR,
+        "--individual-plan",
+        "offered",
+        "--crisis-plan-responsible",
+        factories.CRISIS_PLAN_RESPONSIBLE,
+        "--measures",
+        measures_file,
+    )
+    assert code == 0, err
+    code, listing, _ = await cli("tasks", workflow_id)
+    [start_poliklinikk] = [
+        int(line.split()[0])
+        for line in listing.splitlines()
+        if " start-measure " in line and "tiltak poliklinikk" in line
+    ]
+    code, out, _ = await cli(
+        "task", "complete", str(start_poliklinikk), "--by", factories.CLINICIAN
+    )
+    assert code == 0
+    measures = {m["measure"]["id"]: m["status"] for m in json.loads(out)["state"]["measures"]}
+    assert measures["poliklinikk"] == "active"
+
+    invitation = _task_ids(listing, "meeting-invitation")[0]
+    code, out, _ = await cli("task", "complete", str(invitation))
+    assert (code, out.strip()) == (0, f"task {invitation} completed")
+    code, listing, _ = await cli("tasks", workflow_id, "--all")
+    assert f"{invitation}  {workflow_id}  meeting-invitation" in listing
+    [line] = [row for row in listing.splitlines() if row.split()[0] == str(invitation)]
+    assert " completed " in line
+    code, overdue, _ = await cli("tasks", "--unit", "helse-bergen:TSB", "--overdue", workflow_id)
+    assert (code, overdue) == (0, "")
+    await cli("close", workflow_id, "--by", factories.CLINICIAN, "--reason", "completed")

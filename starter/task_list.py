@@ -1,0 +1,81 @@
+"""The task list as clinicians and units see it: open tasks, who has them, what is late.
+
+Completing a task that stands for a pathway step goes through that step's Update (the
+`rop` command for the step), so the same validation applies and the workflow closes
+the task; a task that only informs (an invitation, a closure notice) is completed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from rop_domain.commands import TaskKind
+
+STEP_COMMANDS: dict[TaskKind, list[str]] = {
+    TaskKind.ASSESS_REFERRAL: ["assess"],
+    TaskKind.INVITE_TO_MEETING_REMINDER: ["invite"],
+    TaskKind.MEETING_DEADLINE_ESCALATION: ["invite"],
+    TaskKind.MAKE_CRISIS_PLAN: ["crisis-plan"],
+    TaskKind.CRISIS_PLAN_REMINDER: ["crisis-plan"],
+    TaskKind.CRISIS_PLAN_ESCALATION: ["crisis-plan"],
+    TaskKind.REVISE_CRISIS_PLAN: ["crisis-plan"],
+    TaskKind.START_MEASURE: ["measure", "start"],
+    TaskKind.HOLD_REVIEW: ["review"],
+    TaskKind.REVIEW_REMINDER: ["review"],
+    TaskKind.REVIEW_ESCALATION: ["review"],
+}
+"""The `rop` command that carries out the step a task stands for."""
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks to list."""
+
+    workflow_id: str | None = None
+    assignee: str | None = None
+    health_trust: str | None = None
+    receiving_unit: str | None = None
+    overdue: bool = False
+    include_closed: bool = False
+
+
+async def list_tasks(connection: asyncpg.Connection, where: TaskFilter) -> list[asyncpg.Record]:
+    """Tasks matching `where`, oldest first."""
+    return await connection.fetch(
+        """SELECT t.id, t.workflow_id, t.kind, t.recipient, t.status, t.due_at, t.subject
+           FROM tasks t JOIN pathways p ON p.workflow_id = t.workflow_id
+           WHERE ($1::text IS NULL OR t.workflow_id = $1)
+             AND ($2::text IS NULL OR t.recipient = $2)
+             AND ($3::text IS NULL OR p.health_trust = $3)
+             AND ($4::text IS NULL OR p.receiving_unit = $4)
+             AND (NOT $5 OR (t.due_at IS NOT NULL AND t.due_at < $6))
+             AND ($7 OR t.status = 'requested')
+           ORDER BY t.id""",
+        where.workflow_id,
+        where.assignee,
+        where.health_trust,
+        where.receiving_unit,
+        where.overdue,
+        datetime.now(UTC),
+        where.include_closed,
+    )
+
+
+async def find_task(connection: asyncpg.Connection, task_id: int) -> asyncpg.Record | None:
+    """One task by id."""
+    return await connection.fetchrow(
+        "SELECT id, workflow_id, kind, status, reference FROM tasks WHERE id = $1", task_id
+    )
+
+
+async def complete_informational(connection: asyncpg.Connection, task_id: int) -> bool:
+    """Mark a task that stands for no pathway step as completed. True if it was open."""
+    result: str = await connection.execute(
+        "UPDATE tasks SET status = 'completed', updated_at = now() "
+        "WHERE id = $1 AND status = 'requested'",
+        task_id,
+    )
+    return result.endswith(" 1")
