@@ -22,6 +22,7 @@ from activities.contact_directory import load_directory
 from activities.database import create_pool, migrate
 from starter.client import DATA_CONVERTER
 from starter.local_stack import embedded_postgres, ensure_database, packaged_binary
+from tests.channel_servers import Inbox, Receiver, SmtpServer, start_receiver
 from workflows import search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,3 +88,20 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def task_queue() -> str:
     return f"rop-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd), started; tests may stop and start it again."""
+    server = SmtpServer(Inbox())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[tuple[str, Receiver]]:
+    """A real HTTP receiver for webhooks that verifies signatures and refuses replays."""
+    url, state, runner = await start_receiver()
+    yield url, state
+    await runner.cleanup()

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from email.message import EmailMessage
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
-from aiohttp import web
-from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -32,7 +22,6 @@ from activities.channels import (
     SmtpSettings,
     WebhookChannel,
     sign,
-    verify,
 )
 from activities.delivery import Delivery, DeliveryActivities, message_id
 from activities.records import RecordActivities
@@ -48,94 +37,9 @@ from rop_domain.commands import (
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
 from tests import factories
+from tests.channel_servers import SECRET, Receiver, SmtpServer
 
-SECRET = "webhook-test-secret"
 NATIONAL_ID = factories.national_id("150586951")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Inbox:
-    """What a real SMTP server received."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 Message accepted for delivery"
-
-
-class SmtpServer:
-    """A real SMTP server on a fixed port that can be stopped and started again."""
-
-    def __init__(self, inbox: Inbox) -> None:
-        self.inbox = inbox
-        self.port = _free_port()
-        self._controller: Controller | None = None
-
-    def start(self) -> None:
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpServer, Inbox]]:
-    inbox = Inbox()
-    server = SmtpServer(inbox)
-    server.start()
-    yield server, inbox
-    server.stop()
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver that verifies signatures and refuses replays, as ours should."""
-
-    accepted: list[dict[str, Any]] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        delivery = request.headers.get(DELIVERY_HEADER, "")
-        valid = verify(
-            SECRET.encode(),
-            timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
-            body=body,
-            signature=request.headers.get(SIGNATURE_HEADER, ""),
-        )
-        if not valid or delivery in self.seen:
-            self.refused.append(delivery)
-            return web.Response(status=401)
-        self.seen.add(delivery)
-        self.accepted.append(json.loads(body))
-        return web.Response(status=204)
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[tuple[str, Receiver]]:
-    state = Receiver()
-    app = web.Application()
-    app.router.add_post("/rop", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    yield f"http://127.0.0.1:{port}/rop", state
-    await runner.cleanup()
 
 
 async def _queue_task(pool: asyncpg.Pool, recipient: str, kind: TaskKind) -> str:
@@ -197,9 +101,9 @@ def _email_activities(
 
 
 async def test_email_is_sent_once_in_the_routed_standard(
-    pool: asyncpg.Pool, smtp: tuple[SmtpServer, Inbox]
+    pool: asyncpg.Pool, smtp_server: SmtpServer
 ) -> None:
-    controller, inbox = smtp
+    controller, inbox = smtp_server, smtp_server.inbox
     routing = RoutingTable(
         routes=[
             Route(
@@ -232,9 +136,9 @@ async def test_email_is_sent_once_in_the_routed_standard(
 
 
 async def test_smtp_down_then_up_delivers_exactly_one_message(
-    pool: asyncpg.Pool, smtp: tuple[SmtpServer, Inbox]
+    pool: asyncpg.Pool, smtp_server: SmtpServer
 ) -> None:
-    controller, inbox = smtp
+    controller, inbox = smtp_server, smtp_server.inbox
     key = await _queue_task(pool, "kontakt@example.invalid", TaskKind.MEETING_INVITATION)
     deliveries = _email_activities(pool, controller, RoutingTable())
     controller.stop()
@@ -255,9 +159,9 @@ async def test_smtp_down_then_up_delivers_exactly_one_message(
 
 
 async def test_the_last_failed_attempt_marks_the_delivery_failed(
-    pool: asyncpg.Pool, smtp: tuple[SmtpServer, Inbox]
+    pool: asyncpg.Pool, smtp_server: SmtpServer
 ) -> None:
-    controller, _ = smtp
+    controller = smtp_server
     key = await _queue_task(pool, "kontakt@example.invalid", TaskKind.MEETING_INVITATION)
     deliveries = _email_activities(pool, controller, RoutingTable())
     controller.stop()

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import asyncpg
+import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from activities.channels import EmailChannel, SmtpSettings
+from activities.channels import EmailChannel, SmtpSettings, WebhookChannel
 from activities.delivery import DeliveryActivities
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
 from starter.pathways import PathwayStepRejected
 from tests import factories
+from tests.channel_servers import SECRET, Inbox, Receiver, SmtpServer
 from tests.pathway_harness import eventually, pathways, start
-from tests.test_delivery import Inbox, SmtpServer
 from worker import build_worker
 from workflows import search_attributes as sa
 
@@ -68,6 +71,7 @@ async def test_smtp_down_during_delivery_then_up_delivers_one_message(
             assert status.state.failed_deliveries == []
             [sent] = smtp.inbox.messages
             assert sent["Subject"].startswith("Vurder tilvising")  # nynorsk, as routed
+            assert factories.national_id("150586951") not in sent.as_string()
             await api.close_pathway(workflow_id, factories.closure())
             await handle.result()
             # The closure told the clinician too: one more message, still one per task.
@@ -110,3 +114,37 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
             await handle.result()
         finally:
             smtp.stop()
+
+
+async def test_a_unit_with_a_webhook_gets_its_tasks_signed(
+    time_skipping_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    receiver: tuple[str, Receiver],
+) -> None:
+    url, state = receiver
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    routing = RoutingTable(
+        routes=[Route(recipient=factories.CLINICIAN, channel=Channel.WEBHOOK, address=url)]
+    )
+    async with (
+        httpx.AsyncClient() as http,
+        build_worker(
+            client,
+            pool,
+            task_queue,
+            DeliveryActivities(pool, routing, webhook=WebhookChannel(SecretStr(SECRET), http)),
+        ),
+    ):
+        now = await env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
+        await api.close_pathway(workflow_id, factories.closure())
+        await handle.result()
+    kinds = sorted(payload["kind"] for payload in state.accepted)
+    assert kinds == ["assess-referral", "pathway-closed"]
+    assert state.refused == []
+    sent = json.dumps(state.accepted, ensure_ascii=False)
+    assert factories.national_id("150586951") not in sent
+    assert "pseudo-123" not in sent
