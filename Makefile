@@ -36,7 +36,6 @@ test: lint pytest
 
 # Re-record the replay histories after an intended change to the workflow's commands.
 histories: $(STAMP)
-	rm -f tests/histories/*.json
 	ROP_RECORD_HISTORIES=1 $(BIN)/pytest tests/test_pathway_workflow.py tests/test_follow_up.py
 
 clean:

@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
+from temporalio.service import RPCError, RPCStatusCode
 
 log = structlog.get_logger(__name__)
 
@@ -155,14 +156,16 @@ async def ensure_search_attributes(
         ListSearchAttributesRequest,
     )
 
-    known = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
-    missing = {
-        key.name: key.indexed_value_type.value
-        for key in keys
-        if key.name not in known.custom_attributes
-    }
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        known = set(listed.custom_attributes)
+    except RPCError as error:
+        if error.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()  # the time-skipping test server cannot list; adding is harmless there
+    missing = {key.name: key.indexed_value_type.value for key in keys if key.name not in known}
     if missing:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(

@@ -375,3 +375,10 @@ async def test_clinicians_complete_tasks_and_the_pathway_moves(
     code, overdue, _ = await cli("tasks", "--unit", "helse-bergen:TSB", "--overdue", workflow_id)
     assert (code, overdue) == (0, "")
     await cli("close", workflow_id, "--by", factories.CLINICIAN, "--reason", "completed")
+
+
+async def test_search_attributes_are_registered_once(dev_server: WorkflowEnvironment) -> None:
+    from starter.local_stack import ensure_search_attributes
+
+    # start_local registered them all; a later start (an upgraded stack) adds only what lacks.
+    assert await ensure_search_attributes(dev_server.client, search_attributes.ALL) == []

@@ -356,12 +356,3 @@ async def test_a_database_outage_delays_a_step_and_records_it_once(
         assert (await _pathway_row(pool, workflow_id))["assessment_decision"] == "in-target-group"
         await api.close_pathway(workflow_id, factories.closure())
         await handle.result()
-
-
-async def test_search_attributes_are_registered_once(
-    time_skipping_env: WorkflowEnvironment,
-) -> None:
-    from starter.local_stack import ensure_search_attributes
-
-    # The fixture registered them all; a later start (an upgraded stack) adds only what lacks.
-    assert await ensure_search_attributes(time_skipping_env.client, search_attributes.ALL) == []
