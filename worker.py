@@ -19,6 +19,7 @@ from activities.delivery import DeliveryActivities
 from activities.records import RecordActivities
 from rop_domain.routing import RoutingTable
 from starter.client import connect
+from starter.codec import KeyConfigurationError
 from starter.delivery_setup import build_delivery
 from starter.logs import configure_logging
 from starter.settings import RopSettings
@@ -81,6 +82,8 @@ def main() -> None:
         )
     try:
         asyncio.run(run_worker(settings, settings.database_url, asyncio.Event()))
+    except KeyConfigurationError as error:
+        raise SystemExit(f"error: {error}") from None
     except KeyboardInterrupt:
         log.info("worker stopped")
 

@@ -51,7 +51,8 @@ from rop_domain.models import (
     ValidationPolicy,
     parse_referral,
 )
-from starter.client import DATA_CONVERTER
+from starter.client import data_converter
+from starter.codec import EncryptionCodec
 from starter.local_stack import embedded_postgres, ensure_database, packaged_binary
 from starter.pathways import Pathways
 from starter.settings import RopSettings
@@ -241,7 +242,7 @@ async def main(count: int, concurrency: int) -> None:
         await load_directory(pool, CONTACTS)
         await pool.close()
         env = await WorkflowEnvironment.start_local(
-            data_converter=DATA_CONVERTER,
+            data_converter=data_converter(BENCH_CODEC),
             dev_server_existing_path=packaged_binary("temporal"),
             search_attributes=search_attributes.ALL,
         )
@@ -281,7 +282,7 @@ async def worker_process(address: str, database_url: str) -> AsyncIterator[psuti
 
 async def serve_workers(address: str, database_url: str) -> None:
     """The worker process: our worker and the baseline's, until SIGTERM."""
-    client = await Client.connect(address, data_converter=DATA_CONVERTER)
+    client = await Client.connect(address, data_converter=data_converter(BENCH_CODEC))
     pool = await create_pool(database_url)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -308,6 +309,8 @@ class PeakRss:
 
 
 OURS_QUEUE, BASELINE_QUEUE = "rop-bench", "rop-bench-baseline"
+BENCH_CODEC = EncryptionCodec({"bench": bytes(32)}, "bench")
+"""Payloads are encrypted in the benchmark as in production; the key protects nothing here."""
 
 
 async def run_benchmark(

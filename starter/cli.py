@@ -31,6 +31,7 @@ from rop_domain.followup import (
     Review,
 )
 from rop_domain.models import Assessment, MeetingInvite, parse_referral
+from starter.codec import KeyConfigurationError
 from starter.pathways import PathwayError, Pathways
 from starter.settings import RopSettings
 
@@ -70,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(args.handler(args, settings))
     except ValidationError as error:
         return _fail(f"invalid {_model_name(error)}: {_one_line(error)}")
-    except (PathwayError, UsageError, OSError) as error:
+    except (PathwayError, UsageError, KeyConfigurationError, OSError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130

@@ -2,20 +2,51 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
+from starter.codec import EncryptionCodec, KeyConfigurationError, parse_keys, read_key_file
 from starter.settings import RopSettings
 
-DATA_CONVERTER: DataConverter = pydantic_data_converter
-"""Pydantic v2 models in and out of payloads; the worker, clients and replayer all use it."""
+LOCAL_KEY_FILE = "payload-keys.json"
+"""The local stack's key file, in its data folder; the CLI finds it there too."""
+
+
+def data_converter(codec: EncryptionCodec | None) -> DataConverter:
+    """Pydantic v2 models in and out of payloads, encrypted by `codec`. The worker, clients,
+    codec server and replayer must all use the same keys."""
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
+def codec_from_settings(settings: RopSettings) -> EncryptionCodec:
+    """The payload codec the settings configure; an error naming what is missing."""
+    if settings.payload_keys_file is not None:
+        keys, current = read_key_file(settings.payload_keys_file)
+        return EncryptionCodec(keys, settings.payload_key_id or current)
+    if settings.payload_keys is not None:
+        keys = parse_keys(settings.payload_keys.get_secret_value())
+        if not keys:
+            raise KeyConfigurationError("ROP_PAYLOAD_KEYS is empty")
+        return EncryptionCodec(keys, settings.payload_key_id or next(iter(keys)))
+    local = settings.data_dir / LOCAL_KEY_FILE
+    if local.exists():
+        keys, current = read_key_file(local)
+        return EncryptionCodec(keys, settings.payload_key_id or current)
+    raise KeyConfigurationError(
+        "no payload encryption key: set ROP_PAYLOAD_KEYS or ROP_PAYLOAD_KEYS_FILE "
+        f"(`make run` makes one in {local})"
+    )
 
 
 async def connect(settings: RopSettings) -> Client:
-    """A Temporal client for the configured address and namespace."""
+    """A Temporal client for the configured address and namespace, encrypting payloads."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(codec_from_settings(settings)),
     )

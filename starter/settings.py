@@ -46,6 +46,11 @@ class RopSettings(BaseSettings):
     smtp_password: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     task_link_base: str | None = None
+    payload_keys: SecretStr | None = Field(
+        default=None, description="id:base64key,... (AES-256); the first is current unless set"
+    )
+    payload_key_id: str | None = None
+    payload_keys_file: Path | None = None
 
     def pathway_settings(self) -> PathwaySettings:
         """The deadline rules a new pathway is started with."""

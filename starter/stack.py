@@ -14,6 +14,8 @@ from activities.contact_directory import load_directory
 from activities.database import create_pool, migrate
 from rop_domain.calendar import OSLO
 from rop_domain.models import parse_referral
+from starter.client import LOCAL_KEY_FILE
+from starter.codec import write_new_key_file
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
 from starter.pathways import Pathways
 from starter.settings import RopSettings
@@ -33,6 +35,10 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
     """Start PostgreSQL, Temporal and the worker; submit the demo referral; wait for Ctrl-C."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    local_keys = data_dir / LOCAL_KEY_FILE
+    if not (settings.payload_keys or settings.payload_keys_file or local_keys.exists()):
+        write_new_key_file(local_keys)
+        log.info("payload encryption key created", file=str(local_keys))
     with contextlib.ExitStack() as stack:
         server_url = settings.database_url or stack.enter_context(
             embedded_postgres(data_dir / "pgdata")

@@ -6,6 +6,7 @@ its own time-skipping server and task queue, so skipped time never leaks between
 
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.contact_directory import load_directory
 from activities.database import create_pool, migrate
-from starter.client import DATA_CONVERTER
+from starter.client import data_converter
+from starter.codec import EncryptionCodec
 from starter.local_stack import (
     embedded_postgres,
     ensure_database,
@@ -29,6 +31,13 @@ from tests.channel_servers import Inbox, Receiver, SmtpServer, start_receiver
 from workflows import search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
+
+TEST_KEY_ID = "test-1"
+TEST_KEY = bytes(range(32))
+"""A fixed key for tests only: the kept replay histories are encrypted with it."""
+TEST_KEYS_ENV = f"{TEST_KEY_ID}:{base64.b64encode(TEST_KEY).decode()}"
+DATA_CONVERTER = data_converter(EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID))
+os.environ.setdefault("ROP_PAYLOAD_KEYS", TEST_KEYS_ENV)
 EXAMPLE_CONTACTS = REPO / "deploy" / "seed" / "contact-points.example.json"
 
 

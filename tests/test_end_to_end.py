@@ -19,9 +19,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from starter.client import DATA_CONVERTER
 from starter.local_stack import packaged_binary
 from tests import factories
+from tests.conftest import DATA_CONVERTER, TEST_KEYS_ENV
 from worker import build_worker
 from workflows import search_attributes
 
@@ -71,6 +71,7 @@ async def cli(
         "DATABASE_URL": database_url,
         "ROP_ALLOW_SYNTHETIC_IDS": "true",
         "ROP_LOG_FORMAT": "json",
+        "ROP_PAYLOAD_KEYS": TEST_KEYS_ENV,
     }
     async with build_worker(dev_server.client, pool, task_queue):
         yield Cli(environment)

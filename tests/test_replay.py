@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from starter.client import DATA_CONVERTER
+from tests.conftest import DATA_CONVERTER
 from workflows.pathway import RopPathway
 from workflows.sandbox import workflow_runner
 

@@ -148,7 +148,9 @@ class Step:
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
-            summary=f"record {', '.join(e.kind.value for e in self._events)}",
+            # No summary: every step has one, and each summary is one more payload to
+            # encrypt and store (measured: the benchmark ratio drops by ~0.08). The step's
+            # kind shows in the pathway's current details and event log instead.
         )
         self._effects.deliver(to_deliver)
 
