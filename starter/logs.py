@@ -9,6 +9,7 @@ here logs payloads: callers pass ids, never patient data.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -24,6 +25,36 @@ _TEMPORAL_CONTEXT_KEYS = {
     "attempt": "attempt",
     "task_queue": "task_queue",
 }
+
+
+_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{6}[ -]?\d{5}(?!\d)")
+_PERSONAL_KEYS = frozenset(
+    {"national_id", "fodselsnummer", "fnr", "dnummer", "name", "patient", "patient_name"}
+)
+_SECRET_KEYS = frozenset({"password", "secret", "token", "authorization", "api_key", "key"})
+MASK = "[redacted]"
+
+
+def _mask(value: object) -> object:
+    if isinstance(value, str):
+        return _ELEVEN_DIGITS.sub(MASK, value)
+    if isinstance(value, dict):
+        return {k: MASK if _sensitive(k) else _mask(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
+    return value
+
+
+def _sensitive(key: object) -> bool:
+    name = str(key).lower()
+    return name in _PERSONAL_KEYS or name in _SECRET_KEYS or name.endswith(("_password", "_secret"))
+
+
+def redact_personal_data(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Mask what could identify a patient or open a door: 11-digit numbers (fødselsnummer,
+    D-nummer, with or without a space after the birth date) anywhere, and named personal
+    and secret fields. Our code logs ids, not people; this is the net under that rule."""
+    return {key: MASK if _sensitive(key) else _mask(value) for key, value in event_dict.items()}
 
 
 def lift_temporal_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -61,6 +92,7 @@ def configure_logging(log_format: str | None = None, level: int = logging.INFO) 
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact_personal_data,
             renderer,
         ],
     )

@@ -61,3 +61,32 @@ async def test_workflow_and_activity_logs_carry_context_and_no_personal_data(
     assert opened[0]["workflow_id"] == workflow_id
     assert data["patient"]["national_id"] not in captured
     assert data["patient"]["reference"] not in captured
+
+
+async def test_personal_data_and_secrets_are_masked_in_every_log(
+    capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    import structlog
+
+    configure_logging("json")
+    national_id = factories.national_id("150586951")
+    spaced = f"{national_id[:6]} {national_id[6:]}"
+    structlog.get_logger("starter.cli").info(
+        "referral refused",
+        note=f"bad number {national_id}",
+        national_id=national_id,
+        password="hunter2",
+        referral_id="R-2026-0042",
+    )
+    logging.getLogger("temporalio.activity").warning(
+        "activity saw %s", spaced, extra={"patient": {"reference": "p", "national_id": national_id}}
+    )
+    captured = capsys.readouterr().err
+    lines = _json_lines(captured)
+    assert len(lines) == 2
+    assert national_id not in captured
+    assert spaced not in captured
+    assert "hunter2" not in captured
+    assert lines[0]["referral_id"] == "R-2026-0042"  # ids that are not personal stay
+    assert lines[0]["note"] == "bad number [redacted]"
+    assert lines[1]["event"] == "activity saw [redacted]"
