@@ -268,3 +268,34 @@ def test_contact_file_is_validated(tmp_path: Path) -> None:
     bad.write_text('{"contact_points": [{"id": "x", "role": "lege", "name": "n", "address": "a"}]}')
     with pytest.raises(ValidationError, match="role"):
         read_contact_points(bad)
+
+
+async def test_the_event_log_is_append_only_and_the_worker_role_least_privileged(
+    pool: asyncpg.Pool,
+) -> None:
+    workflow_id = await _open(pool)
+    async with pool.acquire() as connection:
+        for statement in (
+            "UPDATE pathway_events SET actor = 'x' WHERE workflow_id = $1",
+            "DELETE FROM pathway_events WHERE workflow_id = $1",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await connection.execute(statement, workflow_id)
+        async with connection.transaction():
+            await connection.execute("SET LOCAL ROLE rop_worker")
+            await connection.execute(
+                "INSERT INTO pathway_events (idempotency_key, workflow_id, kind, actor, occurred_at)"
+                " VALUES ($1, $2, 'assessed', 'x', now())",
+                f"{workflow_id}/role-test",
+                workflow_id,
+            )
+            assert await connection.fetchval("SELECT count(*) FROM contact_points") > 0
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with connection.transaction():  # a savepoint: the insert stays
+                    await connection.execute("DELETE FROM contact_points")
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM pathway_events WHERE workflow_id = $1", workflow_id
+        )
+        == 2
+    )
