@@ -391,6 +391,25 @@ async def _migrate(args: argparse.Namespace, settings: RopSettings) -> None:
         await pool.close()
 
 
+async def _codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
+    from starter.client import codec_from_settings
+    from starter.codec_server import start_codec_server
+
+    if settings.codec_server_token is None:
+        raise UsageError("set ROP_CODEC_SERVER_TOKEN: the codec server answers only with it")
+    runner = await start_codec_server(
+        codec_from_settings(settings),
+        token=settings.codec_server_token.get_secret_value(),
+        ui_origin=settings.ui_origin,
+        host=args.host,
+        port=settings.codec_server_port,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
 async def _stack(args: argparse.Namespace, settings: RopSettings) -> None:
     from starter.stack import run_stack
 
@@ -557,6 +576,9 @@ def _parser() -> argparse.ArgumentParser:
     command("migrate", _migrate, "apply pending migrations", db)
 
     commands.add_parser("worker", help="run the worker (needs DATABASE_URL)")
+
+    codec = command("codec-server", _codec_server, "decode payloads for the Temporal UI and CLI")
+    codec.add_argument("--host", default="127.0.0.1")
 
     stack = command("stack", _stack, "run the local stack with a demo pathway (make run)")
     stack.add_argument("--demo", default=str(_seed("demo-referral.example.json")))

@@ -90,6 +90,7 @@ def dev_server_arguments(
     port: int,
     ui_port: int,
     search_attributes: Sequence[SearchAttributeKey[Any]],
+    codec_endpoint: str | None = None,
 ) -> list[str]:
     """`temporal server start-dev` arguments registering our search attributes."""
     arguments = [
@@ -106,6 +107,8 @@ def dev_server_arguments(
     ]
     if database_file is not None:
         arguments += ["--db-filename", str(database_file)]
+    if codec_endpoint is not None:
+        arguments += ["--ui-codec-endpoint", codec_endpoint]
     for key in search_attributes:
         type_name = _SEARCH_ATTRIBUTE_TYPE_NAMES[key.indexed_value_type]
         arguments += ["--search-attribute", f"{key.name}={type_name}"]
@@ -120,10 +123,15 @@ async def temporal_dev_server(
     ui_port: int,
     search_attributes: Sequence[SearchAttributeKey[Any]],
     log_file: Path,
+    codec_endpoint: str | None = None,
 ) -> AsyncIterator[str]:
     """Run the real Temporal dev server (frontend + Web UI); yield its frontend address."""
     arguments = dev_server_arguments(
-        database_file=database_file, port=port, ui_port=ui_port, search_attributes=search_attributes
+        database_file=database_file,
+        port=port,
+        ui_port=ui_port,
+        search_attributes=search_attributes,
+        codec_endpoint=codec_endpoint,
     )
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as output:

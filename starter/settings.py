@@ -51,6 +51,9 @@ class RopSettings(BaseSettings):
     )
     payload_key_id: str | None = None
     payload_keys_file: Path | None = None
+    codec_server_token: SecretStr | None = None
+    codec_server_port: int = 8234
+    ui_origin: str = "http://localhost:8233"
 
     def pathway_settings(self) -> PathwaySettings:
         """The deadline rules a new pathway is started with."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,8 +15,9 @@ from activities.contact_directory import load_directory
 from activities.database import create_pool, migrate
 from rop_domain.calendar import OSLO
 from rop_domain.models import parse_referral
-from starter.client import LOCAL_KEY_FILE
+from starter.client import LOCAL_KEY_FILE, codec_from_settings
 from starter.codec import write_new_key_file
+from starter.codec_server import start_codec_server
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
 from starter.pathways import Pathways
 from starter.settings import RopSettings
@@ -48,15 +50,28 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
             if settings.database_url
             else await ensure_database(server_url, "rop")
         )
-        async with temporal_dev_server(
-            database_file=data_dir / "temporal.db",
-            port=FRONTEND_PORT,
-            ui_port=UI_PORT,
-            search_attributes=search_attributes.ALL,
-            log_file=data_dir / "temporal.log",
-        ) as address:
-            settings = settings.model_copy(update={"temporal_address": address})
-            await _serve(settings, database_url, demo_referral=demo_referral, contacts=contacts)
+        token = _codec_token(settings, data_dir)
+        codec_url = f"http://localhost:{settings.codec_server_port}"
+        codec_runner = await start_codec_server(
+            codec_from_settings(settings),
+            token=token,
+            ui_origin=settings.ui_origin,
+            host="127.0.0.1",
+            port=settings.codec_server_port,
+        )
+        try:
+            async with temporal_dev_server(
+                database_file=data_dir / "temporal.db",
+                port=FRONTEND_PORT,
+                ui_port=UI_PORT,
+                search_attributes=search_attributes.ALL,
+                log_file=data_dir / "temporal.log",
+                codec_endpoint=codec_url,
+            ) as address:
+                settings = settings.model_copy(update={"temporal_address": address})
+                await _serve(settings, database_url, demo_referral=demo_referral, contacts=contacts)
+        finally:
+            await codec_runner.cleanup()
 
 
 async def _serve(
@@ -117,10 +132,23 @@ Drive the demo from another terminal:
   {env} .venv/bin/rop tasks {workflow_id}
   {env} .venv/bin/rop indicators
 
+Decode payloads (operators): temporal workflow show -w {workflow_id} \\
+      --codec-endpoint http://localhost:{settings.codec_server_port} --codec-auth "Bearer $(cat .rop/codec-token)"
 Filter in the UI:  RopPhase = "follow-up"   or   RopOverdue = true
 Press Ctrl-C to stop everything.""",
         flush=True,
     )
+
+
+def _codec_token(settings: RopSettings, data_dir: Path) -> str:
+    """The codec server's bearer token: configured, or made once for the local stack."""
+    if settings.codec_server_token is not None:
+        return settings.codec_server_token.get_secret_value()
+    path = data_dir / "codec-token"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
 
 
 async def _until_interrupted() -> None:

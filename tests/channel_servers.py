@@ -19,7 +19,7 @@ from activities.channels import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEA
 SECRET = "webhook-test-secret"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -43,7 +43,7 @@ class SmtpServer:
 
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
-        self.port = _free_port()
+        self.port = free_port()
         self._controller: Controller | None = None
 
     def start(self) -> None:
@@ -88,6 +88,6 @@ async def start_receiver() -> tuple[str, Receiver, web.AppRunner]:
     app.router.add_post("/rop", state.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return f"http://127.0.0.1:{port}/rop", state, runner
