@@ -7,13 +7,18 @@ import json
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
-from temporalio.api.common.v1 import Payload
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from starter.codec import ENCODING, EncryptionCodec, KeyConfigurationError, parse_keys
+from starter.codec_server import start_codec_server
 from tests import factories
+from tests.channel_servers import free_port
+from tests.conftest import TEST_KEY, TEST_KEY_ID
 from tests.pathway_harness import pathways, start
 from worker import build_worker
 
@@ -69,6 +74,44 @@ async def test_histories_hold_only_ciphertext(
     assert NATIONAL_ID not in raw
     for payload in payloads:
         assert NATIONAL_ID.encode() not in base64.b64decode(payload.get("data", ""))
+
+    # The same stored payloads, through the codec server: decoded with the token only.
+    started = history.events[0].workflow_execution_started_event_attributes.input
+    body = json_format.MessageToJson(started)
+    port = free_port()
+    runner = await start_codec_server(
+        EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID),
+        token="t0ken",
+        ui_origin="http://localhost:8233",
+        host="127.0.0.1",
+        port=port,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            refused = await http.post("/decode", content=body)
+            decoded = await http.post(
+                "/decode", content=body, headers={"Authorization": "Bearer t0ken"}
+            )
+    finally:
+        await runner.cleanup()
+    assert refused.status_code == 401
+    [referral_input] = json_format.Parse(decoded.content, Payloads()).payloads
+    assert NATIONAL_ID.encode() in referral_input.data
+
+    # Nothing personal where encryption does not reach: ids, queues, search attributes, tasks.
+    described = await plain.get_workflow_handle(workflow_id).describe()
+    exposed = [
+        workflow_id,
+        described.task_queue,
+        *(str(p.value) for p in described.typed_search_attributes),
+    ]
+    exposed += [
+        r["subject"]
+        for r in await pool.fetch("SELECT subject FROM tasks WHERE workflow_id = $1", workflow_id)
+    ]
+    for text in exposed:
+        assert NATIONAL_ID not in text
+        assert "pseudo-123" not in text
 
 
 async def test_keys_rotate_without_breaking_old_payloads() -> None:
