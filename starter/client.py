@@ -7,6 +7,7 @@ import dataclasses
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.service import TLSConfig
 
 from starter.codec import EncryptionCodec, KeyConfigurationError, parse_keys, read_key_file
 from starter.settings import RopSettings
@@ -43,10 +44,29 @@ def codec_from_settings(settings: RopSettings) -> EncryptionCodec:
     )
 
 
+def tls_config(settings: RopSettings) -> TLSConfig | bool:
+    """TLS as configured: a server CA, an mTLS client pair, or TLS for an API key."""
+    if settings.temporal_tls_ca is None and settings.temporal_tls_cert is None:
+        return settings.temporal_api_key is not None  # API keys go over TLS
+    return TLSConfig(
+        server_root_ca_cert=settings.temporal_tls_ca.read_bytes()
+        if settings.temporal_tls_ca
+        else None,
+        client_cert=settings.temporal_tls_cert.read_bytes() if settings.temporal_tls_cert else None,
+        client_private_key=settings.temporal_tls_key.read_bytes()
+        if settings.temporal_tls_key
+        else None,
+    )
+
+
 async def connect(settings: RopSettings) -> Client:
     """A Temporal client for the configured address and namespace, encrypting payloads."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(codec_from_settings(settings)),
+        tls=tls_config(settings),
+        api_key=(
+            settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+        ),
     )

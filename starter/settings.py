@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rop_domain.calendar import WorkingDayRule
@@ -24,6 +25,10 @@ class RopSettings(BaseSettings):
         default="default",
         validation_alias=AliasChoices("ROP_TEMPORAL_NAMESPACE", "TEMPORAL_NAMESPACE"),
     )
+    temporal_tls_ca: Path | None = Field(default=None, description="server CA (PEM)")
+    temporal_tls_cert: Path | None = Field(default=None, description="mTLS client cert (PEM)")
+    temporal_tls_key: Path | None = Field(default=None, description="mTLS client key (PEM)")
+    temporal_api_key: SecretStr | None = Field(default=None, description="e.g. Temporal Cloud")
     task_queue: str = "rop-forlop"
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ROP_DATABASE_URL", "DATABASE_URL")
@@ -54,6 +59,18 @@ class RopSettings(BaseSettings):
     codec_server_token: SecretStr | None = None
     codec_server_port: int = 8234
     ui_origin: str = "http://localhost:8233"
+
+    @model_validator(mode="after")
+    def _tls_is_whole(self) -> Self:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "set ROP_TEMPORAL_TLS_CERT and ROP_TEMPORAL_TLS_KEY together (mTLS needs both)"
+            )
+        for name in ("temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"ROP_{name.upper()}: no file at {path}")
+        return self
 
     def pathway_settings(self) -> PathwaySettings:
         """The deadline rules a new pathway is started with."""

@@ -57,3 +57,33 @@ async def test_delivery_channels_follow_the_settings(
         routed = build_delivery(RopSettings(), pool=None, http=http)  # type: ignore[arg-type]
         route = routed.routing.route_for("nav-bergen")
         assert (route.channel, route.standard.value) == (Channel.WEBHOOK, "nn")
+
+
+def test_temporal_tls_settings_are_checked_and_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from starter.client import tls_config
+
+    cert, key, ca = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    for path in (cert, key, ca):
+        path.write_bytes(b"-----BEGIN TEST-----\n")
+    monkeypatch.setenv("ROP_TEMPORAL_TLS_CERT", str(cert))
+    with pytest.raises(ValidationError, match="TLS_CERT and ROP_TEMPORAL_TLS_KEY together"):
+        RopSettings()
+    monkeypatch.setenv("ROP_TEMPORAL_TLS_KEY", str(tmp_path / "missing.pem"))
+    with pytest.raises(ValidationError, match="ROP_TEMPORAL_TLS_KEY: no file"):
+        RopSettings()
+    monkeypatch.setenv("ROP_TEMPORAL_TLS_KEY", str(key))
+    monkeypatch.setenv("ROP_TEMPORAL_TLS_CA", str(ca))
+    tls = tls_config(RopSettings())
+    assert not isinstance(tls, bool)
+    assert tls.client_cert == cert.read_bytes()
+    assert tls.server_root_ca_cert == ca.read_bytes()
+
+
+def test_an_api_key_means_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from starter.client import tls_config
+
+    assert tls_config(RopSettings()) is False
+    monkeypatch.setenv("ROP_TEMPORAL_API_KEY", "secret-key")
+    assert tls_config(RopSettings()) is True
