@@ -75,6 +75,9 @@ class Patient(StrictModel):
     national_id: str | None = Field(
         default=None, description="fødselsnummer or D-nummer, 11 digits", repr=False
     )
+    name: ShortText | None = Field(
+        default=None, description="The patient's name: only in the encrypted referral", repr=False
+    )
 
     @field_validator("national_id")
     @classmethod

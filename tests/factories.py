@@ -28,6 +28,7 @@ from rop_domain.models import (
 )
 
 CLINICIAN = "9000123"
+PATIENT_NAME = "Kari Nordmann"
 GP = "9000001"
 
 
@@ -59,7 +60,11 @@ def referral_data(received_at: datetime, **overrides: Any) -> dict[str, Any]:
         "municipality": "4601",
         "responsible_clinician": CLINICIAN,
         "general_practitioner": GP,
-        "patient": {"reference": "pseudo-123", "national_id": national_id("150586951")},
+        "patient": {
+            "reference": "pseudo-123",
+            "national_id": national_id("150586951"),
+            "name": PATIENT_NAME,
+        },
     }
     data.update(overrides)
     return data

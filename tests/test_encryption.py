@@ -72,6 +72,7 @@ async def test_histories_hold_only_ciphertext(
     encodings = {base64.b64decode(p["metadata"]["encoding"]) for p in payloads}
     assert encodings == {ENCODING}
     assert NATIONAL_ID not in raw
+    assert factories.PATIENT_NAME not in raw
     for payload in payloads:
         assert NATIONAL_ID.encode() not in base64.b64decode(payload.get("data", ""))
 
@@ -97,6 +98,7 @@ async def test_histories_hold_only_ciphertext(
     assert refused.status_code == 401
     [referral_input] = json_format.Parse(decoded.content, Payloads()).payloads
     assert NATIONAL_ID.encode() in referral_input.data
+    assert factories.PATIENT_NAME.encode() in referral_input.data
 
     # Nothing personal where encryption does not reach: ids, queues, search attributes, tasks.
     described = await plain.get_workflow_handle(workflow_id).describe()
@@ -111,6 +113,7 @@ async def test_histories_hold_only_ciphertext(
     ]
     for text in exposed:
         assert NATIONAL_ID not in text
+        assert factories.PATIENT_NAME not in text
         assert "pseudo-123" not in text
 
 

@@ -61,6 +61,7 @@ async def test_workflow_and_activity_logs_carry_context_and_no_personal_data(
     assert opened[0]["workflow_id"] == workflow_id
     assert data["patient"]["national_id"] not in captured
     assert data["patient"]["reference"] not in captured
+    assert factories.PATIENT_NAME not in captured
 
 
 async def test_personal_data_and_secrets_are_masked_in_every_log(
