@@ -14,7 +14,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.database import create_pool, migrate
+from activities.database import WORKER_ROLE, create_pool, migrate
 from activities.delivery import DeliveryActivities
 from activities.records import RecordActivities
 from rop_domain.routing import RoutingTable
@@ -58,9 +58,13 @@ def build_worker(
 
 async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Event) -> None:
     """Migrate the database, then run the worker until `stop` is set."""
-    pool = await create_pool(database_url)
+    owner = await create_pool(database_url)
     try:
-        await migrate(pool)
+        await migrate(owner)
+    finally:
+        await owner.close()
+    pool = await create_pool(database_url, role=WORKER_ROLE)
+    try:
         client = await connect(settings)
         async with (
             httpx.AsyncClient(timeout=20.0) as http,

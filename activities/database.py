@@ -15,9 +15,21 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _MIGRATION_LOCK_ID = 0x524F50
 
 
-async def create_pool(database_url: str) -> asyncpg.Pool:
-    """A small pool: activities hold a connection only for one short transaction."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
+WORKER_ROLE = "rop_worker"
+"""The least-privilege role the worker's activities act as (migration 0005)."""
+
+
+async def create_pool(database_url: str, *, role: str | None = None) -> asyncpg.Pool:
+    """A small pool: activities hold a connection only for one short transaction.
+
+    With `role`, every connection acts as that role (the login must be a member of it).
+    """
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=1,
+        max_size=10,
+        server_settings={"role": role} if role else None,
+    )
     assert pool is not None
     return pool
 

@@ -29,7 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.contact_directory import load_directory
-from activities.database import create_pool, migrate
+from activities.database import WORKER_ROLE, create_pool, migrate
 from rop_domain.followup import (
     Closure,
     ClosureReason,
@@ -283,7 +283,7 @@ async def worker_process(address: str, database_url: str) -> AsyncIterator[psuti
 async def serve_workers(address: str, database_url: str) -> None:
     """The worker process: our worker and the baseline's, until SIGTERM."""
     client = await Client.connect(address, data_converter=data_converter(BENCH_CODEC))
-    pool = await create_pool(database_url)
+    pool = await create_pool(database_url, role=WORKER_ROLE)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     baseline = Worker(

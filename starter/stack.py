@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 
 from activities.contact_directory import load_directory
-from activities.database import create_pool, migrate
+from activities.database import WORKER_ROLE, create_pool, migrate
 from rop_domain.calendar import OSLO
 from rop_domain.models import parse_referral
 from starter.client import LOCAL_KEY_FILE, codec_from_settings
@@ -79,11 +79,16 @@ async def _serve(
 ) -> None:
     from starter.client import connect
 
-    pool = await create_pool(database_url)
+    owner = await create_pool(database_url)
     try:
-        await migrate(pool)
-        points, teams = await load_directory(pool, contacts)
+        await migrate(owner)
+        points, teams = await load_directory(owner, contacts)
         log.info("directory loaded", contact_points=points, fact_teams=teams, file=str(contacts))
+    finally:
+        await owner.close()
+    # The worker's activities act as the least-privilege role, as in production.
+    pool = await create_pool(database_url, role=WORKER_ROLE)
+    try:
         client = await connect(settings)
         async with build_worker(client, pool, settings.task_queue):
             pathways = Pathways(

@@ -18,7 +18,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from activities.contact_directory import load_directory
-from activities.database import create_pool, migrate
+from activities.database import WORKER_ROLE, create_pool, migrate
 from starter.client import data_converter
 from starter.codec import EncryptionCodec
 from starter.local_stack import (
@@ -67,6 +67,16 @@ async def database_url(database_server_url: str) -> str:
 
 @pytest_asyncio.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The worker's pool: it acts as the least-privilege role, so every test of an activity
+    also proves the role suffices."""
+    pool = await create_pool(database_url, role=WORKER_ROLE)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def owner_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The schema owner's pool, for what only migrations and operators do."""
     pool = await create_pool(database_url)
     yield pool
     await pool.close()

@@ -255,12 +255,14 @@ async def test_participants_come_from_the_contact_directory(pool: asyncpg.Pool) 
     assert nobody is None
 
 
-async def test_loading_contacts_and_migrating_again_change_nothing(pool: asyncpg.Pool) -> None:
-    before = await pool.fetchval("SELECT count(*) FROM contact_points")
-    await upsert_contact_points(pool, read_contact_points(EXAMPLE_CONTACTS))
-    assert await pool.fetchval("SELECT count(*) FROM contact_points") == before
-    assert await pool.fetchval("SELECT bool_and(example_data) FROM contact_points")
-    assert await migrate(pool) == []
+async def test_loading_contacts_and_migrating_again_change_nothing(
+    owner_pool: asyncpg.Pool,
+) -> None:
+    before = await owner_pool.fetchval("SELECT count(*) FROM contact_points")
+    await upsert_contact_points(owner_pool, read_contact_points(EXAMPLE_CONTACTS))
+    assert await owner_pool.fetchval("SELECT count(*) FROM contact_points") == before
+    assert await owner_pool.fetchval("SELECT bool_and(example_data) FROM contact_points")
+    assert await migrate(owner_pool) == []
 
 
 def test_contact_file_is_validated(tmp_path: Path) -> None:

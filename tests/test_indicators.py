@@ -24,7 +24,11 @@ ROP = str(Path(sys.executable).parent / "rop")
 
 
 async def test_indicators_from_real_pathways(
-    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, database_url: str
+    time_skipping_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    owner_pool: asyncpg.Pool,
+    task_queue: str,
+    database_url: str,
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
     api = pathways(client, task_queue)
@@ -78,7 +82,7 @@ async def test_indicators_from_real_pathways(
     assert indicators.health_trusts_with_fact == 0
 
     await upsert_fact_teams(
-        pool, [FactTeam(id=f"fact-{trust}", health_trust=trust, name="FACT test")]
+        owner_pool, [FactTeam(id=f"fact-{trust}", health_trust=trust, name="FACT test")]
     )
     async with pool.acquire() as connection:
         with_fact = await compute_indicators(connection, query)

@@ -331,7 +331,10 @@ async def test_a_new_pathway_is_filterable_before_its_first_task_runs(
 
 
 async def test_a_database_outage_delays_a_step_and_records_it_once(
-    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    time_skipping_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    owner_pool: asyncpg.Pool,
+    task_queue: str,
 ) -> None:
     client = time_skipping_env.client
     api = pathways(client, task_queue)
@@ -340,13 +343,13 @@ async def test_a_database_outage_delays_a_step_and_records_it_once(
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
         # The event log disappears for a while: the step's writes fail and are retried.
-        await pool.execute("ALTER TABLE pathway_events RENAME TO pathway_events_away")
+        await owner_pool.execute("ALTER TABLE pathway_events RENAME TO pathway_events_away")
         try:
             assessing = asyncio.create_task(api.assess(workflow_id, factories.assessment()))
             await asyncio.sleep(2.5)
             assert not assessing.done()
         finally:
-            await pool.execute("ALTER TABLE pathway_events_away RENAME TO pathway_events")
+            await owner_pool.execute("ALTER TABLE pathway_events_away RENAME TO pathway_events")
         assessed = await asyncio.wait_for(assessing, timeout=30)
         assert assessed.phase is Phase.AWAITING_INVITE
         logged = await pool.fetch(
