@@ -1,0 +1,174 @@
+"""`rop` commands for operators and clinicians around the pathways: tasks, indicators,
+the calendar, the directory, the schema, the codec server and the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import date
+from pathlib import Path
+
+from rop_domain import calendar
+from starter.cli_support import UsageError, connect_pathways, require_database
+from starter.settings import RopSettings
+
+
+async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
+    from starter.indicators import IndicatorQuery, compute_indicators, render_table
+
+    query = IndicatorQuery.model_validate(
+        {"from_date": args.from_date, "to_date": args.to_date, "health_trust": args.health_trust}
+    )
+    import asyncpg
+
+    connection = await asyncpg.connect(require_database(settings))
+    try:
+        indicators = await compute_indicators(connection, query)
+    finally:
+        await connection.close()
+    print(indicators.model_dump_json(indent=2) if args.json else render_table(indicators))
+
+
+async def deadline(args: argparse.Namespace, settings: RopSettings) -> None:
+    try:
+        received = date.fromisoformat(args.received)
+    except ValueError:
+        raise UsageError(f"--received {args.received!r}: write a date as YYYY-MM-DD") from None
+    working_days = args.working_days or settings.meeting_working_days
+    if working_days < 1:
+        raise UsageError("--working-days must be at least 1")
+    count_saturdays = args.count_saturdays or settings.count_saturdays
+    rule = (
+        calendar.WorkingDayRule.MONDAY_TO_SATURDAY
+        if count_saturdays
+        else calendar.WorkingDayRule.MONDAY_TO_FRIDAY
+    )
+    deadline = calendar.add_working_days(received, working_days, rule)
+    print(f"received {received.isoformat()}, {working_days} working days ({rule.value}):")
+    print(deadline.isoformat())
+
+
+async def tasks(args: argparse.Namespace, settings: RopSettings) -> None:
+    import asyncpg
+
+    from starter.task_list import TaskFilter, list_tasks
+
+    trust, _, unit = (args.unit or "").partition(":")
+    connection = await asyncpg.connect(require_database(settings))
+    try:
+        rows = await list_tasks(
+            connection,
+            TaskFilter(
+                workflow_id=args.workflow_id,
+                assignee=args.assignee,
+                health_trust=trust or None,
+                receiving_unit=unit or None,
+                overdue=args.overdue,
+                include_closed=args.all,
+            ),
+        )
+    finally:
+        await connection.close()
+    for row in rows:
+        due = row["due_at"].astimezone(calendar.OSLO).isoformat() if row["due_at"] else "-"
+        print(
+            f"{row['id']:>5}  {row['workflow_id']}  {row['kind']:<30} {row['status']:<10} "
+            f"due {due}  to {row['recipient']}: {row['subject']}"
+        )
+
+
+async def complete_task(args: argparse.Namespace, settings: RopSettings) -> None:
+    import asyncpg
+
+    from rop_domain.commands import TaskKind
+    from starter.task_list import STEP_COMMANDS, complete_informational, find_task
+
+    connection = await asyncpg.connect(require_database(settings))
+    try:
+        task = await find_task(connection, args.task_id)
+        if task is None:
+            raise UsageError(f"no task {args.task_id}")
+        if task["status"] != "requested":
+            raise UsageError(f"task {args.task_id} is already {task['status']}")
+        command = STEP_COMMANDS.get(TaskKind(task["kind"]))
+        if command is None:
+            await complete_informational(connection, args.task_id)
+            print(f"task {args.task_id} completed")
+            return
+    finally:
+        await connection.close()
+    # The step the task stands for, through the same command and Update as ever.
+    from starter.cli import build_parser
+
+    reference = [task["reference"]] if task["reference"] else []
+    step = build_parser().parse_args(
+        [*command, task["workflow_id"], *reference, *args.step_arguments]
+    )
+    await step.handler(step, settings)
+
+
+async def resend(args: argparse.Namespace, settings: RopSettings) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(require_database(settings))
+    try:
+        task = await connection.fetchrow(
+            "SELECT workflow_id, idempotency_key FROM tasks WHERE id = $1", args.task_id
+        )
+    finally:
+        await connection.close()
+    if task is None:
+        raise UsageError(f"no task {args.task_id}")
+    pathways = await connect_pathways(settings)
+    await pathways.resend_notification(task["workflow_id"], task["idempotency_key"])
+    print(f"task {args.task_id} of {task['workflow_id']} is being delivered again")
+
+
+async def load_contacts(args: argparse.Namespace, settings: RopSettings) -> None:
+    from activities.contact_directory import load_directory
+    from activities.database import create_pool, migrate
+
+    path = Path(args.file)
+    pool = await create_pool(require_database(settings))
+    try:
+        await migrate(pool)
+        points, teams = await load_directory(pool, path)
+        print(f"{points} contact points and {teams} FACT teams loaded")
+    finally:
+        await pool.close()
+
+
+async def migrate(args: argparse.Namespace, settings: RopSettings) -> None:
+    from activities.database import create_pool, migrate
+
+    pool = await create_pool(require_database(settings))
+    try:
+        applied = await migrate(pool)
+        print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    finally:
+        await pool.close()
+
+
+async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
+    from starter.client import codec_from_settings
+    from starter.codec_server import start_codec_server
+
+    if settings.codec_server_token is None:
+        raise UsageError("set ROP_CODEC_SERVER_TOKEN: the codec server answers only with it")
+    runner = await start_codec_server(
+        codec_from_settings(settings),
+        token=settings.codec_server_token.get_secret_value(),
+        ui_origin=settings.ui_origin,
+        host=args.host,
+        port=settings.codec_server_port,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+async def stack(args: argparse.Namespace, settings: RopSettings) -> None:
+    from starter.stack import run_stack
+
+    await run_stack(settings, demo_referral=Path(args.demo), contacts=Path(args.contacts))
