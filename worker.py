@@ -49,7 +49,6 @@ def build_worker(
         activities=[
             records.open_pathway,
             records.record_step,
-            records.resolve_participants,
             records.find_unit_leader,
             delivery.deliver,
         ],

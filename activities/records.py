@@ -124,9 +124,11 @@ class RecordActivities:
         )
         return self._to_deliver(step.notifications)
 
-    @activity.defn
     async def resolve_participants(self, query: ParticipantQuery) -> list[Participant]:
-        """The recommended meeting participants: the trust's PHV and TSB, the GP, the municipality."""
+        """The recommended meeting participants: the trust's PHV and TSB, the GP, the municipality.
+
+        Part of `open_pathway` (one round trip for the intake), not an activity of its own.
+        """
         rows = await self._pool.fetch(
             """SELECT role, name, address FROM contact_points
                WHERE (role IN ('phv', 'tsb') AND health_trust = $1)

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
@@ -195,15 +196,9 @@ async def _wait_for_frontend(
             raise RuntimeError(f"temporal dev server exited with code {process.returncode}")
         try:
             client = await Client.connect(address)
-            await client.workflow_service.get_system_info(_system_info_request())
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
             return
         except RuntimeError:
             if loop.time() > give_up:
                 raise
             await asyncio.sleep(0.3)
-
-
-def _system_info_request() -> Any:
-    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-
-    return GetSystemInfoRequest()

@@ -222,8 +222,7 @@ async def test_closing_tasks_by_measure_reference(pool: asyncpg.Pool) -> None:
 async def test_participants_come_from_the_contact_directory(pool: asyncpg.Pool) -> None:
     records = RecordActivities(pool)
     env = ActivityEnvironment()
-    found = await env.run(
-        records.resolve_participants,
+    found = await records.resolve_participants(
         ParticipantQuery(
             health_trust="helse-bergen", municipality="4601", general_practitioner=factories.GP
         ),
@@ -234,8 +233,7 @@ async def test_participants_come_from_the_contact_directory(pool: asyncpg.Pool) 
         ("fastlege", "fastlege.9000001@example.invalid"),
         ("kommune", "rop.bergen@example.invalid"),
     ]
-    without_gp = await env.run(
-        records.resolve_participants,
+    without_gp = await records.resolve_participants(
         ParticipantQuery(health_trust="helse-fonna", municipality="4627"),
     )
     assert [p.address for p in without_gp] == [
