@@ -18,6 +18,10 @@ _MIGRATION_LOCK_ID = 0x524F50
 WORKER_ROLE = "rop_worker"
 """The least-privilege role the worker's activities act as (migration 0005)."""
 
+API_ROLE = "rop_api"
+"""The least-privilege role the HTTP API acts as (migration 0006): it reads the records,
+writes the access log and its idempotency answers, and completes informational tasks."""
+
 
 async def create_pool(database_url: str, *, role: str | None = None) -> asyncpg.Pool:
     """A small pool: activities hold a connection only for one short transaction.

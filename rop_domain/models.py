@@ -8,7 +8,7 @@ pydantic data converter without that context: there only the pure checks run
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from rop_domain.calendar import WorkingDayRule
+from rop_domain.calendar import FIRST_YEAR, LAST_YEAR, WorkingDayRule
 from rop_domain.identifiers import InvalidNationalId, classify_national_id, has_valid_check_digits
 
 Identifier = Annotated[
@@ -34,6 +34,10 @@ Identifier = Annotated[
 
 Kommunenummer = Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+
+
+_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of our clock a sender's clock may run."""
 
 
 class StrictModel(BaseModel):
@@ -46,6 +50,9 @@ class ValidationPolicy(BaseModel):
     """What the edge allows; passed as pydantic validation context."""
 
     allow_synthetic_ids: bool = False
+    now: AwareDatetime | None = Field(
+        default=None, description="The edge's clock (tests on a time-skipping server); default: now"
+    )
 
 
 class ReferralSource(StrEnum):
@@ -117,6 +124,20 @@ class Referral(StrictModel):
         default=None, description="The patient's fastlege (HPR number), for the meeting"
     )
     patient: Patient
+
+    @field_validator("received_at")
+    @classmethod
+    def _received_in_calendar(cls, value: datetime, info: ValidationInfo) -> datetime:
+        # Deadlines are counted in the holiday calendar; leave a year for the last ones.
+        if not FIRST_YEAR <= value.year < LAST_YEAR:
+            raise ValueError(f"must lie in {FIRST_YEAR}-{LAST_YEAR - 1} (the working-day calendar)")
+        policy = info.context.get("policy") if isinstance(info.context, dict) else None
+        if (
+            isinstance(policy, ValidationPolicy)
+            and value > (policy.now or datetime.now(UTC)) + _CLOCK_SKEW
+        ):
+            raise ValueError("lies in the future")
+        return value
 
     @field_validator("referral_id")
     @classmethod

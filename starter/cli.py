@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         worker_main()
         return
     code = _run(args)
-    if args.command_name == "stack":
+    if args.command_name in ("stack", "api"):
         raise SystemExit(code)
     # A short-lived Temporal client process can abort in interpreter teardown while the
     # SDK's Rust threads still hold the GIL (temporalio/sdk-python#300). The command's
@@ -251,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", operations.migrate, "apply pending migrations", db)
 
     commands.add_parser("worker", help="run the worker (needs DATABASE_URL)")
+
+    api = command("api", operations.api, "serve the HTTP API (needs DATABASE_URL)")
+    api.add_argument("--host", help="default ROP_API_HOST or 127.0.0.1")
+    api.add_argument("--port", type=int, help="default ROP_API_PORT or 8000")
+
+    access = command(
+        "access-log", operations.show_access_log, "who read or changed a pathway, and when"
+    )
+    access.add_argument("workflow_id")
+    access.add_argument("--json", action="store_true")
 
     codec = command(
         "codec-server", operations.codec_server, "decode payloads for the Temporal UI and CLI"

@@ -69,18 +69,17 @@ async def tasks(args: argparse.Namespace, settings: RopSettings) -> None:
         )
     finally:
         await connection.close()
-    for row in rows:
-        due = row["due_at"].astimezone(calendar.OSLO).isoformat() if row["due_at"] else "-"
+    for task in rows:
+        due = task.due_at.astimezone(calendar.OSLO).isoformat() if task.due_at else "-"
         print(
-            f"{row['id']:>5}  {row['workflow_id']}  {row['kind']:<30} {row['status']:<10} "
-            f"due {due}  to {row['recipient']}: {row['subject']}"
+            f"{task.id:>5}  {task.workflow_id}  {task.kind.value:<30} {task.status:<10} "
+            f"due {due}  to {task.recipient}: {task.subject}"
         )
 
 
 async def complete_task(args: argparse.Namespace, settings: RopSettings) -> None:
     import asyncpg
 
-    from rop_domain.commands import TaskKind
     from starter.task_list import STEP_COMMANDS, complete_informational, find_task
 
     connection = await asyncpg.connect(require_database(settings))
@@ -88,9 +87,9 @@ async def complete_task(args: argparse.Namespace, settings: RopSettings) -> None
         task = await find_task(connection, args.task_id)
         if task is None:
             raise UsageError(f"no task {args.task_id}")
-        if task["status"] != "requested":
-            raise UsageError(f"task {args.task_id} is already {task['status']}")
-        command = STEP_COMMANDS.get(TaskKind(task["kind"]))
+        if task.status != "requested":
+            raise UsageError(f"task {args.task_id} is already {task.status}")
+        command = STEP_COMMANDS.get(task.kind)
         if command is None:
             await complete_informational(connection, args.task_id)
             print(f"task {args.task_id} completed")
@@ -100,10 +99,8 @@ async def complete_task(args: argparse.Namespace, settings: RopSettings) -> None
     # The step the task stands for, through the same command and Update as ever.
     from starter.cli import build_parser
 
-    reference = [task["reference"]] if task["reference"] else []
-    step = build_parser().parse_args(
-        [*command, task["workflow_id"], *reference, *args.step_arguments]
-    )
+    reference = [task.reference] if task.reference else []
+    step = build_parser().parse_args([*command, task.workflow_id, *reference, *args.step_arguments])
     await step.handler(step, settings)
 
 
@@ -172,3 +169,30 @@ async def stack(args: argparse.Namespace, settings: RopSettings) -> None:
     from starter.stack import run_stack
 
     await run_stack(settings, demo_referral=Path(args.demo), contacts=Path(args.contacts))
+
+
+async def api(args: argparse.Namespace, settings: RopSettings) -> None:
+    from starter.api.server import serve
+
+    await serve(
+        settings,
+        require_database(settings),
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+    )
+
+
+async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> None:
+    import asyncpg
+
+    from starter import access_log
+
+    connection = await asyncpg.connect(require_database(settings))
+    try:
+        records = await access_log.for_pathway(connection, args.workflow_id)
+    finally:
+        await connection.close()
+    if args.json:
+        print("\n".join(record.model_dump_json() for record in records))
+    else:
+        print(access_log.render(records))

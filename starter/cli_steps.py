@@ -27,7 +27,16 @@ from starter.settings import RopSettings
 
 
 async def submit(args: argparse.Namespace, settings: RopSettings) -> None:
-    referral = parse_referral(Path(args.file).read_bytes(), settings.validation_policy())
+    raw = Path(args.file).read_bytes()
+    if b'"ServiceRequest"' in raw:  # a FHIR R4 ServiceRequest, as the HTTP API takes
+        from starter.fhir.service_request import FhirMappingError, referral_from_service_request
+
+        try:
+            referral = referral_from_service_request(raw, settings.validation_policy())
+        except FhirMappingError as error:
+            raise UsageError(f"invalid ServiceRequest: {error}") from None
+    else:
+        referral = parse_referral(raw, settings.validation_policy())
     submitted = await (await connect_pathways(settings)).submit(referral)
     state = "started" if submitted.created else "exists already; not started again"
     print(f"pathway {state}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import BaseModel
 
 from starter.pathways import Pathways
@@ -27,7 +29,10 @@ async def connect_pathways(settings: RopSettings) -> Pathways:
             f"{str(error).splitlines()[0]}"
         ) from None
     return Pathways(
-        client, task_queue=settings.task_queue, pathway_settings=settings.pathway_settings()
+        client,
+        task_queue=settings.task_queue,
+        pathway_settings=settings.pathway_settings(),
+        answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
     )
 
 

@@ -4,10 +4,17 @@ any backend service use, so there is one way in.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -28,7 +35,14 @@ from rop_domain.followup import (
     PlanRevision,
     Review,
 )
-from rop_domain.models import Assessment, MeetingInvite, PathwaySettings, Phase, Referral
+from rop_domain.models import (
+    Assessment,
+    MeetingInvite,
+    PathwaySettings,
+    Phase,
+    Referral,
+    StrictModel,
+)
 from rop_domain.state import PathwayInput, PathwayStatus
 from workflows import search_attributes
 from workflows.pathway import TASK_QUEUE, RopPathway
@@ -54,6 +68,23 @@ class Submitted:
     created: bool
 
 
+class PathwaySummary(StrictModel):
+    """A pathway as Temporal visibility lists it: its search attributes, nothing personal."""
+
+    workflow_id: str
+    running: bool
+    phase: Phase | None
+    health_trust: str | None
+    municipality: str | None
+    receiving_unit: str | None
+    meeting_deadline: datetime | None
+    meeting_invited_on_time: bool | None
+    has_crisis_plan: bool | None
+    next_review_due: datetime | None
+    overdue: bool | None
+    delivery_failed: int | None
+
+
 class Pathways:
     """Start and drive ROP pathways on a Temporal cluster."""
 
@@ -63,8 +94,10 @@ class Pathways:
         *,
         task_queue: str = TASK_QUEUE,
         pathway_settings: PathwaySettings | None = None,
+        answer_timeout: timedelta = timedelta(seconds=20),
     ) -> None:
         self._client = client
+        self._answer_timeout = answer_timeout
         self._task_queue = task_queue
         self._pathway_settings = pathway_settings or PathwaySettings()
 
@@ -107,68 +140,154 @@ class Pathways:
             return Submitted(workflow_id=workflow_id, created=False)
         return Submitted(workflow_id=workflow_id, created=True)
 
-    async def assess(self, workflow_id: str, assessment: Assessment) -> PathwayStatus:
+    async def assess(
+        self, workflow_id: str, assessment: Assessment, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """Record the assessment: in or out of the target group."""
-        return await self._update(workflow_id, RopPathway.assess, assessment)
+        return await self._update(workflow_id, RopPathway.assess, assessment, update_id)
 
-    async def invite_to_meeting(self, workflow_id: str, invite: MeetingInvite) -> PathwayStatus:
+    async def invite_to_meeting(
+        self, workflow_id: str, invite: MeetingInvite, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """Send the invitation to the first clarification meeting."""
-        return await self._update(workflow_id, RopPathway.invite_to_meeting, invite)
+        return await self._update(workflow_id, RopPathway.invite_to_meeting, invite, update_id)
 
-    async def record_meeting(self, workflow_id: str, outcome: MeetingOutcome) -> PathwayStatus:
+    async def record_meeting(
+        self, workflow_id: str, outcome: MeetingOutcome, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """Record the clarification meeting and what it decided."""
-        return await self._update(workflow_id, RopPathway.record_meeting, outcome)
+        return await self._update(workflow_id, RopPathway.record_meeting, outcome, update_id)
 
-    async def register_crisis_plan(self, workflow_id: str, plan: CrisisPlan) -> PathwayStatus:
+    async def register_crisis_plan(
+        self, workflow_id: str, plan: CrisisPlan, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """Register a new version of the crisis plan."""
-        return await self._update(workflow_id, RopPathway.register_crisis_plan, plan)
+        return await self._update(workflow_id, RopPathway.register_crisis_plan, plan, update_id)
 
-    async def start_measure(self, workflow_id: str, step: MeasureStep) -> PathwayStatus:
+    async def start_measure(
+        self, workflow_id: str, step: MeasureStep, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """A measure has started."""
-        return await self._update(workflow_id, RopPathway.start_measure, step)
+        return await self._update(workflow_id, RopPathway.start_measure, step, update_id)
 
-    async def complete_measure(self, workflow_id: str, step: MeasureStep) -> PathwayStatus:
+    async def complete_measure(
+        self, workflow_id: str, step: MeasureStep, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """A measure is completed."""
-        return await self._update(workflow_id, RopPathway.complete_measure, step)
+        return await self._update(workflow_id, RopPathway.complete_measure, step, update_id)
 
     async def cancel_measure(
-        self, workflow_id: str, cancellation: MeasureCancellation
+        self, workflow_id: str, cancellation: MeasureCancellation, *, update_id: str | None = None
     ) -> PathwayStatus:
         """A measure is cancelled."""
-        return await self._update(workflow_id, RopPathway.cancel_measure, cancellation)
+        return await self._update(workflow_id, RopPathway.cancel_measure, cancellation, update_id)
 
-    async def revise_plan(self, workflow_id: str, revision: PlanRevision) -> PathwayStatus:
+    async def revise_plan(
+        self, workflow_id: str, revision: PlanRevision, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """Replace the plan of measures."""
-        return await self._update(workflow_id, RopPathway.revise_plan, revision)
+        return await self._update(workflow_id, RopPathway.revise_plan, revision, update_id)
 
-    async def complete_review(self, workflow_id: str, review: Review) -> PathwayStatus:
+    async def complete_review(
+        self, workflow_id: str, review: Review, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """Record a periodic review."""
-        return await self._update(workflow_id, RopPathway.complete_review, review)
+        return await self._update(workflow_id, RopPathway.complete_review, review, update_id)
 
-    async def record_objection(self, workflow_id: str, objection: Objection) -> PathwayStatus:
+    async def record_objection(
+        self, workflow_id: str, objection: Objection, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """The patient objects to sharing with cooperating services."""
-        return await self._update(workflow_id, RopPathway.record_objection, objection)
+        return await self._update(workflow_id, RopPathway.record_objection, objection, update_id)
 
-    async def close_pathway(self, workflow_id: str, closure: Closure) -> PathwayStatus:
+    async def close_pathway(
+        self, workflow_id: str, closure: Closure, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """End the pathway."""
-        return await self._update(workflow_id, RopPathway.close_pathway, closure)
+        return await self._update(workflow_id, RopPathway.close_pathway, closure, update_id)
 
-    async def resend_notification(self, workflow_id: str, task_key: str) -> PathwayStatus:
+    async def resend_notification(
+        self, workflow_id: str, task_key: str, *, update_id: str | None = None
+    ) -> PathwayStatus:
         """Deliver again a task whose delivery failed."""
-        return await self._update(workflow_id, RopPathway.resend_notification, task_key)
+        return await self._update(workflow_id, RopPathway.resend_notification, task_key, update_id)
 
     async def status(self, workflow_id: str) -> PathwayStatus:
         """The pathway's phase, deadline, what is done and what is due."""
         handle = self._client.get_workflow_handle_for(RopPathway.run, workflow_id)
         try:
-            return await handle.query(RopPathway.status)
+            return await handle.query(RopPathway.status, rpc_timeout=self._answer_timeout)
         except RPCError as error:
             raise await self._explain(workflow_id, error) from None
 
-    async def _update(self, workflow_id: str, update: Any, argument: Any) -> PathwayStatus:
+    async def find(
+        self,
+        *,
+        phase: Phase | None = None,
+        health_trust: str | None = None,
+        overdue: bool | None = None,
+        limit: int = 100,
+    ) -> list[PathwaySummary]:
+        """Pathways by their search attributes, newest first (Temporal visibility, which
+        lags the pathways by a moment)."""
+        clauses = ["WorkflowType = 'RopPathway'", "ExecutionStatus != 'ContinuedAsNew'"]
+        if phase is not None:
+            clauses.append(f"{search_attributes.PHASE.name} = '{phase.value}'")
+        if health_trust is not None:
+            if "'" in health_trust or "\\" in health_trust:  # the query quotes values with '
+                raise ValueError(f"health trust {health_trust!r}: no quotes or backslashes")
+            clauses.append(f"{search_attributes.HEALTH_TRUST.name} = '{health_trust}'")
+        if overdue is not None:
+            clauses.append(f"{search_attributes.OVERDUE.name} = {str(overdue).lower()}")
+        found: list[PathwaySummary] = []
+        try:
+            async for execution in self._client.list_workflows(
+                " AND ".join(clauses), page_size=min(limit, 1000), limit=limit
+            ):
+                attributes = execution.typed_search_attributes
+                found.append(
+                    PathwaySummary(
+                        workflow_id=execution.id,
+                        running=execution.status == WorkflowExecutionStatus.RUNNING,
+                        phase=attributes.get(search_attributes.PHASE),
+                        health_trust=attributes.get(search_attributes.HEALTH_TRUST),
+                        municipality=attributes.get(search_attributes.MUNICIPALITY),
+                        receiving_unit=attributes.get(search_attributes.RECEIVING_UNIT),
+                        meeting_deadline=attributes.get(search_attributes.MEETING_DEADLINE),
+                        meeting_invited_on_time=attributes.get(
+                            search_attributes.MEETING_INVITED_ON_TIME
+                        ),
+                        has_crisis_plan=attributes.get(search_attributes.HAS_CRISIS_PLAN),
+                        next_review_due=attributes.get(search_attributes.NEXT_REVIEW_DUE),
+                        overdue=attributes.get(search_attributes.OVERDUE),
+                        delivery_failed=attributes.get(search_attributes.DELIVERY_FAILED),
+                    )
+                )
+        except RPCError as error:
+            raise PathwayError(f"Temporal refused the request: {error.message}") from None
+        return found
+
+    async def _update(
+        self, workflow_id: str, update: Any, argument: Any, update_id: str | None = None
+    ) -> PathwayStatus:
+        """Send the Update and wait for its answer, at most `answer_timeout`.
+
+        With `update_id` (the HTTP API derives it from an Idempotency-Key), Temporal
+        applies the Update once however often it is sent: a retry after a timeout gets
+        the first one's answer.
+        """
         handle = self._client.get_workflow_handle_for(RopPathway.run, workflow_id)
         try:
-            status: PathwayStatus = await handle.execute_update(update, argument)
+            status: PathwayStatus = await asyncio.wait_for(
+                handle.execute_update(update, argument, id=update_id),
+                self._answer_timeout.total_seconds(),
+            )
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise PathwayError(
+                f"pathway {workflow_id} did not answer within {self._answer_timeout.seconds} s "
+                "(is a worker running?); the step may still be applied: retry with the same "
+                "Idempotency-Key, or read the status"
+            ) from None
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -179,6 +298,11 @@ class Pathways:
 
     async def _explain(self, workflow_id: str, error: RPCError) -> PathwayError:
         """Turn a server error into what the caller did wrong, where that is the reason."""
+        if error.status is RPCStatusCode.DEADLINE_EXCEEDED:
+            return PathwayError(
+                f"pathway {workflow_id} did not answer within "
+                f"{self._answer_timeout.seconds} s (is a worker running?)"
+            )
         if error.status is not RPCStatusCode.NOT_FOUND:
             return PathwayError(f"Temporal refused the request: {error.message}")
         try:

@@ -59,6 +59,19 @@ class RopSettings(BaseSettings):
     codec_server_token: SecretStr | None = None
     codec_server_port: int = 8234
     ui_origin: str = "http://localhost:8233"
+    answer_timeout_seconds: float = Field(
+        default=20, gt=0, le=300, description="How long to wait for a pathway's answer"
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_tokens_file: Path | None = Field(
+        default=None, description='API keys: [{"name", "role", "token_sha256"}, ...] (JSON)'
+    )
+    api_jwt_public_key_file: Path | None = Field(default=None, description="PEM public key")
+    api_jwt_jwks_url: str | None = None
+    api_jwt_issuer: str | None = None
+    api_jwt_audience: str | None = None
+    api_jwt_roles_claim: str = "roles"
 
     @model_validator(mode="after")
     def _tls_is_whole(self) -> Self:
@@ -66,7 +79,13 @@ class RopSettings(BaseSettings):
             raise ValueError(
                 "set ROP_TEMPORAL_TLS_CERT and ROP_TEMPORAL_TLS_KEY together (mTLS needs both)"
             )
-        for name in ("temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key"):
+        for name in (
+            "temporal_tls_ca",
+            "temporal_tls_cert",
+            "temporal_tls_key",
+            "api_tokens_file",
+            "api_jwt_public_key_file",
+        ):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"ROP_{name.upper()}: no file at {path}")

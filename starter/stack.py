@@ -15,6 +15,8 @@ from activities.contact_directory import load_directory
 from activities.database import WORKER_ROLE, create_pool, migrate
 from rop_domain.calendar import OSLO
 from rop_domain.models import parse_referral
+from starter.api.auth import Role, write_tokens_file
+from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, server_config
 from starter.client import LOCAL_KEY_FILE, codec_from_settings
 from starter.codec import write_new_key_file
 from starter.codec_server import start_codec_server
@@ -51,6 +53,8 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
             else await ensure_database(server_url, "rop")
         )
         token = _codec_token(settings, data_dir)
+        if settings.api_tokens_file is None:
+            _local_api_tokens(data_dir)
         codec_url = f"http://localhost:{settings.codec_server_port}"
         codec_runner = await start_codec_server(
             codec_from_settings(settings),
@@ -88,9 +92,15 @@ async def _serve(
         await owner.close()
     # The worker's activities act as the least-privilege role, as in production.
     pool = await create_pool(database_url, role=WORKER_ROLE)
+    api = EmbeddedServer(
+        server_config(
+            app_from_settings(settings, database_url), settings.api_host, settings.api_port
+        )
+    )
     try:
         client = await connect(settings)
         async with build_worker(client, pool, settings.task_queue):
+            serving = await api.start()
             pathways = Pathways(
                 client, task_queue=settings.task_queue, pathway_settings=settings.pathway_settings()
             )
@@ -101,6 +111,7 @@ async def _serve(
             submitted = await pathways.submit(referral)
             _print_welcome(submitted.workflow_id, submitted.created, database_url, settings)
             await _until_interrupted()
+            await api.stop(serving)
     finally:
         await pool.close()
 
@@ -137,12 +148,31 @@ Drive the demo from another terminal:
   {env} .venv/bin/rop tasks {workflow_id}
   {env} .venv/bin/rop indicators
 
+HTTP API:          http://{settings.api_host}:{settings.api_port}/docs  (keys in .rop/api-demo-tokens)
+  curl -H "Authorization: Bearer $(sed -n 's/^clinician=//p' .rop/api-demo-tokens)" \\
+      http://{settings.api_host}:{settings.api_port}/pathways/{workflow_id}
+  .venv/bin/rop access-log {workflow_id}   (with {env})
+
 Decode payloads (operators): temporal workflow show -w {workflow_id} \\
       --codec-endpoint http://localhost:{settings.codec_server_port} --codec-auth "Bearer $(cat .rop/codec-token)"
 Filter in the UI:  RopPhase = "follow-up"   or   RopOverdue = true
 Press Ctrl-C to stop everything.""",
         flush=True,
     )
+
+
+def _local_api_tokens(data_dir: Path) -> None:
+    """API keys for the three roles, made once for the local stack: the API reads only their
+    digests (`api-tokens.json`); the keys themselves are in `api-demo-tokens` for curl."""
+    digests, keys = local_tokens(data_dir), data_dir / "api-demo-tokens"
+    if digests.exists() and keys.exists():
+        return
+    tokens = {secrets.token_urlsafe(24): (f"local-{role.value}", role) for role in Role}
+    write_tokens_file(digests, tokens)
+    keys.write_text(
+        "".join(f"{role.value}={token}\n" for token, (_, role) in tokens.items()), encoding="utf-8"
+    )
+    keys.chmod(0o600)
 
 
 def _codec_token(settings: RopSettings, data_dir: Path) -> str:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from pydantic import Field
 
 from rop_domain.commands import TaskKind
+from rop_domain.models import StrictModel
+
+Connection: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
 STEP_COMMANDS: dict[TaskKind, list[str]] = {
     TaskKind.ASSESS_REFERRAL: ["assess"],
@@ -30,6 +36,23 @@ STEP_COMMANDS: dict[TaskKind, list[str]] = {
 """The `rop` command that carries out the step a task stands for."""
 
 
+class TaskView(StrictModel):
+    """A task as the task list shows it; `reference` is the measure id of a measure task."""
+
+    id: int
+    workflow_id: str
+    kind: TaskKind
+    recipient: str
+    status: str = Field(description="requested, in-progress, completed or cancelled")
+    due_at: datetime | None
+    subject: str
+    created_at: datetime
+    reference: str | None
+
+
+_COLUMNS = "t.id, t.workflow_id, t.kind, t.recipient, t.status, t.due_at, t.subject, t.created_at, t.reference"
+
+
 @dataclass(frozen=True)
 class TaskFilter:
     """Which tasks to list."""
@@ -42,10 +65,12 @@ class TaskFilter:
     include_closed: bool = False
 
 
-async def list_tasks(connection: asyncpg.Connection, where: TaskFilter) -> list[asyncpg.Record]:
-    """Tasks matching `where`, oldest first."""
-    return await connection.fetch(
-        """SELECT t.id, t.workflow_id, t.kind, t.recipient, t.status, t.due_at, t.subject
+async def list_tasks(
+    connection: Connection, where: TaskFilter, limit: int = 1000
+) -> list[TaskView]:
+    """Tasks matching `where`, oldest first, at most `limit`."""
+    rows = await connection.fetch(
+        f"""SELECT {_COLUMNS}
            FROM tasks t JOIN pathways p ON p.workflow_id = t.workflow_id
            WHERE ($1::text IS NULL OR t.workflow_id = $1)
              AND ($2::text IS NULL OR t.recipient = $2)
@@ -53,7 +78,7 @@ async def list_tasks(connection: asyncpg.Connection, where: TaskFilter) -> list[
              AND ($4::text IS NULL OR p.receiving_unit = $4)
              AND (NOT $5 OR (t.due_at IS NOT NULL AND t.due_at < $6))
              AND ($7 OR t.status = 'requested')
-           ORDER BY t.id""",
+           ORDER BY t.id LIMIT $8""",  # noqa: S608 - a fixed column list, values bound
         where.workflow_id,
         where.assignee,
         where.health_trust,
@@ -61,17 +86,18 @@ async def list_tasks(connection: asyncpg.Connection, where: TaskFilter) -> list[
         where.overdue,
         datetime.now(UTC),
         where.include_closed,
+        limit,
     )
+    return [TaskView.model_validate(dict(row)) for row in rows]
 
 
-async def find_task(connection: asyncpg.Connection, task_id: int) -> asyncpg.Record | None:
+async def find_task(connection: Connection, task_id: int) -> TaskView | None:
     """One task by id."""
-    return await connection.fetchrow(
-        "SELECT id, workflow_id, kind, status, reference FROM tasks WHERE id = $1", task_id
-    )
+    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM tasks t WHERE t.id = $1", task_id)  # noqa: S608
+    return None if row is None else TaskView.model_validate(dict(row))
 
 
-async def complete_informational(connection: asyncpg.Connection, task_id: int) -> bool:
+async def complete_informational(connection: Connection, task_id: int) -> bool:
     """Mark a task that stands for no pathway step as completed. True if it was open."""
     result: str = await connection.execute(
         "UPDATE tasks SET status = 'completed', updated_at = now() "

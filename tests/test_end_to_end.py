@@ -19,9 +19,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from starter.local_stack import packaged_binary
 from tests import factories
-from tests.conftest import DATA_CONVERTER, TEST_KEYS_ENV
+from tests.conftest import TEST_KEYS_ENV
 from worker import build_worker
 from workflows import search_attributes
 
@@ -45,17 +44,6 @@ class Cli:
         out, err = await process.communicate()
         assert process.returncode is not None
         return process.returncode, out.decode(), err.decode()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
-        dev_server_existing_path=packaged_binary("temporal"),
-        search_attributes=search_attributes.ALL,
-    )
-    yield env
-    await env.shutdown()
 
 
 @pytest_asyncio.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -120,3 +120,19 @@ def test_invite_needs_a_place_and_participants() -> None:
         MeetingInvite.model_validate(base | {"participants": []})
     with pytest.raises(ValidationError, match="timezone"):
         MeetingInvite.model_validate(base | {"meeting_at": "2026-05-01T10:00:00"})
+
+
+def test_received_at_must_lie_in_the_working_day_calendar() -> None:
+    # Found by schemathesis: a referral from the year 3484 had no deadline to compute.
+    data = factories.referral_data(RECEIVED) | {"received_at": "3484-06-17T08:26:15Z"}
+    with pytest.raises(ValidationError, match="working-day calendar"):
+        Referral.model_validate(data)
+
+
+def test_a_referral_received_in_the_future_is_refused_at_the_edge() -> None:
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    data = factories.referral_data(tomorrow)
+    [(field, message)] = _errors(data, LENIENT)
+    assert (field, message) == ("received_at", "Value error, lies in the future")
+    # Inside the worker (no policy) the clock is not consulted: replay must not depend on it.
+    assert Referral.model_validate(data).received_at == tomorrow

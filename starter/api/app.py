@@ -1,0 +1,106 @@
+"""The FastAPI application: routes, problem responses, a request log, a complete schema."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+
+from rop_domain.models import Referral
+from starter.api import problems, routes_pathways, routes_steps, routes_tasks
+from starter.api.context import ApiContext
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION = """Start and drive ROP pathways (rop-forlop) over HTTP.
+
+Every pathway step is the same Temporal Update the `rop` CLI sends. Send
+`Idempotency-Key` on a POST to make a retry safe. Errors are `application/problem+json`
+(RFC 9457). Every read or change of a pathway is written to the access log.
+"""
+
+
+def create_app(
+    open_context: Callable[[], AbstractAsyncContextManager[ApiContext]],
+) -> FastAPI:
+    """The API, with its connections opened by `open_context` for the app's lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_context() as ctx:
+            app.state.context = ctx
+            yield
+
+    app = FastAPI(
+        title="rop-forlop API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(routes_pathways.router)
+    app.include_router(routes_steps.router)
+    app.include_router(routes_tasks.router)
+
+    @app.get("/health", summary="Liveness: the API process answers", tags=["operations"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.middleware("http")
+    async def request_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        log.info(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus what the routes refer to but FastAPI cannot see: the problem
+    document, the referral body (parsed by hand for its validation policy) and the FHIR
+    resources."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (problems.Problem, Referral):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[model.__name__] = model_schema
+    components["FhirServiceRequest"] = {
+        "type": "object",
+        "description": "A FHIR R4 ServiceRequest (http://hl7.org/fhir/R4/servicerequest.html); "
+        "the README says where each referral field is read from.",
+        "required": ["resourceType", "status", "intent", "subject"],
+        "properties": {"resourceType": {"type": "string", "enum": ["ServiceRequest"]}},
+    }
+    components["FhirBundle"] = {
+        "type": "object",
+        "description": "A FHIR R4 Bundle (http://hl7.org/fhir/R4/bundle.html), type collection.",
+        "required": ["resourceType", "type"],
+        "properties": {
+            "resourceType": {"type": "string", "enum": ["Bundle"]},
+            "type": {"type": "string", "enum": ["collection"]},
+            "entry": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,159 @@
+"""Who is calling: bearer tokens, as configured static keys or as verified JWTs, and roles.
+
+Roles:
+- `system`: backend services (referral system, patient record, municipal systems); they
+  submit referrals and drive pathways.
+- `clinician`: people who carry out the steps and complete tasks.
+- `operator`: people who watch the system; they list pathways, read indicators and the
+  access log, but read no clinical content and change nothing.
+
+Static keys are stored as SHA-256 digests only, so a leaked tokens file opens nothing.
+JWTs must be signed with an asymmetric algorithm by the configured key or a key of the
+configured JWKS, and carry the configured issuer and audience; their roles come from a
+claim (`roles` by default) and their name from `sub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import jwt
+from pydantic import Field, TypeAdapter
+
+from rop_domain.models import Identifier, StrictModel
+
+ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384", "EdDSA"]
+"""HS* is refused: a shared secret would let anyone who verifies tokens also mint them."""
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    CLINICIAN = "clinician"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a name for the access log, and its roles."""
+
+    name: str
+    roles: frozenset[Role]
+
+    def may(self, allowed: frozenset[Role]) -> bool:
+        return bool(self.roles & allowed)
+
+    @property
+    def roles_text(self) -> str:
+        return ",".join(sorted(role.value for role in self.roles))
+
+
+class AuthenticationFailed(Exception):
+    """The token is missing, unknown, expired or not signed as configured."""
+
+
+class StaticToken(StrictModel):
+    """One configured API key: who holds it, their role, and the key's SHA-256 (hex)."""
+
+    name: Identifier
+    role: Role
+    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+STATIC_TOKENS = TypeAdapter(list[StaticToken])
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def read_tokens_file(path: Path) -> list[StaticToken]:
+    """The API keys of a JSON file: `[{"name", "role", "token_sha256"}, ...]`."""
+    return STATIC_TOKENS.validate_json(path.read_bytes())
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """How JWTs are verified: one public key (PEM) or a JWKS URL, issuer and audience."""
+
+    issuer: str
+    audience: str
+    public_key_pem: str | None = None
+    jwks_url: str | None = None
+    roles_claim: str = "roles"
+
+
+class JwtVerifier:
+    """Verifies a JWT's signature, expiry, issuer and audience; reads its roles."""
+
+    def __init__(self, settings: JwtSettings) -> None:
+        if (settings.public_key_pem is None) == (settings.jwks_url is None):
+            raise ValueError("give a JWT public key or a JWKS URL, not both or neither")
+        self._settings = settings
+        self._jwks = (
+            jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
+            if settings.jwks_url
+            else None
+        )
+
+    async def verify(self, token: str) -> Principal:
+        settings = self._settings
+        try:
+            if self._jwks is not None:
+                # PyJWKClient fetches with urllib; keep the event loop free meanwhile.
+                signing_key: Any = (
+                    await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                ).key
+            else:
+                signing_key = settings.public_key_pem
+            claims = jwt.decode(
+                token,
+                signing_key,
+                algorithms=ASYMMETRIC_ALGORITHMS,
+                audience=settings.audience,
+                issuer=settings.issuer,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except (jwt.PyJWTError, ValueError) as error:
+            raise AuthenticationFailed(f"invalid token: {error}") from None
+        raw = claims.get(settings.roles_claim, [])
+        names = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+        roles = frozenset(Role(n) for n in names if n in Role.__members__.values())
+        return Principal(name=str(claims["sub"]), roles=roles)
+
+
+class Authenticator:
+    """Turns a bearer token into a principal, by static key first, then as a JWT."""
+
+    def __init__(self, tokens: Sequence[StaticToken], jwt_verifier: JwtVerifier | None) -> None:
+        if not tokens and jwt_verifier is None:
+            raise ValueError(
+                "the API would let nobody in: set ROP_API_TOKENS_FILE or a JWT key/JWKS"
+            )
+        self._tokens = list(tokens)
+        self._jwt = jwt_verifier
+
+    async def authenticate(self, token: str) -> Principal:
+        digest = token_digest(token)
+        for entry in self._tokens:
+            if hmac.compare_digest(entry.token_sha256, digest):
+                return Principal(name=entry.name, roles=frozenset({entry.role}))
+        if self._jwt is not None and token.count(".") == 2:
+            return await self._jwt.verify(token)
+        raise AuthenticationFailed("unknown token")
+
+
+def write_tokens_file(path: Path, tokens: dict[str, tuple[str, Role]]) -> None:
+    """Write the digests of `{token: (name, role)}` as a tokens file (local stack, tests)."""
+    entries = [
+        {"name": name, "role": role.value, "token_sha256": token_digest(token)}
+        for token, (name, role) in tokens.items()
+    ]
+    path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")

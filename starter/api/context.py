@@ -1,0 +1,122 @@
+"""What every request handler needs, and the two things each does first and last:
+authenticate the caller for the route's roles, and write the access log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from rop_domain.models import ValidationPolicy
+from starter import access_log
+from starter.access_log import Access, Outcome
+from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
+from starter.api.idempotency import IdempotencyStore
+from starter.api.problems import ProblemError
+from starter.pathways import Pathways
+
+WORKFLOW_ID_PATTERN = r"^rop-[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+_WORKFLOW_ID = re.compile(WORKFLOW_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """The API's connections: Temporal (through `Pathways`), the records, the auth config."""
+
+    pathways: Pathways
+    pool: asyncpg.Pool
+    authenticator: Authenticator
+    policy: ValidationPolicy
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        return IdempotencyStore(self.pool)
+
+    async def audit(
+        self, principal: Principal, workflow_ids: Iterable[str], action: str, outcome: Outcome
+    ) -> None:
+        """Write who did what to which pathways; the caller answers only after this."""
+        await access_log.record(
+            self.pool,
+            (
+                Access(
+                    principal=principal.name,
+                    roles=principal.roles_text,
+                    workflow_id=workflow_id,
+                    action=action,
+                    outcome=outcome,
+                )
+                for workflow_id in dict.fromkeys(workflow_ids)
+            ),
+        )
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.context
+    return ctx
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A service's API key, or a JWT from the configured issuer, with a role: "
+    "system, clinician or operator.",
+)
+
+# Who may do what. Operators watch the system: they see search attributes, indicators
+# and the access log, never clinical content, and change nothing.
+READ_PATHWAY = frozenset({Role.SYSTEM, Role.CLINICIAN})
+CHANGE_PATHWAY = frozenset({Role.SYSTEM, Role.CLINICIAN})
+SUBMIT_REFERRAL = frozenset({Role.SYSTEM})
+LIST_PATHWAYS = frozenset({Role.SYSTEM, Role.CLINICIAN, Role.OPERATOR})
+TASKS = frozenset({Role.SYSTEM, Role.CLINICIAN})
+INDICATORS = frozenset({Role.SYSTEM, Role.CLINICIAN, Role.OPERATOR})
+AUDIT = frozenset({Role.OPERATOR})
+
+
+def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the authenticated caller, if one of its roles is `allowed`.
+
+    A refused caller with a valid token is written to the access log of the pathway the
+    path names, so attempts are traceable too.
+    """
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None:
+            raise ProblemError(
+                401,
+                "Authentication required",
+                "send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        ctx = context(request)
+        try:
+            principal = await ctx.authenticator.authenticate(credentials.credentials)
+        except AuthenticationFailed as error:
+            raise ProblemError(
+                401,
+                "Invalid token",
+                str(error),
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ) from None
+        if not principal.may(allowed):
+            workflow_id = request.path_params.get("workflow_id")
+            if isinstance(workflow_id, str) and _WORKFLOW_ID.match(workflow_id):
+                await ctx.audit(principal, [workflow_id], action, Outcome.DENIED)
+            wanted = ", ".join(sorted(role.value for role in allowed))
+            raise ProblemError(
+                403,
+                "Forbidden",
+                f"{action}: needs role {wanted}; the caller has {principal.roles_text or 'none'}",
+            )
+        return principal
+
+    return dependency

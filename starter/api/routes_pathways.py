@@ -1,0 +1,243 @@
+"""Referrals in; pathways out: status, the list, the FHIR Bundle and the access log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field, ValidationError
+
+from rop_domain.models import Identifier, Phase, Referral, StrictModel, parse_referral
+from rop_domain.state import PathwayStatus
+from starter import access_log
+from starter.access_log import AccessRecord, Outcome
+from starter.api.auth import Principal
+from starter.api.context import (
+    AUDIT,
+    LIST_PATHWAYS,
+    READ_PATHWAY,
+    SUBMIT_REFERRAL,
+    WORKFLOW_ID_PATTERN,
+    context,
+    require,
+)
+from starter.api.problems import (
+    FieldProblem,
+    ProblemError,
+    from_pathway_error,
+    from_validation_error,
+    invalid,
+    openapi_responses,
+)
+from starter.fhir.bundle import pathway_bundle
+from starter.fhir.service_request import FhirMappingError, referral_from_service_request
+from starter.pathways import PathwayError, PathwayNotFound, PathwayStepRejected, PathwaySummary
+from starter.task_list import TaskFilter, list_tasks
+
+router = APIRouter()
+
+FHIR_JSON = "application/fhir+json"
+WorkflowId = Annotated[
+    str, Path(pattern=WORKFLOW_ID_PATTERN, description="The pathway: rop-<referral id>")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Repeat a request with the same key to get its first answer, not a second effect",
+    ),
+]
+
+
+def outcome_of(error: PathwayError) -> Outcome:
+    if isinstance(error, PathwayNotFound):
+        return Outcome.NOT_FOUND
+    if isinstance(error, PathwayStepRejected):
+        return Outcome.REJECTED
+    return Outcome.FAILED
+
+
+class Submission(StrictModel):
+    """The pathway a referral started (or already had)."""
+
+    workflow_id: str
+    created: bool = Field(description="False if the referral's pathway existed already")
+    location: str
+
+
+REFERRAL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Referral"}},
+            FHIR_JSON: {"schema": {"$ref": "#/components/schemas/FhirServiceRequest"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/referrals",
+    summary="Submit a referral (our model, or a FHIR R4 ServiceRequest)",
+    status_code=201,
+    response_model=Submission,
+    responses={
+        200: {"description": "The referral's pathway existed already", "model": Submission},
+        **openapi_responses(400, 401, 403, 415, 422, 503),
+    },
+    openapi_extra=REFERRAL_BODY,
+)
+async def submit_referral(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(SUBMIT_REFERRAL, "submit referral"))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    ctx = context(request)
+
+    async def handle() -> Response:
+        referral = await _read_referral(request)
+        try:
+            submitted = await ctx.pathways.submit(referral)
+        except PathwayError as error:
+            raise from_pathway_error(error) from None
+        await ctx.audit(principal, [submitted.workflow_id], "submit referral", Outcome.OK)
+        location = f"/pathways/{submitted.workflow_id}"
+        body = Submission(
+            workflow_id=submitted.workflow_id, created=submitted.created, location=location
+        )
+        return JSONResponse(
+            body.model_dump(mode="json"),
+            status_code=201 if submitted.created else 200,
+            headers={"Location": location},
+        )
+
+    async def replayed(response: Response) -> None:
+        location = response.headers.get("location", "")
+        if location.startswith("/pathways/"):
+            workflow_id = location.removeprefix("/pathways/")
+            await ctx.audit(principal, [workflow_id], "submit referral (replayed)", Outcome.OK)
+
+    return await ctx.idempotency.run(request, principal, idempotency_key, handle, replayed)
+
+
+async def _read_referral(request: Request) -> Referral:
+    """The referral of the body, by content type, validated with the edge's policy."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    policy = context(request).policy
+    if media_type == FHIR_JSON:
+        try:
+            return referral_from_service_request(body, policy)
+        except FhirMappingError as error:
+            raise invalid(
+                [FieldProblem(field=path, message=message) for path, message in error.problems]
+            ) from None
+    if media_type != "application/json":
+        raise ProblemError(415, "Unsupported content type", f"send application/json or {FHIR_JSON}")
+    try:
+        return parse_referral(body, policy)
+    except ValidationError as error:
+        raise from_validation_error(error) from None
+
+
+@router.get(
+    "/pathways",
+    summary="Find pathways by phase, health trust and overdue (Temporal visibility)",
+    response_model=list[PathwaySummary],
+    responses=openapi_responses(401, 403, 422, 503),
+)
+async def find_pathways(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(LIST_PATHWAYS, "list pathways"))],
+    phase: Phase | None = None,
+    health_trust: Identifier | None = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    ctx = context(request)
+    try:
+        found = await ctx.pathways.find(
+            phase=phase, health_trust=health_trust, overdue=overdue, limit=limit
+        )
+    except PathwayError as error:
+        raise from_pathway_error(error) from None
+    await ctx.audit(principal, [p.workflow_id for p in found], "list pathways", Outcome.OK)
+    return JSONResponse([p.model_dump(mode="json") for p in found])
+
+
+@router.get(
+    "/pathways/{workflow_id}",
+    summary="The pathway's status: phase, deadlines, what is done and what is due",
+    response_model=PathwayStatus,
+    responses=openapi_responses(401, 403, 404, 422, 503),
+)
+async def pathway_status(
+    request: Request,
+    workflow_id: WorkflowId,
+    principal: Annotated[Principal, Depends(require(READ_PATHWAY, "read status"))],
+) -> Response:
+    status = await _status(request, principal, workflow_id, "read status")
+    return JSONResponse(status.model_dump(mode="json"))
+
+
+async def _status(
+    request: Request, principal: Principal, workflow_id: str, action: str
+) -> PathwayStatus:
+    ctx = context(request)
+    try:
+        status = await ctx.pathways.status(workflow_id)
+    except PathwayError as error:
+        await ctx.audit(principal, [workflow_id], action, outcome_of(error))
+        raise from_pathway_error(error) from None
+    await ctx.audit(principal, [workflow_id], action, Outcome.OK)
+    return status
+
+
+@router.get(
+    "/pathways/{workflow_id}/fhir",
+    summary="The pathway as a FHIR R4 Bundle: CarePlan, Tasks and the meeting's Appointment",
+    responses={
+        200: {
+            "description": "A FHIR Bundle (type collection)",
+            "content": {FHIR_JSON: {"schema": {"$ref": "#/components/schemas/FhirBundle"}}},
+        },
+        **openapi_responses(401, 403, 404, 422, 503),
+    },
+)
+async def pathway_fhir(
+    request: Request,
+    workflow_id: WorkflowId,
+    principal: Annotated[Principal, Depends(require(READ_PATHWAY, "read FHIR bundle"))],
+) -> Response:
+    status = await _status(request, principal, workflow_id, "read FHIR bundle")
+    ctx = context(request)
+    async with ctx.pool.acquire() as connection:
+        patient_reference = await connection.fetchval(
+            "SELECT patient_reference FROM pathways WHERE workflow_id = $1", workflow_id
+        )
+        tasks = await list_tasks(
+            connection, TaskFilter(workflow_id=workflow_id, include_closed=True)
+        )
+    if patient_reference is None:
+        raise ProblemError(404, "Pathway not found", f"{workflow_id} has no record yet; retry")
+    bundle = pathway_bundle(status, patient_reference, tasks)
+    return Response(bundle.model_dump_json(exclude_none=True), media_type=FHIR_JSON)
+
+
+@router.get(
+    "/pathways/{workflow_id}/access-log",
+    summary="Who read or changed the pathway, when, and what (operators)",
+    response_model=list[AccessRecord],
+    responses=openapi_responses(401, 403, 422),
+)
+async def pathway_access_log(
+    request: Request,
+    workflow_id: WorkflowId,
+    principal: Annotated[Principal, Depends(require(AUDIT, "read access log"))],
+) -> Response:
+    async with context(request).pool.acquire() as connection:
+        records = await access_log.for_pathway(connection, workflow_id)
+    return JSONResponse([r.model_dump(mode="json") for r in records])

@@ -1,0 +1,232 @@
+"""Clinicians' tasks and the region's indicators.
+
+Completing a task that stands for a pathway step carries that step's content and runs
+the step's Update (the same validation as the step's own route); a task that only
+informs is marked completed in the record.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from rop_domain.commands import TaskKind
+from rop_domain.followup import CrisisPlan, MeasureStep, Review
+from rop_domain.models import Assessment, Identifier, MeetingInvite, ShortText, StrictModel
+from rop_domain.state import PathwayStatus
+from starter.access_log import Outcome
+from starter.api.auth import Principal
+from starter.api.context import INDICATORS, TASKS, context, require
+from starter.api.idempotency import update_id_for
+from starter.api.problems import (
+    FieldProblem,
+    ProblemError,
+    from_pathway_error,
+    from_validation_error,
+    invalid,
+    openapi_responses,
+)
+from starter.api.routes_pathways import IdempotencyKey, outcome_of
+from starter.indicators import IndicatorQuery, Indicators, compute_indicators
+from starter.pathways import PathwayError, Pathways
+from starter.task_list import (
+    Connection,
+    TaskFilter,
+    TaskView,
+    complete_informational,
+    find_task,
+    list_tasks,
+)
+
+router = APIRouter()
+
+
+class MeasureStart(StrictModel):
+    """Who started the measure a start-measure task names."""
+
+    by: Identifier
+    note: ShortText | None = None
+
+
+class TaskCompletion(StrictModel):
+    """What completing a task carries: for a task that stands for a step, that step's content
+    (the field named for the task's kind); for an informational task, nothing."""
+
+    assessment: Assessment | None = None
+    meeting_invite: MeetingInvite | None = None
+    crisis_plan: CrisisPlan | None = None
+    measure_start: MeasureStart | None = None
+    review: Review | None = None
+
+
+STEP_FIELDS: dict[TaskKind, str] = {
+    TaskKind.ASSESS_REFERRAL: "assessment",
+    TaskKind.INVITE_TO_MEETING_REMINDER: "meeting_invite",
+    TaskKind.MEETING_DEADLINE_ESCALATION: "meeting_invite",
+    TaskKind.MAKE_CRISIS_PLAN: "crisis_plan",
+    TaskKind.CRISIS_PLAN_REMINDER: "crisis_plan",
+    TaskKind.CRISIS_PLAN_ESCALATION: "crisis_plan",
+    TaskKind.REVISE_CRISIS_PLAN: "crisis_plan",
+    TaskKind.START_MEASURE: "measure_start",
+    TaskKind.HOLD_REVIEW: "review",
+    TaskKind.REVIEW_REMINDER: "review",
+    TaskKind.REVIEW_ESCALATION: "review",
+}
+"""Which field of `TaskCompletion` a task of each kind needs (the others need none)."""
+
+
+class TaskCompleted(StrictModel):
+    """The task after completion, and the pathway's status if a step was carried out."""
+
+    task: TaskView
+    pathway: PathwayStatus | None
+
+
+@router.get(
+    "/tasks",
+    summary="Tasks: open by default, by assignee, health trust, unit or pathway",
+    response_model=list[TaskView],
+    responses=openapi_responses(401, 403, 422),
+)
+async def tasks(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(TASKS, "list tasks"))],
+    assignee: Identifier | None = None,
+    health_trust: Identifier | None = None,
+    receiving_unit: Annotated[str | None, Query(pattern="^(TSB|PHV)$")] = None,
+    workflow_id: Annotated[str | None, Query(pattern=r"^rop-[A-Za-z0-9._:-]{1,64}$")] = None,
+    overdue: bool = False,
+    include_closed: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> Response:
+    ctx = context(request)
+    where = TaskFilter(
+        workflow_id=workflow_id,
+        assignee=assignee,
+        health_trust=health_trust,
+        receiving_unit=receiving_unit,
+        overdue=overdue,
+        include_closed=include_closed,
+    )
+    async with ctx.pool.acquire() as connection:
+        found = await list_tasks(connection, where, limit)
+    await ctx.audit(principal, [t.workflow_id for t in found], "list tasks", Outcome.OK)
+    return JSONResponse([t.model_dump(mode="json") for t in found])
+
+
+@router.post(
+    "/tasks/{task_id}/complete",
+    summary="Complete a task; a step's task carries the step's content",
+    response_model=TaskCompleted,
+    responses=openapi_responses(400, 401, 403, 404, 409, 422, 503),
+)
+async def complete_task(
+    request: Request,
+    task_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    principal: Annotated[Principal, Depends(require(TASKS, "complete task"))],
+    completion: Annotated[TaskCompletion, Body()] = TaskCompletion(),  # noqa: B008 - immutable
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    ctx = context(request)
+
+    async def handle() -> Response:
+        async with ctx.pool.acquire() as connection:
+            task = await find_task(connection, task_id)
+            if task is None:
+                raise ProblemError(404, "Task not found", f"no task {task_id}")
+            action = _action(task)
+            field = STEP_FIELDS.get(task.kind)
+            if field is None:
+                if not await complete_informational(connection, task_id):
+                    raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
+                await ctx.audit(principal, [task.workflow_id], action, Outcome.OK)
+                return await _completed(connection, task_id, None)
+        content = getattr(completion, field)
+        if content is None:
+            raise invalid(
+                [
+                    FieldProblem(
+                        field=field, message=f"required to complete a {task.kind.value} task"
+                    )
+                ]
+            )
+        if task.status != "requested":
+            raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
+        try:
+            status = await _step(
+                ctx.pathways, task, content, update_id_for(principal, idempotency_key)
+            )
+        except PathwayError as error:
+            await ctx.audit(principal, [task.workflow_id], action, outcome_of(error))
+            raise from_pathway_error(error) from None
+        await ctx.audit(principal, [task.workflow_id], action, Outcome.OK)
+        async with ctx.pool.acquire() as connection:
+            return await _completed(connection, task_id, status)
+
+    async def replayed(_: Response) -> None:
+        async with ctx.pool.acquire() as connection:
+            task = await find_task(connection, task_id)
+        if task is not None:
+            await ctx.audit(
+                principal, [task.workflow_id], f"{_action(task)} (replayed)", Outcome.OK
+            )
+
+    return await ctx.idempotency.run(request, principal, idempotency_key, handle, replayed)
+
+
+def _action(task: TaskView) -> str:
+    return f"complete task {task.id} ({task.kind.value})"
+
+
+async def _step(
+    pathways: Pathways,
+    task: TaskView,
+    content: Assessment | MeetingInvite | CrisisPlan | MeasureStart | Review,
+    update_id: str | None,
+) -> PathwayStatus:
+    """The step a task stands for, through the same Update as the step's own route."""
+    workflow_id = task.workflow_id
+    if isinstance(content, Assessment):
+        return await pathways.assess(workflow_id, content, update_id=update_id)
+    if isinstance(content, MeetingInvite):
+        return await pathways.invite_to_meeting(workflow_id, content, update_id=update_id)
+    if isinstance(content, CrisisPlan):
+        return await pathways.register_crisis_plan(workflow_id, content, update_id=update_id)
+    if isinstance(content, Review):
+        return await pathways.complete_review(workflow_id, content, update_id=update_id)
+    step = MeasureStep(measure_id=task.reference or "", by=content.by, note=content.note)
+    return await pathways.start_measure(workflow_id, step, update_id=update_id)
+
+
+async def _completed(
+    connection: Connection, task_id: int, status: PathwayStatus | None
+) -> Response:
+    after = await find_task(connection, task_id)
+    assert after is not None
+    return JSONResponse(TaskCompleted(task=after, pathway=status).model_dump(mode="json"))
+
+
+@router.get(
+    "/indicators",
+    summary="The region's indicators for referrals received in a period",
+    response_model=Indicators,
+    responses=openapi_responses(401, 403, 422),
+)
+async def indicators(
+    request: Request,
+    _: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
+    from_date: Annotated[date | None, Query(strict=True, description="YYYY-MM-DD")] = None,
+    to_date: Annotated[date | None, Query(strict=True, description="YYYY-MM-DD")] = None,
+    health_trust: Identifier | None = None,
+) -> Response:
+    try:
+        query = IndicatorQuery(from_date=from_date, to_date=to_date, health_trust=health_trust)
+    except ValidationError as error:
+        raise from_validation_error(error) from None
+    async with context(request).pool.acquire() as connection:
+        result = await compute_indicators(connection, query)
+    return JSONResponse(result.model_dump(mode="json"))

@@ -1,0 +1,118 @@
+"""Running the API: its connections from the settings, and uvicorn, alone or in the stack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from activities.database import API_ROLE, create_pool, migrate
+from starter.api.app import create_app
+from starter.api.auth import Authenticator, JwtSettings, JwtVerifier, read_tokens_file
+from starter.api.context import ApiContext
+from starter.pathways import Pathways
+from starter.settings import RopSettings
+
+
+def authenticator_from_settings(settings: RopSettings) -> Authenticator:
+    """API keys from the tokens file, and JWT verification if a key or JWKS is configured."""
+    tokens_file = settings.api_tokens_file
+    if tokens_file is None and local_tokens(settings.data_dir).exists():
+        tokens_file = local_tokens(settings.data_dir)  # what `make run` made
+    tokens = read_tokens_file(tokens_file) if tokens_file else []
+    verifier = None
+    if settings.api_jwt_public_key_file or settings.api_jwt_jwks_url:
+        if not (settings.api_jwt_issuer and settings.api_jwt_audience):
+            raise ValueError("JWTs need ROP_API_JWT_ISSUER and ROP_API_JWT_AUDIENCE")
+        verifier = JwtVerifier(
+            JwtSettings(
+                issuer=settings.api_jwt_issuer,
+                audience=settings.api_jwt_audience,
+                public_key_pem=(
+                    settings.api_jwt_public_key_file.read_text(encoding="utf-8")
+                    if settings.api_jwt_public_key_file
+                    else None
+                ),
+                jwks_url=settings.api_jwt_jwks_url,
+                roles_claim=settings.api_jwt_roles_claim,
+            )
+        )
+    return Authenticator(tokens, verifier)
+
+
+def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
+    """The API connected as the settings say: Temporal, the records (as `rop_api`), auth."""
+    authenticator = authenticator_from_settings(settings)  # fail before serving
+
+    @contextlib.asynccontextmanager
+    async def open_context() -> AsyncIterator[ApiContext]:
+        from starter.client import connect
+
+        owner = await create_pool(database_url)
+        try:
+            await migrate(owner)
+        finally:
+            await owner.close()
+        pool = await create_pool(database_url, role=API_ROLE)
+        try:
+            client = await connect(settings)
+            yield ApiContext(
+                pathways=Pathways(
+                    client,
+                    task_queue=settings.task_queue,
+                    pathway_settings=settings.pathway_settings(),
+                    answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
+                ),
+                pool=pool,
+                authenticator=authenticator,
+                policy=settings.validation_policy(),
+            )
+        finally:
+            await pool.close()
+
+    return create_app(open_context)
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a process that handles its own signals (the local stack, tests)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def start(self) -> asyncio.Task[None]:
+        """Serve in the background; return once listening, or raise why it could not."""
+        serving = asyncio.create_task(self.serve())
+        # uvicorn offers a flag, not an event, for "listening".
+        while not self.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if serving.done():
+            serving.result()
+            raise RuntimeError("the API server stopped while starting")
+        return serving
+
+    async def stop(self, serving: asyncio.Task[None]) -> None:
+        self.should_exit = True
+        await serving
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    # Our middleware writes a structured request log; uvicorn's own access log is off.
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+
+
+async def serve(settings: RopSettings, database_url: str, host: str, port: int) -> None:
+    """`rop api`: serve until interrupted."""
+    await uvicorn.Server(
+        server_config(app_from_settings(settings, database_url), host, port)
+    ).serve()
+
+
+def local_tokens(data_dir: Path) -> Path:
+    """Where the local stack keeps its API keys' digests."""
+    return data_dir / "api-tokens.json"

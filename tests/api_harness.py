@@ -1,0 +1,133 @@
+"""The HTTP API running for real: uvicorn on a port, the Temporal dev server, a worker,
+PostgreSQL, API keys for the three roles, and an identity provider's JWKS endpoint."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from temporalio.testing import WorkflowEnvironment
+
+from starter.api.auth import Role, write_tokens_file
+from starter.api.server import EmbeddedServer, app_from_settings, server_config
+from starter.settings import RopSettings
+from tests.channel_servers import free_port
+from worker import build_worker
+
+ISSUER = "https://idp.example.invalid"
+AUDIENCE = "rop-forlop-api"
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    """Signs JWTs with a key its JWKS endpoint publishes."""
+
+    key: rsa.RSAPrivateKey
+    kid: str
+    jwks_url: str
+
+    def token(self, subject: str, roles: list[str], *, expires_in: int = 300, **claims: Any) -> str:
+        now = int(time.time())
+        payload = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": subject,
+            "roles": roles,
+            "iat": now,
+            "exp": now + expires_in,
+            **claims,
+        }
+        return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+
+@dataclass(frozen=True)
+class Api:
+    """A running API and a way in for each role."""
+
+    url: str
+    tokens: dict[Role, str]
+    idp: IdentityProvider
+    database_url: str
+    task_queue: str
+
+    def client(self, role: Role | None = None, token: str | None = None) -> httpx.AsyncClient:
+        headers = {}
+        bearer = token or (self.tokens[role] if role else None)
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+
+@asynccontextmanager
+async def identity_provider() -> AsyncIterator[IdentityProvider]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = uuid.uuid4().hex[:8]
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = {"keys": [{**public, "kid": kid, "use": "sig", "alg": "RS256"}]}
+
+    async def serve_jwks(_: web.Request) -> web.Response:
+        return web.json_response(jwks)
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", serve_jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield IdentityProvider(key, kid, f"http://127.0.0.1:{port}/.well-known/jwks.json")
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def running_api(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str, folder: Path
+) -> AsyncIterator[Api]:
+    """Worker and API on their own task queue; the API wired from settings, as `rop api`."""
+    task_queue = f"rop-api-{uuid.uuid4().hex[:8]}"
+    tokens = {role: secrets.token_urlsafe(24) for role in Role}
+    tokens_file = folder / "api-tokens.json"
+    write_tokens_file(tokens_file, {t: (f"test-{role.value}", role) for role, t in tokens.items()})
+    async with identity_provider() as idp:
+        settings = RopSettings(
+            temporal_address=dev_server.client.service_client.config.target_host,
+            task_queue=task_queue,
+            database_url=database_url,
+            allow_synthetic_ids=True,
+            api_tokens_file=tokens_file,
+            api_jwt_jwks_url=idp.jwks_url,
+            api_jwt_issuer=ISSUER,
+            api_jwt_audience=AUDIENCE,
+            answer_timeout_seconds=3,
+        )
+        port = free_port()
+        server = EmbeddedServer(
+            server_config(app_from_settings(settings, database_url), "127.0.0.1", port)
+        )
+        async with build_worker(dev_server.client, pool, task_queue):
+            serving = await server.start()
+            try:
+                yield Api(f"http://127.0.0.1:{port}", tokens, idp, database_url, task_queue)
+            finally:
+                await server.stop(serving)
+
+
+def problem_of(response: httpx.Response) -> dict[str, Any]:
+    """The problem document of an error response; fails if it is not one."""
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == response.status_code
+    return problem

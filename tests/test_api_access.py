@@ -1,0 +1,162 @@
+"""Who may use the API, and the access log of every read and change of a pathway."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from starter.api.auth import Role
+from tests import factories
+from tests.api_harness import Api, IdentityProvider, problem_of
+
+ROP = str(Path(sys.executable).parent / "rop")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pathway(api: Api) -> str:
+    async with api.client(Role.SYSTEM) as system:
+        response = await system.post("/referrals", json=factories.referral_data(datetime.now(UTC)))
+        assert response.status_code == 201
+        workflow_id: str = response.json()["workflow_id"]
+        # Ready once the intake has written the record (the FHIR export reads it).
+        for _ in range(100):
+            if (await system.get(f"/pathways/{workflow_id}/fhir")).status_code == 200:
+                return workflow_id
+            await asyncio.sleep(0.1)
+    raise AssertionError("the intake never wrote the pathway's record")
+
+
+async def test_no_or_unknown_token_is_401_with_a_bearer_challenge(api: Api, pathway: str) -> None:
+    async with api.client() as anonymous, api.client(token="not-a-known-key") as stranger:
+        for client in (anonymous, stranger):
+            response = await client.get(f"/pathways/{pathway}")
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            problem_of(response)
+        # Authentication comes before validation: no hint about the body to a stranger.
+        refused = await anonymous.post("/referrals", json={"what": "ever"})
+        assert refused.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "allowed"),
+    [
+        (Role.OPERATOR, "GET", "/pathways/{id}", False),
+        (Role.OPERATOR, "GET", "/pathways/{id}/fhir", False),
+        (Role.OPERATOR, "POST", "/pathways/{id}/objection", False),
+        (Role.OPERATOR, "GET", "/pathways", True),
+        (Role.OPERATOR, "GET", "/indicators", True),
+        (Role.OPERATOR, "GET", "/pathways/{id}/access-log", True),
+        (Role.CLINICIAN, "GET", "/pathways/{id}/access-log", False),
+        (Role.CLINICIAN, "POST", "/referrals", False),
+        (Role.CLINICIAN, "GET", "/pathways/{id}", True),
+        (Role.SYSTEM, "GET", "/pathways/{id}/fhir", True),
+        (Role.SYSTEM, "GET", "/tasks", True),
+        (Role.OPERATOR, "GET", "/tasks", False),
+    ],
+)
+async def test_roles_decide_what_a_caller_may_do(
+    api: Api, pathway: str, role: Role, method: str, path: str, allowed: bool
+) -> None:
+    body = (
+        {"recorded_by": factories.CLINICIAN}
+        if path.endswith("objection")
+        else factories.referral_data(datetime.now(UTC))
+        if path == "/referrals"
+        else None
+    )
+    async with api.client(role) as client:
+        response = await client.request(method, path.format(id=pathway), json=body)
+    if allowed:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 403
+        assert role.value in problem_of(response)["detail"]
+
+
+async def test_jwts_from_the_identity_provider_are_verified(api: Api, pathway: str) -> None:
+    idp = api.idp
+    good = idp.token("hpr-9000123", ["clinician"])
+    expired = idp.token("hpr-9000123", ["clinician"], expires_in=-120)
+    wrong_audience = idp.token("hpr-9000123", ["clinician"], aud="another-api")
+    no_role = idp.token("hpr-9000123", [])
+    forger = IdentityProvider(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048), idp.kid, idp.jwks_url
+    )
+    forged = forger.token("hpr-9000123", ["clinician"])
+    for token, expected in (
+        (good, 200),
+        (expired, 401),
+        (wrong_audience, 401),
+        (forged, 401),
+        (no_role, 403),
+    ):
+        async with api.client(token=token) as client:
+            response = await client.get(f"/pathways/{pathway}")
+        assert response.status_code == expected, (token, response.text)
+
+
+async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str) -> None:
+    async with api.client(token=api.idp.token("hpr-9000555", ["clinician"])) as clinician:
+        assert (await clinician.get(f"/pathways/{pathway}")).status_code == 200
+        assessed = await clinician.post(
+            f"/pathways/{pathway}/assessment",
+            json={"assessor": "9000555", "decision": "in-target-group", "reason": "ROP"},
+        )
+        assert assessed.status_code == 200
+        refused = await clinician.post(
+            f"/pathways/{pathway}/meeting",
+            json=factories.meeting_held(datetime.now(UTC)).model_dump(mode="json"),
+        )
+        assert refused.status_code == 409
+    async with api.client(Role.OPERATOR) as operator:
+        assert (await operator.get(f"/pathways/{pathway}/fhir")).status_code == 403
+        log = await operator.get(f"/pathways/{pathway}/access-log")
+    entries = [(e["principal"], e["action"], e["outcome"]) for e in log.json()]
+    assert ("test-system", "submit referral", "ok") in entries
+    tail = entries[-4:]
+    assert tail == [
+        ("hpr-9000555", "read status", "ok"),
+        ("hpr-9000555", "assess", "ok"),
+        ("hpr-9000555", "record meeting", "rejected"),
+        ("test-operator", "read FHIR bundle", "denied"),
+    ]
+
+    # The operator's command shows the same log.
+    process = await asyncio.create_subprocess_exec(
+        ROP,
+        "access-log",
+        pathway,
+        env={**os.environ, "DATABASE_URL": api.database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert "hpr-9000555 (clinician)  assess  ok" in lines[-3]
+    assert "test-operator (operator)  read FHIR bundle  denied" in lines[-1]
+
+
+async def test_the_access_log_cannot_be_changed_and_the_api_cannot_read_national_ids(
+    api: Api, pathway: str, owner_pool: asyncpg.Pool
+) -> None:
+    async with owner_pool.acquire() as connection:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await connection.execute("DELETE FROM access_log WHERE workflow_id = $1", pathway)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await connection.execute("UPDATE access_log SET principal = 'someone-else'")
+    async with owner_pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL ROLE rop_api")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.fetchval(
+                "SELECT patient_national_id FROM pathways WHERE workflow_id = $1", pathway
+            )
