@@ -172,8 +172,16 @@ async def stack(args: argparse.Namespace, settings: RopSettings) -> None:
 
 
 async def api(args: argparse.Namespace, settings: RopSettings) -> None:
-    from starter.api.server import serve
+    from pydantic import ValidationError
 
+    from starter.api.server import authenticator_from_settings, serve
+
+    try:
+        authenticator_from_settings(settings)
+    except ValidationError:
+        raise  # a malformed tokens file: the CLI names the field
+    except ValueError as error:  # e.g. no way in configured
+        raise UsageError(str(error)) from None
     await serve(
         settings,
         require_database(settings),

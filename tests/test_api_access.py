@@ -160,3 +160,20 @@ async def test_the_access_log_cannot_be_changed_and_the_api_cannot_read_national
             await connection.fetchval(
                 "SELECT patient_national_id FROM pathways WHERE workflow_id = $1", pathway
             )
+
+
+async def test_rop_api_refuses_to_start_when_nobody_could_get_in(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DATABASE_URL": "postgresql://nobody@/nowhere",
+        "ROP_DATA_DIR": str(tmp_path),
+    }
+    process = await asyncio.create_subprocess_exec(
+        ROP, "api", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 1
+    assert err.decode().strip() == (
+        "error: the API would let nobody in: set ROP_API_TOKENS_FILE or a JWT key/JWKS"
+    )
