@@ -150,9 +150,9 @@ async def test_the_access_log_cannot_be_changed_and_the_api_cannot_read_national
     api: Api, pathway: str, owner_pool: asyncpg.Pool
 ) -> None:
     async with owner_pool.acquire() as connection:
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="access_log is append-only"):
             await connection.execute("DELETE FROM access_log WHERE workflow_id = $1", pathway)
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="access_log is append-only"):
             await connection.execute("UPDATE access_log SET principal = 'someone-else'")
     async with owner_pool.acquire() as connection, connection.transaction():
         await connection.execute("SET LOCAL ROLE rop_api")

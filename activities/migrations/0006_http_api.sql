@@ -14,21 +14,22 @@ CREATE TABLE access_log (
 
 CREATE INDEX access_log_workflow_idx ON access_log (workflow_id, id);
 
-CREATE OR REPLACE FUNCTION rop_refuse_access_log_change() RETURNS trigger
+-- The refusal of migration 0005, now naming whichever table it guards.
+CREATE OR REPLACE FUNCTION rop_refuse_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'access_log is append-only (% refused)', TG_OP
+    RAISE EXCEPTION '% is append-only (% refused)', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END
 $$;
 
 CREATE TRIGGER access_log_append_only
     BEFORE UPDATE OR DELETE ON access_log
-    FOR EACH ROW EXECUTE FUNCTION rop_refuse_access_log_change();
+    FOR EACH ROW EXECUTE FUNCTION rop_refuse_change();
 
 CREATE TRIGGER access_log_no_truncate
     BEFORE TRUNCATE ON access_log
-    FOR EACH STATEMENT EXECUTE FUNCTION rop_refuse_access_log_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION rop_refuse_change();
 
 -- The first answer to each (caller, Idempotency-Key); status_code is NULL while the
 -- first request is still being handled.
