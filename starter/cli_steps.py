@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,26 +22,33 @@ from rop_domain.followup import (
     PlanRevision,
     Review,
 )
-from rop_domain.models import Assessment, MeetingInvite, parse_referral
+from rop_domain.models import Assessment, MeetingInvite, Referral, parse_referral
 from starter.cli_support import UsageError, connect_pathways, print_model
 from starter.settings import RopSettings
 
 
 async def submit(args: argparse.Namespace, settings: RopSettings) -> None:
-    raw = Path(args.file).read_bytes()
-    if b'"ServiceRequest"' in raw:  # a FHIR R4 ServiceRequest, as the HTTP API takes
-        from starter.fhir.service_request import FhirMappingError, referral_from_service_request
-
-        try:
-            referral = referral_from_service_request(raw, settings.validation_policy())
-        except FhirMappingError as error:
-            raise UsageError(f"invalid ServiceRequest: {error}") from None
-    else:
-        referral = parse_referral(raw, settings.validation_policy())
+    referral = _read_referral(Path(args.file).read_bytes(), settings)
     submitted = await (await connect_pathways(settings)).submit(referral)
     state = "started" if submitted.created else "exists already; not started again"
     print(f"pathway {state}", file=sys.stderr)
     print(submitted.workflow_id)
+
+
+def _read_referral(raw: bytes, settings: RopSettings) -> Referral:
+    """Our referral, or a FHIR R4 ServiceRequest (as the HTTP API takes), by its resourceType."""
+    try:
+        resource_type = json.loads(raw).get("resourceType")
+    except (ValueError, AttributeError):
+        resource_type = None  # not a JSON object: parse_referral says what is wrong
+    if resource_type != "ServiceRequest":
+        return parse_referral(raw, settings.validation_policy())
+    from starter.fhir.service_request import FhirMappingError, referral_from_service_request
+
+    try:
+        return referral_from_service_request(raw, settings.validation_policy())
+    except FhirMappingError as error:
+        raise UsageError(f"invalid ServiceRequest: {error}") from None
 
 
 async def assess(args: argparse.Namespace, settings: RopSettings) -> None:

@@ -312,6 +312,22 @@ async def test_tasks_are_listed_and_completed_through_their_step(api: Api) -> No
         open_tasks = await clinician.get("/tasks", params={"workflow_id": workflow_id})
         assert task["id"] not in [t["id"] for t in open_tasks.json()]
 
+        # An informational task (the invitation to the meeting) is completed as it is.
+        await clinician.post(
+            f"/pathways/{workflow_id}/meeting-invite",
+            json=_json(factories.invite(datetime.now(UTC))),
+        )
+        listed = await clinician.get("/tasks", params={"workflow_id": workflow_id})
+        invitation = next(t for t in listed.json() if t["kind"] == "meeting-invitation")
+        noted = await clinician.post(f"/tasks/{invitation['id']}/complete", json={})
+        assert noted.status_code == 200, noted.text
+        assert noted.json() == {
+            "task": {**invitation, "status": "completed"},
+            "pathway": None,
+        }
+        twice = await clinician.post(f"/tasks/{invitation['id']}/complete")
+        assert twice.status_code == 409
+
         indicators = await clinician.get("/indicators", params={"health_trust": "helse-bergen"})
         assert indicators.status_code == 200
         assert indicators.json()["active_pathways"] >= 1

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from tests import factories
-from tests.conftest import TEST_KEYS_ENV
+from tests.conftest import REPO, TEST_KEYS_ENV
 from worker import build_worker
 from workflows import search_attributes
 
@@ -371,3 +371,20 @@ async def test_search_attributes_are_registered_once(dev_server: WorkflowEnviron
 
     # start_local registered them all; a later start (an upgraded stack) adds only what lacks.
     assert await ensure_search_attributes(dev_server.client, search_attributes.ALL) == []
+
+
+async def test_a_fhir_service_request_file_is_submitted_like_a_referral(
+    cli: Cli, tmp_path: Path
+) -> None:
+    example = REPO / "deploy" / "seed" / "service-request.example.json"
+    resource = json.loads(example.read_text(encoding="utf-8"))
+    resource["identifier"][0]["value"] = f"FHIR-CLI-{uuid.uuid4().hex[:8]}"
+    resource["authoredOn"] = datetime.now(UTC).isoformat()
+    code, out, err = await cli("referral", "submit", _write(tmp_path, resource))
+    assert code == 0, err
+    assert out.strip() == f"rop-{resource['identifier'][0]['value']}"
+
+    del resource["performerType"]
+    code, _, err = await cli("referral", "submit", _write(tmp_path, resource))
+    assert code == 1
+    assert err.startswith("error: invalid ServiceRequest: performerType: ")

@@ -34,7 +34,6 @@ from starter.api.routes_pathways import IdempotencyKey, outcome_of
 from starter.indicators import IndicatorQuery, Indicators, compute_indicators
 from starter.pathways import PathwayError, Pathways
 from starter.task_list import (
-    Connection,
     TaskFilter,
     TaskView,
     complete_informational,
@@ -134,38 +133,43 @@ async def complete_task(
     ctx = context(request)
 
     async def handle() -> Response:
+        # One pooled connection at a time: a request holding one while waiting for
+        # another could exhaust the pool under load.
         async with ctx.pool.acquire() as connection:
             task = await find_task(connection, task_id)
-            if task is None:
-                raise ProblemError(404, "Task not found", f"no task {task_id}")
-            action = _action(task)
-            field = STEP_FIELDS.get(task.kind)
-            if field is None:
-                if not await complete_informational(connection, task_id):
-                    raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
-                await ctx.audit(principal, [task.workflow_id], action, Outcome.OK)
-                return await _completed(connection, task_id, None)
+        if task is None:
+            raise ProblemError(404, "Task not found", f"no task {task_id}")
+        action = _action(task)
+        field = STEP_FIELDS.get(task.kind)
+        status: PathwayStatus | None = None
+        if field is None:
+            async with ctx.pool.acquire() as connection:
+                completed = await complete_informational(connection, task_id)
+            if not completed:
+                raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
+        else:
+            status = await _carry_out(task, field, action)
+        await ctx.audit(principal, [task.workflow_id], action, Outcome.OK)
+        async with ctx.pool.acquire() as connection:
+            after = await find_task(connection, task_id)
+        assert after is not None
+        return JSONResponse(TaskCompleted(task=after, pathway=status).model_dump(mode="json"))
+
+    async def _carry_out(task: TaskView, field: str, action: str) -> PathwayStatus:
+        """The step the task stands for, with the content named `field`."""
         content = getattr(completion, field)
         if content is None:
-            raise invalid(
-                [
-                    FieldProblem(
-                        field=field, message=f"required to complete a {task.kind.value} task"
-                    )
-                ]
-            )
+            message = f"required to complete a {task.kind.value} task"
+            raise invalid([FieldProblem(field=field, message=message)])
         if task.status != "requested":
             raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
         try:
-            status = await _step(
+            return await _step(
                 ctx.pathways, task, content, update_id_for(principal, idempotency_key)
             )
         except PathwayError as error:
             await ctx.audit(principal, [task.workflow_id], action, outcome_of(error))
             raise from_pathway_error(error) from None
-        await ctx.audit(principal, [task.workflow_id], action, Outcome.OK)
-        async with ctx.pool.acquire() as connection:
-            return await _completed(connection, task_id, status)
 
     async def replayed(_: Response) -> None:
         async with ctx.pool.acquire() as connection:
@@ -200,14 +204,6 @@ async def _step(
         return await pathways.complete_review(workflow_id, content, update_id=update_id)
     step = MeasureStep(measure_id=task.reference or "", by=content.by, note=content.note)
     return await pathways.start_measure(workflow_id, step, update_id=update_id)
-
-
-async def _completed(
-    connection: Connection, task_id: int, status: PathwayStatus | None
-) -> Response:
-    after = await find_task(connection, task_id)
-    assert after is not None
-    return JSONResponse(TaskCompleted(task=after, pathway=status).model_dump(mode="json"))
 
 
 @router.get(
