@@ -72,6 +72,9 @@ class RopSettings(BaseSettings):
     api_jwt_issuer: str | None = None
     api_jwt_audience: str | None = None
     api_jwt_roles_claim: str = "roles"
+    api_jwt_actor_claim: str | None = Field(
+        default=None, description="e.g. hpr: a person's steps must name them as the actor"
+    )
 
     @model_validator(mode="after")
     def _tls_is_whole(self) -> Self:

@@ -38,7 +38,15 @@ class IdentityProvider:
     kid: str
     jwks_url: str
 
-    def token(self, subject: str, roles: list[str], *, expires_in: int = 300, **claims: Any) -> str:
+    def token(
+        self,
+        subject: str,
+        roles: list[str],
+        *,
+        expires_in: int = 300,
+        hpr: str | None = None,
+        **claims: Any,
+    ) -> str:
         now = int(time.time())
         payload = {
             "iss": ISSUER,
@@ -47,6 +55,7 @@ class IdentityProvider:
             "roles": roles,
             "iat": now,
             "exp": now + expires_in,
+            **({"hpr": hpr} if hpr else {}),
             **claims,
         }
         return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": self.kid})
@@ -111,6 +120,7 @@ async def running_api(
             api_jwt_jwks_url=idp.jwks_url,
             api_jwt_issuer=ISSUER,
             api_jwt_audience=AUDIENCE,
+            api_jwt_actor_claim="hpr",
             answer_timeout_seconds=3,
         )
         port = free_port()

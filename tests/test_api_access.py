@@ -84,20 +84,24 @@ async def test_roles_decide_what_a_caller_may_do(
 
 async def test_jwts_from_the_identity_provider_are_verified(api: Api, pathway: str) -> None:
     idp = api.idp
-    good = idp.token("hpr-9000123", ["clinician"])
-    expired = idp.token("hpr-9000123", ["clinician"], expires_in=-120)
-    wrong_audience = idp.token("hpr-9000123", ["clinician"], aud="another-api")
-    no_role = idp.token("hpr-9000123", [])
+    good = idp.token("hpr-9000123", ["clinician"], hpr="9000123")
+    expired = idp.token("hpr-9000123", ["clinician"], expires_in=-120, hpr="9000123")
+    wrong_audience = idp.token("hpr-9000123", ["clinician"], aud="another-api", hpr="9000123")
+    no_role = idp.token("hpr-9000123", [], hpr="9000123")
+    no_actor = idp.token("hpr-9000123", ["clinician"])
+    service = idp.token("svc-epj", ["system"])
     forger = IdentityProvider(
         rsa.generate_private_key(public_exponent=65537, key_size=2048), idp.kid, idp.jwks_url
     )
-    forged = forger.token("hpr-9000123", ["clinician"])
+    forged = forger.token("hpr-9000123", ["clinician"], hpr="9000123")
     for token, expected in (
         (good, 200),
         (expired, 401),
         (wrong_audience, 401),
         (forged, 401),
         (no_role, 403),
+        (no_actor, 401),  # a person's token must say who they are in the record
+        (service, 200),  # a service acts for others: no actor claim needed
     ):
         async with api.client(token=token) as client:
             response = await client.get(f"/pathways/{pathway}")
@@ -105,16 +109,25 @@ async def test_jwts_from_the_identity_provider_are_verified(api: Api, pathway: s
 
 
 async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str) -> None:
-    async with api.client(token=api.idp.token("hpr-9000555", ["clinician"])) as clinician:
+    async with api.client(
+        token=api.idp.token("hpr-9000555", ["clinician"], hpr="9000555")
+    ) as clinician:
         assert (await clinician.get(f"/pathways/{pathway}")).status_code == 200
         assessed = await clinician.post(
             f"/pathways/{pathway}/assessment",
             json={"assessor": "9000555", "decision": "in-target-group", "reason": "ROP"},
         )
         assert assessed.status_code == 200
+        in_another_name = await clinician.post(
+            f"/pathways/{pathway}/objection", json={"recorded_by": "9000123"}
+        )
+        assert in_another_name.status_code == 403
+        assert "only as yourself (9000555)" in problem_of(in_another_name)["detail"]
+        meeting = factories.meeting_held(datetime.now(UTC)).model_copy(
+            update={"recorded_by": "9000555"}
+        )
         refused = await clinician.post(
-            f"/pathways/{pathway}/meeting",
-            json=factories.meeting_held(datetime.now(UTC)).model_dump(mode="json"),
+            f"/pathways/{pathway}/meeting", json=meeting.model_dump(mode="json")
         )
         assert refused.status_code == 409
     async with api.client(Role.OPERATOR) as operator:
@@ -122,10 +135,11 @@ async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str
         log = await operator.get(f"/pathways/{pathway}/access-log")
     entries = [(e["principal"], e["action"], e["outcome"]) for e in log.json()]
     assert ("test-system", "submit referral", "ok") in entries
-    tail = entries[-4:]
+    tail = entries[-5:]
     assert tail == [
         ("hpr-9000555", "read status", "ok"),
         ("hpr-9000555", "assess", "ok"),
+        ("hpr-9000555", "record objection", "denied"),
         ("hpr-9000555", "record meeting", "rejected"),
         ("test-operator", "read FHIR bundle", "denied"),
     ]
@@ -142,7 +156,7 @@ async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     lines = out.decode().splitlines()
-    assert "hpr-9000555 (clinician)  assess  ok" in lines[-3]
+    assert "hpr-9000555 (clinician)  assess  ok" in lines[-4]
     assert "test-operator (operator)  read FHIR bundle  denied" in lines[-1]
 
 
@@ -177,3 +191,31 @@ async def test_rop_api_refuses_to_start_when_nobody_could_get_in(tmp_path: Path)
     assert err.decode().strip() == (
         "error: the API would let nobody in: set ROP_API_TOKENS_FILE or a JWT key/JWKS"
     )
+
+
+async def test_a_person_completes_a_task_only_in_their_own_name(api: Api) -> None:
+    async with api.client(Role.SYSTEM) as system:
+        submitted = await system.post("/referrals", json=factories.referral_data(datetime.now(UTC)))
+        workflow_id = submitted.json()["workflow_id"]
+        task = None
+        for _ in range(100):
+            listed = await system.get("/tasks", params={"workflow_id": workflow_id})
+            task = next((t for t in listed.json() if t["kind"] == "assess-referral"), None)
+            if task:
+                break
+            await asyncio.sleep(0.1)
+    assert task is not None
+    token = api.idp.token("hpr-9000555", ["clinician"], hpr="9000555")
+    assessment = {"decision": "in-target-group", "reason": "ROP"}
+    async with api.client(token=token) as clinician:
+        other = await clinician.post(
+            f"/tasks/{task['id']}/complete",
+            json={"assessment": {**assessment, "assessor": "9000123"}},
+        )
+        assert other.status_code == 403
+        own = await clinician.post(
+            f"/tasks/{task['id']}/complete",
+            json={"assessment": {**assessment, "assessor": "9000555"}},
+        )
+        assert own.status_code == 200, own.text
+        assert own.json()["pathway"]["assessment"]["assessment"]["assessor"] == "9000555"

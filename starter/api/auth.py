@@ -10,7 +10,9 @@ Roles:
 Static keys are stored as SHA-256 digests only, so a leaked tokens file opens nothing.
 JWTs must be signed with an asymmetric algorithm by the configured key or a key of the
 configured JWKS, and carry the configured issuer and audience; their roles come from a
-claim (`roles` by default) and their name from `sub`.
+claim (`roles` by default) and their name from `sub`. With an actor claim configured (e.g.
+`hpr`), a person's token also says who they are in the record, and the steps they send
+must name them (a service's token, role `system`, acts for others and is not bound).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class Principal:
 
     name: str
     roles: frozenset[Role]
+    actor: str | None = None
+    """Whom a person's token says they are in the record (e.g. their HPR number): the steps
+    they send must name them as the actor. None for services, which act for others."""
 
     def may(self, allowed: frozenset[Role]) -> bool:
         return bool(self.roles & allowed)
@@ -88,6 +93,7 @@ class JwtSettings:
     public_key_pem: str | None = None
     jwks_url: str | None = None
     roles_claim: str = "roles"
+    actor_claim: str | None = None
 
 
 class JwtVerifier:
@@ -126,7 +132,12 @@ class JwtVerifier:
         raw = claims.get(settings.roles_claim, [])
         names = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
         roles = frozenset(Role(n) for n in names if n in Role.__members__.values())
-        return Principal(name=str(claims["sub"]), roles=roles)
+        actor = None
+        if settings.actor_claim is not None and Role.SYSTEM not in roles:
+            actor = claims.get(settings.actor_claim)
+            if not isinstance(actor, str) or not actor:
+                raise AuthenticationFailed(f"invalid token: no {settings.actor_claim} claim")
+        return Principal(name=str(claims["sub"]), roles=roles, actor=actor)
 
 
 class Authenticator:

@@ -12,8 +12,19 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
-from rop_domain.models import ValidationPolicy
+from rop_domain.followup import (
+    Closure,
+    CrisisPlan,
+    MeasureCancellation,
+    MeasureStep,
+    MeetingOutcome,
+    Objection,
+    PlanRevision,
+    Review,
+)
+from rop_domain.models import Assessment, MeetingInvite, ValidationPolicy
 from starter import access_log
 from starter.access_log import Access, Outcome
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
@@ -77,6 +88,36 @@ LIST_PATHWAYS = frozenset({Role.SYSTEM, Role.CLINICIAN, Role.OPERATOR})
 TASKS = frozenset({Role.SYSTEM, Role.CLINICIAN})
 INDICATORS = frozenset({Role.SYSTEM, Role.CLINICIAN, Role.OPERATOR})
 AUDIT = frozenset({Role.OPERATOR})
+
+
+ACTOR_FIELDS: dict[type[BaseModel], str] = {
+    Assessment: "assessor",
+    MeetingInvite: "invited_by",
+    MeetingOutcome: "recorded_by",
+    CrisisPlan: "registered_by",
+    MeasureStep: "by",
+    MeasureCancellation: "by",
+    PlanRevision: "revised_by",
+    Review: "reviewed_by",
+    Objection: "recorded_by",
+    Closure: "closed_by",
+}
+"""The field of each step that names who did it, as the record will show."""
+
+
+async def check_actor(
+    ctx: ApiContext, principal: Principal, workflow_id: str, action: str, step: BaseModel
+) -> None:
+    """Refuse a person's step that names someone else as its actor (403, logged)."""
+    field = ACTOR_FIELDS.get(type(step), "by")
+    named = getattr(step, field)
+    if principal.actor is not None and named != principal.actor:
+        await ctx.audit(principal, [workflow_id], action, Outcome.DENIED)
+        raise ProblemError(
+            403,
+            "Forbidden",
+            f"{field}: you may record steps only as yourself ({principal.actor}), not {named}",
+        )
 
 
 def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Principal]]:

@@ -30,7 +30,7 @@ from rop_domain.models import Assessment, MeetingInvite
 from rop_domain.state import PathwayStatus
 from starter.access_log import Outcome
 from starter.api.auth import Principal
-from starter.api.context import CHANGE_PATHWAY, context, require
+from starter.api.context import CHANGE_PATHWAY, check_actor, context, require
 from starter.api.idempotency import update_id_for
 from starter.api.problems import from_pathway_error, openapi_responses
 from starter.api.routes_pathways import IdempotencyKey, WorkflowId, outcome_of
@@ -117,7 +117,9 @@ def _handler(step: Step) -> Callable[..., Awaitable[Response]]:
         principal: Annotated[Principal, Depends(require(CHANGE_PATHWAY, step.action))],
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        pathways = context(request).pathways
+        ctx = context(request)
+        await check_actor(ctx, principal, workflow_id, step.action, body)
+        pathways = ctx.pathways
         return await run_step(
             request,
             principal,

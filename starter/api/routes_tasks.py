@@ -20,7 +20,7 @@ from rop_domain.models import Assessment, Identifier, MeetingInvite, ShortText, 
 from rop_domain.state import PathwayStatus
 from starter.access_log import Outcome
 from starter.api.auth import Principal
-from starter.api.context import INDICATORS, TASKS, context, require
+from starter.api.context import INDICATORS, TASKS, check_actor, context, require
 from starter.api.idempotency import update_id_for
 from starter.api.problems import (
     FieldProblem,
@@ -163,6 +163,7 @@ async def complete_task(
             raise invalid([FieldProblem(field=field, message=message)])
         if task.status != "requested":
             raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
+        await check_actor(ctx, principal, task.workflow_id, action, content)
         try:
             return await _step(
                 ctx.pathways, task, content, update_id_for(principal, idempotency_key)

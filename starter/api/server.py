@@ -40,6 +40,7 @@ def authenticator_from_settings(settings: RopSettings) -> Authenticator:
                 ),
                 jwks_url=settings.api_jwt_jwks_url,
                 roles_claim=settings.api_jwt_roles_claim,
+                actor_claim=settings.api_jwt_actor_claim,
             )
         )
     return Authenticator(tokens, verifier)
