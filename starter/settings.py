@@ -64,6 +64,9 @@ class RopSettings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_idempotency_hours: float = Field(
+        default=72, gt=0, description="How long the API keeps the first answer to a key"
+    )
     api_tokens_file: Path | None = Field(
         default=None, description='API keys: [{"name", "role", "token_sha256"}, ...] (JSON)'
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -13,7 +14,9 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from activities.database import API_ROLE, create_pool
 from starter.api.auth import Role
+from starter.api.idempotency import IdempotencyStore
 from tests import factories
 from tests.api_harness import Api, IdentityProvider, problem_of
 
@@ -219,3 +222,23 @@ async def test_a_person_completes_a_task_only_in_their_own_name(api: Api) -> Non
         )
         assert own.status_code == 200, own.text
         assert own.json()["pathway"]["assessment"]["assessment"]["assessor"] == "9000555"
+
+
+async def test_idempotency_answers_are_forgotten_after_their_time(
+    database_url: str, owner_pool: asyncpg.Pool
+) -> None:
+    old, fresh = f"old-{uuid.uuid4().hex}", f"fresh-{uuid.uuid4().hex}"
+    await owner_pool.executemany(
+        "INSERT INTO api_idempotency (principal, key, fingerprint, created_at) "
+        "VALUES ('someone', $1, 'f', now() - $2::interval)",
+        [(old, timedelta(hours=73)), (fresh, timedelta(hours=1))],
+    )
+    api_pool = await create_pool(database_url, role=API_ROLE)  # the API's own grants suffice
+    try:
+        assert await IdempotencyStore(api_pool).purge(timedelta(hours=72)) >= 1
+    finally:
+        await api_pool.close()
+    kept = await owner_pool.fetch(
+        "SELECT key FROM api_idempotency WHERE key = ANY($1::text[])", [old, fresh]
+    )
+    assert [row["key"] for row in kept] == [fresh]

@@ -5,19 +5,25 @@ answer, refusals included, so a retry after a lost response can never start a se
 pathway or record a step twice. A key is scoped to its caller. Reusing a key for a
 different request is refused (422); a retry while the first is still running gets 409.
 An answer from our side's failure (5xx) is not kept: the client may retry with the key.
+Answers are kept for `ROP_API_IDEMPOTENCY_HOURS` (72 by default), then the key is free.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import asyncpg
+import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
 from starter.api.auth import Principal
 from starter.api.problems import ProblemError
+
+log = structlog.get_logger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -101,6 +107,21 @@ class IdempotencyStore:
             bytes(response.body),
         )
         return response
+
+    async def purge(self, older_than: timedelta) -> int:
+        """Forget answers older than `older_than` (a key is then free again); how many."""
+        result: str = await self._pool.execute(
+            "DELETE FROM api_idempotency WHERE created_at < now() - $1::interval", older_than
+        )
+        return int(result.split()[-1])
+
+    async def purge_regularly(self, older_than: timedelta, every: timedelta) -> None:
+        """Purge now and then every `every`, until cancelled (the API's lifetime)."""
+        while True:
+            purged = await self.purge(older_than)
+            if purged:
+                log.info("idempotency answers purged", count=purged)
+            await asyncio.sleep(every.total_seconds())
 
     async def _replay(self, principal: Principal, key: str, print_: str) -> Response:
         row = await self._pool.fetchrow(

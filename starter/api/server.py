@@ -15,6 +15,7 @@ from activities.database import API_ROLE, create_pool, migrate
 from starter.api.app import create_app
 from starter.api.auth import Authenticator, JwtSettings, JwtVerifier, read_tokens_file
 from starter.api.context import ApiContext
+from starter.api.idempotency import IdempotencyStore
 from starter.pathways import Pathways
 from starter.settings import RopSettings
 
@@ -60,6 +61,11 @@ def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
         finally:
             await owner.close()
         pool = await create_pool(database_url, role=API_ROLE)
+        purging = asyncio.create_task(
+            IdempotencyStore(pool).purge_regularly(
+                timedelta(hours=settings.api_idempotency_hours), every=timedelta(hours=1)
+            )
+        )
         try:
             client = await connect(settings)
             yield ApiContext(
@@ -74,6 +80,9 @@ def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
                 policy=settings.validation_policy(),
             )
         finally:
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
             await pool.close()
 
     return create_app(open_context)
