@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from typing import TypeAlias
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 log = structlog.get_logger(__name__)
 
@@ -14,6 +16,9 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant serves; it keeps two workers starting together from migrating twice.
 _MIGRATION_LOCK_ID = 0x524F50
 
+
+Connection: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
+"""A connection of its own or one borrowed from a pool: what record queries take."""
 
 WORKER_ROLE = "rop_worker"
 """The least-privilege role the worker's activities act as (migration 0005)."""

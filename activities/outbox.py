@@ -5,15 +5,10 @@ the step that raises them. Delivery channels (e-mail, webhooks) read from here.
 from __future__ import annotations
 
 import json
-from typing import TypeAlias
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
-
+from activities.database import Connection
 from activities.rendering import render_task
 from rop_domain.commands import CloseTasks, Notification
-
-Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
 
 async def queue_task(connection: Connection, notification: Notification) -> bool:

@@ -27,9 +27,11 @@ from pydantic import (
 from rop_domain.calendar import FIRST_YEAR, LAST_YEAR, WorkingDayRule
 from rop_domain.identifiers import InvalidNationalId, classify_national_id, has_valid_check_digits
 
-Identifier = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", strip_whitespace=True)
-]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+WORKFLOW_ID_PATTERN = r"^rop-" + IDENTIFIER_PATTERN.removeprefix("^")
+"""A pathway's workflow id: `pathway_workflow_id` of a referral id."""
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, strip_whitespace=True)]
 """An id from another system (referral id, HPR number, unit id): no spaces, at most 64 chars."""
 
 Kommunenummer = Annotated[str, StringConstraints(pattern=r"^\d{4}$")]

@@ -11,15 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeAlias
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
+from activities.database import Connection
 from rop_domain.calendar import OSLO
 from rop_domain.models import StrictModel
-
-Connection: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
 
 class Outcome(StrEnum):

@@ -8,12 +8,11 @@ whose referral was received in the chosen period (Norwegian dates).
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, TypeAlias
+from typing import Any
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from pydantic import Field, model_validator
 
+from activities.database import Connection
 from rop_domain.models import Identifier, StrictModel
 
 _ACTIVE = "phase NOT IN ('closed', 'not-in-target-group')"
@@ -65,9 +64,6 @@ class Indicators(StrictModel):
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 3) if whole else None
-
-
-Connection: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
 
 async def compute_indicators(connection: Connection, query: IndicatorQuery) -> Indicators:

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeAlias
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from pydantic import Field
 
+from activities.database import Connection
 from rop_domain.commands import TaskKind
 from rop_domain.models import StrictModel
-
-Connection: TypeAlias = "asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
 
 STEP_COMMANDS: dict[TaskKind, list[str]] = {
     TaskKind.ASSESS_REFERRAL: ["assess"],

@@ -24,7 +24,12 @@ from rop_domain.followup import (
     PlanRevision,
     Review,
 )
-from rop_domain.models import Assessment, MeetingInvite, ValidationPolicy
+from rop_domain.models import (
+    WORKFLOW_ID_PATTERN,
+    Assessment,
+    MeetingInvite,
+    ValidationPolicy,
+)
 from starter import access_log
 from starter.access_log import Access, Outcome
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
@@ -32,7 +37,6 @@ from starter.api.idempotency import IdempotencyStore
 from starter.api.problems import ProblemError
 from starter.pathways import Pathways
 
-WORKFLOW_ID_PATTERN = r"^rop-[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 _WORKFLOW_ID = re.compile(WORKFLOW_ID_PATTERN)
 
 

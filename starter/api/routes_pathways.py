@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field, ValidationError
 
-from rop_domain.models import Identifier, Phase, Referral, StrictModel, parse_referral
+from rop_domain.models import (
+    WORKFLOW_ID_PATTERN,
+    Identifier,
+    Phase,
+    Referral,
+    StrictModel,
+    parse_referral,
+)
 from rop_domain.state import PathwayStatus
 from starter import access_log
 from starter.access_log import AccessRecord, Outcome
@@ -18,7 +25,6 @@ from starter.api.context import (
     LIST_PATHWAYS,
     READ_PATHWAY,
     SUBMIT_REFERRAL,
-    WORKFLOW_ID_PATTERN,
     context,
     require,
 )

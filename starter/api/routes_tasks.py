@@ -16,7 +16,14 @@ from pydantic import ValidationError
 
 from rop_domain.commands import TaskKind
 from rop_domain.followup import CrisisPlan, MeasureStep, Review
-from rop_domain.models import Assessment, Identifier, MeetingInvite, ShortText, StrictModel
+from rop_domain.models import (
+    WORKFLOW_ID_PATTERN,
+    Assessment,
+    Identifier,
+    MeetingInvite,
+    ShortText,
+    StrictModel,
+)
 from rop_domain.state import PathwayStatus
 from starter.access_log import Outcome
 from starter.api.auth import Principal
@@ -97,7 +104,7 @@ async def tasks(
     assignee: Identifier | None = None,
     health_trust: Identifier | None = None,
     receiving_unit: Annotated[str | None, Query(pattern="^(TSB|PHV)$")] = None,
-    workflow_id: Annotated[str | None, Query(pattern=r"^rop-[A-Za-z0-9._:-]{1,64}$")] = None,
+    workflow_id: Annotated[str | None, Query(pattern=WORKFLOW_ID_PATTERN)] = None,
     overdue: bool = False,
     include_closed: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
