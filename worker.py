@@ -51,6 +51,7 @@ def build_worker(
             records.record_step,
             records.find_unit_leader,
             delivery.deliver,
+            delivery.give_up,
         ],
     )
 

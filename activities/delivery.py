@@ -2,14 +2,20 @@
 
 A delivery is an activity with retries. Before each attempt it records the attempt
 and a Message-ID derived from the task's idempotency key; after a successful send it
-records the task as sent, and an attempt that finds it sent does nothing. After the
-last attempt the delivery is marked failed, for the pathway and an operator to see.
+records the task as sent, and an attempt that finds it sent does nothing.
+
+The pathway gives a delivery `DELIVERY_WINDOW` (24 hours: a channel down overnight is
+still reached the next morning, and no task hangs for days): attempts 10 s apart at
+first, doubling to an hour apart. When the window ends the pathway stops the delivery
+and `give_up` marks it failed, for the pathway and an operator to see (`rop
+notification resend` opens a new window).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 
 import asyncpg
 from pydantic import Field
@@ -24,12 +30,20 @@ from rop_domain.routing import Channel, RoutingTable
 FAILED = "DeliveryFailed"
 """ApplicationError type of a delivery that gave up."""
 
+DELIVERY_WINDOW = timedelta(hours=24)
+FIRST_DELIVERY_RETRY = timedelta(seconds=10)
+DELIVERY_MAX_INTERVAL = timedelta(hours=1)
+
 
 class Delivery(StrictModel):
-    """Deliver the task queued under `task_key`; `max_attempts` is the retry policy's."""
+    """Deliver the task queued under `task_key`.
+
+    `max_attempts`: give up after that attempt (deliveries of runs from before the
+    delivery window); without it the pathway's window decides, and `give_up` records it.
+    """
 
     task_key: str
-    max_attempts: int = Field(ge=1)
+    max_attempts: int | None = Field(default=None, ge=1)
 
 
 class DeliveryOutcome(StrictModel):
@@ -104,7 +118,10 @@ class DeliveryActivities:
                 route.channel, route.address or "", message, task, delivery.task_key, link
             )
         except Exception as error:
-            final = activity.info().attempt >= delivery.max_attempts
+            final = (
+                delivery.max_attempts is not None
+                and activity.info().attempt >= delivery.max_attempts
+            )
             await self._pool.execute(
                 "UPDATE deliveries SET last_error = $2, status = $3, updated_at = now() WHERE task_id = $1",
                 task["id"],
@@ -133,6 +150,17 @@ class DeliveryActivities:
         return DeliveryOutcome(
             task_id=task["id"], channel=route.channel, status="sent", attempts=attempts
         )
+
+    @activity.defn
+    async def give_up(self, task_key: str) -> None:
+        """Mark a delivery failed: its window ended. A delivery found sent stays sent."""
+        await self._pool.execute(
+            """UPDATE deliveries SET status = 'failed', updated_at = now()
+               WHERE task_id = (SELECT id FROM tasks WHERE idempotency_key = $1)
+                 AND status NOT IN ('sent', 'task-list')""",
+            task_key,
+        )
+        activity.logger.warning("delivery given up", extra={"task_key": task_key})
 
     async def _record(
         self, task_id: int, channel: Channel, address: str | None, task_key: str, status: str

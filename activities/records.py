@@ -8,14 +8,18 @@ task is raised twice. A step's event, summary change and tasks commit together.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.outbox import close_tasks, queue_task
 from rop_domain.commands import (
+    RECORD_REFUSED,
     Intake,
     LeaderQuery,
     NewPathway,
@@ -48,6 +52,20 @@ class RecordActivities:
     async def open_pathway(self, pathway: NewPathway) -> Intake:
         """Write the referral's pathway row, its first event and first tasks, once; return the
         recommended meeting participants (one round trip for the whole intake)."""
+        referral = pathway.referral
+        with refusals_are_final():
+            inserted = await self._open(pathway)
+        activity.logger.info("pathway opened" if inserted else "pathway already recorded")
+        participants = await self.resolve_participants(
+            ParticipantQuery(
+                health_trust=referral.health_trust,
+                municipality=referral.municipality,
+                general_practitioner=referral.general_practitioner,
+            )
+        )
+        return Intake(participants=participants, deliveries=self._to_deliver(pathway.notifications))
+
+    async def _open(self, pathway: NewPathway) -> bool:
         referral = pathway.referral
         async with self._pool.acquire() as connection, connection.transaction():
             inserted = await connection.fetchval(
@@ -85,36 +103,23 @@ class RecordActivities:
                 )
                 for notification in pathway.notifications:
                     await queue_task(connection, notification)
-        activity.logger.info("pathway opened" if inserted else "pathway already recorded")
-        participants = await self.resolve_participants(
-            ParticipantQuery(
-                health_trust=referral.health_trust,
-                municipality=referral.municipality,
-                general_practitioner=referral.general_practitioner,
-            )
-        )
-        return Intake(participants=participants, deliveries=self._to_deliver(pathway.notifications))
+        return bool(inserted)
 
     @activity.defn
     async def record_step(self, step: PathwayStep) -> list[str]:
         """Record a step: its events, their summary changes, closed and new tasks.
 
         Returns the keys of the step's tasks that a channel must deliver, the same on a
-        retry (which finds the step recorded and writes nothing).
+        retry (which finds the step recorded and writes nothing). A step whose content the
+        database refuses fails at once (`RECORD_REFUSED`), having written nothing.
         """
-        first, *others = step.events
-        async with self._pool.acquire() as connection, connection.transaction():
-            if not await _record_event(connection, first):
-                activity.logger.info(
-                    "step already recorded", extra={"event_kind": first.kind.value}
-                )
-                return self._to_deliver(step.notifications)
-            for event in others:
-                await _record_event(connection, event)
-            for request in step.close_tasks:
-                await close_tasks(connection, request)
-            for notification in step.notifications:
-                await queue_task(connection, notification)
+        with refusals_are_final():
+            recorded = await self._record(step)
+        if not recorded:
+            activity.logger.info(
+                "step already recorded", extra={"event_kind": step.events[0].kind.value}
+            )
+            return self._to_deliver(step.notifications)
         activity.logger.info(
             "step recorded",
             extra={
@@ -123,6 +128,20 @@ class RecordActivities:
             },
         )
         return self._to_deliver(step.notifications)
+
+    async def _record(self, step: PathwayStep) -> bool:
+        """Write the step in one transaction; False if it was recorded before."""
+        first, *others = step.events
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await _record_event(connection, first):
+                return False
+            for event in others:
+                await _record_event(connection, event)
+            for request in step.close_tasks:
+                await close_tasks(connection, request)
+            for notification in step.notifications:
+                await queue_task(connection, notification)
+        return True
 
     async def resolve_participants(self, query: ParticipantQuery) -> list[Participant]:
         """The recommended meeting participants: the trust's PHV and TSB, the GP, the municipality.
@@ -155,6 +174,31 @@ class RecordActivities:
             query.receiving_unit.value,
         )
         return address
+
+
+@contextlib.contextmanager
+def refusals_are_final() -> Iterator[None]:
+    """Tell a refusal of the step's content from trouble with the database.
+
+    A data error (class 22: a character the database cannot store, a value out of range)
+    or a constraint violation (class 23) comes back the same on every retry, so it fails
+    the activity for good, and the workflow refuses the step. Anything else (a lost
+    connection, a database restarting) is retried. The message names the error class and
+    SQLSTATE only: PostgreSQL's own message and detail may quote the step's content, and
+    failure messages are stored unencrypted in the pathway's history.
+    """
+    try:
+        yield
+    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
+        sqlstate = getattr(error, "sqlstate", None) or "none"
+        activity.logger.error(
+            "record refused the step", extra={"error": type(error).__name__, "sqlstate": sqlstate}
+        )
+        raise ApplicationError(
+            f"the record database refused the step ({type(error).__name__}, SQLSTATE {sqlstate})",
+            type=RECORD_REFUSED,
+            non_retryable=True,
+        ) from None
 
 
 async def _record_event(

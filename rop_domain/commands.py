@@ -23,6 +23,10 @@ from rop_domain.models import (
     StrictModel,
 )
 
+RECORD_REFUSED = "RecordRefused"
+"""ApplicationError type of a step the record database refused for its content: a data or
+constraint error, which no retry can mend (connection errors are retried instead)."""
+
 
 class EventKind(StrEnum):
     """The steps written to the append-only event log."""

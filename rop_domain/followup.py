@@ -12,7 +12,7 @@ from typing import Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from rop_domain.models import Identifier, ShortText, StrictModel
+from rop_domain.models import MAX_LIST, Identifier, ShortText, StrictModel
 
 
 class IndividualPlanStatus(StrEnum):
@@ -55,7 +55,7 @@ class Measure(StrictModel):
     indication: ShortText | None = Field(
         default=None, description="Why inpatient treatment is indicated (required for inpatient)"
     )
-    depends_on: list[Identifier] = Field(default_factory=list)
+    depends_on: list[Identifier] = Field(default_factory=list, max_length=MAX_LIST)
 
     @model_validator(mode="after")
     def _inpatient_needs_indication(self) -> Self:
@@ -71,12 +71,12 @@ class MeetingOutcome(StrictModel):
 
     recorded_by: Identifier
     held_at: AwareDatetime
-    attendees: list[ShortText] = Field(min_length=1)
+    attendees: list[ShortText] = Field(min_length=1, max_length=MAX_LIST)
     koordinator: Identifier = Field(description="The appointed koordinator (always offered)")
     individual_plan: IndividualPlanStatus
     crisis_plan_responsible: Identifier
     review_interval_weeks: int = Field(default=12, ge=1, le=52)
-    measures: list[Measure] = Field(default_factory=list)
+    measures: list[Measure] = Field(default_factory=list, max_length=MAX_LIST)
 
 
 class CrisisPlan(StrictModel):
@@ -110,7 +110,7 @@ class PlanRevision(StrictModel):
 
     revised_by: Identifier
     reason: ShortText
-    measures: list[Measure]
+    measures: list[Measure] = Field(max_length=MAX_LIST)
 
 
 class ReviewOutcome(StrEnum):
@@ -126,8 +126,14 @@ class Review(StrictModel):
 
     reviewed_by: Identifier
     outcome: ReviewOutcome
+    review_number: int | None = Field(
+        default=None,
+        ge=1,
+        description="The review this completes (the status's state.review.number): a late "
+        "repeat for a review already completed is refused",
+    )
     next_interval_weeks: int | None = Field(default=None, ge=1, le=52)
-    revised_plan: list[Measure] | None = None
+    revised_plan: list[Measure] | None = Field(default=None, max_length=MAX_LIST)
     note: ShortText | None = None
 
     @model_validator(mode="after")

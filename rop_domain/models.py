@@ -8,6 +8,7 @@ pydantic data converter without that context: there only the pure checks run
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Self
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
@@ -31,11 +33,43 @@ IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 WORKFLOW_ID_PATTERN = r"^rop-" + IDENTIFIER_PATTERN.removeprefix("^")
 """A pathway's workflow id: `pathway_workflow_id` of a referral id."""
 
-Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, strip_whitespace=True)]
+_UNKEEPABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+"""C0 control characters but tab, newline and carriage return; unpaired UTF-16 surrogates."""
+
+
+def keepable(value: object) -> object:
+    """Refuse text the record cannot keep, before anything is started or written.
+
+    PostgreSQL's `text` and `jsonb` refuse NUL, and an unpaired surrogate is no UTF-8 at
+    all: accepted by the workflow, such a step could never be recorded. Other control
+    characters are refused with them: no person types them, and they garble logs and
+    messages. The error names the character and where it is, never the text around it.
+    """
+    if isinstance(value, str) and (found := _UNKEEPABLE.search(value)):
+        character = f"U+{ord(found.group()):04X}"
+        raise ValueError(
+            f"contains {character} at position {found.start()}: control characters (other "
+            "than tab, newline and carriage return) and unpaired surrogates are not accepted"
+        )
+    return value
+
+
+Keepable = BeforeValidator(keepable)
+"""Part of every text type below: what a sender writes must be storable as it is."""
+
+Identifier = Annotated[
+    str, Keepable, StringConstraints(pattern=IDENTIFIER_PATTERN, strip_whitespace=True)
+]
 """An id from another system (referral id, HPR number, unit id): no spaces, at most 64 chars."""
 
-Kommunenummer = Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+Kommunenummer = Annotated[str, Keepable, StringConstraints(pattern=r"^\d{4}$")]
+ShortText = Annotated[
+    str, Keepable, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)
+]
+"""Free text a person writes (a reason, a note, a location): at most 2,000 characters."""
+
+MAX_LIST = 100
+"""The most items any list in a step may hold (participants, attendees, measures...)."""
 
 
 _CLOCK_SKEW = timedelta(minutes=5)
@@ -81,7 +115,7 @@ class Patient(StrictModel):
     """
 
     reference: Identifier
-    national_id: str | None = Field(
+    national_id: Annotated[str, Keepable, StringConstraints(max_length=20)] | None = Field(
         default=None, description="fødselsnummer or D-nummer, 11 digits", repr=False
     )
     name: ShortText | None = Field(
@@ -191,6 +225,12 @@ class PathwaySettings(StrictModel):
     crisis_plan_working_days: int = Field(default=10, ge=1, le=60)
     review_escalation_working_days: int = Field(default=5, ge=1, le=30)
     objection_mode: ObjectionMode = ObjectionMode.REDACT
+    recording_stalled_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="How long the record service may keep failing before the pathway says so",
+    )
 
 
 class Phase(StrEnum):
@@ -247,7 +287,7 @@ class MeetingInvite(StrictModel):
     meeting_at: AwareDatetime
     location: ShortText | None = None
     video_link: HttpUrl | None = None
-    participants: list[Participant] = Field(min_length=1)
+    participants: list[Participant] = Field(min_length=1, max_length=MAX_LIST)
 
     @model_validator(mode="after")
     def _somewhere_to_meet(self) -> Self:

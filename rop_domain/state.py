@@ -7,9 +7,10 @@ pathway can run for years in short Temporal runs.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer
 
 from rop_domain.followup import Closure, CrisisPlan, Measure, MeetingOutcome, Objection
 from rop_domain.models import (
@@ -55,6 +56,27 @@ class ReviewCycle(MutableModel):
     chase: Chase = Field(default_factory=Chase)
 
 
+ANSWERS_KEPT_FOR = timedelta(days=7)
+"""How long a step's first answer is kept for a repeat of its Update id: longer than the
+HTTP API keeps Idempotency-Key answers (ROP_API_IDEMPOTENCY_HOURS, 72 by default)."""
+MAX_ANSWERS_KEPT = 25
+"""At most this many answers are kept, the newest: a bound on the state's size."""
+
+
+class KeptAnswer(MutableModel):
+    """The first answer to an accepted Update, for a repeat of its id in a later run.
+
+    Temporal de-duplicates Update ids within one run only; the answers travel in the state
+    across continue-as-new. The answer is a `PathwayStatus` as JSON (its state without
+    these answers), kept as a string: copied by reference, never nested.
+    """
+
+    update_id: str
+    update_name: str
+    at: datetime
+    answer: str
+
+
 class PathwayState(MutableModel):
     """Everything the pathway knows, apart from its referral and settings."""
 
@@ -81,6 +103,21 @@ class PathwayState(MutableModel):
     failed_deliveries: list[str] = Field(
         default_factory=list, description="Keys of tasks no channel could deliver"
     )
+    answers: list[KeptAnswer] = Field(
+        default_factory=list, description="Recent Updates' first answers, by Update id"
+    )
+
+    def kept_answer(self, update_id: str) -> KeptAnswer | None:
+        """The kept answer to Update `update_id`, if it was accepted in an earlier run."""
+        return next((a for a in self.answers if a.update_id == update_id), None)
+
+    def keep_answer(self, update_id: str, update_name: str, at: datetime, answer: str) -> None:
+        """Keep an Update's answer; forget those past `ANSWERS_KEPT_FOR` or the oldest."""
+        recent = [a for a in self.answers if at - a.at < ANSWERS_KEPT_FOR]
+        recent.append(
+            KeptAnswer(update_id=update_id, update_name=update_name, at=at, answer=answer)
+        )
+        self.answers = recent[-MAX_ANSWERS_KEPT:]
 
     def measure(self, measure_id: str) -> MeasureEntry | None:
         return next((e for e in self.measures if e.measure.id == measure_id), None)
@@ -109,6 +146,14 @@ class PathwayStatus(StrictModel):
     state: PathwayState
     done: list[str]
     due: list[DueItem]
+    recording_stalled: bool = Field(
+        default=False, description="The record service has kept failing; steps wait for it"
+    )
+
+    @field_serializer("state")
+    def _state_without_answers(self, state: PathwayState, info: SerializationInfo) -> Any:
+        # The kept answers are the workflow's own bookkeeping, and each is a status itself.
+        return state.model_dump(mode=info.mode, exclude={"answers"})
 
 
 class PathwayOutcome(StrictModel):

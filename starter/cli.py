@@ -21,7 +21,7 @@ from starter import cli_operations as operations
 from starter import cli_steps as steps
 from starter.cli_support import UsageError
 from starter.codec import KeyConfigurationError
-from starter.pathways import PathwayError
+from starter.pathways import PathwayDidNotAnswer, PathwayError
 from starter.settings import RopSettings
 
 Command = Callable[[argparse.Namespace, RopSettings], Awaitable[None]]
@@ -56,6 +56,16 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(args.handler(args, settings))
     except ValidationError as error:
         return _fail(f"invalid {_model_name(error)}: {_one_line(error)}")
+    except PathwayDidNotAnswer as error:
+        key = getattr(args, "idempotency_key", None)
+        if key is None:  # `rop task complete`: the step's own command made its key
+            return _fail(str(error))
+        first, _, _ = str(error).partition(";")
+        return _fail(
+            f"{first}; the step may still be applied: run the command again with "
+            f"--idempotency-key {key} (a step is applied once per key), "
+            f"or see `rop status {args.workflow_id}`"
+        )
     except (PathwayError, UsageError, KeyConfigurationError, OSError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
@@ -69,13 +79,14 @@ def _fail(message: str) -> int:
 
 
 def _model_name(error: ValidationError) -> str:
+    if error.title.startswith("list[") and "Measure" in error.title:
+        return "measures file"  # its title names the validators, e.g. list[function-after[...]]
     return {
         "Referral": "referral",
         "Assessment": "assessment",
         "MeetingInvite": "meeting invite",
         "MeetingOutcome": "meeting record",
         "CrisisPlan": "crisis plan",
-        "list[Measure]": "measures file",
     }.get(error.title, error.title)
 
 
@@ -92,6 +103,14 @@ def _one_line(error: ValidationError) -> str:
 
 
 # --- parser -----------------------------------------------------------------------------
+
+
+def _keyed(step: argparse.ArgumentParser) -> None:
+    step.add_argument(
+        "--idempotency-key",
+        help="send the step under this key: sent again with the same key, it is applied once "
+        "(default: a new key, printed if the pathway does not answer)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,12 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     assess = command("assess", steps.assess, "assess a referral: in or out of the target group")
     assess.add_argument("workflow_id")
+    _keyed(assess)
     assess.add_argument("--assessor", required=True, help="the assessing clinician's id (HPR)")
     assess.add_argument("--decision", required=True, help="in-target-group | not-in-target-group")
     assess.add_argument("--reason", required=True)
 
     invite = command("invite", steps.invite, "invite the parties to the avklaringsmøte")
     invite.add_argument("workflow_id")
+    _keyed(invite)
     invite.add_argument("--by", required=True, help="the inviting clinician's id")
     invite.add_argument("--at", required=True, help="meeting time, ISO 8601 with time zone")
     invite.add_argument("--location")
@@ -132,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     meeting = command("meeting", steps.meeting, "record the avklaringsmøte and what it decided")
     meeting.add_argument("workflow_id")
+    _keyed(meeting)
     meeting.add_argument("--by", required=True, help="who records it")
     meeting.add_argument("--held-at", required=True, help="ISO 8601 with time zone")
     meeting.add_argument("--attendee", action="append", default=[], help="repeatable")
@@ -143,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     crisis = command("crisis-plan", steps.crisis_plan, "register a version of the kriseplan")
     crisis.add_argument("workflow_id")
+    _keyed(crisis)
     crisis.add_argument("--by", required=True)
     crisis.add_argument("--version", type=int, required=True)
     crisis.add_argument("--made-with-patient", action="store_true")
@@ -152,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure = command("measure", steps.measure, "start, complete or cancel a measure")
     measure.add_argument("action", choices=["start", "complete", "cancel"])
     measure.add_argument("workflow_id")
+    _keyed(measure)
     measure.add_argument("measure_id")
     measure.add_argument("--by", required=True)
     measure.add_argument("--note")
@@ -162,25 +186,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revise = command("revise", steps.revise_plan, "replace the plan of measures", plan)
     revise.add_argument("workflow_id")
+    _keyed(revise)
     revise.add_argument("--by", required=True)
     revise.add_argument("--reason", required=True)
     revise.add_argument("--measures", required=True, help="JSON file: a list of measures")
 
     review = command("review", steps.review, "record a periodic review (evaluering)")
     review.add_argument("workflow_id")
+    _keyed(review)
     review.add_argument("--by", required=True)
     review.add_argument("--outcome", required=True, help="continue | revise-plan | end-pathway")
     review.add_argument("--next-weeks", type=int)
     review.add_argument("--measures", help="JSON file with the revised plan (revise-plan)")
     review.add_argument("--note")
+    review.add_argument(
+        "--review-number",
+        type=int,
+        help="the review this completes (state.review.number in `rop status`); "
+        "refused if that review is already completed",
+    )
 
     objection = command("objection", steps.objection, "record the patient's objection to sharing")
     objection.add_argument("workflow_id")
+    _keyed(objection)
     objection.add_argument("--by", required=True)
     objection.add_argument("--note")
 
     close = command("close", steps.close, "close the pathway")
     close.add_argument("workflow_id")
+    _keyed(close)
     close.add_argument("--by", required=True)
     close.add_argument(
         "--reason",

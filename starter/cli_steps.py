@@ -23,7 +23,7 @@ from rop_domain.followup import (
     Review,
 )
 from rop_domain.models import Assessment, MeetingInvite, Referral, parse_referral
-from starter.cli_support import UsageError, connect_pathways, print_model
+from starter.cli_support import UsageError, connect_pathways, print_model, update_id
 from starter.settings import RopSettings
 
 
@@ -55,7 +55,11 @@ async def assess(args: argparse.Namespace, settings: RopSettings) -> None:
     assessment = Assessment.model_validate(
         {"assessor": args.assessor, "decision": args.decision, "reason": args.reason}
     )
-    print_model(await (await connect_pathways(settings)).assess(args.workflow_id, assessment))
+    print_model(
+        await (await connect_pathways(settings)).assess(
+            args.workflow_id, assessment, update_id=update_id(args)
+        )
+    )
 
 
 async def invite(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -73,7 +77,9 @@ async def invite(args: argparse.Namespace, settings: RopSettings) -> None:
             "participants": participants,
         }
     )
-    print_model(await pathways.invite_to_meeting(args.workflow_id, invite))
+    print_model(
+        await pathways.invite_to_meeting(args.workflow_id, invite, update_id=update_id(args))
+    )
 
 
 def _participant(text: str) -> dict[str, str]:
@@ -99,7 +105,11 @@ async def meeting(args: argparse.Namespace, settings: RopSettings) -> None:
             "measures": _measures(args.measures),
         }
     )
-    print_model(await (await connect_pathways(settings)).record_meeting(args.workflow_id, outcome))
+    print_model(
+        await (await connect_pathways(settings)).record_meeting(
+            args.workflow_id, outcome, update_id=update_id(args)
+        )
+    )
 
 
 _MEASURES = TypeAdapter(list[Measure])
@@ -121,7 +131,9 @@ async def crisis_plan(args: argparse.Namespace, settings: RopSettings) -> None:
         }
     )
     pathways = await connect_pathways(settings)
-    print_model(await pathways.register_crisis_plan(args.workflow_id, plan))
+    print_model(
+        await pathways.register_crisis_plan(args.workflow_id, plan, update_id=update_id(args))
+    )
 
 
 async def measure(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -132,20 +144,26 @@ async def measure(args: argparse.Namespace, settings: RopSettings) -> None:
         cancellation = MeasureCancellation(
             measure_id=args.measure_id, by=args.by, reason=args.reason
         )
-        print_model(await pathways.cancel_measure(args.workflow_id, cancellation))
+        print_model(
+            await pathways.cancel_measure(args.workflow_id, cancellation, update_id=update_id(args))
+        )
         return
     step = MeasureStep.model_validate(
         {"measure_id": args.measure_id, "by": args.by, "note": args.note}
     )
     act = pathways.start_measure if args.action == "start" else pathways.complete_measure
-    print_model(await act(args.workflow_id, step))
+    print_model(await act(args.workflow_id, step, update_id=update_id(args)))
 
 
 async def revise_plan(args: argparse.Namespace, settings: RopSettings) -> None:
     revision = PlanRevision(
         revised_by=args.by, reason=args.reason, measures=_measures(args.measures)
     )
-    print_model(await (await connect_pathways(settings)).revise_plan(args.workflow_id, revision))
+    print_model(
+        await (await connect_pathways(settings)).revise_plan(
+            args.workflow_id, revision, update_id=update_id(args)
+        )
+    )
 
 
 async def review(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -156,15 +174,22 @@ async def review(args: argparse.Namespace, settings: RopSettings) -> None:
             "next_interval_weeks": args.next_weeks,
             "revised_plan": None if args.measures is None else _measures(args.measures),
             "note": args.note,
+            "review_number": args.review_number,
         }
     )
-    print_model(await (await connect_pathways(settings)).complete_review(args.workflow_id, review))
+    print_model(
+        await (await connect_pathways(settings)).complete_review(
+            args.workflow_id, review, update_id=update_id(args)
+        )
+    )
 
 
 async def objection(args: argparse.Namespace, settings: RopSettings) -> None:
     objection = Objection.model_validate({"recorded_by": args.by, "note": args.note})
     print_model(
-        await (await connect_pathways(settings)).record_objection(args.workflow_id, objection)
+        await (await connect_pathways(settings)).record_objection(
+            args.workflow_id, objection, update_id=update_id(args)
+        )
     )
 
 
@@ -172,7 +197,11 @@ async def close(args: argparse.Namespace, settings: RopSettings) -> None:
     closure = Closure.model_validate(
         {"closed_by": args.by, "reason": args.reason, "note": args.note}
     )
-    print_model(await (await connect_pathways(settings)).close_pathway(args.workflow_id, closure))
+    print_model(
+        await (await connect_pathways(settings)).close_pathway(
+            args.workflow_id, closure, update_id=update_id(args)
+        )
+    )
 
 
 async def status(args: argparse.Namespace, settings: RopSettings) -> None:

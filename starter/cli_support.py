@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import uuid
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -40,3 +43,21 @@ def require_database(settings: RopSettings) -> str:
     if not settings.database_url:
         raise UsageError("set DATABASE_URL (make run prints it)")
     return settings.database_url
+
+
+MAX_KEY_LENGTH = 255
+
+
+def update_id(args: argparse.Namespace) -> str:
+    """The step's Temporal Update id, from `--idempotency-key` (one is made if none is given).
+
+    A pathway applies an Update id once, so running the command again with the same key
+    after a timeout cannot apply the step twice. Hashed: Update ids are stored
+    unencrypted in the pathway's history.
+    """
+    key = getattr(args, "idempotency_key", None)
+    if key is None:
+        key = args.idempotency_key = uuid.uuid4().hex
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise UsageError(f"--idempotency-key: 1 to {MAX_KEY_LENGTH} printable characters")
+    return "cli-" + hashlib.sha256(key.encode()).hexdigest()[:40]

@@ -60,6 +60,17 @@ class PathwayStepRejected(PathwayError):
     """The pathway refused the step (wrong phase or invalid content); nothing was recorded."""
 
 
+class PathwayDidNotAnswer(PathwayError):
+    """The pathway did not answer in time; the step may still be applied.
+
+    Sending it again with the same `update_id` is safe: it is applied once.
+    """
+
+    def __init__(self, message: str, update_id: str | None) -> None:
+        super().__init__(message)
+        self.update_id = update_id
+
+
 @dataclass(frozen=True)
 class Submitted:
     """The pathway of a submitted referral, and whether this submission started it."""
@@ -283,10 +294,11 @@ class Pathways:
                 self._answer_timeout.total_seconds(),
             )
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-            raise PathwayError(
+            raise PathwayDidNotAnswer(
                 f"pathway {workflow_id} did not answer within {self._answer_timeout.seconds} s "
-                "(is a worker running?); the step may still be applied: retry with the same "
-                "Idempotency-Key, or read the status"
+                "(is a worker running?); the step may still be applied: send it again with "
+                "the same idempotency key (it is applied once), or read the status",
+                update_id,
             ) from None
         except WorkflowUpdateFailedError as error:
             cause = error.cause

@@ -373,3 +373,98 @@ async def test_a_step_for_a_pathway_without_a_worker_is_503_and_applied_once_on_
         if e.HasField("workflow_execution_update_accepted_event_attributes")
     ]
     assert len(accepted) == 2  # the assessment once, however often it was sent; the closure
+
+
+# Every step of a pathway, with a free-text or id field and a body that is otherwise valid.
+_STEPS_WITH_TEXT: list[tuple[str, str, Callable[[str], dict[str, Any]]]] = [
+    ("assessment", "reason", lambda t: {**_json(factories.assessment()), "reason": t}),
+    (
+        "meeting-invite",
+        "location",
+        lambda t: {**_json(factories.invite(datetime.now(UTC))), "location": t},
+    ),
+    (
+        "meeting",
+        "attendees.0",
+        lambda t: {**_json(factories.meeting_held(datetime.now(UTC))), "attendees": [t]},
+    ),
+    (
+        "crisis-plan",
+        "registered_by",
+        lambda t: {
+            **_json(factories.crisis_plan(datetime.now(UTC).date() + timedelta(days=90))),
+            "registered_by": t,
+        },
+    ),
+    ("measures/start", "note", lambda t: {"measure_id": "x", "by": "9000123", "note": t}),
+    ("measures/complete", "measure_id", lambda t: {"measure_id": t, "by": "9000123"}),
+    (
+        "measures/cancel",
+        "reason",
+        lambda t: {"measure_id": "x", "by": "9000123", "reason": t},
+    ),
+    (
+        "plan",
+        "measures.0.description",
+        lambda t: {
+            "revised_by": "9000123",
+            "reason": "ny plan",
+            "measures": [{**_json(factories.measures()[0]), "description": t}],
+        },
+    ),
+    (
+        "review",
+        "note",
+        lambda t: {"reviewed_by": "9000123", "outcome": "continue", "note": t},
+    ),
+    ("objection", "note", lambda t: {"recorded_by": "9000123", "note": t}),
+    ("closure", "note", lambda t: {"closed_by": "9000123", "reason": "other", "note": t}),
+]
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x1b", "\x7f\x08"], ids=["nul", "esc", "bs"])
+async def test_control_characters_are_refused_for_a_referral_and_every_step(
+    api: Api, dev_server: WorkflowEnvironment, pool: asyncpg.Pool, character: str
+) -> None:
+    async with api.client(Role.SYSTEM) as system:
+        data = factories.referral_data(datetime.now(UTC))
+        data["patient"]["name"] = f"Kari{character}Nordmann"
+        refused = await system.post("/referrals", json=data)
+        assert refused.status_code == 422, refused.text
+        [error] = problem_of(refused)["errors"]
+        assert error["field"] == "patient.name"
+        assert "control characters" in error["message"]
+        assert "Nordmann" not in refused.text
+        with pytest.raises(Exception, match="not found"):
+            await dev_server.client.get_workflow_handle(f"rop-{data['referral_id']}").describe()
+
+        workflow_id = await _submit(system)
+        await asyncio.sleep(1)  # let the intake settle before measuring history
+        before = await _history_length(dev_server, workflow_id)
+        events = await pool.fetchval(
+            "SELECT count(*) FROM pathway_events WHERE workflow_id = $1", workflow_id
+        )
+        for path, field, body in _STEPS_WITH_TEXT:
+            answer = await system.post(
+                f"/pathways/{workflow_id}/{path}", json=body(f"a{character}b")
+            )
+            assert answer.status_code == 422, (path, answer.text)
+            assert [e["field"] for e in problem_of(answer)["errors"]] == [field], path
+        assert await _history_length(dev_server, workflow_id) == before
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM pathway_events WHERE workflow_id = $1", workflow_id
+            )
+            == events
+        )
+        # Tab, newline and carriage return are text, and the pathway goes on.
+        assessed = await system.post(
+            f"/pathways/{workflow_id}/assessment",
+            json={**_json(factories.assessment()), "reason": "linje 1\r\n\tlinje 2"},
+        )
+        assert assessed.status_code == 200, assessed.text
+        closed = await system.post(
+            f"/pathways/{workflow_id}/closure",
+            json={"closed_by": factories.CLINICIAN, "reason": "completed"},
+        )
+        assert closed.status_code == 200

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from activities.channels import EmailChannel, SmtpSettings, WebhookChannel
-from activities.delivery import DeliveryActivities
+from activities.delivery import DELIVERY_WINDOW, DeliveryActivities
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
 from starter.pathways import PathwayStepRejected
@@ -89,7 +89,24 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
-        await env.sleep(timedelta(hours=6))  # every attempt of the retry policy fails
+        started = await env.get_current_time()
+        # Every attempt fails; the delivery keeps trying for DELIVERY_WINDOW, no less...
+        await env.sleep(
+            started + DELIVERY_WINDOW - timedelta(minutes=2) - await env.get_current_time()
+        )
+        delivery = await pool.fetchrow(
+            "SELECT d.status, d.attempts FROM deliveries d JOIN tasks t ON t.id = d.task_id "
+            "WHERE t.workflow_id = $1",
+            workflow_id,
+        )
+        assert delivery is not None
+        assert delivery["status"] == "sending"
+        # 10 s doubling to an hour apart: 9 attempts in the first ~1.4 h, then hourly.
+        assert 25 <= delivery["attempts"] <= 35
+        assert (await handle.describe()).typed_search_attributes.get(sa.DELIVERY_FAILED) == 0
+        assert not (await api.status(workflow_id)).state.failed_deliveries
+        # ...and gives up when the window ends.
+        await env.sleep(timedelta(minutes=3))
         failed = await eventually(api, workflow_id, lambda s: bool(s.state.failed_deliveries))
         [task_key] = failed.state.failed_deliveries
         search = (await handle.describe()).typed_search_attributes

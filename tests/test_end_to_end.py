@@ -388,3 +388,82 @@ async def test_a_fhir_service_request_file_is_submitted_like_a_referral(
     code, _, err = await cli("referral", "submit", _write(tmp_path, resource))
     assert code == 1
     assert err.startswith("error: invalid ServiceRequest: performerType: ")
+
+
+async def test_control_characters_get_one_line_and_nothing_is_sent(
+    cli: Cli, dev_server: WorkflowEnvironment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    data = factories.referral_data(datetime.now(UTC))
+    data["patient"]["name"] = "Kari\u0000Nordmann"
+    code, out, err = await cli("referral", "submit", _write(tmp_path, data))
+    assert (code, out) == (1, "")
+    assert err.strip().splitlines()[-1] == (
+        "error: invalid referral: patient.name: Value error, contains U+0000 at position 4: "
+        "control characters (other than tab, newline and carriage return) and unpaired "
+        "surrogates are not accepted"
+    )
+    with pytest.raises(RPCError, match="not found"):
+        await dev_server.client.get_workflow_handle(f"rop-{data['referral_id']}").describe()
+
+    data = factories.referral_data(datetime.now(UTC))
+    code, out, _ = await cli("referral", "submit", _write(tmp_path, data))
+    workflow_id = out.strip().splitlines()[-1]
+    await asyncio.sleep(1)  # let intake's activities settle before measuring history
+    before = await _history_length(dev_server.client, workflow_id)
+    assess = ["assess", workflow_id, "--assessor", factories.CLINICIAN, "--decision"]
+    code, out, err = await cli(*assess, "in-target-group", "--reason", "a\x1bb")
+    assert (code, out) == (1, "")
+    assert "reason: Value error, contains U+001B at position 1" in err
+    measures = [m.model_dump(mode="json") for m in factories.measures()]
+    measures[1]["description"] = "hjem\u0000"
+    code, _, err = await cli(
+        "plan", "revise", workflow_id, "--by", "x", "--reason", "y",
+        "--measures", _write(tmp_path, measures),
+    )  # fmt: skip
+    assert code == 1
+    assert "invalid measures file: 1.description: Value error, contains U+0000" in err
+    assert await _history_length(dev_server.client, workflow_id) == before
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind <> 'referral-received'",
+        workflow_id,
+    )
+
+
+async def test_a_step_that_timed_out_is_sent_again_with_its_key_and_applied_once(
+    cli: Cli, dev_server: WorkflowEnvironment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # A task queue no worker polls yet: the pathway cannot answer.
+    idle = Cli({**cli.env, "ROP_TASK_QUEUE": f"rop-idle-{uuid.uuid4().hex[:8]}"})
+    queue = idle.env["ROP_TASK_QUEUE"]
+    waiting = Cli({**idle.env, "ROP_ANSWER_TIMEOUT_SECONDS": "2"})
+    data = factories.referral_data(datetime.now(UTC))
+    code, out, _ = await idle("referral", "submit", _write(tmp_path, data))
+    workflow_id = out.strip().splitlines()[-1]
+    assess = ["assess", workflow_id, "--assessor", factories.CLINICIAN, "--decision"]
+    code, _, err = await waiting(*assess, "in-target-group", "--reason", "ROP")
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert "did not answer within 2 s" in last
+    assert "run the command again with --idempotency-key " in last
+    key = last.split("--idempotency-key ")[1].split()[0]
+
+    async with build_worker(dev_server.client, pool, queue):
+        code, out, err = await idle(
+            *assess, "in-target-group", "--reason", "ROP", "--idempotency-key", key
+        )
+        assert code == 0, err
+        assert json.loads(out)["phase"] == "awaiting-invite"
+        code, again, _ = await idle(
+            *assess, "in-target-group", "--reason", "ROP", "--idempotency-key", key
+        )
+        assert code == 0
+        assert json.loads(again)["state"]["assessment"] == json.loads(out)["state"]["assessment"]
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = 'assessed'",
+                workflow_id,
+            )
+            == 1
+        )
+        code, _, _ = await idle("close", workflow_id, "--by", "x", "--reason", "completed")
+        assert code == 0

@@ -5,31 +5,46 @@ by one activity in one transaction: its events, their summary changes, the tasks
 closes and the tasks it raises. These record-service calls are short database
 transactions, so they run as local activities, inside the workflow task that needs
 them: no activity task round trip through the server, and a marker in history
-instead of three events. They are idempotent like any activity, and a database
-outage still only delays a step: retries past a minute are scheduled on durable
-timers. (Slow, external calls such as e-mail delivery belong in regular activities.) Every key is `<workflow id>/<sequence>-<label>`, the
-sequence carried in the state across continue-as-new, so a retried activity finds
+instead of three events. They are idempotent like any activity. A database outage
+only delays a step: it is retried every few seconds, so steps resume soon after the
+database is back, and a pathway whose recording keeps failing says so to operators.
+A step whose content the database refuses is not retried: `RecordRefused` tells the
+workflow, which then leaves its state as it was. (Slow, external calls such as e-mail
+delivery belong in regular activities.) Every key is `<workflow id>/<sequence>-<label>`,
+the sequence carried in the state across continue-as-new, so a retried activity finds
 its own earlier write while two different steps never share a key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
 
-    from activities.delivery import FAILED, Delivery, DeliveryActivities
+    from activities.delivery import (
+        DELIVERY_MAX_INTERVAL,
+        DELIVERY_WINDOW,
+        FAILED,
+        FIRST_DELIVERY_RETRY,
+        Delivery,
+        DeliveryActivities,
+    )
     from activities.records import RecordActivities
     from rop_domain.commands import (
+        RECORD_REFUSED,
         CloseTasks,
         EventKind,
+        Intake,
         LeaderQuery,
         NewPathway,
         Notification,
@@ -42,20 +57,48 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.models import ObjectionMode, Participant, PathwaySettings, Referral
     from rop_domain.state import PathwayState
     from workflows.messages import Message
+    from workflows.timers import settled_before
 
 ACTIVITY_TIMEOUT = timedelta(seconds=10)
-DELIVERY_ATTEMPTS = 8
-# About an hour and a half of trying (10 s doubling, at most 30 min apart) before a task
-# is marked failed for an operator to re-send.
+# Deliveries keep trying until the pathway's window for them ends (activities.delivery).
 DELIVERY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=10),
-    maximum_interval=timedelta(minutes=30),
-    maximum_attempts=DELIVERY_ATTEMPTS,
+    initial_interval=FIRST_DELIVERY_RETRY,
+    maximum_interval=DELIVERY_MAX_INTERVAL,
     non_retryable_error_types=[FAILED],
 )
-# No attempt limit: a database outage delays a step, it must never drop one.
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+DELIVERY_WINDOW_PATCH = "delivery-window"
+"""Patch: deliveries end with a window in time, not after eight attempts."""
+_LEGACY_DELIVERY_ATTEMPTS = 8
+_LEGACY_DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    maximum_interval=timedelta(minutes=30),
+    maximum_attempts=_LEGACY_DELIVERY_ATTEMPTS,
+    non_retryable_error_types=[FAILED],
+)
+# No attempt limit: a database outage delays a step, it must never drop one. Short
+# intervals: after an outage, steps resume within seconds of the database's return.
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=4),
+    non_retryable_error_types=[RECORD_REFUSED],
+)
 SYSTEM_ACTOR = "rop-forlop"
+
+
+def attempts_within(seconds: float) -> int:
+    """How many attempts of `RETRY` begin within `seconds` of the first one."""
+    attempts, waited = 1, timedelta(0)
+    interval = RETRY.initial_interval
+    limit = RETRY.maximum_interval or interval
+    while waited + interval <= timedelta(seconds=seconds):
+        waited += interval
+        attempts += 1
+        interval = min(interval * RETRY.backoff_coefficient, limit)
+    return attempts
+
+
+class RecordRefused(Exception):
+    """The record database refused a step's content; nothing of it was written."""
 
 
 class Step:
@@ -140,18 +183,17 @@ class Step:
         return self
 
     async def commit(self) -> None:
-        """Write the step with one activity; then deliver its tasks that a channel must."""
-        to_deliver = await workflow.execute_local_activity_method(
-            RecordActivities.record_step,
-            PathwayStep(
-                events=self._events, close_tasks=self._close, notifications=self._notifications
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            # No summary: every step has one, and each summary is one more payload to
-            # encrypt and store (measured: the benchmark ratio drops by ~0.08). The step's
-            # kind shows in the pathway's current details and event log instead.
+        """Write the step with one activity; then deliver its tasks that a channel must.
+
+        Raises `RecordRefused` if the database refused the step's content.
+        """
+        step = PathwayStep(
+            events=self._events, close_tasks=self._close, notifications=self._notifications
         )
+        # No summary: every step has one, and each summary is one more payload to encrypt
+        # and store (measured: the benchmark ratio drops by ~0.08). The step's kind shows in
+        # the pathway's current details and event log instead.
+        to_deliver: list[str] = await self._effects.record(RecordActivities.record_step, step)
         self._effects.deliver(to_deliver)
 
 
@@ -164,7 +206,45 @@ class PathwayEffects:
         self.state = state
         self.workflow_id = workflow.info().workflow_id
         self.on_delivery_failed: Callable[[str], None] = lambda key: None
+        self.on_recording_stalled: Callable[[bool], None] = lambda stalled: None
         self._deliveries: dict[str, asyncio.Task[None]] = {}
+
+    async def record(self, activity: Any, argument: Any, summary: str | None = None) -> Any:
+        """Run a record-service call until it succeeds; `RecordRefused` if it never can.
+
+        A call that keeps failing (the database is down, or a fault in our code) is
+        retried for as long as it takes; after the settings' `recording_stalled_seconds` the pathway is flagged as
+        stalled, and the flag is lifted when the call goes through.
+        """
+        # The attempts that fit in the stall bound: a local activity's schedule-to-close
+        # timeout does not end its local retries, an attempt limit does.
+        retries = dataclasses.replace(
+            RETRY, maximum_attempts=attempts_within(self.settings.recording_stalled_seconds)
+        )
+        stalled = False
+        while True:
+            try:
+                result = await workflow.execute_local_activity_method(
+                    activity,
+                    argument,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=retries,
+                    summary=summary,
+                )
+            except (ActivityError, ApplicationError, ActivityTimeout) as error:
+                # A local activity's failure may come as the activity's error itself.
+                cause = error.cause if isinstance(error, ActivityError) else error
+                if isinstance(cause, ApplicationError) and cause.type == RECORD_REFUSED:
+                    raise RecordRefused(cause.message) from None
+                if not stalled:
+                    stalled = True
+                    workflow.logger.error("recording stalled: the record service keeps failing")
+                    self.on_recording_stalled(True)
+                continue
+            if stalled:
+                workflow.logger.info("recording resumed")
+                self.on_recording_stalled(False)
+            return result
 
     def deliver(self, task_keys: list[str]) -> None:
         """Start delivering tasks through their channels, in the background of the run."""
@@ -178,17 +258,40 @@ class PathwayEffects:
 
     async def _deliver(self, key: str) -> None:
         try:
-            await workflow.execute_activity_method(
-                DeliveryActivities.deliver,
-                Delivery(task_key=key, max_attempts=DELIVERY_ATTEMPTS),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=DELIVERY_RETRY,
-                summary="deliver a task",
-            )
+            if workflow.patched(DELIVERY_WINDOW_PATCH):
+                delivered = await self._deliver_within_window(key)
+            else:
+                await workflow.execute_activity_method(
+                    DeliveryActivities.deliver,
+                    Delivery(task_key=key, max_attempts=_LEGACY_DELIVERY_ATTEMPTS),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=_LEGACY_DELIVERY_RETRY,
+                    summary="deliver a task",
+                )
+                delivered = True
         except ActivityError:
-            self.on_delivery_failed(key)
+            delivered = False
         finally:
             del self._deliveries[key]
+        if not delivered:
+            self.on_delivery_failed(key)
+
+    async def _deliver_within_window(self, key: str) -> bool:
+        """Deliver; False, with the delivery marked failed, if `DELIVERY_WINDOW` ends first."""
+        attempts = workflow.start_activity_method(
+            DeliveryActivities.deliver,
+            Delivery(task_key=key),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=DELIVERY_RETRY,
+            summary="deliver a task",
+        )
+        window_ends = workflow.now() + DELIVERY_WINDOW
+        if await settled_before(window_ends, attempts.done, "delivery window ends"):
+            await attempts
+            return True
+        attempts.cancel()
+        await self.record(DeliveryActivities.give_up, key, summary="give up a delivery")
+        return False
 
     def key(self, label: str) -> str:
         """The next idempotency key; deterministic, and unique across continue-as-new."""
@@ -219,7 +322,7 @@ class PathwayEffects:
             params=assessment_task,
             due_at=due_at,
         )
-        intake = await workflow.execute_local_activity_method(
+        intake: Intake = await self.record(
             RecordActivities.open_pathway,
             NewPathway(
                 workflow_id=self.workflow_id,
@@ -227,8 +330,6 @@ class PathwayEffects:
                 meeting_deadline=meeting_deadline,
                 notifications=[task],
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
             summary="record the referral, ask for an assessment, find meeting participants",
         )
         self.deliver(intake.deliveries)
@@ -236,14 +337,12 @@ class PathwayEffects:
 
     async def unit_leader(self) -> str:
         """The receiving unit's leader contact, or a role address if the directory has none."""
-        leader = await workflow.execute_local_activity_method(
+        leader: str | None = await self.record(
             RecordActivities.find_unit_leader,
             LeaderQuery(
                 health_trust=self.referral.health_trust,
                 receiving_unit=self.referral.receiving_unit,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
             summary="find the unit leader",
         )
         unit = self.referral.receiving_unit.value

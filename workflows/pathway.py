@@ -4,7 +4,10 @@ The workflow holds the pathway's state and its clock. It computes every deadline
 itself (pure functions of the referral and the settings), waits on durable timers
 for reminders and escalations, and cancels them when the step they chase is done.
 People drive it through Updates whose validators refuse a wrong step before it
-enters history; each accepted step is recorded by one activity in one transaction.
+enters history; each accepted step is recorded by one activity in one transaction,
+and shows in the status, search attributes and timers only once it is recorded (a
+step the record refuses is not applied at all). An Update id is applied once: within
+a run Temporal sees to it, across runs the answers kept in the state do.
 After each periodic review (or when the server suggests it) the workflow continues
 as new, carrying its compact state, so no run's history grows without bound.
 """
@@ -13,13 +16,12 @@ as new, carrying its compact state, so no run's history grows without bound.
 # workflow run, and string annotations would be compiled anew each time to read the types.
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, JsonValue
@@ -66,13 +68,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import messages, status_view
     from workflows.effects import PathwayEffects, Step
+    from workflows.pathway_base import RECORD_FIRST, REJECTED, reject
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
 from workflows.watchers import PathwayWatchers
 
 TASK_QUEUE = "rop-forlop"
-REJECTED = "PathwayStepRejected"
-"""ApplicationError type of an Update refused by its validator."""
+__all__ = ["REJECTED", "TASK_QUEUE", "RopPathway"]
 
 _MEETING_CHASERS = [TaskKind.INVITE_TO_MEETING_REMINDER, TaskKind.MEETING_DEADLINE_ESCALATION]
 _CRISIS_CHASERS = [
@@ -86,8 +88,45 @@ _CLOCK_TOLERANCE = timedelta(minutes=1)
 """People write times to the minute, and their clocks differ a little from the server's."""
 
 
-def _reject(message: str) -> ApplicationError:
-    return ApplicationError(message, type=REJECTED, non_retryable=True)
+_Argument = TypeVar("_Argument")
+_Handler = Callable[[Any, _Argument], Awaitable[PathwayStatus]]
+_Validator = Callable[[Any, _Argument], None]
+
+
+def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
+    """An Update applied once per id, across runs: a repeat gets the first answer.
+
+    Temporal itself answers a repeated Update id within a run; after continue-as-new
+    the answers kept in the state do, for `ANSWERS_KEPT_FOR`.
+    """
+
+    @functools.wraps(handler)
+    async def answered_once(self: "RopPathway", argument: _Argument) -> PathwayStatus:
+        info = workflow.current_update_info()
+        assert info is not None
+        kept = self._s.kept_answer(info.id)
+        if kept is not None:
+            return PathwayStatus.model_validate_json(kept.answer)
+        answer = await handler(self, argument)
+        self._s.keep_answer(info.id, info.name, workflow.now(), answer.model_dump_json())
+        return answer
+
+    return answered_once
+
+
+def _unless_answered(validator: _Validator[_Argument]) -> _Validator[_Argument]:
+    """A validator that lets through a repeat of an answered Update (`_once` answers it)."""
+
+    @functools.wraps(validator)
+    def check(self: "RopPathway", argument: _Argument) -> None:
+        info = workflow.current_update_info()
+        kept = self._s.kept_answer(info.id) if info is not None else None
+        if kept is None:
+            validator(self, argument)
+        elif info is not None and kept.update_name != info.name:
+            raise reject(f"Update id {info.id} was used for {kept.update_name} already")
+
+    return check
 
 
 @workflow.defn(name="RopPathway")
@@ -107,10 +146,15 @@ class RopPathway(PathwayWatchers):
         )
         self._escalation_at = calendar.end_of_day(self._deadline)
         self._effects.on_delivery_failed = self._delivery_failed
+        self._effects.on_recording_stalled = self._recording_stalls
         self._intake_done = pathway.state is not None
         self._review_completed_this_run = False
         # Steps record in the order their Updates were accepted.
         self._step_lock = asyncio.Lock()
+        self._recorded = None
+        self._recording_stalled = False
+        self._fault = None
+        self._record_first = workflow.patched(RECORD_FIRST)
 
     @workflow.run
     async def run(self, pathway: PathwayInput) -> PathwayOutcome:
@@ -129,11 +173,16 @@ class RopPathway(PathwayWatchers):
         ]
         await workflow.wait_condition(
             lambda: (
-                self._finished()
+                self._ended()
                 or self._review_completed_this_run
                 or workflow.info().is_continue_as_new_suggested()
+                or self._fault is not None
             )
         )
+        if self._fault is not None:
+            # Not an ApplicationError: the workflow task fails and is retried, the pathway
+            # waits in plain sight of operators for a fix, and nothing is lost.
+            raise RuntimeError(self._fault)
         await workflow.wait_condition(workflow.all_handlers_finished)
         # A delivery under way finishes in this run, so that no task is sent from two runs.
         await workflow.wait_condition(self._effects.deliveries_done)
@@ -157,13 +206,16 @@ class RopPathway(PathwayWatchers):
     # --- Updates: referral to meeting ---------------------------------------------------
 
     @workflow.update
+    @_once
     async def assess(self, assessment: Assessment) -> PathwayStatus:
         """The specialist service decides whether the patient belongs in the pathway."""
-        accepted = assessment.decision is AssessmentDecision.IN_TARGET_GROUP
-        self._s.assessment = RecordedAssessment(assessment=assessment, assessed_at=workflow.now())
-        self._s.phase = Phase.AWAITING_INVITE if accepted else Phase.NOT_IN_TARGET_GROUP
-        self._publish()
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_assess(assessment)) as new_step:
+            accepted = assessment.decision is AssessmentDecision.IN_TARGET_GROUP
+            self._s.assessment = RecordedAssessment(
+                assessment=assessment, assessed_at=workflow.now()
+            )
+            self._s.phase = Phase.AWAITING_INVITE if accepted else Phase.NOT_IN_TARGET_GROUP
+            self._publish_before_record()
             step = new_step(
                 EventKind.ASSESSED,
                 actor=assessment.assessor,
@@ -181,30 +233,32 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @assess.validator
+    @_unless_answered
     def _validate_assess(self, assessment: Assessment) -> None:
         self._refuse_if_ended()
         if self._s.phase is not Phase.AWAITING_ASSESSMENT:
-            raise _reject(f"the referral is already assessed (phase: {self._s.phase.value})")
+            raise reject(f"the referral is already assessed (phase: {self._s.phase.value})")
 
     @workflow.update
+    @_once
     async def invite_to_meeting(self, invite: MeetingInvite) -> PathwayStatus:
         """The clinician invites the parties to the first clarification meeting (avklaringsmøte)."""
-        sent_at = workflow.now()
-        sent_on = calendar.local_date(sent_at)
-        recorded = RecordedInvite(
-            invite=invite,
-            sent_at=sent_at,
-            on_time=sent_on <= self._deadline,
-            working_days_used=calendar.working_days_between(
-                calendar.local_date(self._referral.received_at),
-                sent_on,
-                self._settings.working_day_rule,
-            ),
-        )
-        self._s.invite = recorded
-        self._s.phase = Phase.MEETING_INVITED
-        self._publish()
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_invite(invite)) as new_step:
+            sent_at = workflow.now()
+            sent_on = calendar.local_date(sent_at)
+            recorded = RecordedInvite(
+                invite=invite,
+                sent_at=sent_at,
+                on_time=sent_on <= self._deadline,
+                working_days_used=calendar.working_days_between(
+                    calendar.local_date(self._referral.received_at),
+                    sent_on,
+                    self._settings.working_day_rule,
+                ),
+            )
+            self._s.invite = recorded
+            self._s.phase = Phase.MEETING_INVITED
+            self._publish_before_record()
             step = new_step(
                 EventKind.MEETING_INVITED,
                 actor=invite.invited_by,
@@ -240,33 +294,35 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @invite_to_meeting.validator
+    @_unless_answered
     def _validate_invite(self, invite: MeetingInvite) -> None:
         self._refuse_if_ended()
         if self._s.phase is Phase.AWAITING_ASSESSMENT:
-            raise _reject("the referral must be assessed as in the target group before an invite")
+            raise reject("the referral must be assessed as in the target group before an invite")
         if self._s.phase is not Phase.AWAITING_INVITE:
-            raise _reject(f"the meeting invite is already sent (phase: {self._s.phase.value})")
+            raise reject(f"the meeting invite is already sent (phase: {self._s.phase.value})")
         if invite.meeting_at <= workflow.now():
-            raise _reject("meeting_at lies in the past")
+            raise reject("meeting_at lies in the past")
         if not invite.participants:
-            raise _reject("participants must not be empty")
+            raise reject("participants must not be empty")
 
     @workflow.update
+    @_once
     async def record_meeting(self, outcome: MeetingOutcome) -> PathwayStatus:
         """The clarification meeting was held: koordinator, individual plan, crisis plan, measures."""
-        self._s.meeting = outcome
-        self._s.phase = Phase.FOLLOW_UP
-        self._s.measures = [MeasureEntry(measure=m) for m in outcome.measures]
-        self._s.plan_version = 1
-        self._s.review = ReviewCycle(
-            interval_weeks=outcome.review_interval_weeks,
-            due=calendar.local_date(outcome.held_at)
-            + timedelta(weeks=outcome.review_interval_weeks),
-        )
-        self._publish()
-        crisis_deadline = self._crisis_plan_deadline()
-        assert crisis_deadline is not None
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_meeting(outcome)) as new_step:
+            self._s.meeting = outcome
+            self._s.phase = Phase.FOLLOW_UP
+            self._s.measures = [MeasureEntry(measure=m) for m in outcome.measures]
+            self._s.plan_version = 1
+            self._s.review = ReviewCycle(
+                interval_weeks=outcome.review_interval_weeks,
+                due=calendar.local_date(outcome.held_at)
+                + timedelta(weeks=outcome.review_interval_weeks),
+            )
+            self._publish_before_record()
+            crisis_deadline = self._crisis_plan_deadline()
+            assert crisis_deadline is not None
             step = new_step(
                 EventKind.MEETING_HELD,
                 actor=outcome.recorded_by,
@@ -290,25 +346,27 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @record_meeting.validator
+    @_unless_answered
     def _validate_meeting(self, outcome: MeetingOutcome) -> None:
         self._refuse_if_ended()
         if self._s.phase is not Phase.MEETING_INVITED or self._s.invite is None:
-            raise _reject(f"no meeting has been invited to yet (phase: {self._s.phase.value})")
+            raise reject(f"no meeting has been invited to yet (phase: {self._s.phase.value})")
         if outcome.held_at > workflow.now() + _CLOCK_TOLERANCE:
-            raise _reject("held_at lies in the future")
+            raise reject("held_at lies in the future")
         if outcome.held_at < self._s.invite.sent_at - _CLOCK_TOLERANCE:
-            raise _reject("held_at lies before the invitation was sent")
+            raise reject("held_at lies before the invitation was sent")
         _check_plan(outcome.measures)
 
     # --- Updates: crisis plan -----------------------------------------------------------
 
     @workflow.update
+    @_once
     async def register_crisis_plan(self, plan: CrisisPlan) -> PathwayStatus:
         """A new version of the crisis plan (kriseplan), made with the patient."""
-        self._s.crisis_plan = plan
-        self._s.crisis_plan_at = workflow.now()
-        self._publish()
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_crisis_plan(plan)) as new_step:
+            self._s.crisis_plan = plan
+            self._s.crisis_plan_at = workflow.now()
+            self._publish_before_record()
             await (
                 new_step(
                     EventKind.CRISIS_PLAN_REGISTERED,
@@ -327,21 +385,23 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @register_crisis_plan.validator
+    @_unless_answered
     def _validate_crisis_plan(self, plan: CrisisPlan) -> None:
         self._require_follow_up()
         current = self._s.crisis_plan
         if current is not None and plan.version <= current.version:
-            raise _reject(f"version must be above the current crisis plan's ({current.version})")
+            raise reject(f"version must be above the current crisis plan's ({current.version})")
         if plan.next_revision <= calendar.local_date(workflow.now()):
-            raise _reject("next_revision must lie in the future")
+            raise reject("next_revision must lie in the future")
 
     # --- Updates: measures --------------------------------------------------------------
 
     @workflow.update
+    @_once
     async def start_measure(self, step: MeasureStep) -> PathwayStatus:
         """A measure whose predecessors are done has started."""
-        self._entry(step.measure_id).status = MeasureStatus.ACTIVE
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_start(step)) as new_step:
+            self._entry(step.measure_id).status = MeasureStatus.ACTIVE
             await (
                 new_step(
                     EventKind.MEASURE_STARTED, actor=step.by, details=step.model_dump(mode="json")
@@ -352,20 +412,22 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @start_measure.validator
+    @_unless_answered
     def _validate_start(self, step: MeasureStep) -> None:
         self._require_follow_up()
         entry = self._known_measure(step.measure_id)
         if entry.status is MeasureStatus.PLANNED:
             waiting = ", ".join(open_predecessors(entry.measure, self._s.statuses()))
-            raise _reject(f"measure {step.measure_id} waits for: {waiting}")
+            raise reject(f"measure {step.measure_id} waits for: {waiting}")
         if entry.status is not MeasureStatus.READY:
-            raise _reject(f"measure {step.measure_id} is already {entry.status.value}")
+            raise reject(f"measure {step.measure_id} is already {entry.status.value}")
 
     @workflow.update
+    @_once
     async def complete_measure(self, step: MeasureStep) -> PathwayStatus:
         """A measure is done; measures that waited for it may start."""
-        self._entry(step.measure_id).status = MeasureStatus.COMPLETED
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_complete(step)) as new_step:
+            self._entry(step.measure_id).status = MeasureStatus.COMPLETED
             recorded = new_step(
                 EventKind.MEASURE_COMPLETED, actor=step.by, details=step.model_dump(mode="json")
             ).close([TaskKind.START_MEASURE], TaskStatus.COMPLETED, reference=step.measure_id)
@@ -374,23 +436,25 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @complete_measure.validator
+    @_unless_answered
     def _validate_complete(self, step: MeasureStep) -> None:
         self._require_follow_up()
         entry = self._known_measure(step.measure_id)
         waiting = open_predecessors(entry.measure, self._s.statuses())
         if entry.status is MeasureStatus.PLANNED and waiting:
-            raise _reject(
+            raise reject(
                 f"measure {step.measure_id} cannot complete: its predecessors are open "
                 f"({', '.join(waiting)})"
             )
         if entry.status in SETTLED:
-            raise _reject(f"measure {step.measure_id} is already {entry.status.value}")
+            raise reject(f"measure {step.measure_id} is already {entry.status.value}")
 
     @workflow.update
+    @_once
     async def cancel_measure(self, cancellation: MeasureCancellation) -> PathwayStatus:
         """A measure will not be carried out; it no longer blocks those after it."""
-        self._entry(cancellation.measure_id).status = MeasureStatus.CANCELLED
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_cancel(cancellation)) as new_step:
+            self._entry(cancellation.measure_id).status = MeasureStatus.CANCELLED
             step = new_step(
                 EventKind.MEASURE_CANCELLED,
                 actor=cancellation.by,
@@ -403,16 +467,18 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @cancel_measure.validator
+    @_unless_answered
     def _validate_cancel(self, cancellation: MeasureCancellation) -> None:
         self._require_follow_up()
         entry = self._known_measure(cancellation.measure_id)
         if entry.status in SETTLED:
-            raise _reject(f"measure {cancellation.measure_id} is already {entry.status.value}")
+            raise reject(f"measure {cancellation.measure_id} is already {entry.status.value}")
 
     @workflow.update
+    @_once
     async def revise_plan(self, revision: PlanRevision) -> PathwayStatus:
         """Replace the plan of measures; measures kept by id keep their status."""
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_revision(revision)) as new_step:
             step = new_step(
                 EventKind.PLAN_REVISED,
                 actor=revision.revised_by,
@@ -423,6 +489,7 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @revise_plan.validator
+    @_unless_answered
     def _validate_revision(self, revision: PlanRevision) -> None:
         self._require_follow_up()
         self._check_revision(revision.measures)
@@ -430,22 +497,26 @@ class RopPathway(PathwayWatchers):
     # --- Updates: reviews, objection, closure -------------------------------------------
 
     @workflow.update
+    @_once
     async def complete_review(self, review: Review) -> PathwayStatus:
         """The periodic review (evaluering) was held: continue, revise the plan, or end."""
-        cycle = self._s.review
-        assert cycle is not None
-        self._s.reviews_completed += 1
-        interval = review.next_interval_weeks or cycle.interval_weeks
-        today = calendar.local_date(workflow.now())
-        self._s.review = ReviewCycle(
-            number=cycle.number + 1, interval_weeks=interval, due=today + timedelta(weeks=interval)
-        )
-        self._review_completed_this_run = True
-        ends = review.outcome is ReviewOutcome.END_PATHWAY
-        if ends:
-            self._mark_closed(Closure(closed_by=review.reviewed_by, reason=ClosureReason.COMPLETED))
-        self._publish()
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_review(review)) as new_step:
+            cycle = self._s.review
+            assert cycle is not None
+            self._s.reviews_completed += 1
+            interval = review.next_interval_weeks or cycle.interval_weeks
+            today = calendar.local_date(workflow.now())
+            self._s.review = ReviewCycle(
+                number=cycle.number + 1,
+                interval_weeks=interval,
+                due=today + timedelta(weeks=interval),
+            )
+            ends = review.outcome is ReviewOutcome.END_PATHWAY
+            if ends:
+                self._mark_closed(
+                    Closure(closed_by=review.reviewed_by, reason=ClosureReason.COMPLETED)
+                )
+            self._publish_before_record()
             step = new_step(
                 EventKind.REVIEW_COMPLETED,
                 actor=review.reviewed_by,
@@ -473,21 +544,32 @@ class RopPathway(PathwayWatchers):
                 )
                 self._add_closure(step)
             await step.commit()
+        self._review_completed_this_run = True
         return self.status()
 
     @complete_review.validator
+    @_unless_answered
     def _validate_review(self, review: Review) -> None:
         self._require_follow_up()
+        cycle = self._s.review
+        if review.review_number is not None and cycle is not None:
+            if review.review_number < cycle.number:
+                raise reject(f"review {review.review_number} is already completed")
+            if review.review_number > cycle.number:
+                raise reject(
+                    f"review {review.review_number} is not due yet (due: review {cycle.number})"
+                )
         if review.revised_plan is not None:
             self._check_revision(review.revised_plan)
 
     @workflow.update
+    @_once
     async def record_objection(self, objection: Objection) -> PathwayStatus:
         """The patient objects to sharing with cooperating services (helsepersonelloven § 25)."""
-        self._s.objection = objection
-        self._s.objection_at = workflow.now()
-        self._publish()
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_objection(objection)) as new_step:
+            self._s.objection = objection
+            self._s.objection_at = workflow.now()
+            self._publish_before_record()
             await new_step(
                 EventKind.OBJECTION_RECORDED,
                 actor=objection.recorded_by,
@@ -497,17 +579,19 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @record_objection.validator
+    @_unless_answered
     def _validate_objection(self, objection: Objection) -> None:
         self._refuse_if_ended()
         if self._s.objection is not None:
-            raise _reject("an objection to sharing is already recorded")
+            raise reject("an objection to sharing is already recorded")
 
     @workflow.update
+    @_once
     async def close_pathway(self, closure: Closure) -> PathwayStatus:
         """End the pathway from any phase: open tasks are cancelled and the parties told."""
-        self._mark_closed(closure)
-        self._publish()
-        async with self._step() as new_step:
+        async with self._applying(lambda: self._validate_closure(closure)) as new_step:
+            self._mark_closed(closure)
+            self._publish_before_record()
             step = new_step(
                 EventKind.PATHWAY_CLOSED,
                 actor=closure.closed_by,
@@ -519,10 +603,12 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @close_pathway.validator
+    @_unless_answered
     def _validate_closure(self, closure: Closure) -> None:
         self._refuse_if_ended()
 
     @workflow.update
+    @_once
     async def resend_notification(self, task_key: str) -> PathwayStatus:
         """An operator re-sends a task whose delivery failed."""
         self._s.failed_deliveries.remove(task_key)
@@ -531,9 +617,14 @@ class RopPathway(PathwayWatchers):
         return self.status()
 
     @resend_notification.validator
+    @_unless_answered
     def _validate_resend(self, task_key: str) -> None:
         if task_key not in self._s.failed_deliveries:
-            raise _reject(f"no failed delivery of task {task_key} in this pathway")
+            raise reject(f"no failed delivery of task {task_key} in this pathway")
+
+    def _recording_stalls(self, stalled: bool) -> None:
+        self._recording_stalled = stalled
+        self._publish()
 
     def _delivery_failed(self, task_key: str) -> None:
         workflow.logger.error("task delivery failed", extra={"task_key": task_key})
@@ -544,25 +635,27 @@ class RopPathway(PathwayWatchers):
     @workflow.query
     def status(self) -> PathwayStatus:
         """Phase, deadlines, what is done, what is due and what is overdue."""
-        overdue = status_view.overdue_items(self._s)
+        s = self._visible()
+        overdue = status_view.overdue_items(s)
         return PathwayStatus(
             workflow_id=self._workflow_id,
             referral_id=self._referral.referral_id,
-            phase=self._s.phase,
+            phase=s.phase,
             received_at=self._referral.received_at,
             meeting_deadline=self._deadline,
             reminder_at=self._reminder_instant(self._deadline),
             escalation_at=self._escalation_at,
-            crisis_plan_deadline=self._crisis_plan_deadline(),
+            crisis_plan_deadline=self._crisis_plan_deadline(s),
             overdue=bool(overdue),
             overdue_items=overdue,
-            reminder_sent=self._s.meeting_chase.reminded,
-            recommended_participants=self._s.participants,
-            assessment=self._s.assessment,
-            invite=self._s.invite,
-            state=self._s,
-            done=status_view.done(self._s, self._referral),
-            due=status_view.due(self._s, self._deadlines()),
+            reminder_sent=s.meeting_chase.reminded,
+            recommended_participants=s.participants,
+            assessment=s.assessment,
+            invite=s.invite,
+            state=s,
+            done=status_view.done(s, self._referral),
+            due=status_view.due(s, self._deadlines(s)),
+            recording_stalled=self._recording_stalled,
         )
 
     # --- Measures and closure, as parts of a step ---------------------------------------
@@ -645,13 +738,6 @@ class RopPathway(PathwayWatchers):
 
     # --- Helpers -------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _step(self) -> AsyncIterator[Callable[..., Step]]:
-        """Run an Update's side effects after intake, one step at a time, in order."""
-        await workflow.wait_condition(lambda: self._intake_done)
-        async with self._step_lock:
-            yield self._effects.step
-
     def _entry(self, measure_id: str) -> MeasureEntry:
         entry = self._s.measure(measure_id)
         assert entry is not None
@@ -661,7 +747,7 @@ class RopPathway(PathwayWatchers):
         entry = self._s.measure(measure_id)
         if entry is None:
             known = ", ".join(e.measure.id for e in self._s.measures) or "none"
-            raise _reject(f"unknown measure {measure_id} (known: {known})")
+            raise reject(f"unknown measure {measure_id} (known: {known})")
         return entry
 
     def _check_revision(self, measures: list[Measure]) -> None:
@@ -673,19 +759,19 @@ class RopPathway(PathwayWatchers):
             if e.status is MeasureStatus.ACTIVE and e.measure.id not in kept
         ]
         if dropped:
-            raise _reject(
+            raise reject(
                 f"active measure(s) {', '.join(dropped)} missing from the revised plan: "
                 "complete or cancel them first"
             )
 
     def _refuse_if_ended(self) -> None:
         if self._finished():
-            raise _reject(f"the pathway has ended (phase: {self._s.phase.value})")
+            raise reject(f"the pathway has ended (phase: {self._s.phase.value})")
 
     def _require_follow_up(self) -> None:
         self._refuse_if_ended()
         if self._s.phase is not Phase.FOLLOW_UP:
-            raise _reject(
+            raise reject(
                 f"the clarification meeting has not been held yet (phase: {self._s.phase.value})"
             )
 
@@ -698,4 +784,4 @@ def _check_plan(measures: list[Measure]) -> None:
     try:
         validate_plan(measures)
     except PlanError as error:
-        raise _reject(str(error)) from None
+        raise reject(str(error)) from None

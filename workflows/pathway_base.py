@@ -4,12 +4,19 @@
 answers questions about it: is the pathway finished, what is overdue, when is a
 deadline, what do search attributes and the UI show. It does no waiting and
 records nothing itself.
+
+Two views of the state: `_s` is the state steps change, and `_visible()` the state as
+recorded. While a step's record is being written they differ (the step may yet be
+refused); the status query, search attributes and timers go by the recorded one.
 """
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from rop_domain import calendar
@@ -25,7 +32,22 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows import status_view
-    from workflows.effects import PathwayEffects
+    from workflows.effects import PathwayEffects, RecordRefused, Step
+
+RECORD_FIRST = "record-then-show"
+"""Patch: a step's change shows (search attributes, status, timers) once it is recorded.
+Runs started before it showed the change first, and replay them so."""
+
+REJECTED = "PathwayStepRejected"
+"""ApplicationError type of an Update refused by its validator, or by the record."""
+
+_KEPT_THROUGH_A_REFUSAL = frozenset({"sequence", "failed_deliveries", "answers"})
+"""State a refused step puts back as it found it: keys stay unique (a refused step's
+keys are never used again), and deliveries and answers are not the step's business."""
+
+
+def reject(message: str) -> ApplicationError:
+    return ApplicationError(message, type=REJECTED, non_retryable=True)
 
 
 class PathwayBase:
@@ -41,18 +63,75 @@ class PathwayBase:
     _intake_done: bool
     _review_completed_this_run: bool
     _step_lock: asyncio.Lock
+    _record_first: bool
+    _recorded: PathwayState | None
+    _recording_stalled: bool
+    _fault: str | None
 
-    def _finished(self) -> bool:
-        return self._s.phase in FINAL_PHASES
+    @contextlib.asynccontextmanager
+    async def _applying(
+        self, still_valid: Callable[[], None] | None = None
+    ) -> AsyncIterator[Callable[..., Step]]:
+        """Apply one step to the state and record it: both, or neither.
 
-    def _overdue(self) -> bool:
-        return bool(status_view.overdue_items(self._s))
+        Steps take turns, in the order they were accepted, after the intake. An Update's
+        `still_valid` (its validator) runs again when its turn comes, for the state may
+        have moved on since it was accepted. Until the step is recorded, the status, search
+        attributes and timers show the state before it. If the record refuses the step,
+        the state is put back, and the Update fails with the reason (a timer's step that
+        is refused is a fault in our code: the workflow task fails, for operators to see).
+        """
+        await workflow.wait_condition(lambda: self._intake_done)
+        async with self._step_lock:
+            if still_valid is not None:
+                still_valid()
+            recorded = self._s.model_copy(deep=True)
+            self._recorded = recorded
+            try:
+                yield self._effects.step
+            except RecordRefused as refused:
+                self._put_back(recorded)
+                self._recorded = None
+                self._publish()
+                workflow.logger.error("step refused by the record", extra={"reason": str(refused)})
+                if workflow.current_update_info() is None:
+                    self._fault = f"a timer's step was refused by the record: {refused}"
+                    raise
+                raise reject(
+                    f"the step could not be recorded and was not applied: {refused}"
+                ) from None
+            finally:
+                self._recorded = None
+            if self._record_first:
+                self._publish()
 
-    def _deadlines(self) -> status_view.Deadlines:
+    def _put_back(self, recorded: PathwayState) -> None:
+        """Undo a refused step: the state as it was recorded, in place (effects share it)."""
+        for name in PathwayState.model_fields:
+            if name not in _KEPT_THROUGH_A_REFUSAL:
+                setattr(self._s, name, getattr(recorded, name))
+
+    def _visible(self) -> PathwayState:
+        """The state as recorded: while a step is being recorded, the state before it."""
+        if self._recorded is not None and self._record_first:
+            return self._recorded
+        return self._s
+
+    def _finished(self, state: PathwayState | None = None) -> bool:
+        return (state or self._s).phase in FINAL_PHASES
+
+    def _ended(self) -> bool:
+        """Finished as recorded: what timers go by."""
+        return self._finished(self._visible())
+
+    def _overdue(self, state: PathwayState | None = None) -> bool:
+        return bool(status_view.overdue_items(state or self._s))
+
+    def _deadlines(self, state: PathwayState) -> status_view.Deadlines:
         return status_view.Deadlines(
             meeting=self._deadline,
             meeting_escalation_at=self._escalation_at,
-            crisis_plan=self._crisis_plan_deadline(),
+            crisis_plan=self._crisis_plan_deadline(state),
         )
 
     def _reminder_instant(self, deadline: date) -> datetime:
@@ -63,11 +142,12 @@ class PathwayBase:
             self._settings.working_day_rule,
         )
 
-    def _crisis_plan_deadline(self) -> date | None:
-        if self._s.meeting is None:
+    def _crisis_plan_deadline(self, state: PathwayState | None = None) -> date | None:
+        meeting = (state or self._s).meeting
+        if meeting is None:
             return None
         return calendar.add_working_days(
-            calendar.local_date(self._s.meeting.held_at),
+            calendar.local_date(meeting.held_at),
             self._settings.crisis_plan_working_days,
             self._settings.working_day_rule,
         )
@@ -77,24 +157,32 @@ class PathwayBase:
         own = ParticipantRole(self._referral.receiving_unit.value.lower())
         return participant.role is not own
 
+    def _publish_before_record(self) -> None:
+        """Where runs from before `RECORD_FIRST` published a step's change: replay them so."""
+        if not self._record_first:
+            self._publish()
+
     def _publish(self) -> None:
-        """Keep the search attributes and the UI's current details in step with the state."""
+        """Keep the search attributes and the UI's current details in step with the state
+        as recorded."""
+        s = self._visible()
         wanted = sa.pathway_values(
-            phase=self._s.phase.value,
+            phase=s.phase.value,
             referral=self._referral,
             meeting_deadline=self._deadline,
-            has_crisis_plan=self._s.crisis_plan is not None,
-            overdue=self._overdue(),
-            delivery_failed=len(self._s.failed_deliveries),
-            invited_on_time=self._s.invite.on_time if self._s.invite else None,
-            next_review_due=(
-                self._s.review.due if self._s.review and not self._finished() else None
-            ),
+            has_crisis_plan=s.crisis_plan is not None,
+            overdue=self._overdue(s),
+            delivery_failed=len(s.failed_deliveries),
+            invited_on_time=s.invite.on_time if s.invite else None,
+            next_review_due=(s.review.due if s.review and not self._finished(s) else None),
+            recording_stalled=self._recording_stalled,
         )
         # Only what changed: each upsert is a history event, and continue-as-new carries
         # the current values into the next run.
         current = workflow.info().typed_search_attributes
         changed = [key.value_set(value) for key, value in wanted if current.get(key) != value]
+        if not self._recording_stalled and current.get(sa.STALLED) is not None:
+            changed.append(sa.STALLED.value_unset())
         if changed:
             workflow.upsert_search_attributes(changed)
-        workflow.set_current_details(status_view.current_details(self._s, self._deadlines()))
+        workflow.set_current_details(status_view.current_details(s, self._deadlines(s)))

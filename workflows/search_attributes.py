@@ -26,6 +26,11 @@ DELIVERY_FAILED = SearchAttributeKey.for_int("RopDeliveryFailed")
 """How many tasks no channel could deliver. An Int, not a Bool: the SQL visibility store
 of the dev server and of many clusters has three Bool slots, and the others are taken."""
 
+STALLED = SearchAttributeKey.for_keyword("RopStalled")
+"""Set to `recording` while the record service has kept failing for the pathway's steps
+(for longer than a minute); unset once a step is recorded again."""
+RECORDING_STALLED = "recording"
+
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     PHASE,
     HEALTH_TRUST,
@@ -37,6 +42,7 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     NEXT_REVIEW_DUE,
     OVERDUE,
     DELIVERY_FAILED,
+    STALLED,
 )
 """Every key the worker writes; the dev server and test servers register these."""
 
@@ -51,6 +57,7 @@ def pathway_values(
     delivery_failed: int = 0,
     invited_on_time: bool | None = None,
     next_review_due: date | None = None,
+    recording_stalled: bool = False,
 ) -> list[tuple[SearchAttributeKey[Any], Any]]:
     """The search attribute values of a pathway: what the workflow keeps current, and what
     the starter sets at start so a new pathway is filterable before its first task runs."""
@@ -68,4 +75,6 @@ def pathway_values(
         values.append((MEETING_INVITED_ON_TIME, invited_on_time))
     if next_review_due is not None:
         values.append((NEXT_REVIEW_DUE, calendar.at_local_time(next_review_due, time(0, 0))))
+    if recording_stalled:
+        values.append((STALLED, RECORDING_STALLED))
     return values

@@ -2,7 +2,10 @@
 
 Each watcher waits until its step is settled or its instant comes, whichever is
 first; the flags it sets live in the state, so nothing is sent twice, even across
-continue-as-new.
+continue-as-new. Watchers go by the state as recorded (`_visible()`): a step still
+being recorded, which may yet be refused, settles nothing. They reach the state's parts
+through `self._s` when they change them, never through a reference held across a wait,
+since a refused step puts back the parts it changed.
 """
 
 import asyncio
@@ -17,9 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.models import (
         Phase,
     )
-    from rop_domain.state import (
-        Chase,
-    )
+    from rop_domain.state import Chase, ReviewCycle
     from workflows import messages
     from workflows.effects import SYSTEM_ACTOR
     from workflows.timers import settled_before
@@ -33,14 +34,14 @@ class PathwayWatchers(PathwayBase):
 
     async def _watch_meeting_deadline(self) -> None:
         """Remind before the meeting deadline, escalate when it has passed."""
-        if self._s.phase not in (Phase.AWAITING_ASSESSMENT, Phase.AWAITING_INVITE):
+        if self._visible().phase not in (Phase.AWAITING_ASSESSMENT, Phase.AWAITING_INVITE):
             return
         await workflow.wait_condition(lambda: self._intake_done)
         referral_id = self._referral.referral_id
         await self._chase(
             deadline=self._deadline,
-            settled=lambda: self._s.invite is not None or self._finished(),
-            chase=self._s.meeting_chase,
+            settled=lambda: self._visible().invite is not None or self._ended(),
+            chase=lambda: self._s.meeting_chase,
             label="invite to avklaringsmøte",
             remind=lambda: self._send_reminder(
                 EventKind.MEETING_REMINDER_SENT,
@@ -59,8 +60,10 @@ class PathwayWatchers(PathwayBase):
 
     async def _follow_up(self) -> None:
         """After the meeting: the crisis plan's deadline and revisions, and the review cycle."""
-        await workflow.wait_condition(lambda: self._s.phase is Phase.FOLLOW_UP or self._finished())
-        if self._finished():
+        await workflow.wait_condition(
+            lambda: self._visible().phase is Phase.FOLLOW_UP or self._ended()
+        )
+        if self._ended():
             return
         await asyncio.gather(
             self._watch_crisis_plan_deadline(),
@@ -73,7 +76,7 @@ class PathwayWatchers(PathwayBase):
         *,
         deadline: date,
         settled: Callable[[], bool],
-        chase: Chase,
+        chase: Callable[[], Chase],
         label: str,
         remind: Callable[[], Awaitable[None]],
         escalate: Callable[[], Awaitable[None]],
@@ -92,19 +95,19 @@ class PathwayWatchers(PathwayBase):
     async def _chase_steps(
         self,
         settled: Callable[[], bool],
-        chase: Chase,
+        chase: Callable[[], Chase],
         steps: Sequence[tuple[str, datetime, str, Callable[[], Awaitable[None]]]],
     ) -> None:
         for flag, instant, summary, action in steps:
-            if getattr(chase, flag):
+            if getattr(chase(), flag):
                 continue
             if await settled_before(instant, settled, summary):
                 return
-            async with self._step_lock:
+            async with self._applying():
                 if settled():
                     return
-                setattr(chase, flag, True)
-                self._publish()
+                setattr(chase(), flag, True)
+                self._publish_before_record()
                 await action()
 
     async def _send_reminder(
@@ -131,14 +134,15 @@ class PathwayWatchers(PathwayBase):
         await self._send_reminder(event, task, leader, message, change=change)
 
     async def _watch_crisis_plan_deadline(self) -> None:
-        deadline, meeting = self._crisis_plan_deadline(), self._s.meeting
-        if deadline is None or meeting is None or self._s.crisis_plan is not None:
+        recorded = self._visible()
+        deadline, meeting = self._crisis_plan_deadline(recorded), recorded.meeting
+        if deadline is None or meeting is None or recorded.crisis_plan is not None:
             return
         referral_id = self._referral.referral_id
         await self._chase(
             deadline=deadline,
-            settled=lambda: self._s.crisis_plan is not None or self._finished(),
-            chase=self._s.crisis_chase,
+            settled=lambda: self._visible().crisis_plan is not None or self._ended(),
+            chase=lambda: self._s.crisis_chase,
             label="kriseplan",
             remind=lambda: self._send_reminder(
                 EventKind.CRISIS_PLAN_REMINDER_SENT,
@@ -157,27 +161,27 @@ class PathwayWatchers(PathwayBase):
 
     async def _watch_crisis_plan_revision(self) -> None:
         """Raise a task when the current crisis plan's revision falls due."""
-        meeting = self._s.meeting
+        meeting = self._visible().meeting
         if meeting is None:
             return
         while True:
             await workflow.wait_condition(
-                lambda: self._s.crisis_plan is not None or self._finished()
+                lambda: self._visible().crisis_plan is not None or self._ended()
             )
-            plan = self._s.crisis_plan
-            if plan is None or self._finished():
+            plan = self._visible().crisis_plan
+            if plan is None or self._ended():
                 return
 
             def replaced(version: int = plan.version) -> bool:
-                current = self._s.crisis_plan
-                return self._finished() or current is None or current.version != version
+                current = self._visible().crisis_plan
+                return self._ended() or current is None or current.version != version
 
             if self._s.crisis_revision_raised_for != plan.version:
                 due_at = calendar.at_local_time(
                     plan.next_revision, time(self._settings.reminder_hour)
                 )
                 if not await settled_before(due_at, replaced, "crisis plan revision due"):
-                    async with self._step_lock:
+                    async with self._applying():
                         if not replaced():
                             self._s.crisis_revision_raised_for = plan.version
                             await self._send_reminder(
@@ -192,23 +196,29 @@ class PathwayWatchers(PathwayBase):
 
     async def _watch_review(self) -> None:
         """Raise the review task when due; remind when overdue, escalate some days later."""
-        cycle = self._s.review
-        meeting = self._s.meeting
+        recorded = self._visible()
+        cycle, meeting = recorded.review, recorded.meeting
         if cycle is None or meeting is None:
             return
 
         def done(number: int = cycle.number) -> bool:
+            review = self._visible().review
+            return self._ended() or review is None or review.number != number
+
+        def current() -> ReviewCycle:
+            # The cycle this watcher chases, as the state holds it now (not `done()`).
             review = self._s.review
-            return self._finished() or review is None or review.number != number
+            assert review is not None
+            return review
 
         if not cycle.task_raised:
             due_at = calendar.at_local_time(cycle.due, time(self._settings.reminder_hour))
             if await settled_before(due_at, done, f"review {cycle.number} due"):
                 return
-            async with self._step_lock:
+            async with self._applying():
                 if done():
                     return
-                cycle.task_raised = True
+                current().task_raised = True
                 await self._send_reminder(
                     EventKind.REVIEW_DUE,
                     TaskKind.HOLD_REVIEW,
@@ -224,7 +234,7 @@ class PathwayWatchers(PathwayBase):
         referral_id = self._referral.referral_id
         await self._chase_steps(
             done,
-            cycle.chase,
+            lambda: current().chase,
             [
                 (
                     "reminded",

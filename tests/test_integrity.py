@@ -1,0 +1,163 @@
+"""A step is recorded and applied, or refused: never half-applied, never twice.
+
+On the time-skipping server with the real record service: a step the database refuses
+leaves the state, search attributes and tasks as they were; an Update id is applied
+once, also when it comes again after the pathway continued as new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from rop_domain.followup import Review, ReviewOutcome
+from rop_domain.models import Phase
+from starter.pathways import PathwayStepRejected
+from tests import factories
+from tests.pathway_harness import pathways, start, to_follow_up
+from worker import build_worker
+from workflows import search_attributes as sa
+
+
+async def _count(pool: asyncpg.Pool, workflow_id: str, kind: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = $2",
+        workflow_id,
+        kind,
+    )
+    return count
+
+
+async def _run_id(handle: WorkflowHandle[Any, Any]) -> str:
+    described = await handle.describe()
+    return described.run_id or ""
+
+
+async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_tasks_as_before(
+    time_skipping_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    owner_pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        now = await env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        before = await api.status(workflow_id)
+        # Provoke a refusal the edge cannot see: a constraint this pathway's assessment breaks.
+        constraint = f"refuse_{uuid.uuid4().hex[:8]}"
+        await owner_pool.execute(
+            f"ALTER TABLE pathway_events ADD CONSTRAINT {constraint} "
+            f"CHECK (workflow_id <> '{workflow_id}' OR kind <> 'assessed') NOT VALID"
+        )
+        try:
+            with pytest.raises(PathwayStepRejected) as refused:
+                await api.assess(workflow_id, factories.assessment())
+            assert str(refused.value) == (
+                "the step could not be recorded and was not applied: the record database "
+                "refused the step (CheckViolationError, SQLSTATE 23514)"
+            )
+            after = await api.status(workflow_id)
+            assert after.phase is Phase.AWAITING_ASSESSMENT
+            assert after.assessment is None
+            assert after.state.sequence > before.state.sequence  # its keys are never reused
+            assert after.model_dump(exclude={"state"}) == before.model_dump(exclude={"state"})
+            search = (await handle.describe()).typed_search_attributes
+            assert search.get(sa.PHASE) == Phase.AWAITING_ASSESSMENT.value
+            row = await pool.fetchrow(
+                "SELECT phase, assessment_decision FROM pathways WHERE workflow_id = $1",
+                workflow_id,
+            )
+            assert row is not None
+            assert (row["phase"], row["assessment_decision"]) == ("awaiting-assessment", None)
+            tasks = await pool.fetch(
+                "SELECT kind, status FROM tasks WHERE workflow_id = $1", workflow_id
+            )
+            assert [tuple(t) for t in tasks] == [("assess-referral", "requested")]
+        finally:
+            await owner_pool.execute(f"ALTER TABLE pathway_events DROP CONSTRAINT {constraint}")
+
+        # The pathway is not stuck: the same step goes through once the record takes it.
+        assessed = await api.assess(workflow_id, factories.assessment())
+        assert assessed.phase is Phase.AWAITING_INVITE
+        assert await _count(pool, workflow_id, "assessed") == 1
+        assert (await handle.describe()).typed_search_attributes.get(sa.PHASE) == (
+            Phase.AWAITING_INVITE.value
+        )
+        await api.close_pathway(workflow_id, factories.closure())
+        await handle.result()
+
+
+async def _continued_as_new(handle: WorkflowHandle[Any, Any], run_id: str) -> None:
+    for _ in range(200):
+        if await _run_id(handle) != run_id:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the pathway did not continue as new")
+
+
+def _review(number: int | None = None) -> Review:
+    return Review(
+        reviewed_by=factories.KOORDINATOR, outcome=ReviewOutcome.CONTINUE, review_number=number
+    )
+
+
+async def test_the_same_update_id_after_continue_as_new_gets_the_first_answer(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        workflow_id, handle, _ = await to_follow_up(env, client, api)
+        first_run = await _run_id(handle)
+        first = await api.complete_review(workflow_id, _review(1), update_id="review-once")
+        assert first.state.reviews_completed == 1
+        await _continued_as_new(handle, first_run)  # the review ends the run
+
+        # The same Update id for another step is refused, not answered.
+        with pytest.raises(PathwayStepRejected, match="used for complete_review already"):
+            await api.close_pathway(workflow_id, factories.closure(), update_id="review-once")
+        again = await api.complete_review(workflow_id, _review(1), update_id="review-once")
+        assert again == first
+        assert await _count(pool, workflow_id, "review-completed") == 1
+        # A late repeat under a new id names the review it completes: refused.
+        with pytest.raises(PathwayStepRejected, match="review 1 is already completed"):
+            await api.complete_review(workflow_id, _review(1), update_id="review-late")
+        with pytest.raises(PathwayStepRejected, match=r"review 3 is not due yet \(due: review 2\)"):
+            await api.complete_review(workflow_id, _review(3))
+        assert await _count(pool, workflow_id, "review-completed") == 1
+        await api.close_pathway(workflow_id, factories.closure())
+        await handle.result()
+
+
+async def test_twenty_concurrent_sends_of_one_update_id_straddling_continue_as_new_apply_once(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    api = pathways(client, task_queue)
+    async with build_worker(client, pool, task_queue):
+        workflow_id, handle, _ = await to_follow_up(env, client, api)
+        first_run = await _run_id(handle)
+
+        async def send(after: float) -> int:
+            await asyncio.sleep(after)
+            status = await api.complete_review(workflow_id, _review(), update_id="review-x")
+            return status.state.reviews_completed
+
+        answers = await asyncio.gather(*(send(i * 0.03) for i in range(20)))
+        assert answers == [1] * 20
+        assert await _run_id(handle) != first_run
+        assert await _count(pool, workflow_id, "review-completed") == 1
+        status = await api.status(workflow_id)
+        assert status.state.reviews_completed == 1
+        assert status.state.review is not None
+        assert status.state.review.number == 2
+        await api.close_pathway(workflow_id, factories.closure())
+        await handle.result()
