@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest histories clean bench
+.PHONY: install run test lint pytest histories clean bench storm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,8 @@ pytest: $(STAMP)
 
 test: lint pytest
 
-# Re-record the replay histories after an intended change to the workflow's commands.
+# Record new replay histories beside the kept ones (which are never overwritten), after a
+# change to the workflow's commands made with workflow.patched.
 histories: $(STAMP)
 	ROP_RECORD_HISTORIES=1 $(BIN)/pytest tests/test_pathway_workflow.py tests/test_follow_up.py
 
@@ -46,3 +47,10 @@ N ?= 30
 bench: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m starter.bench --pathways $(N)
+
+# The deadline storm (not a test): N pathways whose meeting deadline passed before they
+# started; BUSY CPU-bound processes beside the worker.
+BUSY ?= 0
+storm: $(STAMP)
+	$(BYTECODE)
+	$(BIN)/python -m starter.storm --pathways $(N) --busy $(BUSY)

@@ -7,6 +7,8 @@ so a deployment never runs activities against an older schema.
 from __future__ import annotations
 
 import asyncio
+import os
+from dataclasses import dataclass
 
 import asyncpg
 import httpx
@@ -28,17 +30,56 @@ from workflows.sandbox import workflow_runner
 
 log = structlog.get_logger(__name__)
 
+MIB_PER_CACHED_PATHWAY = 0.3
+"""Memory of one pathway in the worker's cache (measured: 0.285 MiB)."""
+
+
+def cache_size_for_memory(share: float = 0.25, most: int = 20_000) -> int:
+    """How many pathways to keep cached: a quarter of the machine's memory, at most `most`.
+
+    A pathway evicted from the cache is rebuilt from its history at its next task, so a
+    cache smaller than the open pathways costs CPU for every timer that fires.
+    """
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(100, min(most, int(total * share / (MIB_PER_CACHED_PATHWAY * 2**20))))
+
+
+@dataclass(frozen=True)
+class WorkerTuning:
+    """How much one worker process takes on at once.
+
+    Workflow tasks and the record service's local activities share one event loop, so a
+    worker that takes more than its CPU can turn round lets started tasks wait past their
+    timeout; tasks it has not taken wait at the server, where waiting is harmless. The
+    defaults (`RopSettings`) suit two cores; measure with `make storm` before changing them.
+    """
+
+    workflow_task_slots: int
+    local_activity_slots: int
+    cached_workflows: int
+    """0: sized to memory (`cache_size_for_memory`)."""
+
+    @classmethod
+    def from_settings(cls, settings: RopSettings) -> WorkerTuning:
+        return cls(
+            workflow_task_slots=settings.worker_workflow_task_slots,
+            local_activity_slots=settings.worker_local_activity_slots,
+            cached_workflows=settings.worker_cached_workflows,
+        )
+
 
 def build_worker(
     client: Client,
     pool: asyncpg.Pool,
     task_queue: str,
     delivery: DeliveryActivities | None = None,
+    tuning: WorkerTuning | None = None,
 ) -> Worker:
     """A worker with every workflow and activity of the pathway, its activities bound to `pool`.
 
     Without `delivery`, tasks stay on the task list (no e-mail or webhook is configured).
     """
+    tuning = tuning or WorkerTuning.from_settings(RopSettings())
     delivery = delivery or DeliveryActivities(pool, RoutingTable(email_unrouted_addresses=False))
     records = RecordActivities(pool, delivery.routing)
     return Worker(
@@ -53,6 +94,9 @@ def build_worker(
             delivery.deliver,
             delivery.give_up,
         ],
+        max_concurrent_workflow_tasks=tuning.workflow_task_slots,
+        max_concurrent_local_activities=tuning.local_activity_slots,
+        max_cached_workflows=tuning.cached_workflows or cache_size_for_memory(),
     )
 
 
@@ -68,7 +112,13 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
         client = await connect(settings)
         async with (
             httpx.AsyncClient(timeout=20.0) as http,
-            build_worker(client, pool, settings.task_queue, build_delivery(settings, pool, http)),
+            build_worker(
+                client,
+                pool,
+                settings.task_queue,
+                build_delivery(settings, pool, http),
+                WorkerTuning.from_settings(settings),
+            ),
         ):
             log.info("worker polling", task_queue=settings.task_queue)
             await stop.wait()

@@ -36,6 +36,7 @@ async def connect_pathways(settings: RopSettings) -> Pathways:
         task_queue=settings.task_queue,
         pathway_settings=settings.pathway_settings(),
         answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
+        workflow_task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
     )
 
 

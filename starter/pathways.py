@@ -106,8 +106,10 @@ class Pathways:
         task_queue: str = TASK_QUEUE,
         pathway_settings: PathwaySettings | None = None,
         answer_timeout: timedelta = timedelta(seconds=20),
+        workflow_task_timeout: timedelta | None = None,
     ) -> None:
         self._client = client
+        self._workflow_task_timeout = workflow_task_timeout
         self._answer_timeout = answer_timeout
         self._task_queue = task_queue
         self._pathway_settings = pathway_settings or PathwaySettings()
@@ -134,6 +136,7 @@ class Pathways:
                 task_queue=self._task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                task_timeout=self._workflow_task_timeout,
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(key, value) for key, value in initial]
                 ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -20,6 +21,12 @@ from tests import factories
 from workflows.pathway import RopPathway
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
+KEPT = HISTORIES / "kept.sha256"
+"""Every kept history and its SHA-256: the replay test fails if one is changed or removed."""
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def pathways(client: Client, task_queue: str, settings: PathwaySettings | None = None) -> Pathways:
@@ -60,14 +67,29 @@ async def eventually(
 
 
 async def save_history_if_recording(handle: WorkflowHandle[Any, Any], name: str) -> None:
-    """With ROP_RECORD_HISTORIES=1, keep this run's history for the replay test."""
+    """With ROP_RECORD_HISTORIES=1, keep this run's history for the replay test.
+
+    Kept histories only accumulate: a new recording goes beside the earlier ones
+    (`<name>.json`, then `<name>.2.json`, ...), never over one, so the replay test keeps
+    proving that today's code runs every pathway that earlier code started.
+    """
     if os.environ.get("ROP_RECORD_HISTORIES") != "1":
         return
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"{name}.json").write_text(
-        json.dumps(json.loads(history.to_json()), indent=1) + "\n", encoding="utf-8"
-    )
+    path = HISTORIES / new_history_name(name)
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n", encoding="utf-8")
+    with KEPT.open("a", encoding="utf-8") as kept:
+        kept.write(f"{digest(path)}  {path.name}\n")
+
+
+def new_history_name(name: str, folder: Path = HISTORIES) -> str:
+    """The first free file name for a new recording of `name` in `folder`."""
+    candidate, number = f"{name}.json", 1
+    while (folder / candidate).exists():
+        number += 1
+        candidate = f"{name}.{number}.json"
+    return candidate
 
 
 async def hold_meeting(

@@ -1,7 +1,9 @@
 """Replay the kept histories against today's workflow code: a non-deterministic change fails.
 
 The histories in tests/histories/ were recorded from the workflow tests
-(`make histories`). Re-record them only for an intended, patched change.
+(`make histories`). They only accumulate: each recording is added beside the earlier
+ones, none is ever overwritten or removed, and every one must replay on today's code.
+A change that would break one is made with `workflow.patched`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,33 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tests.conftest import DATA_CONVERTER
+from tests.pathway_harness import KEPT, digest, new_history_name
 from workflows.pathway import RopPathway
 from workflows.sandbox import workflow_runner
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
 
 
+def test_a_new_recording_never_overwrites_a_kept_history(tmp_path: Path) -> None:
+    assert new_history_name("reminder", tmp_path) == "reminder.json"
+    (tmp_path / "reminder.json").write_text("{}")
+    (tmp_path / "reminder.2.json").write_text("{}")
+    assert new_history_name("reminder", tmp_path) == "reminder.3.json"
+
+
+def test_kept_histories_are_never_changed_or_removed() -> None:
+    kept = dict(
+        reversed(line.split("  ", 1))
+        for line in KEPT.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    )
+    assert sorted(kept) == [path.name for path in HISTORIES]
+    for path in HISTORIES:
+        assert digest(path) == kept[path.name], f"{path.name} was changed"
+
+
 def test_histories_are_kept_for_every_tested_path() -> None:
-    assert {path.stem for path in HISTORIES} >= {
+    assert {path.name.split(".")[0] for path in HISTORIES} >= {
         "invite_on_time",
         "reminder",
         "escalation",

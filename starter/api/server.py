@@ -74,6 +74,7 @@ def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
                     task_queue=settings.task_queue,
                     pathway_settings=settings.pathway_settings(),
                     answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
+                    workflow_task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
                 ),
                 pool=pool,
                 authenticator=authenticator,
