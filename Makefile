@@ -37,7 +37,8 @@ test: lint pytest
 # Record new replay histories beside the kept ones (which are never overwritten), after a
 # change to the workflow's commands made with workflow.patched.
 histories: $(STAMP)
-	ROP_RECORD_HISTORIES=1 $(BIN)/pytest tests/test_pathway_workflow.py tests/test_follow_up.py
+	ROP_RECORD_HISTORIES=1 $(BIN)/pytest tests/test_pathway_workflow.py tests/test_follow_up.py \
+		tests/test_integrity.py
 
 clean:
 	rm -rf $(VENV) .rop .mypy_cache .ruff_cache .pytest_cache

@@ -31,10 +31,10 @@ class RopSettings(BaseSettings):
     temporal_api_key: SecretStr | None = Field(default=None, description="e.g. Temporal Cloud")
     task_queue: str = "rop-forlop"
     worker_workflow_task_slots: int = Field(
-        default=10, ge=1, le=1000, description="workflow tasks one worker runs at once"
+        default=20, ge=1, le=1000, description="workflow tasks one worker runs at once"
     )
     worker_local_activity_slots: int = Field(
-        default=10, ge=1, le=1000, description="record-service calls one worker runs at once"
+        default=20, ge=1, le=1000, description="record-service calls one worker runs at once"
     )
     worker_cached_workflows: int = Field(
         default=0, ge=0, description="pathways kept in the worker's memory; 0: sized to memory"

@@ -129,6 +129,7 @@ async def main(count: int, busy: int, concurrency: int) -> None:
             data_converter=data_converter(BENCH_CODEC),
             dev_server_existing_path=packaged_binary("temporal"),
             search_attributes=search_attributes.ALL,
+            dev_server_log_level="error",
         )
         try:
             address = env.client.service_client.config.target_host

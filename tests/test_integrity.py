@@ -20,7 +20,7 @@ from rop_domain.followup import Review, ReviewOutcome
 from rop_domain.models import Phase
 from starter.pathways import PathwayStepRejected
 from tests import factories
-from tests.pathway_harness import pathways, start, to_follow_up
+from tests.pathway_harness import pathways, save_history_if_recording, start, to_follow_up
 from worker import build_worker
 from workflows import search_attributes as sa
 
@@ -93,6 +93,7 @@ async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_task
         )
         await api.close_pathway(workflow_id, factories.closure())
         await handle.result()
+        await save_history_if_recording(handle, "refused_step")
 
 
 async def _continued_as_new(handle: WorkflowHandle[Any, Any], run_id: str) -> None:
@@ -135,6 +136,7 @@ async def test_the_same_update_id_after_continue_as_new_gets_the_first_answer(
         assert await _count(pool, workflow_id, "review-completed") == 1
         await api.close_pathway(workflow_id, factories.closure())
         await handle.result()
+        await save_history_if_recording(handle, "answered_after_continue_as_new")
 
 
 async def test_twenty_concurrent_sends_of_one_update_id_straddling_continue_as_new_apply_once(

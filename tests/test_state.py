@@ -40,3 +40,21 @@ def test_the_window_outlasts_the_api_idempotency_window() -> None:
     from starter.settings import RopSettings
 
     assert timedelta(hours=RopSettings().api_idempotency_hours) < ANSWERS_KEPT_FOR
+
+
+def test_the_stall_bound_counts_the_record_retries_that_begin_within_it() -> None:
+    from workflows.effects import RETRY, attempts_within
+
+    # Attempts begin at 0, 1, 3, 7, 11, 15... s (1 s doubling to 4 s apart).
+    assert RETRY.initial_interval == timedelta(seconds=1)
+    assert RETRY.maximum_interval == timedelta(seconds=4)
+    assert [attempts_within(s) for s in (0.5, 1, 2.9, 3, 7, 10.9, 11, 60)] == [
+        1,
+        2,
+        2,
+        3,
+        4,
+        4,
+        5,
+        17,
+    ]
