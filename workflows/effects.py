@@ -75,8 +75,9 @@ _LEGACY_DELIVERY_RETRY = RetryPolicy(
     maximum_attempts=_LEGACY_DELIVERY_ATTEMPTS,
     non_retryable_error_types=[FAILED],
 )
-# No attempt limit: a database outage delays a step, it must never drop one. Short
-# intervals: after an outage, steps resume within seconds of the database's return.
+# Short intervals: after an outage, steps resume within seconds of the database's
+# return. A database outage delays a step, it must never drop one: `record` runs the
+# call again and again, each time for as many attempts as fit in the stall bound.
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=4),
