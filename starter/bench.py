@@ -229,14 +229,26 @@ async def first_run_events(client: Client, workflow_id: str) -> tuple[int, int]:
 
 
 async def main(count: int, concurrency: int) -> None:
+    async with local_servers("bench") as (client, database_url):
+        address = client.service_client.config.target_host
+        async with worker_process("starter.bench", address, database_url) as worker:
+            await run_benchmark(client, worker, count, concurrency)
+
+
+@contextlib.asynccontextmanager
+async def local_servers(
+    name: str, server_log_level: str = "warn"
+) -> AsyncIterator[tuple[Client, str]]:
+    """A migrated record database with the example directory (on `DATABASE_URL`'s server, or
+    an embedded one) and a dev server; yield a client and the database's URL."""
     settings = RopSettings()
     with contextlib.ExitStack() as stack:
         if settings.database_url:
             server_url = settings.database_url
         else:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rop-bench-")))
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"rop-{name}-")))
             server_url = stack.enter_context(embedded_postgres(folder / "pg", keep_data=False))
-        database_url = await ensure_database(server_url, f"rop_bench_{uuid.uuid4().hex[:8]}")
+        database_url = await ensure_database(server_url, f"rop_{name}_{uuid.uuid4().hex[:8]}")
         pool = await create_pool(database_url)
         await migrate(pool)
         await load_directory(pool, CONTACTS)
@@ -245,23 +257,24 @@ async def main(count: int, concurrency: int) -> None:
             data_converter=data_converter(BENCH_CODEC),
             dev_server_existing_path=packaged_binary("temporal"),
             search_attributes=search_attributes.ALL,
+            dev_server_log_level=server_log_level,
         )
         try:
-            address = env.client.service_client.config.target_host
-            async with worker_process(address, database_url) as worker:
-                await run_benchmark(env.client, worker, count, concurrency)
+            yield env.client, database_url
         finally:
             await env.shutdown()
 
 
 @contextlib.asynccontextmanager
-async def worker_process(address: str, database_url: str) -> AsyncIterator[psutil.Process]:
-    """Both workers (ours and the baseline's) in a process of their own, as in production:
-    the driver's CPU and memory are not the worker's."""
+async def worker_process(
+    module: str, address: str, database_url: str
+) -> AsyncIterator[psutil.Process]:
+    """The workers of benchmark `module` (its `--serve-workers`) in a process of their own,
+    as in production: the driver's CPU and memory are not the worker's."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "starter.bench",
+        module,
         "--serve-workers",
         "--address",
         address,
@@ -272,7 +285,7 @@ async def worker_process(address: str, database_url: str) -> AsyncIterator[psuti
     assert process.stdout is not None
     ready = await asyncio.wait_for(process.stdout.readline(), timeout=60)
     if ready.strip() != b"ready":
-        raise RuntimeError(f"bench worker did not start: {ready!r}")
+        raise RuntimeError(f"{module} worker did not start: {ready!r}")
     try:
         yield psutil.Process(process.pid)
     finally:

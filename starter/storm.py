@@ -17,29 +17,23 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import psutil
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
-from activities.contact_directory import load_directory
-from activities.database import WORKER_ROLE, create_pool, migrate
+from activities.database import WORKER_ROLE, create_pool
 from rop_domain.models import ValidationPolicy, parse_referral
-from starter.bench import BENCH_CODEC, CONTACTS, PeakRss
+from starter.bench import BENCH_CODEC, PeakRss, local_servers, worker_process
 from starter.client import data_converter
-from starter.local_stack import embedded_postgres, ensure_database, packaged_binary
 from starter.pathways import Pathways
 from starter.settings import RopSettings
 from worker import WorkerTuning, build_worker
-from workflows import search_attributes
 
 QUEUE = "rop-storm"
 LATE_BY = timedelta(days=30)
@@ -114,30 +108,14 @@ async def task_timeouts(client: Client, workflow_ids: list[str]) -> int:
 
 
 async def main(count: int, busy: int, concurrency: int) -> None:
-    settings = RopSettings()
-    with contextlib.ExitStack() as stack:
-        if settings.database_url:
-            server_url = settings.database_url
-        else:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rop-storm-")))
-            server_url = stack.enter_context(embedded_postgres(folder / "pg", keep_data=False))
-        database_url = await ensure_database(server_url, f"rop_storm_{uuid.uuid4().hex[:8]}")
-        owner = await create_pool(database_url)
-        await migrate(owner)
-        await load_directory(owner, CONTACTS)
-        env = await WorkflowEnvironment.start_local(
-            data_converter=data_converter(BENCH_CODEC),
-            dev_server_existing_path=packaged_binary("temporal"),
-            search_attributes=search_attributes.ALL,
-            dev_server_log_level="error",
-        )
+    async with local_servers("storm", server_log_level="error") as (client, database_url):
+        address = client.service_client.config.target_host
+        pool = await create_pool(database_url)
         try:
-            address = env.client.service_client.config.target_host
-            async with worker_process(address, database_url) as worker:
-                await storm(env.client, owner, worker, settings, count, busy, concurrency)
+            async with worker_process("starter.storm", address, database_url) as worker:
+                await storm(client, pool, worker, RopSettings(), count, busy, concurrency)
         finally:
-            await env.shutdown()
-            await owner.close()
+            await pool.close()
 
 
 async def storm(
@@ -184,31 +162,6 @@ async def storm(
     print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
-@contextlib.asynccontextmanager
-async def worker_process(address: str, database_url: str) -> AsyncIterator[psutil.Process]:
-    """The worker in a process of its own, as `rop worker` runs it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "starter.storm",
-        "--serve-worker",
-        "--address",
-        address,
-        "--database-url",
-        database_url,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    ready = await asyncio.wait_for(process.stdout.readline(), timeout=60)
-    if ready.strip() != b"ready":
-        raise RuntimeError(f"storm worker did not start: {ready!r}")
-    try:
-        yield psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        await process.wait()
-
-
 async def serve_worker(address: str, database_url: str) -> None:
     """The worker process, tuned by the `ROP_WORKER_*` settings, until SIGTERM."""
     settings = RopSettings()
@@ -227,11 +180,11 @@ def cli() -> None:
     parser.add_argument("--pathways", type=int, default=1000)
     parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes beside it")
     parser.add_argument("--concurrency", type=int, default=50, help="starts at once")
-    parser.add_argument("--serve-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-workers", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_worker:
+    if args.serve_workers:
         asyncio.run(serve_worker(args.address, args.database_url))
     else:
         asyncio.run(main(args.pathways, args.busy, args.concurrency))
