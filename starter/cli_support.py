@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import uuid
 from datetime import timedelta
 
 from pydantic import BaseModel
 
-from starter.pathways import Pathways
+from starter.pathways import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    Pathways,
+    is_idempotency_key,
+    keyed_update_id,
+)
 from starter.settings import RopSettings
 
 
@@ -46,19 +50,17 @@ def require_database(settings: RopSettings) -> str:
     return settings.database_url
 
 
-MAX_KEY_LENGTH = 255
-
-
 def update_id(args: argparse.Namespace) -> str:
     """The step's Temporal Update id, from `--idempotency-key` (one is made if none is given).
 
-    A pathway applies an Update id once, so running the command again with the same key
-    after a timeout cannot apply the step twice. Hashed: Update ids are stored
-    unencrypted in the pathway's history.
+    Running the command again with the same key after a timeout cannot apply the step
+    twice (`keyed_update_id`).
     """
     key = getattr(args, "idempotency_key", None)
     if key is None:
         key = args.idempotency_key = uuid.uuid4().hex
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise UsageError(f"--idempotency-key: 1 to {MAX_KEY_LENGTH} printable characters")
-    return "cli-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    if not is_idempotency_key(key):
+        raise UsageError(
+            f"--idempotency-key: 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"
+        )
+    return keyed_update_id("cli", key)

@@ -5,6 +5,7 @@ any backend service use, so there is one way in.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +47,22 @@ from rop_domain.models import (
 from rop_domain.state import PathwayInput, PathwayStatus
 from workflows import search_attributes
 from workflows.pathway import TASK_QUEUE, RopPathway
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def is_idempotency_key(key: str) -> bool:
+    """An idempotency key a caller may send (HTTP header or `--idempotency-key`)."""
+    return bool(key) and len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and key.isprintable()
+
+
+def keyed_update_id(source: str, *key: str) -> str:
+    """The Temporal Update id of a step sent under an idempotency key from `source`.
+
+    A pathway applies an Update id once, so a step sent again under the same key is not
+    applied twice. Hashed: Update ids are stored unencrypted in the pathway's history.
+    """
+    return f"{source}-" + hashlib.sha256("\0".join(key).encode()).hexdigest()[:40]
 
 
 class PathwayError(Exception):

@@ -22,12 +22,12 @@ from fastapi.responses import Response
 
 from starter.api.auth import Principal
 from starter.api.problems import ProblemError
+from starter.pathways import MAX_IDEMPOTENCY_KEY_LENGTH, is_idempotency_key, keyed_update_id
 
 log = structlog.get_logger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-MAX_KEY_LENGTH = 255
 
 
 async def fingerprint(request: Request) -> str:
@@ -45,13 +45,15 @@ def update_id_for(principal: Principal, key: str | None) -> str | None:
     Hashed, since Update ids are stored unencrypted in the pathway's history."""
     if key is None:
         return None
-    return "api-" + hashlib.sha256(f"{principal.name}\0{key}".encode()).hexdigest()[:40]
+    return keyed_update_id("api", principal.name, key)
 
 
 def check_key(key: str) -> str:
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if not is_idempotency_key(key):
         raise ProblemError(
-            422, "Invalid Idempotency-Key", f"{HEADER}: 1 to {MAX_KEY_LENGTH} printable characters"
+            422,
+            "Invalid Idempotency-Key",
+            f"{HEADER}: 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
         )
     return key
 
