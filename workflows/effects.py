@@ -209,19 +209,19 @@ class PathwayEffects:
         self.on_delivery_failed: Callable[[str], None] = lambda key: None
         self.on_recording_stalled: Callable[[bool], None] = lambda stalled: None
         self._deliveries: dict[str, asyncio.Task[None]] = {}
+        # As many attempts as fit in the stall bound: a local activity's schedule-to-close
+        # timeout does not end its local retries, an attempt limit does.
+        self._record_retry = dataclasses.replace(
+            RETRY, maximum_attempts=attempts_within(settings.recording_stalled_seconds)
+        )
 
     async def record(self, activity: Any, argument: Any, summary: str | None = None) -> Any:
         """Run a record-service call until it succeeds; `RecordRefused` if it never can.
 
         A call that keeps failing (the database is down, or a fault in our code) is
-        retried for as long as it takes; after the settings' `recording_stalled_seconds` the pathway is flagged as
-        stalled, and the flag is lifted when the call goes through.
+        retried for as long as it takes; after the settings' `recording_stalled_seconds`
+        the pathway is flagged as stalled, and the flag is lifted when the call goes through.
         """
-        # The attempts that fit in the stall bound: a local activity's schedule-to-close
-        # timeout does not end its local retries, an attempt limit does.
-        retries = dataclasses.replace(
-            RETRY, maximum_attempts=attempts_within(self.settings.recording_stalled_seconds)
-        )
         stalled = False
         while True:
             try:
@@ -229,7 +229,7 @@ class PathwayEffects:
                     activity,
                     argument,
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=retries,
+                    retry_policy=self._record_retry,
                     summary=summary,
                 )
             except (ActivityError, ApplicationError, ActivityTimeout) as error:
