@@ -293,6 +293,13 @@ async def worker_process(
         await process.wait()
 
 
+def worker_process_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hidden options `worker_process` starts a benchmark module's workers with."""
+    parser.add_argument("--serve-workers", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+
+
 async def serve_workers(address: str, database_url: str) -> None:
     """The worker process: our worker and the baseline's, until SIGTERM."""
     client = await Client.connect(address, data_converter=data_converter(BENCH_CODEC))
@@ -378,9 +385,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pathways", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--serve-workers", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--address", help=argparse.SUPPRESS)
-    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    worker_process_arguments(parser)
     args = parser.parse_args()
     if args.serve_workers:
         asyncio.run(serve_workers(args.address, args.database_url))

@@ -29,7 +29,13 @@ from temporalio.client import Client
 
 from activities.database import WORKER_ROLE, create_pool
 from rop_domain.models import ValidationPolicy, parse_referral
-from starter.bench import BENCH_CODEC, PeakRss, local_servers, worker_process
+from starter.bench import (
+    BENCH_CODEC,
+    PeakRss,
+    local_servers,
+    worker_process,
+    worker_process_arguments,
+)
 from starter.client import data_converter
 from starter.pathways import Pathways
 from starter.settings import RopSettings
@@ -180,9 +186,7 @@ def cli() -> None:
     parser.add_argument("--pathways", type=int, default=1000)
     parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes beside it")
     parser.add_argument("--concurrency", type=int, default=50, help="starts at once")
-    parser.add_argument("--serve-workers", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--address", help=argparse.SUPPRESS)
-    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    worker_process_arguments(parser)
     args = parser.parse_args()
     if args.serve_workers:
         asyncio.run(serve_worker(args.address, args.database_url))
