@@ -26,7 +26,7 @@ from starter.delivery_setup import build_delivery
 from starter.logs import configure_logging
 from starter.settings import RopSettings
 from workflows.pathway import RopPathway
-from workflows.sandbox import workflow_runner
+from workflows.sandbox import runner_name, workflow_runner
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +58,8 @@ class WorkerTuning:
     local_activity_slots: int
     cached_workflows: int
     """0: sized to memory (`cache_size_for_memory`)."""
+    sandboxed: bool = False
+    """Run workflow code in Temporal's sandbox (`workflows.sandbox` says why not by default)."""
 
     @classmethod
     def from_settings(cls, settings: RopSettings) -> WorkerTuning:
@@ -65,6 +67,7 @@ class WorkerTuning:
             workflow_task_slots=settings.worker_workflow_task_slots,
             local_activity_slots=settings.worker_local_activity_slots,
             cached_workflows=settings.worker_cached_workflows,
+            sandboxed=settings.worker_sandbox,
         )
 
 
@@ -86,7 +89,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[RopPathway],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(tuning.sandboxed),
         activities=[
             records.open_pathway,
             records.record_step,
@@ -120,7 +123,11 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                 WorkerTuning.from_settings(settings),
             ),
         ):
-            log.info("worker polling", task_queue=settings.task_queue)
+            log.info(
+                "worker polling",
+                task_queue=settings.task_queue,
+                workflow_runner=runner_name(settings.worker_sandbox),
+            )
             await stop.wait()
     finally:
         await pool.close()

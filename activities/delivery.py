@@ -15,35 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 
 import asyncpg
-from pydantic import Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import EmailChannel, WebhookChannel
 from activities.rendering import RenderedMessage, render_task
+from rop_domain.commands import DELIVER, DELIVERY_FAILED, GIVE_UP, Delivery
 from rop_domain.models import StrictModel
 from rop_domain.routing import Channel, RoutingTable
-
-FAILED = "DeliveryFailed"
-"""ApplicationError type of a delivery that gave up."""
-
-DELIVERY_WINDOW = timedelta(hours=24)
-FIRST_DELIVERY_RETRY = timedelta(seconds=10)
-DELIVERY_MAX_INTERVAL = timedelta(hours=1)
-
-
-class Delivery(StrictModel):
-    """Deliver the task queued under `task_key`.
-
-    `max_attempts`: give up after that attempt (deliveries of runs from before the
-    delivery window); without it the pathway's window decides, and `give_up` records it.
-    """
-
-    task_key: str
-    max_attempts: int | None = Field(default=None, ge=1)
 
 
 class DeliveryOutcome(StrictModel):
@@ -78,7 +59,7 @@ class DeliveryActivities:
         self._webhook = webhook
         self._link_base = task_link_base
 
-    @activity.defn
+    @activity.defn(name=DELIVER)
     async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
         """Send one task through its channel, unless an earlier attempt already has."""
         task = await self._pool.fetchrow(
@@ -86,7 +67,9 @@ class DeliveryActivities:
             delivery.task_key,
         )
         if task is None:
-            raise ApplicationError(f"no task {delivery.task_key}", type=FAILED, non_retryable=True)
+            raise ApplicationError(
+                f"no task {delivery.task_key}", type=DELIVERY_FAILED, non_retryable=True
+            )
         route = self.routing.route_for(task["recipient"])
         done = await self._pool.fetchrow(
             "SELECT status, attempts FROM deliveries WHERE task_id = $1 AND status IN ('sent', 'task-list')",
@@ -135,7 +118,7 @@ class DeliveryActivities:
             if final:
                 raise ApplicationError(
                     f"delivery of task {task['id']} failed after {attempts} attempts",
-                    type=FAILED,
+                    type=DELIVERY_FAILED,
                     non_retryable=True,
                 ) from error
             raise
@@ -151,7 +134,7 @@ class DeliveryActivities:
             task_id=task["id"], channel=route.channel, status="sent", attempts=attempts
         )
 
-    @activity.defn
+    @activity.defn(name=GIVE_UP)
     async def give_up(self, task_key: str) -> None:
         """Mark a delivery failed: its window ended. A delivery found sent stays sent."""
         await self._pool.execute(

@@ -19,7 +19,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.outbox import close_tasks, queue_task
 from rop_domain.commands import (
+    FIND_UNIT_LEADER,
+    OPEN_PATHWAY,
     RECORD_REFUSED,
+    RECORD_STEP,
     Intake,
     LeaderQuery,
     NewPathway,
@@ -48,7 +51,7 @@ class RecordActivities:
             if self._routing.route_for(n.recipient).channel is not Channel.TASK_LIST
         ]
 
-    @activity.defn
+    @activity.defn(name=OPEN_PATHWAY)
     async def open_pathway(self, pathway: NewPathway) -> Intake:
         """Write the referral's pathway row, its first event and first tasks, once; return the
         recommended meeting participants (one round trip for the whole intake)."""
@@ -105,7 +108,7 @@ class RecordActivities:
                     await queue_task(connection, notification)
         return bool(inserted)
 
-    @activity.defn
+    @activity.defn(name=RECORD_STEP)
     async def record_step(self, step: PathwayStep) -> list[str]:
         """Record a step: its events, their summary changes, closed and new tasks.
 
@@ -163,7 +166,7 @@ class RecordActivities:
             for row in rows
         ]
 
-    @activity.defn
+    @activity.defn(name=FIND_UNIT_LEADER)
     async def find_unit_leader(self, query: LeaderQuery) -> str | None:
         """The address of the receiving unit's leader contact, if the directory has one."""
         address: str | None = await self._pool.fetchval(

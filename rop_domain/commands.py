@@ -1,13 +1,18 @@
 """What the workflow asks of the record and notification services.
 
-These are the activities' arguments. Each carries an idempotency key that the
-workflow derives deterministically (workflow id + step), so a retried activity
+These are the activities' names and arguments. Each argument carries an idempotency key
+that the workflow derives deterministically (workflow id + step), so a retried activity
 finds its own earlier write and does nothing twice.
+
+The activities themselves (`activities/`) talk to PostgreSQL, SMTP and webhooks; the
+workflow never imports them (it runs unsandboxed, `workflows.sandbox`), it calls them by
+these names, under which the worker registers them. A name is written into every history
+that calls it, so it never changes under running pathways.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import Field, JsonValue
@@ -22,6 +27,13 @@ from rop_domain.models import (
     Referral,
     StrictModel,
 )
+
+OPEN_PATHWAY = "open_pathway"
+RECORD_STEP = "record_step"
+FIND_UNIT_LEADER = "find_unit_leader"
+DELIVER = "deliver"
+GIVE_UP = "give_up"
+"""Activity names: the record service's local activities, then the notification service's."""
 
 RECORD_REFUSED = "RecordRefused"
 """ApplicationError type of a step the record database refused for its content: a data or
@@ -199,3 +211,24 @@ class Intake(StrictModel):
     deliveries: list[str] = Field(
         default_factory=list, description="Keys of the first tasks a channel must deliver"
     )
+
+
+DELIVERY_FAILED = "DeliveryFailed"
+"""ApplicationError type of a delivery that gave up."""
+
+DELIVERY_WINDOW = timedelta(hours=24)
+"""How long the pathway lets a delivery try: a channel down overnight is still reached the
+next morning, and no task hangs for days."""
+FIRST_DELIVERY_RETRY = timedelta(seconds=10)
+DELIVERY_MAX_INTERVAL = timedelta(hours=1)
+
+
+class Delivery(StrictModel):
+    """Deliver the task queued under `task_key`.
+
+    `max_attempts`: give up after that attempt (deliveries of runs from before the
+    delivery window); without it the pathway's window decides, and `give_up` records it.
+    """
+
+    task_key: str
+    max_attempts: int | None = Field(default=None, ge=1)

@@ -168,11 +168,11 @@ class Referral(StrictModel):
         if not FIRST_YEAR <= value.year < LAST_YEAR:
             raise ValueError(f"must lie in {FIRST_YEAR}-{LAST_YEAR - 1} (the working-day calendar)")
         policy = info.context.get("policy") if isinstance(info.context, dict) else None
-        if (
-            isinstance(policy, ValidationPolicy)
-            and value > (policy.now or datetime.now(UTC)) + _CLOCK_SKEW
-        ):
-            raise ValueError("lies in the future")
+        # Only at the edge, which passes a policy; the workflow never does, nor reads a clock.
+        if isinstance(policy, ValidationPolicy):
+            now = policy.now or datetime.now(UTC)  # noqa: TID251 - the edge's clock
+            if value > now + _CLOCK_SKEW:
+                raise ValueError("lies in the future")
         return value
 
     @field_validator("referral_id")
@@ -230,6 +230,15 @@ class PathwaySettings(StrictModel):
         ge=1,
         le=3600,
         description="How long the record service may keep failing before the pathway says so",
+    )
+    continue_as_new_after_events: int = Field(
+        default=1000,
+        ge=0,
+        le=10_000,
+        description=(
+            "A run continues as new after a review once its history has this many events "
+            "(0: after every review), or whenever the server suggests it"
+        ),
     )
 
 

@@ -39,6 +39,10 @@ class RopSettings(BaseSettings):
     worker_cached_workflows: int = Field(
         default=0, ge=0, description="pathways kept in the worker's memory; 0: sized to memory"
     )
+    worker_sandbox: bool = Field(
+        default=False,
+        description="run workflow code in Temporal's sandbox (slower; tests check it either way)",
+    )
     workflow_task_timeout_seconds: int = Field(
         default=10, ge=1, le=60, description="a new pathway's workflow-task timeout"
     )

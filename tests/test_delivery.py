@@ -23,9 +23,10 @@ from activities.channels import (
     WebhookChannel,
     sign,
 )
-from activities.delivery import Delivery, DeliveryActivities, message_id
+from activities.delivery import DeliveryActivities, message_id
 from activities.records import RecordActivities
 from rop_domain.commands import (
+    Delivery,
     EventKind,
     NewPathway,
     Notification,

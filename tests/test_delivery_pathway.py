@@ -12,7 +12,8 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from activities.channels import EmailChannel, SmtpSettings, WebhookChannel
-from activities.delivery import DELIVERY_WINDOW, DeliveryActivities
+from activities.delivery import DeliveryActivities
+from rop_domain.commands import DELIVERY_WINDOW
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
 from starter.pathways import PathwayStepRejected

@@ -155,7 +155,7 @@ async def test_crisis_plan_revision_raises_a_task_when_due(
         await handle.result()
 
 
-async def test_review_due_overdue_escalated_then_completed_continues_as_new(
+async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watched(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
@@ -219,9 +219,9 @@ async def test_review_due_overdue_escalated_then_completed_continues_as_new(
         assert reviewed.state.review.due == calendar.local_date(
             await env.get_current_time()
         ) + timedelta(weeks=8)
-        second = await eventually(api, workflow_id, lambda s: s.state.runs == 2)
-        assert second.phase is Phase.FOLLOW_UP
-        assert (await handle.describe()).run_id != first_run
+        # A short history: the run goes on, and watches the next review itself.
+        assert (await handle.describe()).run_id == first_run
+        assert reviewed.state.runs == 1
         row = await _row(pool, workflow_id)
         assert (row["review_overdue"], row["reviews_completed"]) == (False, 1)
         assert {r["status"] for r in await _tasks(pool, workflow_id, "hold-review")} == {
@@ -231,9 +231,21 @@ async def test_review_due_overdue_escalated_then_completed_continues_as_new(
         assert search.get(sa.NEXT_REVIEW_DUE) == calendar.at_local_time(
             reviewed.state.review.due, time(0, 0)
         )
+        second_due = calendar.at_local_time(reviewed.state.review.due, time(8, 0))
+        await env.sleep(second_due - await env.get_current_time() + timedelta(minutes=5))
+        second = await eventually(
+            api, workflow_id, lambda s: s.state.review is not None and s.state.review.task_raised
+        )
+        assert second.state.review is not None
+        assert second.state.review.number == 2
+        assert [t["status"] for t in await _tasks(pool, workflow_id, "hold-review")] == [
+            "completed",
+            "requested",
+        ]
         await api.close_pathway(workflow_id, factories.closure())
         outcome = await handle.result()
-        assert (outcome.reviews_completed, outcome.runs) == (1, 2)
+        assert (outcome.reviews_completed, outcome.runs) == (1, 1)
+        assert (await handle.describe()).run_id == first_run
 
 
 async def test_measures_run_in_parallel_and_in_sequence(
@@ -547,7 +559,7 @@ async def test_updates_sent_while_a_review_rolls_over_are_not_lost(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
+    api = pathways(client, task_queue, PathwaySettings(continue_as_new_after_events=0))
     by = factories.CLINICIAN
     async with build_worker(client, pool, task_queue):
         workflow_id, handle, _ = await to_follow_up(env, client, api)

@@ -17,7 +17,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.followup import Review, ReviewOutcome
-from rop_domain.models import Phase
+from rop_domain.models import PathwaySettings, Phase
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.pathway_harness import pathways, save_history_if_recording, start, to_follow_up
@@ -96,6 +96,10 @@ async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_task
         await save_history_if_recording(handle, "refused_step")
 
 
+CONTINUE_AT_EVERY_REVIEW = PathwaySettings(continue_as_new_after_events=0)
+"""A pathway that continues as new after its first review, however short its history."""
+
+
 async def _continued_as_new(handle: WorkflowHandle[Any, Any], run_id: str) -> None:
     for _ in range(200):
         if await _run_id(handle) != run_id:
@@ -114,7 +118,7 @@ async def test_the_same_update_id_after_continue_as_new_gets_the_first_answer(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
+    api = pathways(client, task_queue, CONTINUE_AT_EVERY_REVIEW)
     async with build_worker(client, pool, task_queue):
         workflow_id, handle, _ = await to_follow_up(env, client, api)
         first_run = await _run_id(handle)
@@ -143,7 +147,7 @@ async def test_twenty_concurrent_sends_of_one_update_id_straddling_continue_as_n
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
+    api = pathways(client, task_queue, CONTINUE_AT_EVERY_REVIEW)
     async with build_worker(client, pool, task_queue):
         workflow_id, handle, _ = await to_follow_up(env, client, api)
         first_run = await _run_id(handle)

@@ -1,15 +1,20 @@
-"""A pathway that lives for ten years, reviewed every six weeks, in short Temporal runs."""
+"""A pathway that lives for ten years, reviewed every six weeks, in runs of bounded history.
+
+A run continues as new after a review once its history has passed the pathway's
+`continue_as_new_after_events`, so ten years take a few runs, none of them long.
+"""
 
 from __future__ import annotations
 
 from datetime import time, timedelta
 
 import asyncpg
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
 from rop_domain.followup import Review, ReviewOutcome
-from rop_domain.models import Phase
+from rop_domain.models import PathwaySettings, Phase
 from tests import factories
 from tests.pathway_harness import eventually, pathways, to_follow_up
 from worker import build_worker
@@ -24,13 +29,13 @@ async def test_ten_years_of_six_weekly_reviews_keep_every_run_small(
     env, client = time_skipping_env, time_skipping_env.client
     api = pathways(client, task_queue)
     async with build_worker(client, pool, task_queue):
-        workflow_id, handle, _ = await to_follow_up(env, client, api, review_weeks=6)
+        workflow_id, _, _ = await to_follow_up(env, client, api, review_weeks=6)
         began = await env.get_current_time()
         today = calendar.local_date(began)
         await api.register_crisis_plan(
             workflow_id, factories.crisis_plan(today + timedelta(days=365))
         )
-        run_ids = [(await handle.describe()).run_id]
+        reviews = 0
 
         while await env.get_current_time() - began < timedelta(days=365 * YEARS):
             status = await api.status(workflow_id)
@@ -51,14 +56,13 @@ async def test_ten_years_of_six_weekly_reviews_keep_every_run_small(
                 workflow_id,
                 lambda s: s.state.review is not None and s.state.review.task_raised,
             )
-            await api.complete_review(
+            after = await api.complete_review(
                 workflow_id,
                 Review(reviewed_by=factories.KOORDINATOR, outcome=ReviewOutcome.CONTINUE),
             )
-            runs = len(run_ids) + 1
-            after = await eventually(api, workflow_id, lambda s, runs=runs: s.state.runs == runs)  # type: ignore[misc]
+            reviews += 1
+            assert after.state.reviews_completed == reviews
             assert not after.overdue
-            run_ids.append((await handle.describe()).run_id)
 
         final = await api.complete_review(
             workflow_id,
@@ -66,13 +70,14 @@ async def test_ten_years_of_six_weekly_reviews_keep_every_run_small(
         )
         assert final.phase is Phase.CLOSED
 
-    reviews = len(run_ids)  # one run per review cycle; the last review ended the pathway
+    reviews += 1  # the last review ended the pathway
     assert reviews >= YEARS * 52 // 6
-    sizes = [
-        len((await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()).events)
-        for run_id in run_ids
-    ]
+    sizes = await _run_sizes(client, workflow_id)
+    assert len(sizes) == final.state.runs >= 2
     assert max(sizes) < MAX_EVENTS_PER_RUN, sizes
+    # No run but the last ended before its history was long.
+    threshold = PathwaySettings().continue_as_new_after_events
+    assert min(sizes[:-1]) >= threshold, sizes
     row = await pool.fetchrow(
         "SELECT phase, reviews_completed, crisis_plan_version FROM pathways WHERE workflow_id = $1",
         workflow_id,
@@ -80,7 +85,17 @@ async def test_ten_years_of_six_weekly_reviews_keep_every_run_small(
     assert row is not None
     assert (row["phase"], row["reviews_completed"]) == ("closed", reviews)
     assert row["crisis_plan_version"] >= YEARS
-    print(
-        f"\n{reviews} review runs over {YEARS} years; events per run max {max(sizes)}, "
-        f"median {sorted(sizes)[len(sizes) // 2]}"
-    )
+    print(f"\n{reviews} reviews over {YEARS} years in {len(sizes)} runs; events per run {sizes}")
+
+
+async def _run_sizes(client: Client, workflow_id: str) -> list[int]:
+    """Events of each run of a pathway, first run first."""
+    sizes: list[int] = []
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        sizes.insert(0, len(history.events))
+        started = history.events[0].workflow_execution_started_event_attributes
+        if not started.continued_execution_run_id:
+            return sizes
+        run_id = started.continued_execution_run_id

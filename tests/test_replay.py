@@ -50,11 +50,16 @@ def test_histories_are_kept_for_every_tested_path() -> None:
     }
 
 
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["unsandboxed", "sandboxed"])
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_history_replays(path: Path) -> None:
+async def test_history_replays(path: Path, sandboxed: bool) -> None:
+    """Replays as the worker runs (unsandboxed), and in the sandbox, which also refuses a
+    non-deterministic call on every path the kept histories take."""
     history = WorkflowHistory.from_json(f"rop-replay-{path.stem}", path.read_text(encoding="utf-8"))
     replayer = Replayer(
-        workflows=[RopPathway], data_converter=DATA_CONVERTER, workflow_runner=workflow_runner()
+        workflows=[RopPathway],
+        data_converter=DATA_CONVERTER,
+        workflow_runner=workflow_runner(sandboxed),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure

@@ -31,18 +31,19 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
 
-    from activities.delivery import (
+    from rop_domain.commands import (
+        DELIVER,
+        DELIVERY_FAILED,
         DELIVERY_MAX_INTERVAL,
         DELIVERY_WINDOW,
-        FAILED,
+        FIND_UNIT_LEADER,
         FIRST_DELIVERY_RETRY,
-        Delivery,
-        DeliveryActivities,
-    )
-    from activities.records import RecordActivities
-    from rop_domain.commands import (
+        GIVE_UP,
+        OPEN_PATHWAY,
         RECORD_REFUSED,
+        RECORD_STEP,
         CloseTasks,
+        Delivery,
         EventKind,
         Intake,
         LeaderQuery,
@@ -64,7 +65,7 @@ ACTIVITY_TIMEOUT = timedelta(seconds=10)
 DELIVERY_RETRY = RetryPolicy(
     initial_interval=FIRST_DELIVERY_RETRY,
     maximum_interval=DELIVERY_MAX_INTERVAL,
-    non_retryable_error_types=[FAILED],
+    non_retryable_error_types=[DELIVERY_FAILED],
 )
 DELIVERY_WINDOW_PATCH = "delivery-window"
 """Patch: deliveries end with a window in time, not after eight attempts."""
@@ -73,7 +74,7 @@ _LEGACY_DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=10),
     maximum_interval=timedelta(minutes=30),
     maximum_attempts=_LEGACY_DELIVERY_ATTEMPTS,
-    non_retryable_error_types=[FAILED],
+    non_retryable_error_types=[DELIVERY_FAILED],
 )
 # Short intervals: after an outage, steps resume within seconds of the database's
 # return. A database outage delays a step, it must never drop one: `record` runs the
@@ -194,7 +195,7 @@ class Step:
         # No summary: every step has one, and each summary is one more payload to encrypt
         # and store (measured: the benchmark ratio drops by ~0.08). The step's kind shows in
         # the pathway's current details and event log instead.
-        to_deliver: list[str] = await self._effects.record(RecordActivities.record_step, step)
+        to_deliver: list[str] = await self._effects.record(RECORD_STEP, step, list[str])
         self._effects.deliver(to_deliver)
 
 
@@ -215,7 +216,9 @@ class PathwayEffects:
             RETRY, maximum_attempts=attempts_within(settings.recording_stalled_seconds)
         )
 
-    async def record(self, activity: Any, argument: Any, summary: str | None = None) -> Any:
+    async def record(
+        self, activity: str, argument: Any, result_type: Any, summary: str | None = None
+    ) -> Any:
         """Run a record-service call until it succeeds; `RecordRefused` if it never can.
 
         A call that keeps failing (the database is down, or a fault in our code) is
@@ -225,9 +228,10 @@ class PathwayEffects:
         stalled = False
         while True:
             try:
-                result = await workflow.execute_local_activity_method(
+                result = await workflow.execute_local_activity(
                     activity,
                     argument,
+                    result_type=result_type,
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=self._record_retry,
                     summary=summary,
@@ -262,8 +266,8 @@ class PathwayEffects:
             if workflow.patched(DELIVERY_WINDOW_PATCH):
                 delivered = await self._deliver_within_window(key)
             else:
-                await workflow.execute_activity_method(
-                    DeliveryActivities.deliver,
+                await workflow.execute_activity(
+                    DELIVER,
                     Delivery(task_key=key, max_attempts=_LEGACY_DELIVERY_ATTEMPTS),
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=_LEGACY_DELIVERY_RETRY,
@@ -279,8 +283,8 @@ class PathwayEffects:
 
     async def _deliver_within_window(self, key: str) -> bool:
         """Deliver; False, with the delivery marked failed, if `DELIVERY_WINDOW` ends first."""
-        attempts = workflow.start_activity_method(
-            DeliveryActivities.deliver,
+        attempts = workflow.start_activity(
+            DELIVER,
             Delivery(task_key=key),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=DELIVERY_RETRY,
@@ -291,7 +295,7 @@ class PathwayEffects:
             await attempts
             return True
         attempts.cancel()
-        await self.record(DeliveryActivities.give_up, key, summary="give up a delivery")
+        await self.record(GIVE_UP, key, None, summary="give up a delivery")
         return False
 
     def key(self, label: str) -> str:
@@ -324,13 +328,14 @@ class PathwayEffects:
             due_at=due_at,
         )
         intake: Intake = await self.record(
-            RecordActivities.open_pathway,
+            OPEN_PATHWAY,
             NewPathway(
                 workflow_id=self.workflow_id,
                 referral=referral,
                 meeting_deadline=meeting_deadline,
                 notifications=[task],
             ),
+            Intake,
             summary="record the referral, ask for an assessment, find meeting participants",
         )
         self.deliver(intake.deliveries)
@@ -339,11 +344,12 @@ class PathwayEffects:
     async def unit_leader(self) -> str:
         """The receiving unit's leader contact, or a role address if the directory has none."""
         leader: str | None = await self.record(
-            RecordActivities.find_unit_leader,
+            FIND_UNIT_LEADER,
             LeaderQuery(
                 health_trust=self.referral.health_trust,
                 receiving_unit=self.referral.receiving_unit,
             ),
+            str | None,
             summary="find the unit leader",
         )
         unit = self.referral.receiving_unit.value

@@ -8,8 +8,9 @@ enters history; each accepted step is recorded by one activity in one transactio
 and shows in the status, search attributes and timers only once it is recorded (a
 step the record refuses is not applied at all). An Update id is applied once: within
 a run Temporal sees to it, across runs the answers kept in the state do.
-After each periodic review (or when the server suggests it) the workflow continues
-as new, carrying its compact state, so no run's history grows without bound.
+After a periodic review, once the run's history is long (or whenever the server suggests
+it), the workflow continues as new, carrying its compact state, so no run's history grows
+without bound while a short pathway stays one run.
 """
 
 # No `from __future__ import annotations` here: the sandbox imports this module for every
@@ -68,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import messages, status_view
     from workflows.effects import PathwayEffects, Step
-    from workflows.pathway_base import RECORD_FIRST, REJECTED, reject
+    from workflows.pathway_base import CONTINUE_WHEN_LONG, RECORD_FIRST, REJECTED, reject
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
 from workflows.watchers import PathwayWatchers
@@ -155,6 +156,7 @@ class RopPathway(PathwayWatchers):
         self._recording_stalled = False
         self._fault = None
         self._record_first = workflow.patched(RECORD_FIRST)
+        self._continue_when_long = workflow.patched(CONTINUE_WHEN_LONG)
 
     @workflow.run
     async def run(self, pathway: PathwayInput) -> PathwayOutcome:
@@ -174,7 +176,7 @@ class RopPathway(PathwayWatchers):
         await workflow.wait_condition(
             lambda: (
                 self._ended()
-                or self._review_completed_this_run
+                or self._time_to_continue_as_new()
                 or workflow.info().is_continue_as_new_suggested()
                 or self._fault is not None
             )
@@ -202,6 +204,16 @@ class RopPathway(PathwayWatchers):
             reviews_completed=self._s.reviews_completed,
             runs=self._s.runs,
         )
+
+    def _time_to_continue_as_new(self) -> bool:
+        """After a review, once the run's history is long; runs from before
+        `CONTINUE_WHEN_LONG` continued after every review."""
+        if not self._review_completed_this_run:
+            return False
+        if not self._continue_when_long:
+            return True
+        events = workflow.info().get_current_history_length()
+        return events >= self._settings.continue_as_new_after_events
 
     # --- Updates: referral to meeting ---------------------------------------------------
 

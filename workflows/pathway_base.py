@@ -38,6 +38,10 @@ RECORD_FIRST = "record-then-show"
 """Patch: a step's change shows (search attributes, status, timers) once it is recorded.
 Runs started before it showed the change first, and replay them so."""
 
+CONTINUE_WHEN_LONG = "continue-as-new-when-long"
+"""Patch: a run continues as new after a review only once its history is long, and watches
+one review cycle after another. Runs started before it continued after every review."""
+
 REJECTED = "PathwayStepRejected"
 """ApplicationError type of an Update refused by its validator, or by the record."""
 
@@ -64,6 +68,7 @@ class PathwayBase:
     _review_completed_this_run: bool
     _step_lock: asyncio.Lock
     _record_first: bool
+    _continue_when_long: bool
     _recorded: PathwayState | None
     _recording_stalled: bool
     _fault: str | None

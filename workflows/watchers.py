@@ -68,7 +68,7 @@ class PathwayWatchers(PathwayBase):
         await asyncio.gather(
             self._watch_crisis_plan_deadline(),
             self._watch_crisis_plan_revision(),
-            self._watch_review(),
+            self._watch_reviews(),
         )
 
     async def _chase(
@@ -193,6 +193,22 @@ class PathwayWatchers(PathwayBase):
                                 ),
                             )
             await workflow.wait_condition(replaced)
+
+    async def _watch_reviews(self) -> None:
+        """One review cycle after another, until the pathway ends or the run does."""
+        while not self._ended():
+            cycle = self._visible().review
+            if cycle is None:
+                return
+
+            def moved_on(number: int = cycle.number) -> bool:
+                review = self._visible().review
+                return self._ended() or review is None or review.number != number
+
+            await self._watch_review()
+            if not self._continue_when_long:
+                return  # runs from before the patch continued as new after each review
+            await workflow.wait_condition(moved_on)
 
     async def _watch_review(self) -> None:
         """Raise the review task when due; remind when overdue, escalate some days later."""
