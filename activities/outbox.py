@@ -8,7 +8,7 @@ import json
 
 from activities.database import Connection
 from activities.rendering import render_task
-from rop_domain.commands import CloseTasks, Notification
+from rop_domain.commands import Notification
 
 
 async def queue_task(connection: Connection, notification: Notification) -> bool:
@@ -32,18 +32,3 @@ async def queue_task(connection: Connection, notification: Notification) -> bool
         notification.redacted,
     )
     return bool(inserted)
-
-
-async def close_tasks(connection: Connection, request: CloseTasks) -> int:
-    """Close the pathway's open tasks the request names; return how many closed."""
-    result: str = await connection.execute(
-        """UPDATE tasks SET status = $3, updated_at = now()
-           WHERE workflow_id = $1 AND status = 'requested'
-             AND ($2::text[] IS NULL OR kind = ANY($2::text[]))
-             AND ($4::text IS NULL OR reference = $4)""",
-        request.workflow_id,
-        None if request.kinds is None else [kind.value for kind in request.kinds],
-        request.status.value,
-        request.reference,
-    )
-    return int(result.rsplit(" ", 1)[-1])

@@ -3,7 +3,8 @@ contact directory.
 
 Every write is idempotent. A retried activity meets the unique idempotency key of
 its own earlier write and changes nothing, so no step is ever recorded twice and no
-task is raised twice. A step's event, summary change and tasks commit together.
+task is raised twice. A step's events, summary change and tasks are written by one
+statement (`activities.step_statement`), so they commit together.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.outbox import close_tasks, queue_task
+from activities.outbox import queue_task
+from activities.step_statement import step_statement
 from rop_domain.commands import (
     FIND_UNIT_LEADER,
     OPEN_PATHWAY,
@@ -28,9 +30,7 @@ from rop_domain.commands import (
     NewPathway,
     Notification,
     ParticipantQuery,
-    PathwayEvent,
     PathwayStep,
-    SummaryChange,
 )
 from rop_domain.models import Participant, ParticipantRole
 from rop_domain.routing import Channel, RoutingTable
@@ -133,18 +133,10 @@ class RecordActivities:
         return self._to_deliver(step.notifications)
 
     async def _record(self, step: PathwayStep) -> bool:
-        """Write the step in one transaction; False if it was recorded before."""
-        first, *others = step.events
-        async with self._pool.acquire() as connection, connection.transaction():
-            if not await _record_event(connection, first):
-                return False
-            for event in others:
-                await _record_event(connection, event)
-            for request in step.close_tasks:
-                await close_tasks(connection, request)
-            for notification in step.notifications:
-                await queue_task(connection, notification)
-        return True
+        """Write the step in one statement; False if it was recorded before."""
+        statement, arguments = step_statement(step)
+        recorded: bool = await self._pool.fetchval(statement, *arguments)
+        return recorded
 
     async def resolve_participants(self, query: ParticipantQuery) -> list[Participant]:
         """The recommended meeting participants: the trust's PHV and TSB, the GP, the municipality.
@@ -202,45 +194,6 @@ def refusals_are_final() -> Iterator[None]:
             type=RECORD_REFUSED,
             non_retryable=True,
         ) from None
-
-
-async def _record_event(
-    connection: PoolConnectionProxy[asyncpg.Record], event: PathwayEvent
-) -> bool:
-    """Append one event and apply its summary change, once."""
-    inserted = await _insert_event(
-        connection,
-        idempotency_key=event.idempotency_key,
-        workflow_id=event.workflow_id,
-        kind=event.kind.value,
-        actor=event.actor,
-        occurred_at=event.occurred_at,
-        details=event.details,
-    )
-    if inserted:
-        await _apply_change(connection, event.workflow_id, event.change)
-    return inserted
-
-
-async def _apply_change(
-    connection: PoolConnectionProxy[asyncpg.Record], workflow_id: str, change: SummaryChange
-) -> None:
-    """Set the summary columns the change names (field names are column names)."""
-    native = change.model_dump(exclude_none=True)
-    if not native:
-        return
-    columns = list(native)
-    assignments = ", ".join(f"{column} = ${index}" for index, column in enumerate(columns, 2))
-    await connection.execute(
-        f"UPDATE pathways SET {assignments}, updated_at = now() WHERE workflow_id = $1",  # noqa: S608 - columns come from the model
-        workflow_id,
-        *[_plain(native[column]) for column in columns],
-    )
-
-
-def _plain(value: object) -> object:
-    """Enums as their values; everything else as asyncpg takes it."""
-    return getattr(value, "value", value)
 
 
 async def _insert_event(

@@ -41,8 +41,11 @@ def _date_time(value: object) -> str:
     )
 
 
+# Templates ship with the package and change only with a deployment: no file check per
+# render (auto_reload), which cost a stat per template on every task raised.
 _TEXT = jinja2.Environment(
     loader=jinja2.PackageLoader("activities", "templates"),
+    auto_reload=False,
     undefined=jinja2.StrictUndefined,
     autoescape=False,  # noqa: S701 - plain text; the HTML environment below escapes
     keep_trailing_newline=False,
@@ -51,6 +54,7 @@ _TEXT.filters["dato"] = _date
 _TEXT.filters["dato_tid"] = _date_time
 _HTML = jinja2.Environment(
     loader=jinja2.PackageLoader("activities", "templates"),
+    auto_reload=False,
     undefined=jinja2.StrictUndefined,
     autoescape=True,
 )

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contact_directory import read_contact_points, upsert_contact_points
-from activities.database import migrate
+from activities.database import create_pool, migrate
 from activities.records import RecordActivities
 from rop_domain.commands import (
     CloseTasks,
@@ -185,6 +185,97 @@ async def test_a_retried_closing_step_does_not_cancel_its_own_new_tasks(
         ("assess-referral", "cancelled"),
         ("pathway-closed", "requested"),
     ]
+
+
+async def test_a_step_of_several_events_and_closes_is_written_in_order(
+    pool: asyncpg.Pool,
+) -> None:
+    """Later events' summary changes win; of two close requests for one task the first wins,
+    as when each was its own statement."""
+    workflow_id = await _open(pool)
+    records = RecordActivities(pool)
+    env = ActivityEnvironment()
+    await env.run(
+        records.record_step,
+        PathwayStep(
+            events=[
+                _event(workflow_id, "1-reminded", EventKind.MEETING_REMINDER_SENT, SummaryChange())
+            ],
+            notifications=[_task(workflow_id, "2-reminder", TaskKind.INVITE_TO_MEETING_REMINDER)],
+        ),
+    )
+    closing = PathwayStep(
+        events=[
+            _event(
+                workflow_id, "3-overdue", EventKind.MEETING_OVERDUE, SummaryChange(overdue=True)
+            ),
+            _event(
+                workflow_id,
+                "4-assessed",
+                EventKind.ASSESSED,
+                SummaryChange(phase=Phase.AWAITING_INVITE, overdue=False),
+            ),
+            _event(
+                workflow_id, "5-closed", EventKind.PATHWAY_CLOSED, SummaryChange(phase=Phase.CLOSED)
+            ),
+        ],
+        close_tasks=[
+            CloseTasks(
+                workflow_id=workflow_id,
+                kinds=[TaskKind.ASSESS_REFERRAL],
+                status=TaskStatus.COMPLETED,
+            ),
+            CloseTasks(workflow_id=workflow_id, kinds=None, status=TaskStatus.CANCELLED),
+        ],
+        notifications=[
+            _task(workflow_id, "6-closed", TaskKind.PATHWAY_CLOSED),
+            _task(workflow_id, "7-closed", TaskKind.PATHWAY_CLOSED, reference="copy"),
+        ],
+    )
+    await env.run(records.record_step, closing)
+    await env.run(records.record_step, closing)
+    events = await pool.fetch(
+        "SELECT kind FROM pathway_events WHERE workflow_id = $1 ORDER BY id", workflow_id
+    )
+    assert [e["kind"] for e in events] == [
+        "referral-received",
+        "meeting-reminder-sent",
+        "meeting-overdue",
+        "assessed",
+        "pathway-closed",
+    ]
+    row = await pool.fetchrow(
+        "SELECT phase, overdue FROM pathways WHERE workflow_id = $1", workflow_id
+    )
+    assert row is not None
+    assert (row["phase"], row["overdue"]) == ("closed", False)
+    tasks = await pool.fetch(
+        "SELECT kind, status, reference FROM tasks WHERE workflow_id = $1 ORDER BY id", workflow_id
+    )
+    assert [(t["kind"], t["status"], t["reference"]) for t in tasks] == [
+        ("assess-referral", "completed", None),
+        ("invite-to-meeting-reminder", "cancelled", None),
+        ("pathway-closed", "requested", None),
+        ("pathway-closed", "requested", "copy"),
+    ]
+
+
+async def test_a_pool_without_session_reset_still_rolls_back_a_broken_off_transaction(
+    database_url: str,
+) -> None:
+    """`create_pool` skips asyncpg's session reset; the rollback it relies on still happens."""
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as connection:
+            await connection.execute("BEGIN")
+            await connection.execute("CREATE TEMPORARY TABLE left_behind (n int)")
+            assert connection.is_in_transaction()
+        async with pool.acquire() as connection:
+            assert not connection.is_in_transaction()
+            # The broken-off transaction was rolled back, not committed by a later one.
+            assert await connection.fetchval("SELECT to_regclass('pg_temp.left_behind')") is None
+    finally:
+        await pool.close()
 
 
 async def test_closing_tasks_by_measure_reference(pool: asyncpg.Pool) -> None:
