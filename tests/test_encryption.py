@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -12,8 +14,12 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from rop_domain.followup import CrisisPlan
+from starter.client import SharedPydanticPayloadConverter, data_converter
 from starter.codec import ENCODING, EncryptionCodec, KeyConfigurationError, parse_keys
 from starter.codec_server import start_codec_server
 from tests import factories
@@ -145,3 +151,24 @@ def test_key_configuration_errors_are_named() -> None:
     with pytest.raises(KeyConfigurationError, match="not valid base64"):
         parse_keys("k1:not base64!")
     assert parse_keys(f"k1:{base64.b64encode(bytes(32)).decode()}") == {"k1": bytes(32)}
+
+
+async def test_every_data_converter_the_sdk_makes_shares_one_payload_converter() -> None:
+    """The worker makes a data converter per activation: each finds the type adapters the
+    first one built, and payloads still round-trip through the codec."""
+    first = DataConverter(payload_converter_class=SharedPydanticPayloadConverter)
+    shared = SharedPydanticPayloadConverter()
+    assert SharedPydanticPayloadConverter() is shared
+    plan = factories.crisis_plan(date(2027, 1, 4))
+    [payload] = await first.encode([plan])
+    assert await first.decode([payload], [CrisisPlan]) == [plan]
+    cached = shared.converters[b"json/plain"]
+    assert isinstance(cached, PydanticJSONPlainPayloadConverter)
+    hits = cached._type_adapter.cache_info().hits
+    again = dataclasses.replace(
+        data_converter(EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID))
+    )
+    encrypted = await again.encode([plan])
+    assert encrypted[0].metadata["encoding"] == ENCODING
+    assert await again.decode(encrypted, [CrisisPlan]) == [plan]
+    assert cached._type_adapter.cache_info().hits == hits + 1  # found, not built again
