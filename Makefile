@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,test]'
 	touch $(STAMP)
 
-# The workflow sandbox imports the workflow's module afresh for every run; without a
-# bytecode cache (PYTHONDONTWRITEBYTECODE) each import would compile the source again.
+# With ROP_WORKER_SANDBOX=true the sandbox imports the workflow's module afresh for every
+# run; without a bytecode cache (PYTHONDONTWRITEBYTECODE) each import would compile it again.
 BYTECODE := $(BIN)/python -m compileall -q rop_domain workflows activities starter worker.py
 
 install: $(STAMP)
@@ -43,11 +43,13 @@ histories: $(STAMP)
 clean:
 	rm -rf $(VENV) .rop .mypy_cache .ruff_cache .pytest_cache
 
-# The benchmark (not a test): N full pathways and a baseline on the local dev server.
+# The benchmark (not a test): N full pathways and a baseline on the local dev server, in
+# ROUNDS alternating rounds.
 N ?= 30
+ROUNDS ?= 3
 bench: $(STAMP)
 	$(BYTECODE)
-	$(BIN)/python -m starter.bench --pathways $(N)
+	$(BIN)/python -m starter.bench --pathways $(N) --rounds $(ROUNDS)
 
 # The deadline storm (not a test): N pathways whose meeting deadline passed before they
 # started; BUSY CPU-bound processes beside the worker.

@@ -278,6 +278,21 @@ async def main(count: int, concurrency: int, rounds: int) -> None:
         address = client.service_client.config.target_host
         async with worker_process("starter.bench", address, database_url) as worker:
             await run_benchmark(client, worker, count, concurrency, rounds)
+        print(f"duplicate steps: {await duplicate_steps(database_url)}")
+
+
+async def duplicate_steps(database_url: str) -> int:
+    """Steps written more than once for one pathway (each step of the bench is taken once)."""
+    pool = await create_pool(database_url)
+    try:
+        duplicates: int = await pool.fetchval(
+            """SELECT count(*) FROM (
+                   SELECT workflow_id, kind FROM pathway_events
+                   GROUP BY workflow_id, kind HAVING count(*) > 1) AS repeated"""
+        )
+    finally:
+        await pool.close()
+    return duplicates
 
 
 def temporal_server_process() -> psutil.Process:

@@ -246,6 +246,7 @@ async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watc
         outcome = await handle.result()
         assert (outcome.reviews_completed, outcome.runs) == (1, 1)
         assert (await handle.describe()).run_id == first_run
+        await save_history_if_recording(handle, "review_cycles")
 
 
 async def test_measures_run_in_parallel_and_in_sequence(

@@ -47,6 +47,7 @@ def test_histories_are_kept_for_every_tested_path() -> None:
         "not_in_target_group",
         "crisis_plan_escalation",
         "measures",
+        "review_cycles",
     }
 
 
