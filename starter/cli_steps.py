@@ -24,6 +24,7 @@ from rop_domain.followup import (
 )
 from rop_domain.models import Assessment, MeetingInvite, Referral, parse_referral
 from starter.cli_support import UsageError, connect_pathways, print_model, update_id
+from starter.json_keys import duplicate_key
 from starter.settings import RopSettings
 
 
@@ -37,6 +38,7 @@ async def submit(args: argparse.Namespace, settings: RopSettings) -> None:
 
 def _read_referral(raw: bytes, settings: RopSettings) -> Referral:
     """Our referral, or a FHIR R4 ServiceRequest (as the HTTP API takes), by its resourceType."""
+    _refuse_duplicate_keys(raw, "referral file")
     try:
         resource_type = json.loads(raw).get("resourceType")
     except (ValueError, AttributeError):
@@ -117,7 +119,17 @@ _MEASURES = TypeAdapter(list[Measure])
 
 def _measures(path: str | None) -> list[Measure]:
     """The measures of a JSON file (a list of measures), or none."""
-    return [] if path is None else _MEASURES.validate_json(Path(path).read_bytes())
+    if path is None:
+        return []
+    raw = Path(path).read_bytes()
+    _refuse_duplicate_keys(raw, "measures file")
+    return _MEASURES.validate_json(raw)
+
+
+def _refuse_duplicate_keys(raw: bytes, what: str) -> None:
+    key = duplicate_key(raw)
+    if key is not None:
+        raise UsageError(f"invalid {what}: {key!r} is given more than once in one JSON object")
 
 
 async def crisis_plan(args: argparse.Namespace, settings: RopSettings) -> None:

@@ -2,18 +2,58 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticPayloadConverter
-from temporalio.converter import DataConverter
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    EncodingPayloadConverter,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.service import TLSConfig
 
-from starter.codec import EncryptionCodec, KeyConfigurationError, parse_keys, read_key_file
+from starter.codec import (
+    REFUSED_PLAIN,
+    EncryptionCodec,
+    KeyConfigurationError,
+    parse_keys,
+    read_key_file,
+)
 from starter.settings import RopSettings
 
 LOCAL_KEY_FILE = "payload-keys.json"
 """The local stack's key file, in its data folder; the CLI finds it there too."""
+
+
+PLAIN_PAYLOAD_REFUSED = "PlainPayloadRefused"
+"""ApplicationError type of a value sent without encryption (`starter.codec`)."""
+
+
+class RefusedPlainPayloads(EncodingPayloadConverter):
+    """Turns a payload the codec refused into an error that says why.
+
+    Raised while an Update's argument is read, it rejects the Update before its validator
+    runs (nothing enters history); raised while a new workflow's input is read, it fails
+    that workflow at once. Non-retryable: a retry would meet the same payload.
+    """
+
+    @property
+    def encoding(self) -> str:
+        return REFUSED_PLAIN.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None  # never writes one
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        raise ApplicationError(
+            "refused: a payload not encrypted with a known key (pathways are driven through "
+            "the rop API or CLI; see deploy/README, 'Temporal access')",
+            type=PLAIN_PAYLOAD_REFUSED,
+            non_retryable=True,
+        )
 
 
 class SharedPydanticPayloadConverter(PydanticPayloadConverter):
@@ -29,8 +69,11 @@ class SharedPydanticPayloadConverter(PydanticPayloadConverter):
 
     def __new__(cls) -> SharedPydanticPayloadConverter:
         if cls._shared is None:
-            cls._shared = super().__new__(cls)
-            PydanticPayloadConverter.__init__(cls._shared)
+            shared = super().__new__(cls)
+            PydanticPayloadConverter.__init__(shared)
+            converters = [*shared.converters.values(), RefusedPlainPayloads()]
+            CompositePayloadConverter.__init__(shared, *converters)
+            cls._shared = shared
         return cls._shared
 
     def __init__(self) -> None:
@@ -47,18 +90,20 @@ def data_converter(codec: EncryptionCodec | None) -> DataConverter:
 
 def codec_from_settings(settings: RopSettings) -> EncryptionCodec:
     """The payload codec the settings configure; an error naming what is missing."""
+    plain = settings.accept_plain_payloads
     if settings.payload_keys_file is not None:
         keys, current = read_key_file(settings.payload_keys_file)
-        return EncryptionCodec(keys, settings.payload_key_id or current)
+        return EncryptionCodec(keys, settings.payload_key_id or current, accept_plain=plain)
     if settings.payload_keys is not None:
         keys = parse_keys(settings.payload_keys.get_secret_value())
         if not keys:
             raise KeyConfigurationError("ROP_PAYLOAD_KEYS is empty")
-        return EncryptionCodec(keys, settings.payload_key_id or next(iter(keys)))
+        current = settings.payload_key_id or next(iter(keys))
+        return EncryptionCodec(keys, current, accept_plain=plain)
     local = settings.data_dir / LOCAL_KEY_FILE
     if local.exists():
         keys, current = read_key_file(local)
-        return EncryptionCodec(keys, settings.payload_key_id or current)
+        return EncryptionCodec(keys, settings.payload_key_id or current, accept_plain=plain)
     raise KeyConfigurationError(
         "no payload encryption key: set ROP_PAYLOAD_KEYS or ROP_PAYLOAD_KEYS_FILE "
         f"(`make run` makes one in {local})"

@@ -6,11 +6,19 @@ so whoever has only the Temporal database (or its UI without the codec server) s
 ciphertext. The key id travels in the payload's metadata: several keys can be
 configured, new payloads use the current one, and old histories still decode.
 Keys come from the environment or a file, never from code.
+
+A payload that is not encrypted with a known key is refused, not read: otherwise anyone
+who reaches the Temporal frontend could start or drive a pathway around the API and its
+access log. The codec hands such a payload on as `REFUSED_PLAIN`, which the payload
+converter (`starter.client`) will not turn into a value: an Update carrying one is
+rejected, a start carrying one fails, and nothing is applied or recorded.
+`ROP_ACCEPT_PLAIN_PAYLOADS` lets them through while data from before encryption is moved.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,6 +29,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 ENCODING = b"binary/encrypted"
+REFUSED_PLAIN = b"binary/rop-refused-plain"
+"""The encoding the codec gives a payload it refused: not encrypted with a known key."""
 KEY_ID = "encryption-key-id"
 _NONCE_BYTES = 12
 
@@ -32,7 +42,9 @@ class KeyConfigurationError(ValueError):
 class EncryptionCodec(PayloadCodec):
     """Encrypts with the current key; decrypts with whichever key a payload names."""
 
-    def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
+    def __init__(
+        self, keys: Mapping[str, bytes], current: str, *, accept_plain: bool = False
+    ) -> None:
         if current not in keys:
             raise KeyConfigurationError(
                 f"the current key id {current!r} is not among the configured keys"
@@ -44,6 +56,14 @@ class EncryptionCodec(PayloadCodec):
                 )
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self._current = current
+        self._accept_plain = accept_plain
+
+    def for_display(self) -> EncryptionCodec:
+        """This codec, passing plain payloads through: for showing a history (the codec
+        server), where a plain payload is already readable and refusing it would hide it."""
+        viewer = copy.copy(self)
+        viewer._accept_plain = True
+        return viewer
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         cipher = self._ciphers[self._current]
@@ -63,7 +83,8 @@ class EncryptionCodec(PayloadCodec):
         decoded = []
         for payload in payloads:
             if payload.metadata.get("encoding") != ENCODING:
-                decoded.append(payload)  # written before encryption was configured
+                # Not ours: sent around the API, or written before encryption was configured.
+                decoded.append(payload if self._accept_plain else _refused())
                 continue
             key_id = payload.metadata[KEY_ID].decode()
             cipher = self._ciphers.get(key_id)
@@ -72,6 +93,10 @@ class EncryptionCodec(PayloadCodec):
             nonce, sealed = payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:]
             decoded.append(Payload.FromString(cipher.decrypt(nonce, sealed, key_id.encode())))
         return decoded
+
+
+def _refused() -> Payload:
+    return Payload(metadata={"encoding": REFUSED_PLAIN})
 
 
 def parse_keys(spec: str) -> dict[str, bytes]:

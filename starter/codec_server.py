@@ -40,6 +40,8 @@ def build_app(codec: EncryptionCodec, *, token: str, ui_origin: str) -> web.Appl
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
+    viewer = codec.for_display()
+
     def endpoint(decode: bool) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             if not authorised(request):
@@ -54,7 +56,7 @@ def build_app(codec: EncryptionCodec, *, token: str, ui_origin: str) -> web.Appl
                     workflow=request.headers.get("X-Workflow-Id"),
                     count=len(payloads.payloads),
                 )
-                result = await codec.decode(payloads.payloads)
+                result = await viewer.decode(payloads.payloads)
             else:
                 result = await codec.encode(payloads.payloads)
             body = json_format.MessageToJson(Payloads(payloads=result))

@@ -29,6 +29,13 @@ class RopSettings(BaseSettings):
     temporal_tls_cert: Path | None = Field(default=None, description="mTLS client cert (PEM)")
     temporal_tls_key: Path | None = Field(default=None, description="mTLS client key (PEM)")
     temporal_api_key: SecretStr | None = Field(default=None, description="e.g. Temporal Cloud")
+    accept_plain_payloads: bool = Field(
+        default=False,
+        description=(
+            "let payloads not encrypted with a known key through (only while data from "
+            "before encryption is moved; anyone who reaches Temporal could then drive pathways)"
+        ),
+    )
     task_queue: str = "rop-forlop"
     worker_workflow_task_slots: int = Field(
         default=20, ge=1, le=1000, description="workflow tasks one worker runs at once"
@@ -91,6 +98,9 @@ class RopSettings(BaseSettings):
     api_jwt_issuer: str | None = None
     api_jwt_audience: str | None = None
     api_jwt_roles_claim: str = "roles"
+    api_jwt_max_lifetime_minutes: int = Field(
+        default=720, ge=1, le=7 * 24 * 60, description="longest a JWT may be valid (exp - iat)"
+    )
     api_jwt_actor_claim: str | None = Field(
         default=None, description="e.g. hpr: a person's steps must name them as the actor"
     )

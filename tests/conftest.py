@@ -10,6 +10,7 @@ import base64
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -109,6 +110,8 @@ async def start_dev_server() -> WorkflowEnvironment:
         data_converter=DATA_CONVERTER,
         dev_server_existing_path=packaged_binary("temporal"),
         search_attributes=search_attributes.ALL,
+        # The SDK waits 5 s by default; a cold start on a busy 2-core machine can take longer.
+        dev_server_startup_timeout=timedelta(seconds=30),
     )
 
 

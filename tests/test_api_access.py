@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import uuid
@@ -146,6 +147,15 @@ async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str
         ("hpr-9000555", "record meeting", "rejected"),
         ("test-operator", "read FHIR bundle", "denied"),
     ]
+    # Reading the log is an access too: the next read shows it.
+    async with api.client(Role.OPERATOR) as operator:
+        again = await operator.get(f"/pathways/{pathway}/access-log")
+    last = again.json()[-1]
+    assert (last["principal"], last["action"], last["outcome"]) == (
+        "test-operator",
+        "read access log",
+        "ok",
+    )
 
     # The operator's command shows the same log.
     process = await asyncio.create_subprocess_exec(
@@ -159,8 +169,9 @@ async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     lines = out.decode().splitlines()
-    assert "hpr-9000555 (clinician)  assess  ok" in lines[-4]
-    assert "test-operator (operator)  read FHIR bundle  denied" in lines[-1]
+    assert "hpr-9000555 (clinician)  assess  ok" in lines[-6]
+    assert "test-operator (operator)  read FHIR bundle  denied" in lines[-3]
+    assert "test-operator (operator)  read access log  ok" in lines[-1]
 
 
 async def test_the_access_log_cannot_be_changed_and_the_api_cannot_read_national_ids(
@@ -242,3 +253,50 @@ async def test_idempotency_answers_are_forgotten_after_their_time(
         "SELECT key FROM api_idempotency WHERE key = ANY($1::text[])", [old, fresh]
     )
     assert [row["key"] for row in kept] == [fresh]
+
+
+async def test_tokens_that_say_too_little_or_too_much_are_refused(api: Api, pathway: str) -> None:
+    idp = api.idp
+    a_day = 24 * 3600
+    for token in (
+        idp.token("", ["system"]),  # nobody
+        idp.token("  ", ["system"]),
+        idp.token("svc-epj", "system"),  # type: ignore[arg-type]  # roles as a string
+        idp.token("svc-epj", ["system"], expires_in=100 * 365 * a_day),  # a century
+        idp.token("svc-epj", ["system"], expires_in=13 * 3600),  # over the 12 h cap
+        idp.token("svc-epj", ["system"], padding="x" * 60_000),  # 60 KB
+    ):
+        async with api.client(token=token) as client:
+            response = await client.get(f"/pathways/{pathway}")
+        assert response.status_code == 401, response.text
+    async with api.client(token=idp.token("svc-epj", ["system"], expires_in=11 * 3600)) as client:
+        assert (await client.get(f"/pathways/{pathway}")).status_code == 200
+
+
+async def test_a_json_body_with_a_key_given_twice_is_refused_naming_the_key(
+    api: Api, pathway: str
+) -> None:
+    referral = factories.referral_data(datetime.now(UTC))
+    body = json.dumps(referral)
+    # An invalid national id, then a valid one: the last would win in a plain JSON reader.
+    twice = body.replace('"patient": {', '"patient": {"national_id": "12345678901", ', 1)
+    assert twice != body
+    async with api.client(Role.SYSTEM) as system:
+        refused = await system.post(
+            "/referrals", content=twice, headers={"Content-Type": "application/json"}
+        )
+        assert refused.status_code == 422
+        assert problem_of(refused)["errors"] == [
+            {"field": "national_id", "message": "given more than once in one JSON object"}
+        ]
+        assert (await system.get(f"/pathways/rop-{referral['referral_id']}")).status_code == 404
+        step = await system.post(
+            f"/pathways/{pathway}/objection",
+            content='{"recorded_by": "9000123", "recorded_by": "9000999"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert step.status_code == 422
+        assert problem_of(step)["errors"][0]["field"] == "recorded_by"
+    async with api.client() as stranger:
+        # A stranger learns nothing about the body: authentication comes first.
+        assert (await stranger.post("/referrals", content=twice)).status_code == 401

@@ -20,7 +20,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.followup import CrisisPlan
 from starter.client import SharedPydanticPayloadConverter, data_converter
-from starter.codec import ENCODING, EncryptionCodec, KeyConfigurationError, parse_keys
+from starter.codec import (
+    ENCODING,
+    REFUSED_PLAIN,
+    EncryptionCodec,
+    KeyConfigurationError,
+    parse_keys,
+)
 from starter.codec_server import start_codec_server
 from tests import factories
 from tests.channel_servers import free_port
@@ -139,8 +145,13 @@ async def test_keys_rotate_without_breaking_old_payloads() -> None:
     assert await after.decode([sealed_old, sealed_new]) == [original, original]
     with pytest.raises(KeyConfigurationError, match="unknown key id 'k2'"):
         await before.decode([sealed_new])
-    # Payloads written before encryption was configured pass through.
-    assert await after.decode([original]) == [original]
+    # A payload not encrypted is refused, unless plain payloads are let through (migration).
+    [refused] = await after.decode([original])
+    assert refused.metadata["encoding"] == REFUSED_PLAIN
+    assert refused.data == b""
+    migrating = EncryptionCodec({"k1": old}, "k1", accept_plain=True)
+    assert await migrating.decode([original]) == [original]
+    assert await after.for_display().decode([original, sealed_new]) == [original, original]
 
 
 def test_key_configuration_errors_are_named() -> None:

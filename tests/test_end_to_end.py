@@ -429,6 +429,22 @@ async def test_control_characters_get_one_line_and_nothing_is_sent(
     )
 
 
+async def test_a_file_that_gives_a_key_twice_is_refused_naming_it(
+    cli: Cli, dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    data = factories.referral_data(datetime.now(UTC))
+    body = json.dumps(data).replace('"patient": {', '"patient": {"national_id": "12345678901", ', 1)
+    twice = tmp_path / "twice.json"
+    twice.write_text(body, encoding="utf-8")
+    code, out, err = await cli("referral", "submit", str(twice))
+    assert (code, out) == (1, "")
+    assert err.strip().splitlines()[-1] == (
+        "error: invalid referral file: 'national_id' is given more than once in one JSON object"
+    )
+    with pytest.raises(RPCError, match="not found"):
+        await dev_server.client.get_workflow_handle(f"rop-{data['referral_id']}").describe()
+
+
 async def test_a_step_that_timed_out_is_sent_again_with_its_key_and_applied_once(
     cli: Cli, dev_server: WorkflowEnvironment, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:

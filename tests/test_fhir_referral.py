@@ -105,10 +105,13 @@ def _keys() -> tuple[rsa.RSAPrivateKey, str]:
 async def test_a_jwt_verified_by_a_configured_public_key() -> None:
     key, pem = _keys()
     verifier = JwtVerifier(JwtSettings(issuer="idp", audience="rop", public_key_pem=pem))
-    claims = {"iss": "idp", "aud": "rop", "sub": "svc-epj", "roles": "system"}
+    claims = {"iss": "idp", "aud": "rop", "sub": "svc-epj", "roles": ["system"]}
     token = jwt.encode(claims | {"exp": int(time.time()) + 60}, key, algorithm="RS256")
     principal = await verifier.verify(token)
     assert (principal.name, principal.roles) == ("svc-epj", frozenset({Role.SYSTEM}))
+    as_text = claims | {"roles": "system", "exp": int(time.time()) + 60}
+    with pytest.raises(AuthenticationFailed, match="roles claim is not a list"):
+        await verifier.verify(jwt.encode(as_text, key, algorithm="RS256"))
     # The classic confusion: an HS256 token "signed" with the public key as the secret.
     forged = _hs256(claims | {"exp": int(time.time()) + 60}, pem.encode())
     with pytest.raises(AuthenticationFailed):

@@ -21,8 +21,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,12 @@ class JwtSettings:
     jwks_url: str | None = None
     roles_claim: str = "roles"
     actor_claim: str | None = None
+    max_lifetime: timedelta = timedelta(hours=12)
+    """A token may be valid for at most this long (exp - iat; exp - now without iat)."""
+
+
+MAX_TOKEN_LENGTH = 8192
+"""Longer bearer tokens are refused before any parsing (a JWT with roles is ~1 KB)."""
 
 
 class JwtVerifier:
@@ -129,15 +137,28 @@ class JwtVerifier:
             )
         except (jwt.PyJWTError, ValueError) as error:
             raise AuthenticationFailed(f"invalid token: {error}") from None
-        raw = claims.get(settings.roles_claim, [])
-        names = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject.strip():
+            raise AuthenticationFailed("invalid token: empty sub")
+        issued = claims.get("iat", time.time())
+        if not isinstance(issued, int | float) or (
+            claims["exp"] - issued > settings.max_lifetime.total_seconds()
+        ):
+            raise AuthenticationFailed(
+                f"invalid token: valid for longer than {settings.max_lifetime} (exp - iat)"
+            )
+        names = claims.get(settings.roles_claim, [])
+        if not isinstance(names, list):
+            raise AuthenticationFailed(
+                f"invalid token: the {settings.roles_claim} claim is not a list"
+            )
         roles = frozenset(Role(n) for n in names if n in Role.__members__.values())
         actor = None
         if settings.actor_claim is not None and Role.SYSTEM not in roles:
             actor = claims.get(settings.actor_claim)
             if not isinstance(actor, str) or not actor:
                 raise AuthenticationFailed(f"invalid token: no {settings.actor_claim} claim")
-        return Principal(name=str(claims["sub"]), roles=roles, actor=actor)
+        return Principal(name=subject, roles=roles, actor=actor)
 
 
 class Authenticator:
@@ -152,6 +173,8 @@ class Authenticator:
         self._jwt = jwt_verifier
 
     async def authenticate(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthenticationFailed(f"token longer than {MAX_TOKEN_LENGTH} characters")
         digest = token_digest(token)
         for entry in self._tokens:
             if hmac.compare_digest(entry.token_sha256, digest):

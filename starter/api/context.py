@@ -32,6 +32,7 @@ from rop_domain.models import (
 )
 from starter import access_log
 from starter.access_log import Access, Outcome
+from starter.api import strict_json
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
 from starter.api.idempotency import IdempotencyStore
 from starter.api.problems import ProblemError
@@ -162,6 +163,7 @@ def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Pr
                 "Forbidden",
                 f"{action}: needs role {wanted}; the caller has {principal.roles_text or 'none'}",
             )
+        await strict_json.refuse_duplicate_keys(request)
         return principal
 
     return dependency

@@ -244,6 +244,9 @@ async def pathway_access_log(
     workflow_id: WorkflowId,
     principal: Annotated[Principal, Depends(require(AUDIT, "read access log"))],
 ) -> Response:
-    async with context(request).pool.acquire() as connection:
+    ctx = context(request)
+    async with ctx.pool.acquire() as connection:
         records = await access_log.for_pathway(connection, workflow_id)
+    # Reading who accessed a pathway is an access too (the next read shows this one).
+    await ctx.audit(principal, [workflow_id], "read access log", Outcome.OK)
     return JSONResponse([r.model_dump(mode="json") for r in records])

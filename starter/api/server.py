@@ -41,6 +41,7 @@ def authenticator_from_settings(settings: RopSettings) -> Authenticator:
                 ),
                 jwks_url=settings.api_jwt_jwks_url,
                 roles_claim=settings.api_jwt_roles_claim,
+                max_lifetime=timedelta(minutes=settings.api_jwt_max_lifetime_minutes),
                 actor_claim=settings.api_jwt_actor_claim,
             )
         )
