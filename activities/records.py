@@ -10,27 +10,27 @@ statement (`activities.step_statement`), so they commit together.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.outbox import queue_task
-from activities.step_statement import step_statement
+from activities.step_statement import write_step
 from rop_domain.commands import (
     FIND_UNIT_LEADER,
     OPEN_PATHWAY,
     RECORD_REFUSED,
     RECORD_STEP,
+    EventKind,
     Intake,
     LeaderQuery,
     NewPathway,
     Notification,
     ParticipantQuery,
+    PathwayEvent,
     PathwayStep,
+    SummaryChange,
 )
 from rop_domain.models import Participant, ParticipantRole
 from rop_domain.routing import Channel, RoutingTable
@@ -95,17 +95,18 @@ class RecordActivities:
                 pathway.meeting_deadline,
             )
             if inserted:
-                await _insert_event(
-                    connection,
+                received = PathwayEvent(
                     idempotency_key=f"{pathway.workflow_id}/referral-received",
                     workflow_id=pathway.workflow_id,
-                    kind="referral-received",
+                    kind=EventKind.REFERRAL_RECEIVED,
                     actor=referral.referrer,
                     occurred_at=referral.received_at,
+                    change=SummaryChange(),
                     details={"source": referral.source.value},
                 )
-                for notification in pathway.notifications:
-                    await queue_task(connection, notification)
+                await write_step(
+                    connection, PathwayStep(events=[received], notifications=pathway.notifications)
+                )
         return bool(inserted)
 
     @activity.defn(name=RECORD_STEP)
@@ -117,7 +118,7 @@ class RecordActivities:
         database refuses fails at once (`RECORD_REFUSED`), having written nothing.
         """
         with refusals_are_final():
-            recorded = await self._record(step)
+            recorded = await write_step(self._pool, step)
         if not recorded:
             activity.logger.info(
                 "step already recorded", extra={"event_kind": step.events[0].kind.value}
@@ -131,12 +132,6 @@ class RecordActivities:
             },
         )
         return self._to_deliver(step.notifications)
-
-    async def _record(self, step: PathwayStep) -> bool:
-        """Write the step in one statement; False if it was recorded before."""
-        statement, arguments = step_statement(step)
-        recorded: bool = await self._pool.fetchval(statement, *arguments)
-        return recorded
 
     async def resolve_participants(self, query: ParticipantQuery) -> list[Participant]:
         """The recommended meeting participants: the trust's PHV and TSB, the GP, the municipality.
@@ -194,28 +189,3 @@ def refusals_are_final() -> Iterator[None]:
             type=RECORD_REFUSED,
             non_retryable=True,
         ) from None
-
-
-async def _insert_event(
-    connection: PoolConnectionProxy[asyncpg.Record],
-    *,
-    idempotency_key: str,
-    workflow_id: str,
-    kind: str,
-    actor: str,
-    occurred_at: object,
-    details: object,
-) -> bool:
-    inserted = await connection.fetchval(
-        """INSERT INTO pathway_events (idempotency_key, workflow_id, kind, actor, occurred_at, details)
-           VALUES ($1, $2, $3, $4, $5, $6::jsonb)
-           ON CONFLICT (idempotency_key) DO NOTHING
-           RETURNING true""",
-        idempotency_key,
-        workflow_id,
-        kind,
-        actor,
-        occurred_at,
-        json.dumps(details),
-    )
-    return bool(inserted)

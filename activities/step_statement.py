@@ -16,6 +16,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import asyncpg
+
+from activities.database import Connection
 from activities.rendering import render_task
 from rop_domain.commands import PathwayStep, SummaryChange
 
@@ -65,6 +68,14 @@ _SUMMARY = """, summary AS (
     WHERE workflow_id = $2 AND EXISTS (SELECT FROM first)
 )"""
 _FIRST_SUMMARY_ARGUMENT = 24
+
+
+async def write_step(database: asyncpg.Pool | Connection, step: PathwayStep) -> bool:
+    """Write `step` (on a pool, or on a connection inside a caller's transaction); False if
+    an earlier attempt wrote it already."""
+    statement, arguments = step_statement(step)
+    written: bool = await database.fetchval(statement, *arguments)
+    return written
 
 
 def step_statement(step: PathwayStep) -> tuple[str, list[Any]]:

@@ -9,6 +9,7 @@ since a refused step puts back the parts it changed.
 """
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, time
 
@@ -200,15 +201,17 @@ class PathwayWatchers(PathwayBase):
             cycle = self._visible().review
             if cycle is None:
                 return
-
-            def moved_on(number: int = cycle.number) -> bool:
-                review = self._visible().review
-                return self._ended() or review is None or review.number != number
-
+            number = cycle.number
             await self._watch_review()
             if not self._continue_when_long:
                 return  # runs from before the patch continued as new after each review
-            await workflow.wait_condition(moved_on)
+            # After an escalation the watch is over but the review may still be open.
+            await workflow.wait_condition(functools.partial(self._review_settled, number))
+
+    def _review_settled(self, number: int) -> bool:
+        """Review `number` is behind us: completed (the cycle moved on), or the pathway ended."""
+        review = self._visible().review
+        return self._ended() or review is None or review.number != number
 
     async def _watch_review(self) -> None:
         """Raise the review task when due; remind when overdue, escalate some days later."""
@@ -217,9 +220,7 @@ class PathwayWatchers(PathwayBase):
         if cycle is None or meeting is None:
             return
 
-        def done(number: int = cycle.number) -> bool:
-            review = self._visible().review
-            return self._ended() or review is None or review.number != number
+        done = functools.partial(self._review_settled, cycle.number)
 
         def current() -> ReviewCycle:
             # The cycle this watcher chases, as the state holds it now (not `done()`).
