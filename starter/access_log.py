@@ -3,7 +3,9 @@
 Pasientjournalloven § 22 and Normen require that every access to a patient's records can
 be traced to a person or system. The HTTP API writes a row for each read, change or
 refused attempt before it answers; `rop access-log PATHWAY` shows them. The table is
-append-only (migration 0006): rows cannot be changed or removed, not even by the owner.
+append-only (migration 0006), and each row is chained to the one before it by a hash
+(migration 0007), so a row changed or removed by someone who got past the append-only
+trigger is found by `rop access-log verify` (`verify_chain`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,41 @@ async def for_pathway(connection: Connection, workflow_id: str) -> list[AccessRe
         workflow_id,
     )
     return [AccessRecord.model_validate(dict(row)) for row in rows]
+
+
+async def verify_chain(connection: Connection) -> tuple[int, list[str]]:
+    """Check the whole log's hash chain: (rows, what is wrong, in order; empty if intact)."""
+    rows = await connection.fetch(
+        """SELECT id, chain_seq, row_hash = rop_access_log_hash(
+                      lag(row_hash) OVER chain, chain_seq, at, principal, roles,
+                      workflow_id, action, outcome) AS intact,
+                  coalesce(lag(chain_seq) OVER chain, 0) AS previous_seq
+           FROM access_log WINDOW chain AS (ORDER BY chain_seq) ORDER BY chain_seq"""
+    )
+    head = await connection.fetchrow("SELECT chain_seq, row_hash FROM access_log_head")
+    problems: list[str] = []
+    for row in rows:
+        seq, previous = row["chain_seq"], row["previous_seq"]
+        if seq != previous + 1:
+            problems.append(
+                f"removed: position{'s' if seq - previous > 2 else ''} "
+                f"{_span(previous + 1, seq - 1)} (before row id {row['id']})"
+            )
+        elif not row["intact"]:
+            problems.append(f"changed: row id {row['id']} (position {seq})")
+    last = rows[-1]["chain_seq"] if rows else 0
+    if head is None or head["chain_seq"] != last:
+        said = "none" if head is None else head["chain_seq"]
+        problems.append(f"removed: the newest rows after position {last} (the head says {said})")
+    elif rows and head["row_hash"] != await connection.fetchval(
+        "SELECT row_hash FROM access_log WHERE chain_seq = $1", last
+    ):
+        problems.append(f"changed: the newest row (position {last}) or the head")
+    return len(rows), problems
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def render(records: Sequence[AccessRecord]) -> str:

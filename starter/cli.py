@@ -293,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     access = command(
         "access-log", operations.show_access_log, "who read or changed a pathway, and when"
     )
-    access.add_argument("workflow_id")
+    access.add_argument(
+        "workflow_id", help="a pathway's workflow id, or `verify` to check the log's hash chain"
+    )
     access.add_argument("--json", action="store_true")
 
     codec = command(

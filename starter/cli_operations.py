@@ -190,6 +190,10 @@ async def api(args: argparse.Namespace, settings: RopSettings) -> None:
     )
 
 
+VERIFY = "verify"
+"""`rop access-log verify` checks the whole log (no workflow id is `verify`: they start `rop-`)."""
+
+
 async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> None:
     import asyncpg
 
@@ -197,9 +201,17 @@ async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> No
 
     connection = await asyncpg.connect(require_database(settings))
     try:
-        records = await access_log.for_pathway(connection, args.workflow_id)
+        if args.workflow_id == VERIFY:
+            rows, problems = await access_log.verify_chain(connection)
+        else:
+            records = await access_log.for_pathway(connection, args.workflow_id)
     finally:
         await connection.close()
+    if args.workflow_id == VERIFY:
+        if problems:
+            raise UsageError("the access log's hash chain is broken: " + "; ".join(problems))
+        print(f"access log intact: {rows} rows, each chained to the one before")
+        return
     if args.json:
         print("\n".join(record.model_dump_json() for record in records))
     else:
