@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+import structlog.testing
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from activities.database import API_ROLE, create_pool
@@ -300,3 +301,56 @@ async def test_a_json_body_with_a_key_given_twice_is_refused_naming_the_key(
     async with api.client() as stranger:
         # A stranger learns nothing about the body: authentication comes first.
         assert (await stranger.post("/referrals", content=twice)).status_code == 401
+
+
+async def test_an_invalid_request_from_a_known_caller_is_logged_with_who_sent_it(
+    api: Api, pathway: str
+) -> None:
+    with structlog.testing.capture_logs() as logged:
+        async with api.client(Role.CLINICIAN) as clinician:
+            missing = await clinician.post(f"/pathways/{pathway}/objection", json={"note": "x"})
+            assert missing.status_code == 422
+            twice = await clinician.post(
+                f"/pathways/{pathway}/objection",
+                content='{"recorded_by": "9000123", "recorded_by": "9000999"}',
+                headers={"Content-Type": "application/json"},
+            )
+            assert twice.status_code == 422
+    async with api.client(Role.OPERATOR) as operator:
+        log = (await operator.get(f"/pathways/{pathway}/access-log")).json()
+    assert [(e["principal"], e["action"], e["outcome"]) for e in log][-2:] == [
+        ("test-clinician", "record objection", "rejected"),
+        ("test-clinician", "record objection", "rejected"),
+    ]
+    requests = [entry for entry in logged if entry["event"] == "request"]
+    assert [(r["status"], r["caller"]) for r in requests] == [
+        (422, "test-clinician"),
+        (422, "test-clinician"),
+    ]
+
+
+async def test_a_person_is_bound_to_themselves_whatever_else_their_token_says(
+    api: Api, pathway: str
+) -> None:
+    both = api.idp.token("hpr-9000555", ["clinician", "system"], hpr="9000555")
+    async with api.client(token=both) as person:
+        refused = await person.post(
+            f"/pathways/{pathway}/objection", json={"recorded_by": "9000123"}
+        )
+    assert refused.status_code == 403
+    assert "only as yourself (9000555)" in problem_of(refused)["detail"]
+
+
+async def test_a_token_whose_sub_is_an_api_keys_name_never_gets_its_answers(api: Api) -> None:
+    """Identities are namespaced by source: a JWT with `sub: test-system` is not the API
+    key named `test-system`, so it does not get that key's stored Idempotency-Key answer."""
+    body = factories.referral_data(datetime.now(UTC))
+    key = {"Idempotency-Key": f"collide-{uuid.uuid4().hex}"}
+    async with api.client(Role.SYSTEM) as static:
+        first = await static.post("/referrals", json=body, headers=key)
+    assert first.status_code == 201
+    namesake = api.idp.token("test-system", ["system"])
+    async with api.client(token=namesake) as jwt_caller:
+        second = await jwt_caller.post("/referrals", json=body, headers=key)
+    assert second.status_code == 200  # the pathway exists: its own answer, not a replay
+    assert "idempotent-replayed" not in second.headers

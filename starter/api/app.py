@@ -9,12 +9,14 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from rop_domain.models import Referral
 from starter.api import problems, routes_pathways, routes_steps, routes_tasks
-from starter.api.context import ApiContext
+from starter.api.auth import Principal
+from starter.api.context import ApiContext, audit_invalid
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +46,14 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
+
+    async def invalid_and_logged(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        await audit_invalid(request)
+        return problems.from_validation_error(error).response()
+
+    # After `problems.install`: an invalid body from a known caller is also in the access log.
+    app.add_exception_handler(RequestValidationError, invalid_and_logged)
     app.include_router(routes_pathways.router)
     app.include_router(routes_steps.router)
     app.include_router(routes_tasks.router)
@@ -58,11 +68,13 @@ def create_app(
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        principal = getattr(request.state, "principal", None)
         log.info(
             "request",
             method=request.method,
             path=request.url.path,
             status=response.status_code,
+            caller=principal.name if isinstance(principal, Principal) else None,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return response

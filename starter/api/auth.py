@@ -53,6 +53,13 @@ class Principal:
     actor: str | None = None
     """Whom a person's token says they are in the record (e.g. their HPR number): the steps
     they send must name them as the actor. None for services, which act for others."""
+    source: str = "key"
+    """Where the name comes from: `key` (a configured API key) or a JWT issuer."""
+
+    @property
+    def identity(self) -> str:
+        """The name with its source: a JWT's `sub` never meets an API key's name."""
+        return f"key:{self.name}" if self.source == "key" else f"jwt:{self.name}@{self.source}"
 
     def may(self, allowed: frozenset[Role]) -> bool:
         return bool(self.roles & allowed)
@@ -154,11 +161,16 @@ class JwtVerifier:
             )
         roles = frozenset(Role(n) for n in names if n in Role.__members__.values())
         actor = None
-        if settings.actor_claim is not None and Role.SYSTEM not in roles:
+        # A person is bound to themselves, whatever other roles their token carries; a
+        # service (no person role, no actor claim) acts for others.
+        person = Role.CLINICIAN in roles or (
+            settings.actor_claim is not None and settings.actor_claim in claims
+        )
+        if settings.actor_claim is not None and person:
             actor = claims.get(settings.actor_claim)
             if not isinstance(actor, str) or not actor:
                 raise AuthenticationFailed(f"invalid token: no {settings.actor_claim} claim")
-        return Principal(name=subject, roles=roles, actor=actor)
+        return Principal(name=subject, roles=roles, actor=actor, source=settings.issuer)
 
 
 class Authenticator:

@@ -125,6 +125,24 @@ async def check_actor(
         )
 
 
+def _named_pathway(request: Request) -> str | None:
+    """The workflow id the request's path names, if it names one."""
+    workflow_id = request.path_params.get("workflow_id")
+    if isinstance(workflow_id, str) and _WORKFLOW_ID.match(workflow_id):
+        return workflow_id
+    return None
+
+
+async def audit_invalid(request: Request) -> None:
+    """Log an authenticated caller's request for a pathway refused as invalid (422) as
+    rejected: an attempt on a patient's record, even a malformed one, is traced."""
+    principal = getattr(request.state, "principal", None)
+    action = getattr(request.state, "action", None)
+    workflow_id = _named_pathway(request)
+    if isinstance(principal, Principal) and isinstance(action, str) and workflow_id:
+        await context(request).audit(principal, [workflow_id], action, Outcome.REJECTED)
+
+
 def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the authenticated caller, if one of its roles is `allowed`.
 
@@ -154,8 +172,8 @@ def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Pr
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             ) from None
         if not principal.may(allowed):
-            workflow_id = request.path_params.get("workflow_id")
-            if isinstance(workflow_id, str) and _WORKFLOW_ID.match(workflow_id):
+            workflow_id = _named_pathway(request)
+            if workflow_id is not None:
                 await ctx.audit(principal, [workflow_id], action, Outcome.DENIED)
             wanted = ", ".join(sorted(role.value for role in allowed))
             raise ProblemError(
@@ -163,7 +181,13 @@ def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Pr
                 "Forbidden",
                 f"{action}: needs role {wanted}; the caller has {principal.roles_text or 'none'}",
             )
-        await strict_json.refuse_duplicate_keys(request)
+        # For the request log, and for refusals of the body after this (`audit_invalid`).
+        request.state.principal, request.state.action = principal, action
+        try:
+            await strict_json.refuse_duplicate_keys(request)
+        except ProblemError:
+            await audit_invalid(request)
+            raise
         return principal
 
     return dependency

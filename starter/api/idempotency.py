@@ -45,7 +45,7 @@ def update_id_for(principal: Principal, key: str | None) -> str | None:
     Hashed, since Update ids are stored unencrypted in the pathway's history."""
     if key is None:
         return None
-    return keyed_update_id("api", principal.name, key)
+    return keyed_update_id("api", principal.identity, key)
 
 
 def check_key(key: str) -> str:
@@ -81,7 +81,7 @@ class IdempotencyStore:
         claimed = await self._pool.fetchval(
             "INSERT INTO api_idempotency (principal, key, fingerprint) VALUES ($1, $2, $3) "
             "ON CONFLICT DO NOTHING RETURNING true",
-            principal.name,
+            principal.identity,
             key,
             print_,
         )
@@ -101,7 +101,7 @@ class IdempotencyStore:
         await self._pool.execute(
             "UPDATE api_idempotency SET status_code = $3, content_type = $4, location = $5, "
             "body = $6 WHERE principal = $1 AND key = $2",
-            principal.name,
+            principal.identity,
             key,
             response.status_code,
             response.headers.get("content-type"),
@@ -129,7 +129,7 @@ class IdempotencyStore:
         row = await self._pool.fetchrow(
             "SELECT fingerprint, status_code, content_type, location, body "
             "FROM api_idempotency WHERE principal = $1 AND key = $2",
-            principal.name,
+            principal.identity,
             key,
         )
         if row is None:  # released by a failed first attempt just now
@@ -156,7 +156,7 @@ class IdempotencyStore:
 
     async def _release(self, principal: Principal, key: str) -> None:
         await self._pool.execute(
-            "DELETE FROM api_idempotency WHERE principal = $1 AND key = $2", principal.name, key
+            "DELETE FROM api_idempotency WHERE principal = $1 AND key = $2", principal.identity, key
         )
 
 
