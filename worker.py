@@ -1,7 +1,8 @@
 """The rop-forlop worker: runs the pathway workflow and its activities on task queue `rop-forlop`.
 
-Run it with `rop worker`. It applies pending database migrations before it polls,
-so a deployment never runs activities against an older schema.
+Run it with `rop worker`, after `rop db migrate`: it refuses to poll while the record
+database has migrations pending, so it never runs activities against an older schema, and
+it needs a login that is only a member of `rop_worker`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.database import WORKER_ROLE, create_pool, migrate
+from activities.database import WORKER_ROLE, MigrationsPending, open_records
 from activities.delivery import DeliveryActivities
 from activities.records import RecordActivities
 from rop_domain.routing import RoutingTable
@@ -104,13 +105,8 @@ def build_worker(
 
 
 async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Event) -> None:
-    """Migrate the database, then run the worker until `stop` is set."""
-    owner = await create_pool(database_url)
-    try:
-        await migrate(owner)
-    finally:
-        await owner.close()
-    pool = await create_pool(database_url, role=WORKER_ROLE)
+    """Run the worker until `stop` is set, on a record database whose schema is current."""
+    pool = await open_records(database_url, WORKER_ROLE, migrate_first=settings.migrate_on_start)
     try:
         client = await connect(settings)
         async with (
@@ -143,7 +139,7 @@ def main() -> None:
         )
     try:
         asyncio.run(run_worker(settings, settings.database_url, asyncio.Event()))
-    except KeyConfigurationError as error:
+    except (KeyConfigurationError, MigrationsPending) as error:
         raise SystemExit(f"error: {error}") from None
     except KeyboardInterrupt:
         log.info("worker stopped")

@@ -56,6 +56,50 @@ async def _no_session_reset(connection: asyncpg.Connection) -> None:
     """
 
 
+class MigrationsPending(RuntimeError):
+    """The record database's schema is behind this code; the message names what to run."""
+
+
+async def pending_migrations(database: asyncpg.Pool | Connection) -> list[str]:
+    """The migrations this code ships that the database has not applied, by name."""
+    try:
+        rows = await database.fetch("SELECT version FROM schema_migrations")
+    except asyncpg.UndefinedTableError:
+        rows = []
+    done = {row["version"] for row in rows}
+    return [name for version, name, _ in migration_files() if version not in done]
+
+
+async def open_records(database_url: str, role: str, *, migrate_first: bool) -> asyncpg.Pool:
+    """The pool a service (the worker, the API) acts through, as `role`, on a current schema.
+
+    Migrations are a step of their own (`rop db migrate`, with the schema owner's login), so
+    the services can run with logins that own nothing and are only members of their role.
+    `migrate_first` (`ROP_MIGRATE_ON_START`) migrates with `database_url`'s login first, for
+    a local set-up where that login owns the schema. A schema still behind stops the
+    service with `MigrationsPending`, before it takes any work.
+    """
+    if migrate_first:
+        owner = await create_pool(database_url)
+        try:
+            await migrate(owner)
+        finally:
+            await owner.close()
+    pool = await create_pool(database_url, role=role)
+    try:
+        pending = await pending_migrations(pool)
+    except BaseException:
+        await pool.close()
+        raise
+    if pending:
+        await pool.close()
+        raise MigrationsPending(
+            f"the record database has migrations pending ({', '.join(pending)}): run "
+            "`rop db migrate` with the schema owner's login first"
+        )
+    return pool
+
+
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration shipped in `activities/migrations`, in order."""
     found = []

@@ -136,14 +136,32 @@ async def load_contacts(args: argparse.Namespace, settings: RopSettings) -> None
 
 
 async def migrate(args: argparse.Namespace, settings: RopSettings) -> None:
+    import asyncpg
+
     from activities.database import create_pool, migrate
 
     pool = await create_pool(require_database(settings))
     try:
         applied = await migrate(pool)
-        print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    except asyncpg.InsufficientPrivilegeError as error:
+        raise UsageError(
+            f"this login may not migrate ({error.__class__.__name__}): run `rop db migrate` as the "
+            "schema owner, a login that may create tables and roles (deploy/README)"
+        ) from None
     finally:
         await pool.close()
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+
+
+async def _require_current_schema(database_url: str, role: str) -> None:
+    """Stop with one line, before serving, if the schema is behind this code."""
+    from activities.database import MigrationsPending, open_records
+
+    try:
+        pool = await open_records(database_url, role, migrate_first=False)
+    except MigrationsPending as error:
+        raise UsageError(str(error)) from None
+    await pool.close()
 
 
 async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -182,9 +200,14 @@ async def api(args: argparse.Namespace, settings: RopSettings) -> None:
         raise  # a malformed tokens file: the CLI names the field
     except ValueError as error:  # e.g. no way in configured
         raise UsageError(str(error)) from None
+    from activities.database import API_ROLE
+
+    database_url = require_database(settings)
+    if not settings.migrate_on_start:
+        await _require_current_schema(database_url, API_ROLE)
     await serve(
         settings,
-        require_database(settings),
+        database_url,
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,
     )

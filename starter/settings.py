@@ -53,6 +53,10 @@ class RopSettings(BaseSettings):
     workflow_task_timeout_seconds: int = Field(
         default=10, ge=1, le=60, description="a new pathway's workflow-task timeout"
     )
+    migrate_on_start: bool = Field(
+        default=False,
+        description="the worker and the API migrate first (a login that owns the schema)",
+    )
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ROP_DATABASE_URL", "DATABASE_URL")
     )

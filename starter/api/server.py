@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from activities.database import API_ROLE, create_pool, migrate
+from activities.database import API_ROLE, open_records
 from starter.api.app import create_app
 from starter.api.auth import Authenticator, JwtSettings, JwtVerifier, read_tokens_file
 from starter.api.context import ApiContext
@@ -56,12 +56,7 @@ def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
     async def open_context() -> AsyncIterator[ApiContext]:
         from starter.client import connect
 
-        owner = await create_pool(database_url)
-        try:
-            await migrate(owner)
-        finally:
-            await owner.close()
-        pool = await create_pool(database_url, role=API_ROLE)
+        pool = await open_records(database_url, API_ROLE, migrate_first=settings.migrate_on_start)
         purging = asyncio.create_task(
             IdempotencyStore(pool).purge_regularly(
                 timedelta(hours=settings.api_idempotency_hours), every=timedelta(hours=1)

@@ -1,0 +1,224 @@
+"""The worker and the API with logins that own nothing, as deploy/README tells an operator.
+
+The schema owner migrates (`rop db migrate`); the worker's and the API's logins are only
+members of `rop_worker` / `rop_api`. They do their work, and cannot switch the append-only
+triggers off, become the owner, or read what their role may not, not even after
+`RESET ROLE`. Each test has a database of its own on the session's PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.testing import ActivityEnvironment
+
+from activities.database import (
+    API_ROLE,
+    WORKER_ROLE,
+    MigrationsPending,
+    create_pool,
+    migrate,
+    migration_files,
+    open_records,
+)
+from activities.delivery import DeliveryActivities
+from activities.records import RecordActivities
+from rop_domain.commands import (
+    EventKind,
+    LeaderQuery,
+    NewPathway,
+    Notification,
+    PathwayEvent,
+    PathwayStep,
+    SummaryChange,
+    TaskKind,
+)
+from rop_domain.models import ReceivingUnit
+from rop_domain.routing import RoutingTable
+from starter import access_log
+from starter.access_log import Access, Outcome
+from starter.local_stack import ensure_database
+from tests import factories
+
+ROP = str(Path(sys.executable).parent / "rop")
+PASSWORD = "a-password-for-this-test"  # a throwaway login on a test server
+
+
+def as_login(database_url: str, login: str) -> str:
+    """`database_url` with another login and its password."""
+    parts = urlsplit(database_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{login}:{PASSWORD}@{host}"))
+
+
+@dataclass(frozen=True)
+class Logins:
+    owner: str
+    worker: str
+    api: str
+
+
+@pytest_asyncio.fixture
+async def logins(database_server_url: str) -> AsyncIterator[Logins]:
+    """A database migrated by its owner, and a login for the worker and one for the API."""
+    url = await ensure_database(database_server_url, f"rop_logins_{uuid.uuid4().hex[:10]}")
+    suffix = uuid.uuid4().hex[:8]
+    worker_login, api_login = f"worker_{suffix}", f"api_{suffix}"
+    owner = await create_pool(url)
+    try:
+        await migrate(owner)
+        await owner.execute(
+            f"CREATE ROLE {worker_login} LOGIN PASSWORD '{PASSWORD}' IN ROLE {WORKER_ROLE}"
+        )
+        await owner.execute(
+            f"CREATE ROLE {api_login} LOGIN PASSWORD '{PASSWORD}' IN ROLE {API_ROLE}"
+        )
+    finally:
+        await owner.close()
+    yield Logins(url, as_login(url, worker_login), as_login(url, api_login))
+
+
+async def test_the_worker_does_its_work_with_a_login_that_owns_nothing(logins: Logins) -> None:
+    pool = await open_records(logins.worker, WORKER_ROLE, migrate_first=False)
+    try:
+        records, env = RecordActivities(pool), ActivityEnvironment()
+        referral = factories.parse_referral_for_test(factories.referral_data(datetime.now(UTC)))
+        workflow_id = referral.workflow_id
+        task = Notification(
+            idempotency_key=f"{workflow_id}/1-assess",
+            workflow_id=workflow_id,
+            kind=TaskKind.ASSESS_REFERRAL,
+            recipient=factories.CLINICIAN,
+            params=factories.TASK_PARAMS,
+        )
+        await env.run(
+            records.open_pathway,
+            NewPathway(
+                workflow_id=workflow_id,
+                referral=referral,
+                meeting_deadline=datetime.now(UTC).date(),
+                notifications=[task],
+            ),
+        )
+        step = PathwayStep(
+            events=[
+                PathwayEvent(
+                    idempotency_key=f"{workflow_id}/2-overdue",
+                    workflow_id=workflow_id,
+                    kind=EventKind.MEETING_OVERDUE,
+                    actor="rop-forlop",
+                    occurred_at=datetime.now(UTC),
+                    change=SummaryChange(overdue=True),
+                )
+            ]
+        )
+        assert await env.run(records.record_step, step) == []
+        await env.run(
+            records.find_unit_leader,
+            LeaderQuery(health_trust="helse-bergen", receiving_unit=ReceivingUnit.TSB),
+        )
+        delivery = DeliveryActivities(pool, RoutingTable(email_unrouted_addresses=False))
+        await env.run(delivery.give_up, task.idempotency_key)
+        assert await pool.fetchval(
+            "SELECT overdue FROM pathways WHERE workflow_id = $1", workflow_id
+        )
+    finally:
+        await pool.close()
+
+
+async def test_the_api_does_its_work_with_a_login_that_owns_nothing(logins: Logins) -> None:
+    pool = await open_records(logins.api, API_ROLE, migrate_first=False)
+    try:
+        await access_log.record(
+            pool,
+            [Access(principal="key:test", roles="system", workflow_id="rop-T-1",
+                    action="read status", outcome=Outcome.OK)],
+        )  # fmt: skip
+        assert await pool.fetchval("SELECT count(*) FROM access_log") == 1
+        assert await pool.fetchval("SELECT count(*) FROM pathways") == 0
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("which", "statement"),
+    [
+        ("worker", "ALTER TABLE pathway_events DISABLE TRIGGER pathway_events_append_only"),
+        ("api", "ALTER TABLE access_log DISABLE TRIGGER access_log_append_only"),
+        ("worker", "DELETE FROM pathway_events"),
+        ("api", "UPDATE access_log_head SET chain_seq = 0"),
+        ("api", "SELECT patient_national_id FROM pathways"),
+        ("api", "RESET ROLE; SELECT patient_national_id FROM pathways"),
+        ("worker", "SET ROLE postgres"),
+        ("api", "RESET ROLE; DROP TABLE access_log"),
+    ],
+)
+async def test_the_service_logins_cannot_get_past_their_role(
+    logins: Logins, which: str, statement: str
+) -> None:
+    role = WORKER_ROLE if which == "worker" else API_ROLE
+    pool = await create_pool(getattr(logins, which), role=role)
+    try:
+        with pytest.raises((asyncpg.InsufficientPrivilegeError, asyncpg.RaiseError)):
+            await pool.execute(statement)
+    finally:
+        await pool.close()
+
+
+async def _rop(database_url: str, *arguments: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        ROP,
+        *arguments,
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, (out + err).decode().strip()
+
+
+async def test_only_the_owner_migrates_and_services_wait_for_it(
+    logins: Logins, database_server_url: str
+) -> None:
+    code, output = await _rop(logins.worker, "db", "migrate")
+    assert code == 1
+    assert output.splitlines()[-1].startswith("error: this login may not migrate")
+    assert await _rop(logins.owner, "db", "migrate") == (0, "database is up to date")
+
+    # A database one migration behind: the services stop with one line, before any work.
+    behind = await ensure_database(database_server_url, f"rop_behind_{uuid.uuid4().hex[:10]}")
+    owner = await asyncpg.connect(behind)
+    try:
+        await owner.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        *earlier, (last_version, last_name, _) = migration_files()
+        for version, name, sql in earlier:
+            await owner.execute(sql)
+            await owner.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+            )
+    finally:
+        await owner.close()
+    with pytest.raises(MigrationsPending, match=last_name):
+        await open_records(behind, WORKER_ROLE, migrate_first=False)
+    code, output = await _rop(behind, "worker")
+    assert code == 1
+    assert output.splitlines()[-1] == (
+        f"error: the record database has migrations pending ({last_name}): run `rop db migrate` "
+        "with the schema owner's login first"
+    )
+    assert last_version > 1
