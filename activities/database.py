@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib import resources
 from typing import TypeAlias
 
@@ -110,8 +111,14 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(pool: asyncpg.Pool) -> list[str]:
-    """Apply the migrations this database has not seen yet; return their names."""
+async def migrate(
+    pool: asyncpg.Pool, files: Sequence[tuple[int, str, str]] | None = None
+) -> list[str]:
+    """Apply the migrations this database has not seen yet; return their names.
+
+    `files`: the migrations to consider (default: all that ship, `migration_files()`); a
+    prefix of them leaves a database as an older release left it, to test an upgrade.
+    """
     applied: list[str] = []
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_ID)
@@ -125,7 +132,7 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
             row["version"]
             for row in await connection.fetch("SELECT version FROM schema_migrations")
         }
-        for version, name, sql in migration_files():
+        for version, name, sql in migration_files() if files is None else files:
             if version in done:
                 continue
             await connection.execute(sql)

@@ -137,18 +137,10 @@ async def test_rows_from_before_the_chain_join_it_when_the_migration_runs(
     database_server_url: str,
 ) -> None:
     url = await ensure_database(database_server_url, f"rop_chain_{uuid.uuid4().hex[:10]}")
-    owner = await asyncpg.connect(url)
+    before_the_chain = [m for m in migration_files() if m[1] < "0007"]
+    owner = await create_pool(url)
     try:
-        await owner.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, name, sql in migration_files():
-            if name < "0007":
-                await owner.execute(sql)
-                await owner.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
-                )
+        await migrate(owner, before_the_chain)
         await owner.executemany(
             "INSERT INTO access_log (principal, roles, workflow_id, action, outcome) "
             "VALUES ($1, 'system', 'rop-T-1', 'read status', 'ok')",
@@ -158,7 +150,7 @@ async def test_rows_from_before_the_chain_join_it_when_the_migration_runs(
         await owner.close()
     pool = await create_pool(url)
     try:
-        assert await migrate(pool) == ["0007_access_log_chain.sql"]
+        assert (await migrate(pool))[0] == "0007_access_log_chain.sql"
         await access_log.record(
             pool,
             [Access(principal="svc-d", roles="system", workflow_id="rop-T-1",

@@ -199,18 +199,10 @@ async def test_only_the_owner_migrates_and_services_wait_for_it(
 
     # A database one migration behind: the services stop with one line, before any work.
     behind = await ensure_database(database_server_url, f"rop_behind_{uuid.uuid4().hex[:10]}")
-    owner = await asyncpg.connect(behind)
+    *earlier, (last_version, last_name, _) = migration_files()
+    owner = await create_pool(behind)
     try:
-        await owner.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        *earlier, (last_version, last_name, _) = migration_files()
-        for version, name, sql in earlier:
-            await owner.execute(sql)
-            await owner.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
-            )
+        await migrate(owner, earlier)
     finally:
         await owner.close()
     with pytest.raises(MigrationsPending, match=last_name):
