@@ -64,11 +64,14 @@ class MigrationsPending(RuntimeError):
 async def pending_migrations(database: asyncpg.Pool | Connection) -> list[str]:
     """The migrations this code ships that the database has not applied, by name."""
     try:
-        rows = await database.fetch("SELECT version FROM schema_migrations")
+        done = await _applied_versions(database)
     except asyncpg.UndefinedTableError:
-        rows = []
-    done = {row["version"] for row in rows}
+        done = set()
     return [name for version, name, _ in migration_files() if version not in done]
+
+
+async def _applied_versions(database: asyncpg.Pool | Connection) -> set[int]:
+    return {row["version"] for row in await database.fetch("SELECT version FROM schema_migrations")}
 
 
 async def open_records(database_url: str, role: str, *, migrate_first: bool) -> asyncpg.Pool:
@@ -128,10 +131,7 @@ async def migrate(
                    name       text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {
-            row["version"]
-            for row in await connection.fetch("SELECT version FROM schema_migrations")
-        }
+        done = await _applied_versions(connection)
         for version, name, sql in migration_files() if files is None else files:
             if version in done:
                 continue

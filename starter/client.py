@@ -90,23 +90,23 @@ def data_converter(codec: EncryptionCodec | None) -> DataConverter:
 
 def codec_from_settings(settings: RopSettings) -> EncryptionCodec:
     """The payload codec the settings configure; an error naming what is missing."""
-    plain = settings.accept_plain_payloads
+    local = settings.data_dir / LOCAL_KEY_FILE
     if settings.payload_keys_file is not None:
         keys, current = read_key_file(settings.payload_keys_file)
-        return EncryptionCodec(keys, settings.payload_key_id or current, accept_plain=plain)
-    if settings.payload_keys is not None:
+    elif settings.payload_keys is not None:
         keys = parse_keys(settings.payload_keys.get_secret_value())
         if not keys:
             raise KeyConfigurationError("ROP_PAYLOAD_KEYS is empty")
-        current = settings.payload_key_id or next(iter(keys))
-        return EncryptionCodec(keys, current, accept_plain=plain)
-    local = settings.data_dir / LOCAL_KEY_FILE
-    if local.exists():
+        current = next(iter(keys))
+    elif local.exists():
         keys, current = read_key_file(local)
-        return EncryptionCodec(keys, settings.payload_key_id or current, accept_plain=plain)
-    raise KeyConfigurationError(
-        "no payload encryption key: set ROP_PAYLOAD_KEYS or ROP_PAYLOAD_KEYS_FILE "
-        f"(`make run` makes one in {local})"
+    else:
+        raise KeyConfigurationError(
+            "no payload encryption key: set ROP_PAYLOAD_KEYS or ROP_PAYLOAD_KEYS_FILE "
+            f"(`make run` makes one in {local})"
+        )
+    return EncryptionCodec(
+        keys, settings.payload_key_id or current, accept_plain=settings.accept_plain_payloads
     )
 
 

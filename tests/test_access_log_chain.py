@@ -6,12 +6,8 @@ on a database of its own, and runs `rop access-log verify` as an operator would.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -21,8 +17,7 @@ from activities.database import API_ROLE, create_pool, migrate, migration_files
 from starter import access_log
 from starter.access_log import Access, Outcome
 from starter.local_stack import ensure_database
-
-ROP = str(Path(sys.executable).parent / "rop")
+from tests.cli_harness import Cli
 
 
 @pytest_asyncio.fixture
@@ -59,18 +54,8 @@ async def chain_database(database_server_url: str) -> AsyncIterator[str]:
 
 async def _verify(database_url: str) -> tuple[int, str]:
     """`rop access-log verify`: its exit code and its last line."""
-    process = await asyncio.create_subprocess_exec(
-        ROP,
-        "access-log",
-        "verify",
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    lines = (out or err).decode().strip().splitlines()
-    return process.returncode, lines[-1]
+    code, out, err = await Cli.on_database(database_url)("access-log", "verify")
+    return code, (out or err).strip().splitlines()[-1]
 
 
 async def _as_owner_past_the_trigger(database_url: str, sql: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,8 +20,7 @@ from starter.api.auth import Role
 from starter.api.idempotency import IdempotencyStore
 from tests import factories
 from tests.api_harness import Api, IdentityProvider, problem_of
-
-ROP = str(Path(sys.executable).parent / "rop")
+from tests.cli_harness import ROP, Cli
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -159,17 +157,9 @@ async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str
     )
 
     # The operator's command shows the same log.
-    process = await asyncio.create_subprocess_exec(
-        ROP,
-        "access-log",
-        pathway,
-        env={**os.environ, "DATABASE_URL": api.database_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    lines = out.decode().splitlines()
+    code, out, err = await Cli.on_database(api.database_url)("access-log", pathway)
+    assert code == 0, err
+    lines = out.splitlines()
     assert "hpr-9000555 (clinician)  assess  ok" in lines[-6]
     assert "test-operator (operator)  read FHIR bundle  denied" in lines[-3]
     assert "test-operator (operator)  read access log  ok" in lines[-1]

@@ -8,14 +8,10 @@ triggers off, become the owner, or read what their role may not, not even after
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -50,8 +46,8 @@ from starter import access_log
 from starter.access_log import Access, Outcome
 from starter.local_stack import ensure_database
 from tests import factories
+from tests.cli_harness import Cli
 
-ROP = str(Path(sys.executable).parent / "rop")
 PASSWORD = "a-password-for-this-test"  # a throwaway login on a test server
 
 
@@ -177,16 +173,9 @@ async def test_the_service_logins_cannot_get_past_their_role(
 
 
 async def _rop(database_url: str, *arguments: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        ROP,
-        *arguments,
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, (out + err).decode().strip()
+    """`rop ARGUMENTS` on `database_url`: its exit code and what it printed."""
+    code, out, err = await Cli.on_database(database_url)(*arguments)
+    return code, (out + err).strip()
 
 
 async def test_only_the_owner_migrates_and_services_wait_for_it(

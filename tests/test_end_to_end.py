@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,30 +18,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from tests import factories
+from tests.cli_harness import Cli
 from tests.conftest import REPO, TEST_KEYS_ENV
 from worker import build_worker
 from workflows import search_attributes
-
-ROP = str(Path(sys.executable).parent / "rop")
-
-
-@dataclass(frozen=True)
-class Cli:
-    """Runs the installed `rop` console script against the test's servers."""
-
-    env: dict[str, str]
-
-    async def __call__(self, *args: str) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            ROP,
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await process.communicate()
-        assert process.returncode is not None
-        return process.returncode, out.decode(), err.decode()
 
 
 @pytest_asyncio.fixture
