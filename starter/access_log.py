@@ -31,6 +31,19 @@ class Outcome(StrEnum):
     FAILED = "failed"  # our side failed (Temporal or the database)
 
 
+class Grounds(StrEnum):
+    """Why the caller could see the pathway (need of service, migration 0008)."""
+
+    SERVICE = "service"  # a system acting for others, or a role that sees no clinical content
+    UNIT = "unit"  # the pathway belongs to one of the person's units
+    PARTICIPANT = "participant"  # the pathway names the person
+    BREAK_GLASS = "break-glass"  # emergency access with a stated reason, followed up
+
+
+NO_PATHWAY = "-"
+"""The workflow id of an access that names no pathway (a decode the UI gave no id for)."""
+
+
 class Access(StrictModel):
     """One access to be written."""
 
@@ -39,6 +52,11 @@ class Access(StrictModel):
     workflow_id: str
     action: str
     outcome: Outcome
+    grounds: Grounds | None = None
+    reason: str | None = None
+    """The reason a person stated for breaking the glass."""
+    namespace: str | None = None
+    """The Temporal namespace, for decodes of its payloads."""
 
 
 class AccessRecord(Access):
@@ -50,21 +68,47 @@ class AccessRecord(Access):
 
 async def record(pool: asyncpg.Pool, accesses: Iterable[Access]) -> None:
     """Write the accesses in one statement; the caller answers only once this returned."""
-    rows = [(a.principal, a.roles, a.workflow_id, a.action, a.outcome.value) for a in accesses]
+    rows = [
+        (
+            a.principal,
+            a.roles,
+            a.workflow_id,
+            a.action,
+            a.outcome.value,
+            a.grounds,
+            a.reason,
+            a.namespace,
+        )
+        for a in accesses
+    ]
     if rows:
         await pool.executemany(
-            "INSERT INTO access_log (principal, roles, workflow_id, action, outcome) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO access_log "
+            "(principal, roles, workflow_id, action, outcome, grounds, reason, namespace) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             rows,
         )
+
+
+_COLUMNS = "id, at, principal, roles, workflow_id, action, outcome, grounds, reason, namespace"
 
 
 async def for_pathway(connection: Connection, workflow_id: str) -> list[AccessRecord]:
     """Every access to one pathway, oldest first."""
     rows = await connection.fetch(
-        "SELECT id, at, principal, roles, workflow_id, action, outcome FROM access_log "
-        "WHERE workflow_id = $1 ORDER BY id",
+        f"SELECT {_COLUMNS} FROM access_log WHERE workflow_id = $1 ORDER BY id",  # noqa: S608
         workflow_id,
+    )
+    return [AccessRecord.model_validate(dict(row)) for row in rows]
+
+
+async def broken_glass(connection: Connection, since: datetime) -> list[AccessRecord]:
+    """Every access made by breaking the glass since `since`, oldest first: the list a
+    privacy officer goes through to follow each one up."""
+    rows = await connection.fetch(
+        f"SELECT {_COLUMNS} FROM access_log WHERE grounds = 'break-glass' AND at >= $1 "  # noqa: S608
+        "ORDER BY id",
+        since,
     )
     return [AccessRecord.model_validate(dict(row)) for row in rows]
 
@@ -74,7 +118,7 @@ async def verify_chain(connection: Connection) -> tuple[int, list[str]]:
     rows = await connection.fetch(
         """SELECT id, chain_seq, row_hash = rop_access_log_hash(
                       lag(row_hash) OVER chain, chain_seq, at, principal, roles,
-                      workflow_id, action, outcome) AS intact,
+                      workflow_id, action, outcome, grounds, reason, namespace) AS intact,
                   coalesce(lag(chain_seq) OVER chain, 0) AS previous_seq
            FROM access_log WINDOW chain AS (ORDER BY chain_seq) ORDER BY chain_seq"""
     )
@@ -108,8 +152,18 @@ def render(records: Sequence[AccessRecord]) -> str:
     """The log as lines a person reads: Oslo time, who (roles), what, how it ended."""
     if not records:
         return "(no access recorded)"
-    return "\n".join(
+    return "\n".join(_line(r) for r in records)
+
+
+def _line(r: AccessRecord) -> str:
+    line = (
         f"{r.at.astimezone(OSLO).isoformat(timespec='seconds')}  {r.principal} ({r.roles})  "
         f"{r.action}  {r.outcome.value}"
-        for r in records
     )
+    if r.grounds is not None:
+        line += f"  [{r.grounds.value}]"
+    if r.reason is not None:
+        line += f"  reason: {r.reason}"
+    if r.namespace is not None:
+        line += f"  namespace: {r.namespace}"
+    return line

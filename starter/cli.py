@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
         "access-log", operations.show_access_log, "who read or changed a pathway, and when"
     )
     access.add_argument(
-        "workflow_id", help="a pathway's workflow id, or `verify` to check the log's hash chain"
+        "workflow_id",
+        nargs="?",
+        help="a pathway's workflow id, or `verify` to check the log's hash chain",
+    )
+    access.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="list every access made by breaking the glass, for follow-up",
+    )
+    access.add_argument(
+        "--since",
+        type=date.fromisoformat,
+        help="with --break-glass: from this date (YYYY-MM-DD, Oslo); default 30 days back",
     )
     access.add_argument("--json", action="store_true")
 

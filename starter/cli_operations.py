@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from rop_domain import calendar
+from rop_domain.calendar import OSLO
 from starter.cli_support import UsageError, connect_pathways, require_database
 from starter.settings import RopSettings
 
@@ -165,22 +166,33 @@ async def _require_current_schema(database_url: str, role: str) -> None:
 
 
 async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
+    from activities.database import API_ROLE, MigrationsPending, open_records
     from starter.client import codec_from_settings
-    from starter.codec_server import start_codec_server
+    from starter.codec_server import door_from_settings, start_codec_server
 
-    if settings.codec_server_token is None:
-        raise UsageError("set ROP_CODEC_SERVER_TOKEN: the codec server answers only with it")
-    runner = await start_codec_server(
-        codec_from_settings(settings),
-        token=settings.codec_server_token.get_secret_value(),
-        ui_origin=settings.ui_origin,
-        host=args.host,
-        port=settings.codec_server_port,
-    )
+    database_url = require_database(settings)
     try:
-        await asyncio.Event().wait()
+        pool = await open_records(database_url, API_ROLE, migrate_first=settings.migrate_on_start)
+    except MigrationsPending as error:
+        raise UsageError(str(error)) from None
+    try:
+        try:
+            door = door_from_settings(settings, pool)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        runner = await start_codec_server(
+            codec_from_settings(settings),
+            door,
+            ui_origin=settings.ui_origin,
+            host=args.host,
+            port=settings.codec_server_port,
+        )
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
     finally:
-        await runner.cleanup()
+        await pool.close()
 
 
 async def stack(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -222,9 +234,18 @@ async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> No
 
     from starter import access_log
 
+    if args.break_glass == (args.workflow_id is not None):
+        raise UsageError("give a workflow id, `verify`, or --break-glass")
+    if args.since is not None and not args.break_glass:
+        raise UsageError("--since goes with --break-glass")
     connection = await asyncpg.connect(require_database(settings))
     try:
-        if args.workflow_id == VERIFY:
+        if args.break_glass:
+            since = args.since or (datetime.now(OSLO).date() - timedelta(days=30))
+            records = await access_log.broken_glass(
+                connection, datetime.combine(since, time(), tzinfo=OSLO)
+            )
+        elif args.workflow_id == VERIFY:
             rows, problems = await access_log.verify_chain(connection)
         else:
             records = await access_log.for_pathway(connection, args.workflow_id)

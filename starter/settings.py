@@ -108,6 +108,15 @@ class RopSettings(BaseSettings):
     api_jwt_actor_claim: str | None = Field(
         default=None, description="e.g. hpr: a person's steps must name them as the actor"
     )
+    api_jwt_units_claim: str = Field(
+        default="rop_units", description="a person's units: ['helse-bergen/TSB', ...]"
+    )
+    api_jwt_email_claim: str = "email"
+    local_mode: bool = Field(
+        default=False,
+        description="the local stack (make run): API keys for persons may name nobody, "
+        "the codec server may use a static token",
+    )
 
     @model_validator(mode="after")
     def _tls_is_whole(self) -> Self:

@@ -10,16 +10,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
+from pydantic import SecretStr
 
 from activities.contact_directory import load_directory
-from activities.database import WORKER_ROLE, create_pool, migrate
+from activities.database import API_ROLE, WORKER_ROLE, create_pool, migrate
 from rop_domain.calendar import OSLO
 from rop_domain.models import parse_referral
-from starter.api.auth import Role, write_tokens_file
+from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, server_config
 from starter.client import LOCAL_KEY_FILE, codec_from_settings
 from starter.codec import write_new_key_file
-from starter.codec_server import start_codec_server
+from starter.codec_server import door_from_settings, start_codec_server
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
 from starter.pathways import Pathways
 from starter.settings import RopSettings
@@ -33,10 +34,19 @@ DEMO_REFERRAL = REPO_ROOT / "deploy" / "seed" / "demo-referral.example.json"
 EXAMPLE_CONTACTS = REPO_ROOT / "deploy" / "seed" / "contact-points.example.json"
 UI_PORT = 8233
 FRONTEND_PORT = 7233
+DEMO_CLINICIAN = "9000123"
+"""The demo referral's receiving clinician: the local clinician key is theirs."""
+DEMO_UNITS = ("helse-bergen/TSB",)
 
 
 async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Path) -> None:
     """Start PostgreSQL, Temporal and the worker; submit the demo referral; wait for Ctrl-C."""
+    # Local mode: the codec server's static token, a person's API key in the demo.
+    settings = settings.model_copy(update={"local_mode": True})
+    if settings.codec_server_token is None:
+        settings = settings.model_copy(
+            update={"codec_server_token": SecretStr(_codec_token(settings.data_dir))}
+        )
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     local_keys = data_dir / LOCAL_KEY_FILE
@@ -52,30 +62,18 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
             if settings.database_url
             else await ensure_database(server_url, "rop")
         )
-        token = _codec_token(settings, data_dir)
         if settings.api_tokens_file is None:
             _local_api_tokens(data_dir)
-        codec_url = f"http://localhost:{settings.codec_server_port}"
-        codec_runner = await start_codec_server(
-            codec_from_settings(settings),
-            token=token,
-            ui_origin=settings.ui_origin,
-            host="127.0.0.1",
-            port=settings.codec_server_port,
-        )
-        try:
-            async with temporal_dev_server(
-                database_file=data_dir / "temporal.db",
-                port=FRONTEND_PORT,
-                ui_port=UI_PORT,
-                search_attributes=search_attributes.ALL,
-                log_file=data_dir / "temporal.log",
-                codec_endpoint=codec_url,
-            ) as address:
-                settings = settings.model_copy(update={"temporal_address": address})
-                await _serve(settings, database_url, demo_referral=demo_referral, contacts=contacts)
-        finally:
-            await codec_runner.cleanup()
+        async with temporal_dev_server(
+            database_file=data_dir / "temporal.db",
+            port=FRONTEND_PORT,
+            ui_port=UI_PORT,
+            search_attributes=search_attributes.ALL,
+            log_file=data_dir / "temporal.log",
+            codec_endpoint=f"http://localhost:{settings.codec_server_port}",
+        ) as address:
+            settings = settings.model_copy(update={"temporal_address": address})
+            await _serve(settings, database_url, demo_referral=demo_referral, contacts=contacts)
 
 
 async def _serve(
@@ -92,6 +90,14 @@ async def _serve(
         await owner.close()
     # The worker's activities act as the least-privilege role, as in production.
     pool = await create_pool(database_url, role=WORKER_ROLE)
+    api_pool = await create_pool(database_url, role=API_ROLE)
+    codec_runner = await start_codec_server(
+        codec_from_settings(settings),
+        door_from_settings(settings, api_pool),
+        ui_origin=settings.ui_origin,
+        host="127.0.0.1",
+        port=settings.codec_server_port,
+    )
     api = EmbeddedServer(
         server_config(
             app_from_settings(settings, database_url), settings.api_host, settings.api_port
@@ -113,6 +119,8 @@ async def _serve(
             await _until_interrupted()
             await api.stop(serving)
     finally:
+        await codec_runner.cleanup()
+        await api_pool.close()
         await pool.close()
 
 
@@ -167,18 +175,25 @@ def _local_api_tokens(data_dir: Path) -> None:
     digests, keys = local_tokens(data_dir), data_dir / "api-demo-tokens"
     if digests.exists() and keys.exists():
         return
-    tokens = {secrets.token_urlsafe(24): (f"local-{role.value}", role) for role in Role}
+    tokens = {
+        secrets.token_urlsafe(24): (
+            KeyHolder(f"local-{role.value}", role, DEMO_CLINICIAN, DEMO_UNITS)
+            if role is Role.CLINICIAN
+            else KeyHolder(f"local-{role.value}", role)
+        )
+        for role in Role
+    }
     write_tokens_file(digests, tokens)
     keys.write_text(
-        "".join(f"{role.value}={token}\n" for token, (_, role) in tokens.items()), encoding="utf-8"
+        "".join(f"{holder.role.value}={token}\n" for token, holder in tokens.items()),
+        encoding="utf-8",
     )
     keys.chmod(0o600)
 
 
-def _codec_token(settings: RopSettings, data_dir: Path) -> str:
-    """The codec server's bearer token: configured, or made once for the local stack."""
-    if settings.codec_server_token is not None:
-        return settings.codec_server_token.get_secret_value()
+def _codec_token(data_dir: Path) -> str:
+    """The codec server's bearer token for the local stack, made once."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "codec-token"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(24), encoding="utf-8")

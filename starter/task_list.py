@@ -50,6 +50,15 @@ _COLUMNS = "t.id, t.workflow_id, t.kind, t.recipient, t.status, t.due_at, t.subj
 
 
 @dataclass(frozen=True)
+class Viewer:
+    """A person, for their need of service: their units, HPR number and e-mail."""
+
+    units: list[str]
+    person: str | None
+    email: str | None
+
+
+@dataclass(frozen=True)
 class TaskFilter:
     """Which tasks to list."""
 
@@ -59,6 +68,8 @@ class TaskFilter:
     receiving_unit: str | None = None
     overdue: bool = False
     include_closed: bool = False
+    visible_to: Viewer | None = None
+    """Only the tasks of pathways this person has a need of service for."""
 
 
 async def list_tasks(
@@ -74,6 +85,8 @@ async def list_tasks(
              AND ($4::text IS NULL OR p.receiving_unit = $4)
              AND (NOT $5 OR (t.due_at IS NOT NULL AND t.due_at < $6))
              AND ($7 OR t.status = 'requested')
+             AND ($9::text[] IS NULL OR rop_need_of_service(t.workflow_id, $9, $10, $11)
+                                        IN ('unit', 'participant'))
            ORDER BY t.id LIMIT $8""",  # noqa: S608 - a fixed column list, values bound
         where.workflow_id,
         where.assignee,
@@ -83,6 +96,9 @@ async def list_tasks(
         datetime.now(UTC),
         where.include_closed,
         limit,
+        viewer.units if (viewer := where.visible_to) else None,
+        viewer.person if viewer else None,
+        viewer.email if viewer else None,
     )
     return [TaskView.model_validate(dict(row)) for row in rows]
 

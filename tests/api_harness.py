@@ -20,14 +20,17 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.testing import WorkflowEnvironment
 
-from starter.api.auth import Role, write_tokens_file
+from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, server_config
 from starter.settings import RopSettings
+from tests import factories
 from tests.channel_servers import free_port
 from worker import build_worker
 
 ISSUER = "https://idp.example.invalid"
 AUDIENCE = "rop-forlop-api"
+UNIT = "helse-bergen/TSB"
+"""The unit of the factories' referrals: the test clinicians' keys and tokens are for it."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,12 @@ class IdentityProvider:
         *,
         expires_in: int = 300,
         hpr: str | None = None,
+        units: list[str] | None = None,
         **claims: Any,
     ) -> str:
+        """A signed token; a clinician's names the factories' unit unless `units` says."""
+        if units is None and "clinician" in roles:
+            units = [UNIT]
         now = int(time.time())
         payload = {
             "iss": ISSUER,
@@ -56,6 +63,7 @@ class IdentityProvider:
             "iat": now,
             "exp": now + expires_in,
             **({"hpr": hpr} if hpr else {}),
+            **({"rop_units": units} if units is not None else {}),
             **claims,
         }
         return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": self.kid})
@@ -70,6 +78,8 @@ class Api:
     idp: IdentityProvider
     database_url: str
     task_queue: str
+    tokens_file: Path
+    """The API keys' digests the API reads (the codec server can read them too)."""
 
     def client(self, role: Role | None = None, token: str | None = None) -> httpx.AsyncClient:
         headers = {}
@@ -77,6 +87,13 @@ class Api:
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+
+def key_holder(role: Role) -> KeyHolder:
+    """The test API key of a role; the clinician's names the factories' clinician."""
+    if role is Role.CLINICIAN:
+        return KeyHolder(f"test-{role.value}", role, person=factories.CLINICIAN, units=(UNIT,))
+    return KeyHolder(f"test-{role.value}", role)
 
 
 @asynccontextmanager
@@ -109,7 +126,7 @@ async def running_api(
     task_queue = f"rop-api-{uuid.uuid4().hex[:8]}"
     tokens = {role: secrets.token_urlsafe(24) for role in Role}
     tokens_file = folder / "api-tokens.json"
-    write_tokens_file(tokens_file, {t: (f"test-{role.value}", role) for role, t in tokens.items()})
+    write_tokens_file(tokens_file, {t: key_holder(role) for role, t in tokens.items()})
     async with identity_provider() as idp:
         settings = RopSettings(
             temporal_address=dev_server.client.service_client.config.target_host,
@@ -130,7 +147,9 @@ async def running_api(
         async with build_worker(dev_server.client, pool, task_queue):
             serving = await server.start()
             try:
-                yield Api(f"http://127.0.0.1:{port}", tokens, idp, database_url, task_queue)
+                yield Api(
+                    f"http://127.0.0.1:{port}", tokens, idp, database_url, task_queue, tokens_file
+                )
             finally:
                 await server.stop(serving)
 

@@ -19,7 +19,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from activities.contact_directory import load_directory
-from activities.database import WORKER_ROLE, create_pool, migrate
+from activities.database import API_ROLE, WORKER_ROLE, create_pool, migrate
 from starter.client import data_converter
 from starter.codec import EncryptionCodec
 from starter.local_stack import (
@@ -72,6 +72,14 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     """The worker's pool: it acts as the least-privilege role, so every test of an activity
     also proves the role suffices."""
     pool = await create_pool(database_url, role=WORKER_ROLE)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The API's pool (also the codec server's), as the least-privilege role `rop_api`."""
+    pool = await create_pool(database_url, role=API_ROLE)
     yield pool
     await pool.close()
 

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from activities.database import API_ROLE, create_pool, migrate, migration_files
 from starter import access_log
-from starter.access_log import Access, Outcome
+from starter.access_log import Access, Grounds, Outcome
 from starter.local_stack import ensure_database
 from tests.cli_harness import Cli
 
@@ -83,6 +83,42 @@ async def test_a_changed_row_is_found(chain_database: str) -> None:
     code, line = await _verify(chain_database)
     assert code == 1
     assert line.endswith("changed: row id 4 (position 4)")
+
+
+async def test_a_changed_break_glass_reason_or_namespace_is_found(chain_database: str) -> None:
+    api = await create_pool(chain_database, role=API_ROLE)
+    try:
+        await access_log.record(
+            api,
+            [
+                Access(
+                    principal="jwt:someone@https://idp.example.invalid",
+                    roles="clinician",
+                    workflow_id="rop-T-1",
+                    action="read status",
+                    outcome=Outcome.OK,
+                    grounds=Grounds.BREAK_GLASS,
+                    reason="Akutt innlagt, trenger kriseplanen nå",
+                    namespace="default",
+                )
+            ],
+        )
+    finally:
+        await api.close()
+    assert (await _verify(chain_database))[0] == 0
+    for tampering in ("reason = 'routine check'", "namespace = 'other'", "grounds = 'unit'"):
+        await _as_owner_past_the_trigger(
+            chain_database,
+            f"UPDATE access_log SET {tampering} WHERE chain_seq = 11",  # noqa: S608
+        )
+        code, line = await _verify(chain_database)
+        assert code == 1
+        assert line.endswith("broken: changed: row id 11 (position 11)"), tampering
+        await _as_owner_past_the_trigger(  # put it back for the next field
+            chain_database,
+            "UPDATE access_log SET reason = 'Akutt innlagt, trenger kriseplanen nå', "
+            "namespace = 'default', grounds = 'break-glass' WHERE chain_seq = 11",
+        )
 
 
 async def test_removed_rows_are_found_in_the_middle_and_at_the_end(chain_database: str) -> None:

@@ -107,10 +107,18 @@ async def test_a_service_drives_a_pathway_to_follow_up_over_http(
             json={"measure_id": "poliklinikk", "by": factories.CLINICIAN},
         )
         assert started.status_code == 200, started.text
-        crisis = await clinician.post(
-            f"/pathways/{workflow_id}/crisis-plan",
-            json=_json(factories.crisis_plan(datetime.now(UTC).date() + timedelta(days=90))),
+        # The crisis plan's responsible is of no unit of the pathway: the meeting named them.
+        responsible = api.idp.token(
+            "crisis-plan-responsible",
+            ["clinician"],
+            hpr=factories.CRISIS_PLAN_RESPONSIBLE,
+            units=[],
         )
+        async with api.client(token=responsible) as named:
+            crisis = await named.post(
+                f"/pathways/{workflow_id}/crisis-plan",
+                json=_json(factories.crisis_plan(datetime.now(UTC).date() + timedelta(days=90))),
+            )
         assert crisis.json()["state"]["crisis_plan"]["version"] == 1
 
         async def listed() -> bool:
@@ -355,12 +363,12 @@ async def test_a_step_for_a_pathway_without_a_worker_is_503_and_applied_once_on_
     path = f"/pathways/{workflow_id}/assessment"
     body = _json(factories.assessment())
     key = {"Idempotency-Key": uuid.uuid4().hex}
-    async with api.client(Role.CLINICIAN) as clinician:
-        timed_out = await clinician.post(path, json=body, headers=key)
+    async with api.client(Role.SYSTEM) as service:
+        timed_out = await service.post(path, json=body, headers=key)
         assert timed_out.status_code == 503
         assert "is a worker running" in problem_of(timed_out)["detail"]
         async with build_worker(dev_server.client, pool, outage_queue):
-            retried = await clinician.post(path, json=body, headers=key)
+            retried = await service.post(path, json=body, headers=key)
             assert retried.status_code == 200, retried.text
             assert retried.json()["phase"] == "awaiting-invite"
             await Pathways(dev_server.client, task_queue=outage_queue).close_pathway(

@@ -19,8 +19,11 @@ from activities.database import API_ROLE, create_pool
 from starter.api.auth import Role
 from starter.api.idempotency import IdempotencyStore
 from tests import factories
-from tests.api_harness import Api, IdentityProvider, problem_of
+from tests.api_harness import ISSUER, Api, IdentityProvider, problem_of
 from tests.cli_harness import ROP, Cli
+
+HPR_9000555 = f"jwt:hpr-9000555@{ISSUER}"
+"""How the access log names the person of the JWTs with `sub: hpr-9000555`."""
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -137,21 +140,21 @@ async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str
         assert (await operator.get(f"/pathways/{pathway}/fhir")).status_code == 403
         log = await operator.get(f"/pathways/{pathway}/access-log")
     entries = [(e["principal"], e["action"], e["outcome"]) for e in log.json()]
-    assert ("test-system", "submit referral", "ok") in entries
+    assert ("key:test-system", "submit referral", "ok") in entries
     tail = entries[-5:]
     assert tail == [
-        ("hpr-9000555", "read status", "ok"),
-        ("hpr-9000555", "assess", "ok"),
-        ("hpr-9000555", "record objection", "denied"),
-        ("hpr-9000555", "record meeting", "rejected"),
-        ("test-operator", "read FHIR bundle", "denied"),
+        (HPR_9000555, "read status", "ok"),
+        (HPR_9000555, "assess", "ok"),
+        (HPR_9000555, "record objection", "denied"),
+        (HPR_9000555, "record meeting", "rejected"),
+        ("key:test-operator", "read FHIR bundle", "denied"),
     ]
     # Reading the log is an access too: the next read shows it.
     async with api.client(Role.OPERATOR) as operator:
         again = await operator.get(f"/pathways/{pathway}/access-log")
     last = again.json()[-1]
     assert (last["principal"], last["action"], last["outcome"]) == (
-        "test-operator",
+        "key:test-operator",
         "read access log",
         "ok",
     )
@@ -160,9 +163,9 @@ async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str
     code, out, err = await Cli.on_database(api.database_url)("access-log", pathway)
     assert code == 0, err
     lines = out.splitlines()
-    assert "hpr-9000555 (clinician)  assess  ok" in lines[-6]
-    assert "test-operator (operator)  read FHIR bundle  denied" in lines[-3]
-    assert "test-operator (operator)  read access log  ok" in lines[-1]
+    assert "jwt:hpr-9000555@https://idp.example.invalid (clinician)  assess  ok" in lines[-6]
+    assert "key:test-operator (operator)  read FHIR bundle  denied" in lines[-3]
+    assert "key:test-operator (operator)  read access log  ok" in lines[-1]
 
 
 async def test_the_access_log_cannot_be_changed_and_the_api_cannot_read_national_ids(
@@ -309,13 +312,13 @@ async def test_an_invalid_request_from_a_known_caller_is_logged_with_who_sent_it
     async with api.client(Role.OPERATOR) as operator:
         log = (await operator.get(f"/pathways/{pathway}/access-log")).json()
     assert [(e["principal"], e["action"], e["outcome"]) for e in log][-2:] == [
-        ("test-clinician", "record objection", "rejected"),
-        ("test-clinician", "record objection", "rejected"),
+        ("key:test-clinician", "record objection", "rejected"),
+        ("key:test-clinician", "record objection", "rejected"),
     ]
     requests = [entry for entry in logged if entry["event"] == "request"]
     assert [(r["status"], r["caller"]) for r in requests] == [
-        (422, "test-clinician"),
-        (422, "test-clinician"),
+        (422, "key:test-clinician"),
+        (422, "key:test-clinician"),
     ]
 
 

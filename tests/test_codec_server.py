@@ -1,63 +1,227 @@
-"""The codec server decodes real encrypted payloads for those with the token, and no one else."""
+"""The codec server knows who decodes: the API's keys and JWTs, need of service for clinical
+content, a summary view for everyone else, and every decode in the access log."""
 
 from __future__ import annotations
 
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
 import httpx
+import pytest
+import pytest_asyncio
 from google.protobuf import json_format
+from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 
+from starter.access_log import NO_PATHWAY
+from starter.api.auth import (
+    Authenticator,
+    JwtSettings,
+    JwtVerifier,
+    Role,
+    StaticToken,
+    token_digest,
+)
 from starter.codec import EncryptionCodec
-from starter.codec_server import start_codec_server
+from starter.codec_server import CodecDoor, door_from_settings, start_codec_server
+from starter.settings import RopSettings
 from tests import factories
+from tests.api_harness import AUDIENCE, ISSUER, IdentityProvider, identity_provider
 from tests.channel_servers import free_port
 from tests.conftest import TEST_KEY, TEST_KEY_ID
 
 UI = "http://localhost:8233"
-TOKEN = "operator-token"
+SUMMARY = Payload(metadata={"encoding": b"json/plain"}, data=b'"ROP pathway for referral R-1"')
+NATIONAL_ID = factories.national_id("150586951")
+REFERRAL = Payload(
+    metadata={"encoding": b"json/plain"},
+    data=f'{{"patient": {{"national_id": "{NATIONAL_ID}"}}}}'.encode(),
+)
+CODEC = EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID)
 
 
-async def test_decode_needs_the_token_and_answers_the_ui_origin_only() -> None:
-    codec = EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID)
-    national_id = factories.national_id("150586951")
-    plain = Payload(metadata={"encoding": b"json/plain"}, data=f'"{national_id}"'.encode())
-    sealed = await codec.encode([plain])
-    body = json_format.MessageToJson(Payloads(payloads=sealed))
-    port = free_port()
-    runner = await start_codec_server(codec, token=TOKEN, ui_origin=UI, host="127.0.0.1", port=port)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            refused = await http.post("/decode", content=body, headers={"Origin": UI})
-            wrong = await http.post(
-                "/decode", content=body, headers={"Authorization": "Bearer guess"}
+@dataclass(frozen=True)
+class CodecServer:
+    url: str
+    idp: IdentityProvider
+    service_key: str
+    workflow_id: str
+    """A pathway of the test unit, in the records."""
+
+    async def post(
+        self, path: str, body: bytes | str, token: str | None, **headers: str
+    ) -> httpx.Response:
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            return await http.post(path, content=body, headers=headers)
+
+
+async def _sealed(*payloads: Payload) -> str:
+    return json_format.MessageToJson(Payloads(payloads=await CODEC.encode(list(payloads))))
+
+
+def _payloads(response: httpx.Response) -> list[Payload]:
+    assert response.status_code == 200, response.text
+    return list(json_format.Parse(response.content, Payloads()).payloads)
+
+
+async def _record_pathway(owner_pool: asyncpg.Pool) -> str:
+    """A pathway's record as the intake writes it, for need of service to find."""
+    workflow_id = f"rop-C-{uuid.uuid4().hex[:10]}"
+    await owner_pool.execute(
+        """INSERT INTO pathways (workflow_id, referral_id, received_at, source, referrer,
+               receiving_unit, health_trust, municipality, responsible_clinician,
+               patient_reference, phase, meeting_deadline)
+           VALUES ($1, $1, now(), 'fastlege', $2, 'TSB', 'helse-bergen', '4601', $3,
+                   'pseudo-1', 'awaiting-assessment', current_date + 14)""",
+        workflow_id,
+        factories.GP,
+        factories.CLINICIAN,
+    )
+    return workflow_id
+
+
+@pytest_asyncio.fixture
+async def codec_server(
+    api_pool: asyncpg.Pool, owner_pool: asyncpg.Pool
+) -> AsyncIterator[CodecServer]:
+    service_key = secrets.token_urlsafe(16)
+    async with identity_provider() as idp:
+        authenticator = Authenticator(
+            [StaticToken(name="svc", role=Role.SYSTEM, token_sha256=token_digest(service_key))],
+            JwtVerifier(
+                JwtSettings(
+                    issuer=ISSUER, audience=AUDIENCE, jwks_url=idp.jwks_url, actor_claim="hpr"
+                )
+            ),
+        )
+        port = free_port()
+        runner = await start_codec_server(
+            CODEC,
+            CodecDoor(pool=api_pool, authenticator=authenticator),
+            ui_origin=UI,
+            host="127.0.0.1",
+            port=port,
+        )
+        try:
+            yield CodecServer(
+                f"http://127.0.0.1:{port}", idp, service_key, await _record_pathway(owner_pool)
             )
-            decoded = await http.post(
-                "/decode",
-                content=body,
-                headers={
-                    "Authorization": f"Bearer {TOKEN}",
-                    "Origin": UI,
-                    "X-Namespace": "default",
-                },
-            )
-            elsewhere = await http.post(
-                "/decode",
-                content=body,
-                headers={"Authorization": f"Bearer {TOKEN}", "Origin": "https://evil.example"},
-            )
-            encoded = await http.post(
-                "/encode",
-                content=json_format.MessageToJson(Payloads(payloads=[plain])),
-                headers={"Authorization": f"Bearer {TOKEN}"},
-            )
-    finally:
-        await runner.cleanup()
-    assert (refused.status_code, wrong.status_code) == (401, 401)
-    assert national_id not in refused.text
-    assert decoded.status_code == 200
+        finally:
+            await runner.cleanup()
+
+
+async def _logged(owner_pool: asyncpg.Pool, principal: str) -> list[asyncpg.Record]:
+    return await owner_pool.fetch(
+        "SELECT workflow_id, action, outcome, grounds, reason, namespace FROM access_log "
+        "WHERE principal = $1 ORDER BY id",
+        principal,
+    )
+
+
+async def test_a_clinician_of_the_unit_decodes_the_pathway_and_it_is_logged(
+    codec_server: CodecServer, owner_pool: asyncpg.Pool
+) -> None:
+    sub = f"dr-{uuid.uuid4().hex[:6]}"
+    token = codec_server.idp.token(sub, ["clinician"], hpr="9000444")
+    body = await _sealed(SUMMARY, REFERRAL)
+    decoded = await codec_server.post(
+        "/decode",
+        body,
+        token,
+        **{"X-Namespace": "default", "X-Workflow-Id": codec_server.workflow_id, "Origin": UI},
+    )
+    assert _payloads(decoded) == [SUMMARY, REFERRAL]
     assert decoded.headers["Access-Control-Allow-Origin"] == UI
-    [back] = json_format.Parse(decoded.content, Payloads()).payloads
-    assert back == plain
+    [row] = await _logged(owner_pool, f"jwt:{sub}@{ISSUER}")
+    assert dict(row) == {
+        "workflow_id": codec_server.workflow_id,
+        "action": "decode 2 payloads (full view)",
+        "outcome": "ok",
+        "grounds": "unit",
+        "reason": None,
+        "namespace": "default",
+    }
+
+
+async def test_without_a_need_of_service_a_clinician_gets_the_summary_view(
+    codec_server: CodecServer, owner_pool: asyncpg.Pool
+) -> None:
+    sub = f"stranger-{uuid.uuid4().hex[:6]}"
+    token = codec_server.idp.token(sub, ["clinician"], hpr="9000999", units=["helse-bergen/PHV"])
+    body = await _sealed(SUMMARY, REFERRAL)
+    named = {"X-Workflow-Id": codec_server.workflow_id}
+    refused = await codec_server.post("/decode", body, token, **named)
+    unnamed = await codec_server.post("/decode", body, token)
+    glass = await codec_server.post(
+        "/decode", body, token, **named, **{"X-Break-Glass": "Akutt innleggelse, trenger planen"}
+    )
+    for summary in (refused, unnamed):
+        assert [p.data for p in _payloads(summary)] == [SUMMARY.data, b'"[withheld]"']
+        assert NATIONAL_ID not in summary.text
+    assert _payloads(glass) == [SUMMARY, REFERRAL]
+    rows = [
+        (r["workflow_id"], r["action"], r["grounds"])
+        for r in await _logged(owner_pool, f"jwt:{sub}@{ISSUER}")
+    ]
+    assert rows == [
+        (codec_server.workflow_id, "decode 2 payloads (summary view)", None),
+        (NO_PATHWAY, "decode 2 payloads (summary view)", None),
+        (codec_server.workflow_id, "decode 2 payloads (full view)", "break-glass"),
+    ]
+
+
+async def test_operators_get_the_summary_view_and_services_the_full_one(
+    codec_server: CodecServer, owner_pool: asyncpg.Pool
+) -> None:
+    body = await _sealed(SUMMARY, REFERRAL)
+    operator = codec_server.idp.token(f"op-{uuid.uuid4().hex[:6]}", ["operator"])
+    assert [p.data for p in _payloads(await codec_server.post("/decode", body, operator))] == [
+        SUMMARY.data,
+        b'"[withheld]"',
+    ]
+    service = await codec_server.post("/decode", body, codec_server.service_key)
+    assert _payloads(service) == [SUMMARY, REFERRAL]
+    [*_, row] = await _logged(owner_pool, "key:svc")
+    assert (row["action"], row["grounds"]) == ("decode 2 payloads (full view)", "service")
+
+
+async def test_no_token_a_bad_body_and_an_encode_by_a_person_are_refused(
+    codec_server: CodecServer,
+) -> None:
+    body = await _sealed(REFERRAL)
+    clinician = codec_server.idp.token("dr-encode", ["clinician"], hpr="9000444")
+    anonymous = await codec_server.post("/decode", body, None)
+    guessed = await codec_server.post("/decode", body, "guess")
+    elsewhere = await codec_server.post(
+        "/decode", body, codec_server.service_key, Origin="https://evil.example"
+    )
+    assert (anonymous.status_code, guessed.status_code) == (401, 401)
+    assert NATIONAL_ID not in anonymous.text + guessed.text
     assert "Access-Control-Allow-Origin" not in elsewhere.headers
-    [reencoded] = json_format.Parse(encoded.content, Payloads()).payloads
-    assert reencoded.metadata["encoding"] == b"binary/encrypted"
-    assert await codec.decode([reencoded]) == [plain]
+    for bad in ("{not json", '{"payloads": "many"}', b"\xff\xfe"):
+        answer = await codec_server.post("/decode", bad, codec_server.service_key)
+        assert answer.status_code == 400, answer.text
+        assert "not a Payloads message" in answer.text
+    plain = json_format.MessageToJson(Payloads(payloads=[REFERRAL]))
+    by_person = await codec_server.post("/encode", plain, clinician)
+    assert by_person.status_code == 403
+    assert "encode needs role system" in by_person.text
+    [sealed] = _payloads(await codec_server.post("/encode", plain, codec_server.service_key))
+    assert sealed.metadata["encoding"] == b"binary/encrypted"
+    assert await CODEC.decode([sealed]) == [REFERRAL]
+
+
+async def test_a_static_token_only_in_local_mode(api_pool: asyncpg.Pool, tmp_path: Path) -> None:
+    with_token = RopSettings(codec_server_token=SecretStr("t0ken"), data_dir=tmp_path)
+    with pytest.raises(ValueError, match="ROP_CODEC_SERVER_TOKEN is for local mode only"):
+        door_from_settings(with_token, api_pool)
+    door = door_from_settings(with_token.model_copy(update={"local_mode": True}), api_pool)
+    assert door.local_token == "t0ken"
+    with pytest.raises(ValueError, match="would let nobody in"):
+        door_from_settings(RopSettings(data_dir=tmp_path), api_pool)

@@ -8,17 +8,25 @@ triggers off, become the owner, or read what their role may not, not even after
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
-from temporalio.testing import ActivityEnvironment
+from google.protobuf import json_format
+from pydantic import BaseModel
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.contact_directory import load_directory
 from activities.database import (
     API_ROLE,
     WORKER_ROLE,
@@ -44,9 +52,17 @@ from rop_domain.models import ReceivingUnit
 from rop_domain.routing import RoutingTable
 from starter import access_log
 from starter.access_log import Access, Outcome
+from starter.api.auth import Role
+from starter.api.server import authenticator_from_settings
+from starter.codec import EncryptionCodec
+from starter.codec_server import CodecDoor, start_codec_server
 from starter.local_stack import ensure_database
+from starter.settings import RopSettings
 from tests import factories
+from tests.api_harness import Api, running_api
+from tests.channel_servers import free_port
 from tests.cli_harness import Cli
+from tests.conftest import EXAMPLE_CONTACTS, TEST_KEY, TEST_KEY_ID
 
 PASSWORD = "a-password-for-this-test"  # a throwaway login on a test server
 
@@ -203,3 +219,119 @@ async def test_only_the_owner_migrates_and_services_wait_for_it(
         "with the schema owner's login first"
     )
     assert last_version > 1
+
+
+async def test_every_route_and_the_codec_server_work_with_logins_that_own_nothing(
+    logins: Logins, dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The whole API, a worker and the codec server on the service logins, through a
+    pathway from referral to closure: every route reaches what its role grants."""
+    owner = await create_pool(logins.owner)
+    try:
+        await load_directory(owner, EXAMPLE_CONTACTS)
+    finally:
+        await owner.close()
+    worker_pool = await open_records(logins.worker, WORKER_ROLE, migrate_first=False)
+    try:
+        async with running_api(dev_server, worker_pool, logins.api, tmp_path) as api:
+            workflow_id = await _drive_every_route(api)
+            await _decode_through_the_codec_server(api, logins.api, workflow_id)
+    finally:
+        await worker_pool.close()
+
+
+def _ok(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code in (200, 201), f"{response.request.url}: {response.text}"
+    body: dict[str, Any] = response.json() if isinstance(response.json(), dict) else {}
+    return body
+
+
+async def _drive_every_route(api: Api) -> str:
+    now = datetime.now(UTC)
+    async with (
+        api.client(Role.SYSTEM) as system,
+        api.client(Role.CLINICIAN) as clinician,
+        api.client(Role.OPERATOR) as operator,
+    ):
+        workflow_id = str(
+            _ok(await system.post("/referrals", json=factories.referral_data(now)))["workflow_id"]
+        )
+        for _ in range(100):  # the intake writes the record moments after
+            if (await system.get(f"/pathways/{workflow_id}/fhir")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        base = f"/pathways/{workflow_id}"
+        _ok(await clinician.get(base))
+        _ok(await clinician.get(f"{base}/fhir"))
+        steps: list[tuple[httpx.AsyncClient, str, BaseModel | dict[str, Any]]] = [
+            (clinician, "assessment", factories.assessment()),
+            (clinician, "meeting-invite", factories.invite(now)),
+            (clinician, "meeting", factories.meeting_held(datetime.now(UTC))),
+            (system, "crisis-plan", factories.crisis_plan(now.date() + timedelta(days=90))),
+            (clinician, "measures/start", {"measure_id": "poliklinikk", "by": factories.CLINICIAN}),
+            (clinician, "measures/complete", {"measure_id": "poliklinikk", "by": factories.CLINICIAN}),
+            (clinician, "measures/cancel",
+             {"measure_id": "fact", "by": factories.CLINICIAN, "reason": "Ikke aktuelt nå"}),
+            (clinician, "plan", {"revised_by": factories.CLINICIAN, "reason": "Ny plan",
+                                 "measures": [m.model_dump(mode="json") for m in factories.measures()]}),
+            (system, "review", {"reviewed_by": factories.KOORDINATOR, "outcome": "continue"}),
+            (clinician, "objection", {"recorded_by": factories.CLINICIAN}),
+        ]  # fmt: skip
+        for client, path, body in steps:
+            json_body = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+            _ok(await client.post(f"{base}/{path}", json=json_body))
+        tasks = (await clinician.get("/tasks", params={"workflow_id": workflow_id})).json()
+        invitation = next(t for t in tasks if t["kind"] == "meeting-invitation")
+        _ok(await clinician.post(f"/tasks/{invitation['id']}/complete", json={}))
+        _ok(
+            await clinician.post(
+                f"{base}/closure", json={"closed_by": factories.CLINICIAN, "reason": "completed"}
+            )
+        )
+        assert (await operator.get("/pathways")).status_code == 200
+        assert (await operator.get("/indicators")).status_code == 200
+        log = (await operator.get(f"{base}/access-log")).json()
+    assert {row["grounds"] for row in log if row["principal"] == "key:test-clinician"} == {"unit"}
+    return workflow_id
+
+
+async def _decode_through_the_codec_server(api: Api, api_login: str, workflow_id: str) -> None:
+    codec = EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID)
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"x": 1}')
+    body = json_format.MessageToJson(Payloads(payloads=await codec.encode([plain])))
+    pool = await open_records(api_login, API_ROLE, migrate_first=False)
+    port = free_port()
+    runner = await start_codec_server(
+        codec,
+        CodecDoor(pool=pool, authenticator=authenticator_from_settings(_api_settings(api))),
+        ui_origin="http://localhost:8233",
+        host="127.0.0.1",
+        port=port,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            decoded = await http.post(
+                "/decode",
+                content=body,
+                headers={
+                    "Authorization": f"Bearer {api.tokens[Role.CLINICIAN]}",
+                    "X-Workflow-Id": workflow_id,
+                },
+            )
+        assert decoded.status_code == 200, decoded.text
+        assert json_format.Parse(decoded.content, Payloads()).payloads == [plain]
+        assert (
+            await pool.fetchval(
+                "SELECT grounds FROM access_log WHERE workflow_id = $1 AND action LIKE 'decode%'",
+                workflow_id,
+            )
+            == "unit"
+        )
+    finally:
+        await runner.cleanup()
+        await pool.close()
+
+
+def _api_settings(api: Api) -> RopSettings:
+    """The running API's key file: the codec server lets in whom the API lets in."""
+    return RopSettings(api_tokens_file=api.tokens_file)

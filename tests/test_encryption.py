@@ -27,7 +27,7 @@ from starter.codec import (
     KeyConfigurationError,
     parse_keys,
 )
-from starter.codec_server import start_codec_server
+from starter.codec_server import CodecDoor, start_codec_server
 from tests import factories
 from tests.channel_servers import free_port
 from tests.conftest import TEST_KEY, TEST_KEY_ID
@@ -52,7 +52,10 @@ def _payloads(node: Any) -> list[dict[str, Any]]:
 
 
 async def test_histories_hold_only_ciphertext(
-    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    time_skipping_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
+    task_queue: str,
 ) -> None:
     client = time_skipping_env.client
     api = pathways(client, task_queue)
@@ -98,7 +101,7 @@ async def test_histories_hold_only_ciphertext(
     port = free_port()
     runner = await start_codec_server(
         EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID),
-        token="t0ken",
+        CodecDoor(pool=api_pool, authenticator=None, local_token="t0ken"),
         ui_origin="http://localhost:8233",
         host="127.0.0.1",
         port=port,

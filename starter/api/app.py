@@ -74,7 +74,7 @@ def create_app(
             method=request.method,
             path=request.url.path,
             status=response.status_code,
-            caller=principal.name if isinstance(principal, Principal) else None,
+            caller=principal.identity if isinstance(principal, Principal) else None,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return response

@@ -13,6 +13,11 @@ configured JWKS, and carry the configured issuer and audience; their roles come 
 claim (`roles` by default) and their name from `sub`. With an actor claim configured (e.g.
 `hpr`), a person's token also says who they are in the record, and the steps they send
 must name them (a service's token, role `system`, acts for others and is not bound).
+
+A person (role `clinician`, or a token with the actor claim) also carries their units
+(`<health trust>/<TSB|PHV>`, claim `rop_units`) and may see only the pathways of those
+units or those that name them: need of service (`need_of_service.py`). A static key for a
+person names the person and their units; one that does not is accepted only in local mode.
 """
 
 from __future__ import annotations
@@ -21,18 +26,20 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
-from pydantic import Field, TypeAdapter
+from pydantic import Field, StringConstraints, TypeAdapter
 
-from rop_domain.models import Identifier, StrictModel
+from rop_domain.models import IDENTIFIER_PATTERN, Identifier, StrictModel
+from starter.access_log import Grounds
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384", "EdDSA"]
 """HS* is refused: a shared secret would let anyone who verifies tokens also mint them."""
@@ -42,6 +49,14 @@ class Role(StrEnum):
     SYSTEM = "system"
     CLINICIAN = "clinician"
     OPERATOR = "operator"
+
+
+UNIT_PATTERN = IDENTIFIER_PATTERN.removesuffix("$") + "/(TSB|PHV)$"
+"""A unit as tokens name it: `<health trust>/<receiving unit>`, e.g. `helse-bergen/TSB`."""
+
+_UNIT = re.compile(UNIT_PATTERN)
+
+Unit = Annotated[str, StringConstraints(pattern=UNIT_PATTERN)]
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,21 @@ class Principal:
     they send must name them as the actor. None for services, which act for others."""
     source: str = "key"
     """Where the name comes from: `key` (a configured API key) or a JWT issuer."""
+    units: frozenset[str] = frozenset()
+    """A person's units (`helse-bergen/TSB`): the pathways they have a need of service for."""
+    email: str | None = None
+    """A person's e-mail address, as invitations to a meeting may name them."""
+    unbound: bool = False
+    """A person's static key that names no person (local mode only): not scoped, not bound."""
+    grounds: Grounds | None = None
+    """Set for one request once its pathway is known: why the caller may see it."""
+    break_glass_reason: str | None = None
+    """The reason the person stated for breaking the glass, when the grounds are that."""
+
+    @property
+    def is_person(self) -> bool:
+        """A person is scoped to their need of service; a service acts for others."""
+        return not self.unbound and (Role.CLINICIAN in self.roles or self.actor is not None)
 
     @property
     def identity(self) -> str:
@@ -74,11 +104,26 @@ class AuthenticationFailed(Exception):
 
 
 class StaticToken(StrictModel):
-    """One configured API key: who holds it, their role, and the key's SHA-256 (hex)."""
+    """One configured API key: who holds it, their role, and the key's SHA-256 (hex).
+
+    A key for a person (role clinician) names them as JWTs do: `person` (their HPR number,
+    whom their steps must name) and `units`.
+    """
 
     name: Identifier
     role: Role
     token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    person: Identifier | None = None
+    units: list[Unit] = Field(default_factory=list, max_length=50)
+
+    def principal(self) -> Principal:
+        return Principal(
+            name=self.name,
+            roles=frozenset({self.role}),
+            actor=self.person,
+            units=frozenset(self.units),
+            unbound=self.role is Role.CLINICIAN and self.person is None,
+        )
 
 
 STATIC_TOKENS = TypeAdapter(list[StaticToken])
@@ -103,6 +148,8 @@ class JwtSettings:
     jwks_url: str | None = None
     roles_claim: str = "roles"
     actor_claim: str | None = None
+    units_claim: str = "rop_units"
+    email_claim: str = "email"
     max_lifetime: timedelta = timedelta(hours=12)
     """A token may be valid for at most this long (exp - iat; exp - now without iat)."""
 
@@ -170,16 +217,44 @@ class JwtVerifier:
             actor = claims.get(settings.actor_claim)
             if not isinstance(actor, str) or not actor:
                 raise AuthenticationFailed(f"invalid token: no {settings.actor_claim} claim")
-        return Principal(name=subject, roles=roles, actor=actor, source=settings.issuer)
+        units = claims.get(settings.units_claim, [])
+        if not isinstance(units, list) or not all(
+            isinstance(unit, str) and _UNIT.match(unit) for unit in units
+        ):
+            raise AuthenticationFailed(
+                f"invalid token: {settings.units_claim} must be a list of "
+                "'<health trust>/<TSB|PHV>'"
+            )
+        email = claims.get(settings.email_claim)
+        return Principal(
+            name=subject,
+            roles=roles,
+            actor=actor,
+            source=settings.issuer,
+            units=frozenset(units),
+            email=email if isinstance(email, str) and email else None,
+        )
 
 
 class Authenticator:
     """Turns a bearer token into a principal, by static key first, then as a JWT."""
 
-    def __init__(self, tokens: Sequence[StaticToken], jwt_verifier: JwtVerifier | None) -> None:
+    def __init__(
+        self,
+        tokens: Sequence[StaticToken],
+        jwt_verifier: JwtVerifier | None,
+        *,
+        local_mode: bool = False,
+    ) -> None:
         if not tokens and jwt_verifier is None:
             raise ValueError(
                 "the API would let nobody in: set ROP_API_TOKENS_FILE or a JWT key/JWKS"
+            )
+        unnamed = [t.name for t in tokens if t.role is Role.CLINICIAN and t.person is None]
+        if unnamed and not local_mode:
+            raise ValueError(
+                f"API keys for persons must name their person and units (person, units): "
+                f"{', '.join(unnamed)} do not; such keys are for ROP_LOCAL_MODE only"
             )
         self._tokens = list(tokens)
         self._jwt = jwt_verifier
@@ -190,16 +265,32 @@ class Authenticator:
         digest = token_digest(token)
         for entry in self._tokens:
             if hmac.compare_digest(entry.token_sha256, digest):
-                return Principal(name=entry.name, roles=frozenset({entry.role}))
+                return entry.principal()
         if self._jwt is not None and token.count(".") == 2:
             return await self._jwt.verify(token)
         raise AuthenticationFailed("unknown token")
 
 
-def write_tokens_file(path: Path, tokens: dict[str, tuple[str, Role]]) -> None:
-    """Write the digests of `{token: (name, role)}` as a tokens file (local stack, tests)."""
+@dataclass(frozen=True)
+class KeyHolder:
+    """Who an API key is for: a name and role; for a person also their HPR number and units."""
+
+    name: str
+    role: Role
+    person: str | None = None
+    units: tuple[str, ...] = ()
+
+
+def write_tokens_file(path: Path, tokens: dict[str, KeyHolder]) -> None:
+    """Write the digests of `{token: holder}` as a tokens file (local stack, tests)."""
     entries = [
-        {"name": name, "role": role.value, "token_sha256": token_digest(token)}
-        for token, (name, role) in tokens.items()
+        StaticToken(
+            name=holder.name,
+            role=holder.role,
+            token_sha256=token_digest(token),
+            person=holder.person,
+            units=list(holder.units),
+        ).model_dump(mode="json", exclude_defaults=True)
+        for token, holder in tokens.items()
     ]
     path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")

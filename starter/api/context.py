@@ -1,12 +1,13 @@
-"""What every request handler needs, and the two things each does first and last:
-authenticate the caller for the route's roles, and write the access log.
+"""What every request handler needs, and the things each does first and last:
+authenticate the caller for the route's roles, admit them to the pathway the request
+names on their need of service, and write the access log.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 import asyncpg
@@ -31,8 +32,8 @@ from rop_domain.models import (
     ValidationPolicy,
 )
 from starter import access_log
-from starter.access_log import Access, Outcome
-from starter.api import strict_json
+from starter.access_log import Access, Grounds, Outcome
+from starter.api import need_of_service, strict_json
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
 from starter.api.idempotency import IdempotencyStore
 from starter.api.problems import ProblemError
@@ -62,15 +63,25 @@ class ApiContext:
             self.pool,
             (
                 Access(
-                    principal=principal.name,
+                    principal=principal.identity,
                     roles=principal.roles_text,
                     workflow_id=workflow_id,
                     action=action,
                     outcome=outcome,
+                    grounds=principal.grounds,
+                    reason=principal.break_glass_reason,
                 )
                 for workflow_id in dict.fromkeys(workflow_ids)
             ),
         )
+
+    async def audit_listed(
+        self, principal: Principal, listed: dict[str, Grounds], action: str
+    ) -> None:
+        """Write a list's access: one row per pathway shown, each with its grounds."""
+        for grounds in dict.fromkeys(listed.values()):
+            shown = [workflow_id for workflow_id, g in listed.items() if g is grounds]
+            await self.audit(replace(principal, grounds=grounds), shown, action, Outcome.OK)
 
 
 def context(request: Request) -> ApiContext:
@@ -81,7 +92,9 @@ def context(request: Request) -> ApiContext:
 _bearer = HTTPBearer(
     auto_error=False,
     description="A service's API key, or a JWT from the configured issuer, with a role: "
-    "system, clinician or operator.",
+    "system, clinician or operator. A person (clinician) sees only the pathways of their "
+    f"units or that name them; `{need_of_service.BREAK_GLASS_HEADER}: <reason>` gives "
+    "emergency access, logged for follow-up.",
 )
 
 # Who may do what. Operators watch the system: they see search attributes, indicators
@@ -143,8 +156,42 @@ async def audit_invalid(request: Request) -> None:
         await context(request).audit(principal, [workflow_id], action, Outcome.REJECTED)
 
 
+async def admit(request: Request, principal: Principal, workflow_id: str, action: str) -> Principal:
+    """The caller admitted to one pathway, with the grounds the access log will show.
+
+    A person without a need of service gets 403 (logged as denied) unless they break the
+    glass; a pathway with no record is 404 for them, as for one that does not exist.
+    """
+    ctx = context(request)
+    try:
+        reason = need_of_service.break_glass_reason(
+            request.headers.get(need_of_service.BREAK_GLASS_HEADER)
+        )
+        grounds = await need_of_service.grounds_for(ctx.pool, principal, workflow_id)
+    except need_of_service.InvalidReason as error:
+        await ctx.audit(principal, [workflow_id], action, Outcome.REJECTED)
+        raise ProblemError(400, "Invalid break-glass reason", str(error)) from None
+    except need_of_service.NoRecord:
+        await ctx.audit(principal, [workflow_id], action, Outcome.NOT_FOUND)
+        raise ProblemError(404, "Pathway not found", f"no pathway {workflow_id}") from None
+    if grounds is not None:
+        return replace(principal, grounds=grounds)
+    if reason is not None:
+        return replace(principal, grounds=Grounds.BREAK_GLASS, break_glass_reason=reason)
+    await ctx.audit(principal, [workflow_id], action, Outcome.DENIED)
+    units = ", ".join(sorted(principal.units)) or "none"
+    raise ProblemError(
+        403,
+        "No need of service",
+        f"{workflow_id} is not a pathway of your units ({units}) and does not name you; in "
+        f"an emergency send {need_of_service.BREAK_GLASS_HEADER}: <reason> (logged and "
+        "followed up)",
+    )
+
+
 def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the authenticated caller, if one of its roles is `allowed`.
+    """A dependency: the authenticated caller, if one of its roles is `allowed`, admitted
+    to the pathway the path names on their need of service.
 
     A refused caller with a valid token is written to the access log of the pathway the
     path names, so attempts are traceable too.
@@ -181,6 +228,9 @@ def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Pr
                 "Forbidden",
                 f"{action}: needs role {wanted}; the caller has {principal.roles_text or 'none'}",
             )
+        workflow_id = _named_pathway(request)
+        if workflow_id is not None:
+            principal = await admit(request, principal, workflow_id, action)
         # For the request log, and for refusals of the body after this (`audit_invalid`).
         request.state.principal, request.state.action = principal, action
         try:

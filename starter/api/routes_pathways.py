@@ -19,6 +19,7 @@ from rop_domain.models import (
 from rop_domain.state import PathwayStatus
 from starter import access_log
 from starter.access_log import AccessRecord, Outcome
+from starter.api import need_of_service
 from starter.api.auth import Principal
 from starter.api.context import (
     AUDIT,
@@ -170,8 +171,10 @@ async def find_pathways(
         )
     except PathwayError as error:
         raise from_pathway_error(error) from None
-    await ctx.audit(principal, [p.workflow_id for p in found], "list pathways", Outcome.OK)
-    return JSONResponse([p.model_dump(mode="json") for p in found])
+    # A person sees only the pathways they have a need of service for.
+    shown = await need_of_service.visible(ctx.pool, principal, [p.workflow_id for p in found])
+    await ctx.audit_listed(principal, shown, "list pathways")
+    return JSONResponse([p.model_dump(mode="json") for p in found if p.workflow_id in shown])
 
 
 @router.get(

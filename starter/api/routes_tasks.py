@@ -26,8 +26,9 @@ from rop_domain.models import (
 )
 from rop_domain.state import PathwayStatus
 from starter.access_log import Outcome
+from starter.api import need_of_service
 from starter.api.auth import Principal
-from starter.api.context import INDICATORS, TASKS, check_actor, context, require
+from starter.api.context import INDICATORS, TASKS, admit, check_actor, context, require
 from starter.api.idempotency import update_id_for
 from starter.api.problems import (
     FieldProblem,
@@ -43,6 +44,7 @@ from starter.pathways import PathwayError, Pathways
 from starter.task_list import (
     TaskFilter,
     TaskView,
+    Viewer,
     complete_informational,
     find_task,
     list_tasks,
@@ -117,11 +119,17 @@ async def tasks(
         receiving_unit=receiving_unit,
         overdue=overdue,
         include_closed=include_closed,
+        visible_to=(
+            Viewer(sorted(principal.units), principal.actor, principal.email)
+            if principal.is_person
+            else None
+        ),
     )
     async with ctx.pool.acquire() as connection:
         found = await list_tasks(connection, where, limit)
-    await ctx.audit(principal, [t.workflow_id for t in found], "list tasks", Outcome.OK)
-    return JSONResponse([t.model_dump(mode="json") for t in found])
+        shown = await need_of_service.visible(connection, principal, [t.workflow_id for t in found])
+    await ctx.audit_listed(principal, shown, "list tasks")
+    return JSONResponse([t.model_dump(mode="json") for t in found if t.workflow_id in shown])
 
 
 @router.post(
@@ -147,6 +155,7 @@ async def complete_task(
         if task is None:
             raise ProblemError(404, "Task not found", f"no task {task_id}")
         action = _action(task)
+        admitted = await admit(request, principal, task.workflow_id, action)
         field = STEP_FIELDS.get(task.kind)
         status: PathwayStatus | None = None
         if field is None:
@@ -155,14 +164,16 @@ async def complete_task(
             if not completed:
                 raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
         else:
-            status = await _carry_out(task, field, action)
-        await ctx.audit(principal, [task.workflow_id], action, Outcome.OK)
+            status = await _carry_out(task, field, action, admitted)
+        await ctx.audit(admitted, [task.workflow_id], action, Outcome.OK)
         async with ctx.pool.acquire() as connection:
             after = await find_task(connection, task_id)
         assert after is not None
         return JSONResponse(TaskCompleted(task=after, pathway=status).model_dump(mode="json"))
 
-    async def _carry_out(task: TaskView, field: str, action: str) -> PathwayStatus:
+    async def _carry_out(
+        task: TaskView, field: str, action: str, admitted: Principal
+    ) -> PathwayStatus:
         """The step the task stands for, with the content named `field`."""
         content = getattr(completion, field)
         if content is None:
@@ -170,13 +181,13 @@ async def complete_task(
             raise invalid([FieldProblem(field=field, message=message)])
         if task.status != "requested":
             raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
-        await check_actor(ctx, principal, task.workflow_id, action, content)
+        await check_actor(ctx, admitted, task.workflow_id, action, content)
         try:
             return await _step(
                 ctx.pathways, task, content, update_id_for(principal, idempotency_key)
             )
         except PathwayError as error:
-            await ctx.audit(principal, [task.workflow_id], action, outcome_of(error))
+            await ctx.audit(admitted, [task.workflow_id], action, outcome_of(error))
             raise from_pathway_error(error) from None
 
     async def replayed(_: Response) -> None:

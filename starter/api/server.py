@@ -43,9 +43,11 @@ def authenticator_from_settings(settings: RopSettings) -> Authenticator:
                 roles_claim=settings.api_jwt_roles_claim,
                 max_lifetime=timedelta(minutes=settings.api_jwt_max_lifetime_minutes),
                 actor_claim=settings.api_jwt_actor_claim,
+                units_claim=settings.api_jwt_units_claim,
+                email_claim=settings.api_jwt_email_claim,
             )
         )
-    return Authenticator(tokens, verifier)
+    return Authenticator(tokens, verifier, local_mode=settings.local_mode)
 
 
 def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:

@@ -1,0 +1,207 @@
+"""Need of service: a person reads and drives only the pathways of their unit or those that
+name them; anything else is refused, or allowed by breaking the glass and followed up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+
+from starter.api.auth import Authenticator, Role, StaticToken, token_digest
+from tests import factories
+from tests.api_harness import Api, problem_of
+from tests.cli_harness import Cli
+
+OTHER_UNIT = "helse-bergen/PHV"
+REASON = "Pasienten er innlagt akutt og trenger kriseplanen"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pathway(api: Api) -> str:
+    """A pathway of helse-bergen/TSB, invited to its meeting (so the invitees are named)."""
+    async with api.client(Role.SYSTEM) as system:
+        response = await system.post("/referrals", json=factories.referral_data(datetime.now(UTC)))
+        workflow_id: str = response.json()["workflow_id"]
+        assessed = await system.post(
+            f"/pathways/{workflow_id}/assessment",
+            json=factories.assessment().model_dump(mode="json"),
+        )
+        assert assessed.status_code == 200, assessed.text
+        invited = await system.post(
+            f"/pathways/{workflow_id}/meeting-invite",
+            json=factories.invite(datetime.now(UTC)).model_dump(mode="json"),
+        )
+        assert invited.status_code == 200, invited.text
+    return workflow_id
+
+
+def _stranger(api: Api, name: str = "stranger") -> str:
+    """A clinician of the same trust's other unit, named nowhere in the pathway."""
+    return api.idp.token(name, ["clinician"], hpr="9000999", units=[OTHER_UNIT])
+
+
+async def _access_log(api: Api, workflow_id: str) -> list[dict[str, object]]:
+    async with api.client(Role.OPERATOR) as operator:
+        response = await operator.get(f"/pathways/{workflow_id}/access-log")
+    rows: list[dict[str, object]] = response.json()
+    return rows
+
+
+async def test_a_clinician_of_another_unit_gets_403_everywhere_and_it_is_logged(
+    api: Api, pathway: str
+) -> None:
+    async with api.client(token=_stranger(api, "stranger-403")) as stranger:
+        answers = [
+            await stranger.get(f"/pathways/{pathway}"),
+            await stranger.get(f"/pathways/{pathway}/fhir"),
+            await stranger.post(f"/pathways/{pathway}/objection", json={"recorded_by": "9000999"}),
+        ]
+    for answer in answers:
+        assert answer.status_code == 403
+        problem = problem_of(answer)
+        assert problem["title"] == "No need of service"
+        assert OTHER_UNIT in problem["detail"]
+        assert "X-Break-Glass" in problem["detail"]
+    mine = [
+        (row["action"], row["outcome"])
+        for row in await _access_log(api, pathway)
+        if str(row["principal"]).startswith("jwt:stranger-403@")
+    ]
+    assert mine == [
+        ("read status", "denied"),
+        ("read FHIR bundle", "denied"),
+        ("record objection", "denied"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("who", "claims", "grounds"),
+    [
+        ("unit-member", {"hpr": "9000444"}, "unit"),  # the factories' unit, by default
+        ("the-gp", {"hpr": factories.GP, "units": []}, "participant"),
+        ("invited", {"hpr": "9000888", "units": [], "email": "tsb@example.invalid"}, "participant"),
+    ],
+)
+async def test_the_unit_and_the_people_the_pathway_names_are_admitted(
+    api: Api, pathway: str, who: str, claims: dict[str, object], grounds: str
+) -> None:
+    token = api.idp.token(who, ["clinician"], **claims)  # type: ignore[arg-type]
+    async with api.client(token=token) as person:
+        status = await person.get(f"/pathways/{pathway}")
+    assert status.status_code == 200, status.text
+    [row] = [
+        r for r in await _access_log(api, pathway) if str(r["principal"]).startswith(f"jwt:{who}@")
+    ]
+    assert (row["action"], row["outcome"], row["grounds"]) == ("read status", "ok", grounds)
+
+
+async def test_breaking_the_glass_is_allowed_logged_and_listed_for_follow_up(
+    api: Api, pathway: str
+) -> None:
+    async with api.client(token=_stranger(api, "glass-breaker")) as stranger:
+        unexplained = await stranger.get(
+            f"/pathways/{pathway}", headers={"X-Break-Glass": "because"}
+        )
+        broken = await stranger.get(f"/pathways/{pathway}", headers={"X-Break-Glass": REASON})
+    assert unexplained.status_code == 400
+    assert "10 to 300 characters" in problem_of(unexplained)["detail"]
+    assert broken.status_code == 200, broken.text
+    assert broken.json()["workflow_id"] == pathway
+    mine = [
+        (row["action"], row["outcome"], row["grounds"], row["reason"])
+        for row in await _access_log(api, pathway)
+        if str(row["principal"]).startswith("jwt:glass-breaker@")
+    ]
+    assert mine == [
+        ("read status", "rejected", None, None),
+        ("read status", "ok", "break-glass", REASON),
+    ]
+
+    # The privacy officer's list for follow-up: every broken glass, with who and why.
+    listing = Cli.on_database(api.database_url)
+    code, out, err = await listing("access-log", "--break-glass")
+    assert code == 0, err
+    [line] = [line for line in out.splitlines() if "glass-breaker" in line]
+    assert "[break-glass]" in line
+    assert f"reason: {REASON}" in line
+    code, out, err = await listing("access-log", "--break-glass", "--json")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert all(r["grounds"] == "break-glass" for r in records)
+    assert pathway in {r["workflow_id"] for r in records}
+    code, _, err = await listing("access-log", pathway, "--break-glass")
+    assert code == 1
+    assert "give a workflow id, `verify`, or --break-glass" in err
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(100):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("never came true")
+
+
+async def test_lists_show_a_person_only_the_pathways_they_need(api: Api, pathway: str) -> None:
+    async with (
+        api.client(token=_stranger(api)) as stranger,
+        api.client(Role.CLINICIAN) as member,
+    ):
+
+        async def listed_for_the_member() -> bool:
+            found = await member.get("/pathways", params={"health_trust": "helse-bergen"})
+            return pathway in [p["workflow_id"] for p in found.json()]
+
+        await _eventually(listed_for_the_member)
+        others = await stranger.get("/pathways", params={"health_trust": "helse-bergen"})
+        assert pathway not in [p["workflow_id"] for p in others.json()]
+
+        member_tasks = await member.get("/tasks")
+        stranger_tasks = await stranger.get("/tasks")
+    assert pathway in {t["workflow_id"] for t in member_tasks.json()}
+    assert pathway not in {t["workflow_id"] for t in stranger_tasks.json()}
+
+
+async def test_a_person_completes_no_task_of_a_pathway_they_do_not_need(
+    api: Api, pathway: str
+) -> None:
+    async with api.client(Role.SYSTEM) as system:
+        listed = await system.get("/tasks", params={"workflow_id": pathway})
+    [invitation, *_] = [t for t in listed.json() if t["kind"] == "meeting-invitation"]
+    async with api.client(token=_stranger(api)) as stranger:
+        refused = await stranger.post(f"/tasks/{invitation['id']}/complete", json={})
+    assert refused.status_code == 403
+    assert problem_of(refused)["title"] == "No need of service"
+
+
+async def test_tokens_whose_units_are_malformed_are_refused(api: Api, pathway: str) -> None:
+    for units in ("helse-bergen/TSB", ["helse-bergen"], ["helse-bergen/XYZ"]):
+        token = api.idp.token("odd-units", ["clinician"], hpr="9000999", units=units)  # type: ignore[arg-type]
+        async with api.client(token=token) as caller:
+            answer = await caller.get(f"/pathways/{pathway}")
+        assert answer.status_code == 401
+        assert "rop_units must be a list" in problem_of(answer)["detail"]
+
+
+async def test_an_api_key_for_a_person_must_name_them_outside_local_mode() -> None:
+    unnamed = StaticToken(name="ward-tablet", role=Role.CLINICIAN, token_sha256=token_digest("k"))
+    with pytest.raises(ValueError, match="ward-tablet do not; such keys are for ROP_LOCAL_MODE"):
+        Authenticator([unnamed], None)
+    assert Authenticator([unnamed], None, local_mode=True)
+
+    named = StaticToken(
+        name="dr-hansen",
+        role=Role.CLINICIAN,
+        token_sha256=token_digest("k2"),
+        person="9000123",
+        units=["helse-bergen/TSB"],
+    )
+    principal = await Authenticator([named], None).authenticate("k2")
+    assert (principal.actor, principal.units, principal.is_person) == (
+        "9000123",
+        frozenset({"helse-bergen/TSB"}),
+        True,
+    )
