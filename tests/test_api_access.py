@@ -141,6 +141,8 @@ async def test_every_read_and_change_is_in_the_access_log(api: Api, pathway: str
         log = await operator.get(f"/pathways/{pathway}/access-log")
     entries = [(e["principal"], e["action"], e["outcome"]) for e in log.json()]
     assert ("key:test-system", "submit referral", "ok") in entries
+    # Services act for others: every access of theirs is on the grounds of service.
+    assert {e["grounds"] for e in log.json() if e["principal"] == "key:test-system"} == {"service"}
     tail = entries[-5:]
     assert tail == [
         (HPR_9000555, "read status", "ok"),

@@ -231,6 +231,8 @@ def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Pr
         workflow_id = _named_pathway(request)
         if workflow_id is not None:
             principal = await admit(request, principal, workflow_id, action)
+        elif not principal.is_person:
+            principal = replace(principal, grounds=Grounds.SERVICE)
         # For the request log, and for refusals of the body after this (`audit_invalid`).
         request.state.principal, request.state.action = principal, action
         try:
