@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # With ROP_WORKER_SANDBOX=true the sandbox imports the workflow's module afresh for every
 # run; without a bytecode cache (PYTHONDONTWRITEBYTECODE) each import would compile it again.
-BYTECODE := $(BIN)/python -m compileall -q rop_domain workflows activities starter worker.py
+BYTECODE := $(BIN)/python -m compileall -q rop_domain rop_runtime workflows activities starter bench worker.py
 
 install: $(STAMP)
 
@@ -49,11 +49,11 @@ N ?= 30
 ROUNDS ?= 3
 bench: $(STAMP)
 	$(BYTECODE)
-	$(BIN)/python -m starter.bench --pathways $(N) --rounds $(ROUNDS)
+	$(BIN)/python -m bench.pathways --pathways $(N) --rounds $(ROUNDS)
 
 # The deadline storm (not a test): N pathways whose meeting deadline passed before they
 # started; BUSY CPU-bound processes beside the worker.
 BUSY ?= 0
 storm: $(STAMP)
 	$(BYTECODE)
-	$(BIN)/python -m starter.storm --pathways $(N) --busy $(BUSY)
+	$(BIN)/python -m bench.storm --pathways $(N) --busy $(BUSY)

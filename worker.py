@@ -21,11 +21,11 @@ from activities.database import WORKER_ROLE, MigrationsPending, open_records
 from activities.delivery import DeliveryActivities
 from activities.records import RecordActivities
 from rop_domain.routing import RoutingTable
-from starter.client import connect
-from starter.codec import KeyConfigurationError
-from starter.delivery_setup import build_delivery
-from starter.logs import configure_logging
-from starter.settings import RopSettings
+from rop_runtime.client import connect
+from rop_runtime.codec import KeyConfigurationError
+from rop_runtime.delivery_setup import build_delivery
+from rop_runtime.logs import configure_logging
+from rop_runtime.settings import RopSettings
 from workflows.pathway import RopPathway
 from workflows.sandbox import runner_name, workflow_runner
 

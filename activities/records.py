@@ -27,7 +27,6 @@ from rop_domain.commands import (
     LeaderQuery,
     NewPathway,
     Notification,
-    ParticipantQuery,
     PathwayEvent,
     PathwayStep,
     SummaryChange,
@@ -60,11 +59,7 @@ class RecordActivities:
             inserted = await self._open(pathway)
         activity.logger.info("pathway opened" if inserted else "pathway already recorded")
         participants = await self.resolve_participants(
-            ParticipantQuery(
-                health_trust=referral.health_trust,
-                municipality=referral.municipality,
-                general_practitioner=referral.general_practitioner,
-            )
+            referral.health_trust, referral.municipality, referral.general_practitioner
         )
         return Intake(participants=participants, deliveries=self._to_deliver(pathway.notifications))
 
@@ -133,7 +128,9 @@ class RecordActivities:
         )
         return self._to_deliver(step.notifications)
 
-    async def resolve_participants(self, query: ParticipantQuery) -> list[Participant]:
+    async def resolve_participants(
+        self, health_trust: str, municipality: str, general_practitioner: str | None
+    ) -> list[Participant]:
         """The recommended meeting participants: the trust's PHV and TSB, the GP, the municipality.
 
         Part of `open_pathway` (one round trip for the intake), not an activity of its own.
@@ -144,9 +141,9 @@ class RecordActivities:
                   OR (role = 'kommune' AND municipality = $2)
                   OR (role = 'fastlege' AND hpr_number = $3)
                ORDER BY array_position(ARRAY['phv', 'tsb', 'fastlege', 'kommune'], role), id""",
-            query.health_trust,
-            query.municipality,
-            query.general_practitioner,
+            health_trust,
+            municipality,
+            general_practitioner,
         )
         return [
             Participant(role=ParticipantRole(row["role"]), name=row["name"], address=row["address"])

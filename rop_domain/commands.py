@@ -20,7 +20,6 @@ from pydantic import Field, JsonValue
 from rop_domain.models import (
     AssessmentDecision,
     Identifier,
-    Kommunenummer,
     Participant,
     Phase,
     ReceivingUnit,
@@ -104,14 +103,6 @@ class PathwayEvent(StrictModel):
     occurred_at: datetime
     change: SummaryChange
     details: dict[str, JsonValue] = Field(default_factory=dict)
-
-
-class ParticipantQuery(StrictModel):
-    """Whom to invite to the clarification meeting of one referral."""
-
-    health_trust: Identifier
-    municipality: Kommunenummer
-    general_practitioner: Identifier | None = None
 
 
 class LeaderQuery(StrictModel):

@@ -18,12 +18,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rop_runtime.codec import KeyConfigurationError
+from rop_runtime.settings import RopSettings
 from starter import cli_operations as operations
 from starter import cli_steps as steps
 from starter.cli_support import UsageError
-from starter.codec import KeyConfigurationError
 from starter.pathways import PathwayDidNotAnswer, PathwayError
-from starter.settings import RopSettings
 
 Command = Callable[[argparse.Namespace, RopSettings], Awaitable[None]]
 
@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     """Run one command; return the exit code, having printed any error as one line."""
     try:
         settings = RopSettings()
-        from starter.logs import configure_logging
+        from rop_runtime.logs import configure_logging
 
         configure_logging(settings.log_format)
         asyncio.run(args.handler(args, settings))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from rop_domain import calendar
 from rop_domain.calendar import OSLO
+from rop_runtime.settings import RopSettings
 from starter.cli_support import UsageError, connect_pathways, require_database
-from starter.settings import RopSettings
 
 
 async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -167,7 +167,7 @@ async def _require_current_schema(database_url: str, role: str) -> None:
 
 async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
     from activities.database import API_ROLE, MigrationsPending, open_records
-    from starter.client import codec_from_settings
+    from rop_runtime.client import codec_from_settings
     from starter.codec_server import door_from_settings, start_codec_server
 
     database_url = require_database(settings)

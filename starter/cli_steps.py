@@ -23,9 +23,9 @@ from rop_domain.followup import (
     Review,
 )
 from rop_domain.models import Assessment, MeetingInvite, Referral, parse_referral
+from rop_runtime.settings import RopSettings
 from starter.cli_support import UsageError, connect_pathways, print_model, update_id
 from starter.json_keys import duplicate_key
-from starter.settings import RopSettings
 
 
 async def submit(args: argparse.Namespace, settings: RopSettings) -> None:

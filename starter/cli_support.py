@@ -8,13 +8,13 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
+from rop_runtime.settings import RopSettings
 from starter.pathways import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     Pathways,
     is_idempotency_key,
     keyed_update_id,
 )
-from starter.settings import RopSettings
 
 
 class UsageError(Exception):
@@ -26,7 +26,7 @@ def print_model(model: BaseModel) -> None:
 
 
 async def connect_pathways(settings: RopSettings) -> Pathways:
-    from starter.client import connect
+    from rop_runtime.client import connect
 
     try:
         client = await connect(settings)

@@ -34,12 +34,12 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from rop_domain.models import WORKFLOW_ID_PATTERN
+from rop_runtime.codec import EncryptionCodec
+from rop_runtime.settings import RopSettings
 from starter import access_log
 from starter.access_log import NO_PATHWAY, Access, Grounds, Outcome
 from starter.api import need_of_service
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
-from starter.codec import EncryptionCodec
-from starter.settings import RopSettings
 
 log = structlog.get_logger(__name__)
 

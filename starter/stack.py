@@ -16,22 +16,19 @@ from activities.contact_directory import load_directory
 from activities.database import API_ROLE, WORKER_ROLE, create_pool, migrate
 from rop_domain.calendar import OSLO
 from rop_domain.models import parse_referral
+from rop_runtime.client import LOCAL_KEY_FILE, codec_from_settings
+from rop_runtime.codec import write_new_key_file
+from rop_runtime.settings import RopSettings
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, server_config
-from starter.client import LOCAL_KEY_FILE, codec_from_settings
-from starter.codec import write_new_key_file
 from starter.codec_server import door_from_settings, start_codec_server
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
 from starter.pathways import Pathways
-from starter.settings import RopSettings
 from worker import build_worker
 from workflows import search_attributes
 
 log = structlog.get_logger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_REFERRAL = REPO_ROOT / "deploy" / "seed" / "demo-referral.example.json"
-EXAMPLE_CONTACTS = REPO_ROOT / "deploy" / "seed" / "contact-points.example.json"
 UI_PORT = 8233
 FRONTEND_PORT = 7233
 DEMO_CLINICIAN = "9000123"
@@ -79,7 +76,7 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
 async def _serve(
     settings: RopSettings, database_url: str, *, demo_referral: Path, contacts: Path
 ) -> None:
-    from starter.client import connect
+    from rop_runtime.client import connect
 
     owner = await create_pool(database_url)
     try:

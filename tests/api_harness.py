@@ -20,9 +20,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.testing import WorkflowEnvironment
 
+from rop_runtime.settings import RopSettings
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, server_config
-from starter.settings import RopSettings
 from tests import factories
 from tests.channel_servers import free_port
 from worker import build_worker

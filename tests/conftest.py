@@ -20,8 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.contact_directory import load_directory
 from activities.database import API_ROLE, WORKER_ROLE, create_pool, migrate
-from starter.client import data_converter
-from starter.codec import EncryptionCodec
+from rop_runtime.client import data_converter
+from rop_runtime.codec import EncryptionCodec
 from starter.local_stack import (
     embedded_postgres,
     ensure_database,

@@ -19,7 +19,6 @@ from rop_domain.commands import (
     LeaderQuery,
     NewPathway,
     Notification,
-    ParticipantQuery,
     PathwayEvent,
     PathwayStep,
     SummaryChange,
@@ -313,20 +312,14 @@ async def test_closing_tasks_by_measure_reference(pool: asyncpg.Pool) -> None:
 async def test_participants_come_from_the_contact_directory(pool: asyncpg.Pool) -> None:
     records = RecordActivities(pool)
     env = ActivityEnvironment()
-    found = await records.resolve_participants(
-        ParticipantQuery(
-            health_trust="helse-bergen", municipality="4601", general_practitioner=factories.GP
-        ),
-    )
+    found = await records.resolve_participants("helse-bergen", "4601", factories.GP)
     assert [(p.role.value, p.address) for p in found] == [
         ("phv", "phv.kontakt@example.invalid"),
         ("tsb", "tsb.kontakt@example.invalid"),
         ("fastlege", "fastlege.9000001@example.invalid"),
         ("kommune", "rop.bergen@example.invalid"),
     ]
-    without_gp = await records.resolve_participants(
-        ParticipantQuery(health_trust="helse-fonna", municipality="4627"),
-    )
+    without_gp = await records.resolve_participants("helse-fonna", "4627", None)
     assert [p.address for p in without_gp] == [
         "phv.fonna@example.invalid",
         "tsb.fonna@example.invalid",

@@ -17,6 +17,8 @@ from google.protobuf import json_format
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 
+from rop_runtime.codec import EncryptionCodec
+from rop_runtime.settings import RopSettings
 from starter.access_log import NO_PATHWAY
 from starter.api.auth import (
     Authenticator,
@@ -26,9 +28,7 @@ from starter.api.auth import (
     StaticToken,
     token_digest,
 )
-from starter.codec import EncryptionCodec
 from starter.codec_server import CodecDoor, door_from_settings, start_codec_server
-from starter.settings import RopSettings
 from tests import factories
 from tests.api_harness import AUDIENCE, ISSUER, IdentityProvider, identity_provider
 from tests.channel_servers import free_port

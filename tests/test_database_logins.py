@@ -50,14 +50,14 @@ from rop_domain.commands import (
 )
 from rop_domain.models import ReceivingUnit
 from rop_domain.routing import RoutingTable
+from rop_runtime.codec import EncryptionCodec
+from rop_runtime.settings import RopSettings
 from starter import access_log
 from starter.access_log import Access, Outcome
 from starter.api.auth import Role
 from starter.api.server import authenticator_from_settings
-from starter.codec import EncryptionCodec
 from starter.codec_server import CodecDoor, start_codec_server
 from starter.local_stack import ensure_database
-from starter.settings import RopSettings
 from tests import factories
 from tests.api_harness import Api, running_api
 from tests.channel_servers import free_port

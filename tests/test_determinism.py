@@ -25,7 +25,7 @@ from worker import WorkerTuning, build_worker
 
 REPO = Path(__file__).resolve().parent.parent
 IO_LIBRARIES = {"asyncpg", "httpx", "aiosmtplib", "smtplib", "jinja2", "structlog", "psutil"}
-OUR_IO_PACKAGES = {"activities", "starter", "worker"}
+OUR_IO_PACKAGES = {"activities", "starter", "rop_runtime", "bench", "worker"}
 
 
 def test_importing_the_workflow_loads_no_io_library() -> None:
@@ -142,3 +142,16 @@ async def test_a_whole_pathway_runs_every_timer_in_the_sandbox(
         assert closed.phase is Phase.CLOSED
         outcome = await handle.result()
         assert (outcome.reviews_completed, outcome.runs) == (1, 2)
+
+
+def test_the_worker_and_the_runtime_import_none_of_the_ways_in() -> None:
+    """`worker.py` and `rop_runtime/` serve the ways in (`starter/`), never the reverse."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import json, sys, worker; print(json.dumps(sorted(sys.modules)))"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    modules = json.loads(loaded.stdout)
+    assert [m for m in modules if m.split(".")[0] in {"starter", "bench"}] == []

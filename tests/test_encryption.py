@@ -19,8 +19,8 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.followup import CrisisPlan
-from starter.client import SharedPydanticPayloadConverter, data_converter
-from starter.codec import (
+from rop_runtime.client import SharedPydanticPayloadConverter, data_converter
+from rop_runtime.codec import (
     ENCODING,
     REFUSED_PLAIN,
     EncryptionCodec,

@@ -12,7 +12,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.models import AssessmentDecision
-from starter.logs import configure_logging
+from rop_runtime.logs import configure_logging
 from tests import factories
 from tests.pathway_harness import pathways, start
 from worker import build_worker

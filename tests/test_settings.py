@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
 from rop_domain.calendar import WorkingDayRule
 from rop_domain.models import ObjectionMode
 from rop_domain.routing import Channel
-from starter.settings import RopSettings
+from rop_runtime.settings import RopSettings
 
 
 def test_environment_sets_the_pathway_rules(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,7 +39,7 @@ def test_a_malformed_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_delivery_channels_follow_the_settings(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from starter.delivery_setup import build_delivery
+    from rop_runtime.delivery_setup import build_delivery
 
     async with httpx.AsyncClient() as http:
         bare = build_delivery(RopSettings(), pool=None, http=http)  # type: ignore[arg-type]
@@ -62,7 +63,7 @@ async def test_delivery_channels_follow_the_settings(
 def test_temporal_tls_settings_are_checked_and_used(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from starter.client import tls_config
+    from rop_runtime.client import tls_config
 
     cert, key, ca = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
     for path in (cert, key, ca):
@@ -82,8 +83,27 @@ def test_temporal_tls_settings_are_checked_and_used(
 
 
 def test_an_api_key_means_tls(monkeypatch: pytest.MonkeyPatch) -> None:
-    from starter.client import tls_config
+    from rop_runtime.client import tls_config
 
     assert tls_config(RopSettings()) is False
     monkeypatch.setenv("ROP_TEMPORAL_API_KEY", "secret-key")
     assert tls_config(RopSettings()) is True
+
+
+def _env_names(field: str) -> set[str]:
+    alias = RopSettings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return {str(choice) for choice in alias.choices}
+    return {f"ROP_{field.upper()}"}
+
+
+def test_the_readme_lists_every_setting_and_no_other() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Settings (environment)", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`((?:ROP|TEMPORAL)_[A-Z0-9_]+|DATABASE_URL)`", table))
+    settings = {name for field in RopSettings.model_fields for name in _env_names(field)}
+    undocumented = {
+        field for field in RopSettings.model_fields if not _env_names(field) & documented
+    }
+    assert undocumented == set(), "settings missing from the README's table"
+    assert documented - settings == set(), "the README's table names settings that do not exist"

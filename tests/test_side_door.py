@@ -17,7 +17,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from starter.client import PLAIN_PAYLOAD_REFUSED
+from rop_runtime.client import PLAIN_PAYLOAD_REFUSED
 from starter.local_stack import packaged_binary
 from tests import factories
 from tests.pathway_harness import pathways, start

@@ -37,7 +37,7 @@ def test_answers_older_than_the_window_are_forgotten() -> None:
 
 
 def test_the_window_outlasts_the_api_idempotency_window() -> None:
-    from starter.settings import RopSettings
+    from rop_runtime.settings import RopSettings
 
     assert timedelta(hours=RopSettings().api_idempotency_hours) < ANSWERS_KEPT_FOR
 

@@ -12,12 +12,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from activities.database import API_ROLE, open_records
+from rop_runtime.settings import RopSettings
 from starter.api.app import create_app
 from starter.api.auth import Authenticator, JwtSettings, JwtVerifier, read_tokens_file
 from starter.api.context import ApiContext
 from starter.api.idempotency import IdempotencyStore
 from starter.pathways import Pathways
-from starter.settings import RopSettings
 
 
 def authenticator_from_settings(settings: RopSettings) -> Authenticator:
@@ -56,7 +56,7 @@ def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def open_context() -> AsyncIterator[ApiContext]:
-        from starter.client import connect
+        from rop_runtime.client import connect
 
         pool = await open_records(database_url, API_ROLE, migrate_first=settings.migrate_on_start)
         purging = asyncio.create_task(

@@ -15,21 +15,21 @@ from temporalio.converter import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import TLSConfig
 
-from starter.codec import (
+from rop_runtime.codec import (
     REFUSED_PLAIN,
     EncryptionCodec,
     KeyConfigurationError,
     parse_keys,
     read_key_file,
 )
-from starter.settings import RopSettings
+from rop_runtime.settings import RopSettings
 
 LOCAL_KEY_FILE = "payload-keys.json"
 """The local stack's key file, in its data folder; the CLI finds it there too."""
 
 
 PLAIN_PAYLOAD_REFUSED = "PlainPayloadRefused"
-"""ApplicationError type of a value sent without encryption (`starter.codec`)."""
+"""ApplicationError type of a value sent without encryption (`rop_runtime.codec`)."""
 
 
 class RefusedPlainPayloads(EncodingPayloadConverter):

@@ -10,7 +10,7 @@ Keys come from the environment or a file, never from code.
 A payload that is not encrypted with a known key is refused, not read: otherwise anyone
 who reaches the Temporal frontend could start or drive a pathway around the API and its
 access log. The codec hands such a payload on as `REFUSED_PLAIN`, which the payload
-converter (`starter.client`) will not turn into a value: an Update carrying one is
+converter (`rop_runtime.client`) will not turn into a value: an Update carrying one is
 rejected, a start carrying one fails, and nothing is applied or recorded.
 `ROP_ACCEPT_PLAIN_PAYLOADS` lets them through while data from before encryption is moved.
 """

@@ -8,7 +8,7 @@ import httpx
 from activities.channels import EmailChannel, SmtpSettings, WebhookChannel
 from activities.delivery import DeliveryActivities
 from rop_domain.routing import RoutingTable
-from starter.settings import RopSettings
+from rop_runtime.settings import RopSettings
 
 
 def build_delivery(

@@ -28,17 +28,17 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.database import WORKER_ROLE, create_pool
-from rop_domain.models import ValidationPolicy, parse_referral
-from starter.bench import (
+from bench.pathways import (
     BENCH_CODEC,
     PeakRss,
     local_servers,
     worker_process,
     worker_process_arguments,
 )
-from starter.client import data_converter
+from rop_domain.models import ValidationPolicy, parse_referral
+from rop_runtime.client import data_converter
+from rop_runtime.settings import RopSettings
 from starter.pathways import Pathways
-from starter.settings import RopSettings
 from worker import WorkerTuning, build_worker
 
 QUEUE = "rop-storm"
@@ -118,7 +118,7 @@ async def main(count: int, busy: int, concurrency: int) -> None:
         address = client.service_client.config.target_host
         pool = await create_pool(database_url)
         try:
-            async with worker_process("starter.storm", address, database_url) as worker:
+            async with worker_process("bench.storm", address, database_url) as worker:
                 await storm(client, pool, worker, RopSettings(), count, busy, concurrency)
         finally:
             await pool.close()

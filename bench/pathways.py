@@ -33,6 +33,7 @@ from temporalio.worker import Worker
 
 from activities.contact_directory import load_directory
 from activities.database import WORKER_ROLE, create_pool, migrate
+from bench.baseline import UPDATES_PER_PATHWAY, BaselinePathway, baseline_noop
 from rop_domain.followup import (
     Closure,
     ClosureReason,
@@ -54,14 +55,13 @@ from rop_domain.models import (
     ValidationPolicy,
     parse_referral,
 )
-from starter.client import data_converter
-from starter.codec import EncryptionCodec
+from rop_runtime.client import data_converter
+from rop_runtime.codec import EncryptionCodec
+from rop_runtime.settings import RopSettings
 from starter.local_stack import embedded_postgres, ensure_database, packaged_binary
 from starter.pathways import Pathways
-from starter.settings import RopSettings
 from worker import WorkerTuning, build_worker
 from workflows import search_attributes
-from workflows.bench_baseline import UPDATES_PER_PATHWAY, BaselinePathway, baseline_noop
 from workflows.sandbox import runner_name, workflow_runner
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -276,7 +276,7 @@ async def first_run_events(client: Client, workflow_id: str) -> tuple[int, int]:
 async def main(count: int, concurrency: int, rounds: int) -> None:
     async with local_servers("bench") as (client, database_url):
         address = client.service_client.config.target_host
-        async with worker_process("starter.bench", address, database_url) as worker:
+        async with worker_process("bench.pathways", address, database_url) as worker:
             await run_benchmark(client, worker, count, concurrency, rounds)
         print(f"duplicate steps: {await duplicate_steps(database_url)}")
 
