@@ -97,11 +97,7 @@ def local_date(instant: datetime) -> date:
     return instant.astimezone(OSLO).date()
 
 
-def deadline_after(
-    received_at: datetime,
-    working_days: int = 10,
-    rule: WorkingDayRule = WorkingDayRule.MONDAY_TO_FRIDAY,
-) -> date:
+def deadline_after(received_at: datetime, working_days: int, rule: WorkingDayRule) -> date:
     """The last day on which a step due `working_days` after `received_at` is on time.
 
     The day of receipt (in Norwegian time) is day zero: a referral received on
@@ -122,10 +118,7 @@ def end_of_day(day: date) -> datetime:
 
 
 def reminder_instant(
-    deadline: date,
-    working_days_before: int = 2,
-    clock: time = time(8, 0),
-    rule: WorkingDayRule = WorkingDayRule.MONDAY_TO_FRIDAY,
+    deadline: date, working_days_before: int, clock: time, rule: WorkingDayRule
 ) -> datetime:
     """When to remind: `clock` Norwegian time, `working_days_before` working days before `deadline`."""
     return at_local_time(add_working_days(deadline, -working_days_before, rule), clock)

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from rop_domain import deadlines
 from rop_domain.calendar import FIRST_YEAR, LAST_YEAR, WorkingDayRule
 from rop_domain.identifiers import InvalidNationalId, classify_national_id, has_valid_check_digits
 
@@ -218,12 +219,16 @@ class ObjectionMode(StrEnum):
 class PathwaySettings(StrictModel):
     """Deadline rules, fixed for a pathway when it starts so a config change cannot move them."""
 
-    meeting_working_days: int = Field(default=10, ge=1, le=60)
+    meeting_working_days: int = Field(default=deadlines.MEETING_WORKING_DAYS, ge=1, le=60)
     working_day_rule: WorkingDayRule = WorkingDayRule.MONDAY_TO_FRIDAY
-    reminder_working_days_before: int = Field(default=2, ge=0, le=20)
-    reminder_hour: int = Field(default=8, ge=0, le=23)
-    crisis_plan_working_days: int = Field(default=10, ge=1, le=60)
-    review_escalation_working_days: int = Field(default=5, ge=1, le=30)
+    reminder_working_days_before: int = Field(
+        default=deadlines.REMINDER_WORKING_DAYS_BEFORE, ge=0, le=20
+    )
+    reminder_hour: int = Field(default=deadlines.REMINDER_HOUR, ge=0, le=23)
+    crisis_plan_working_days: int = Field(default=deadlines.CRISIS_PLAN_WORKING_DAYS, ge=1, le=60)
+    review_escalation_working_days: int = Field(
+        default=deadlines.REVIEW_ESCALATION_WORKING_DAYS, ge=1, le=30
+    )
     objection_mode: ObjectionMode = ObjectionMode.REDACT
     recording_stalled_seconds: int = Field(
         default=60,

@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rop_domain import deadlines
 from rop_domain.calendar import WorkingDayRule
 from rop_domain.models import ObjectionMode, PathwaySettings, ValidationPolicy
 
@@ -61,11 +62,13 @@ class RopSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("ROP_DATABASE_URL", "DATABASE_URL")
     )
     data_dir: Path = Path(".rop")
-    meeting_working_days: int = Field(default=10, ge=1, le=60)
+    meeting_working_days: int = Field(default=deadlines.MEETING_WORKING_DAYS, ge=1, le=60)
     count_saturdays: bool = False
     allow_synthetic_ids: bool = False
-    crisis_plan_working_days: int = Field(default=10, ge=1, le=60)
-    review_escalation_working_days: int = Field(default=5, ge=1, le=30)
+    crisis_plan_working_days: int = Field(default=deadlines.CRISIS_PLAN_WORKING_DAYS, ge=1, le=60)
+    review_escalation_working_days: int = Field(
+        default=deadlines.REVIEW_ESCALATION_WORKING_DAYS, ge=1, le=30
+    )
     objection_mode: ObjectionMode = ObjectionMode.REDACT
     log_format: str | None = Field(default=None, pattern="^(json|console)$")
     routing_file: Path | None = None

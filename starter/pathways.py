@@ -25,7 +25,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from rop_domain.calendar import deadline_after
+from rop_domain.deadlines import meeting_deadline
 from rop_domain.followup import (
     Closure,
     CrisisPlan,
@@ -135,9 +135,7 @@ class Pathways:
         """Start the referral's pathway, or return the one it already has (running or ended)."""
         workflow_id = referral.workflow_id
         settings = self._pathway_settings
-        deadline = deadline_after(
-            referral.received_at, settings.meeting_working_days, settings.working_day_rule
-        )
+        deadline = meeting_deadline(referral.received_at, settings).day
         initial = search_attributes.pathway_values(
             phase=Phase.AWAITING_ASSESSMENT.value,
             referral=referral,

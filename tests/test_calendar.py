@@ -14,9 +14,10 @@ from rop_domain.calendar import (
     end_of_day,
     is_working_day,
     public_holidays,
-    reminder_instant,
     working_days_between,
 )
+from rop_domain.deadlines import meeting_deadline, reminder_at
+from rop_domain.models import PathwaySettings
 
 SATURDAYS = WorkingDayRule.MONDAY_TO_SATURDAY
 
@@ -89,13 +90,13 @@ def test_negative_count_walks_backwards_over_holidays() -> None:
 def test_deadline_uses_the_norwegian_date_of_receipt() -> None:
     # 23:30 UTC on 31 March is already 1 April in Oslo (summer time).
     received = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
-    assert deadline_after(received) == date(2026, 4, 20)
-    assert deadline_after(received, working_days=3) == date(2026, 4, 9)
+    assert meeting_deadline(received, PathwaySettings()).day == date(2026, 4, 20)
+    assert deadline_after(received, 3, WorkingDayRule.MONDAY_TO_FRIDAY) == date(2026, 4, 9)
 
 
 def test_deadline_refuses_naive_datetimes() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        deadline_after(datetime(2026, 4, 1, 9, 0))  # noqa: DTZ001
+        deadline_after(datetime(2026, 4, 1, 9, 0), 10, WorkingDayRule.MONDAY_TO_FRIDAY)  # noqa: DTZ001
 
 
 def test_end_of_day_is_oslo_midnight_across_daylight_saving_changes() -> None:
@@ -110,9 +111,9 @@ def test_end_of_day_is_oslo_midnight_across_daylight_saving_changes() -> None:
 
 
 def test_reminder_is_at_eight_oslo_time_two_working_days_before() -> None:
-    summer = reminder_instant(date(2026, 4, 20))
+    summer = reminder_at(date(2026, 4, 20), PathwaySettings())
     assert summer == datetime(2026, 4, 16, 6, 0, tzinfo=UTC)
-    winter = reminder_instant(date(2027, 1, 7))
+    winter = reminder_at(date(2027, 1, 7), PathwaySettings())
     assert winter == datetime(2027, 1, 5, 7, 0, tzinfo=UTC)
     assert winter.astimezone(OSLO).time() == time(8, 0)
 

@@ -12,7 +12,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from rop_domain import calendar
+from rop_domain import calendar, deadlines
 from rop_domain.followup import (
     Measure,
     MeasureCancellation,
@@ -76,7 +76,7 @@ async def test_crisis_plan_reminder_then_escalation_then_registration(
         [make] = await _tasks(pool, workflow_id, "make-crisis-plan")
         assert make["recipient"] == factories.CRISIS_PLAN_RESPONSIBLE
 
-        reminder_at = calendar.reminder_instant(deadline)
+        reminder_at = deadlines.reminder_at(deadline, PathwaySettings())
         await env.sleep(reminder_at - await env.get_current_time() + timedelta(minutes=1))
         reminded = await eventually(api, workflow_id, lambda s: s.state.crisis_chase.reminded)
         assert not reminded.overdue

@@ -74,7 +74,9 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
             "fastlege",
             "kommune",
         }
-        assert intake.meeting_deadline == calendar.deadline_after(now, 10)
+        assert intake.meeting_deadline == calendar.deadline_after(
+            now, 10, calendar.WorkingDayRule.MONDAY_TO_FRIDAY
+        )
 
         assessed = await api.assess(workflow_id, factories.assessment())
         assert assessed.phase is Phase.AWAITING_INVITE
@@ -324,7 +326,7 @@ async def test_a_new_pathway_is_filterable_before_its_first_task_runs(
     assert search.get(search_attributes.PHASE) == "awaiting-assessment"
     assert search.get(search_attributes.HEALTH_TRUST) == "helse-bergen"
     assert search.get(search_attributes.MEETING_DEADLINE) == calendar.at_local_time(
-        calendar.deadline_after(now, 10), time(0, 0)
+        calendar.deadline_after(now, 10, calendar.WorkingDayRule.MONDAY_TO_FRIDAY), time(0, 0)
     )
     assert search.get(search_attributes.OVERDUE) is False
     await handle.terminate("no worker in this test")

@@ -31,6 +31,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
 
+    from rop_domain import tasks
     from rop_domain.commands import (
         DELIVER,
         DELIVERY_FAILED,
@@ -57,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rop_domain.models import ObjectionMode, Participant, PathwaySettings, Referral
     from rop_domain.state import PathwayState
+    from rop_domain.steps import StepName
     from workflows.messages import Message
     from workflows.timers import settled_before
 
@@ -134,6 +136,12 @@ class Step:
         )
         return self
 
+    def close_for(self, step: StepName, reference: str | None = None) -> Step:
+        """Close the tasks `step` closes, by the task table (`rop_domain/tasks.py`)."""
+        for status, kinds in tasks.closed_by(step).items():
+            self.close(kinds, status, reference)
+        return self
+
     def close(
         self, kinds: list[TaskKind] | None, status: TaskStatus, reference: str | None = None
     ) -> Step:
@@ -154,16 +162,19 @@ class Step:
         *,
         recipient: str,
         message: Message,
-        external: bool,
+        party_unit: str | None = None,
         due_at: datetime | None = None,
         reference: str | None = None,
     ) -> Step:
-        """Raise a task. `external`: the recipient is outside the receiving unit.
+        """Raise a task. `party_unit`: the recipient's unit or organisation, for the kinds
+        that are external or not by who gets them (`rop_domain.tasks.is_external`).
 
         After the patient objected to sharing, an external recipient gets a task with
         no patient-related content, or none at all, as the pathway's settings say.
         """
-        redacted = external and self._effects.state.objection is not None
+        effects = self._effects
+        external = tasks.is_external(kind, effects.referral.receiving_unit, party_unit)
+        redacted = external and effects.state.objection is not None
         if redacted and self._effects.settings.objection_mode is ObjectionMode.SUPPRESS:
             return self.event(
                 EventKind.NOTIFICATION_WITHHELD,

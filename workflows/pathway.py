@@ -27,7 +27,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, JsonValue
 
-    from rop_domain import calendar
+    from rop_domain import calendar, deadlines, tasks
     from rop_domain.commands import EventKind, SummaryChange, TaskKind, TaskStatus
     from rop_domain.followup import (
         Closure,
@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         PathwayStatus,
         ReviewCycle,
     )
+    from rop_domain.steps import StepName
     from workflows import messages, status_view
     from workflows.effects import PathwayEffects, Step
     from workflows.pathway_base import CONTINUE_WHEN_LONG, RECORD_FIRST, REJECTED, reject
@@ -77,14 +78,6 @@ from workflows.watchers import PathwayWatchers
 TASK_QUEUE = "rop-forlop"
 __all__ = ["REJECTED", "TASK_QUEUE", "RopPathway"]
 
-_MEETING_CHASERS = [TaskKind.INVITE_TO_MEETING_REMINDER, TaskKind.MEETING_DEADLINE_ESCALATION]
-_CRISIS_CHASERS = [
-    TaskKind.MAKE_CRISIS_PLAN,
-    TaskKind.CRISIS_PLAN_REMINDER,
-    TaskKind.CRISIS_PLAN_ESCALATION,
-    TaskKind.REVISE_CRISIS_PLAN,
-]
-_REVIEW_CHASERS = [TaskKind.HOLD_REVIEW, TaskKind.REVIEW_REMINDER, TaskKind.REVIEW_ESCALATION]
 _CLOCK_TOLERANCE = timedelta(minutes=1)
 """People write times to the minute, and their clocks differ a little from the server's."""
 
@@ -142,10 +135,8 @@ class RopPathway(PathwayWatchers):
         self._s = pathway.state or PathwayState()
         self._workflow_id = workflow.info().workflow_id
         self._effects = PathwayEffects(referral, settings, self._s)
-        self._deadline = calendar.deadline_after(
-            referral.received_at, settings.meeting_working_days, settings.working_day_rule
-        )
-        self._escalation_at = calendar.end_of_day(self._deadline)
+        meeting = deadlines.meeting_deadline(referral.received_at, settings)
+        self._deadline, self._escalation_at = meeting.day, meeting.escalation_at
         self._effects.on_delivery_failed = self._delivery_failed
         self._effects.on_recording_stalled = self._recording_stalls
         self._intake_done = pathway.state is not None
@@ -233,13 +224,12 @@ class RopPathway(PathwayWatchers):
                 actor=assessment.assessor,
                 change=SummaryChange(phase=self._s.phase, assessment_decision=assessment.decision),
                 details=assessment.model_dump(mode="json"),
-            ).close([TaskKind.ASSESS_REFERRAL], TaskStatus.COMPLETED)
+            ).close_for(StepName.ASSESS)
             if not accepted:
-                step.close(_MEETING_CHASERS, TaskStatus.CANCELLED).notify(
+                step.close(tasks.MEETING_CHASE, TaskStatus.CANCELLED).notify(
                     TaskKind.REFERRAL_NOT_ACCEPTED,
                     recipient=self._referral.referrer,
                     message=messages.referral_not_accepted(self._referral.referral_id),
-                    external=True,
                 )
             await step.commit()
         return self.status()
@@ -288,7 +278,7 @@ class RopPathway(PathwayWatchers):
                     "on_time": recorded.on_time,
                     "working_days_used": recorded.working_days_used,
                 },
-            ).close(_MEETING_CHASERS, TaskStatus.CANCELLED)
+            ).close_for(StepName.INVITE_TO_MEETING)
             message = messages.meeting_invitation(
                 self._referral.referral_id,
                 invite.meeting_at,
@@ -299,7 +289,7 @@ class RopPathway(PathwayWatchers):
                     TaskKind.MEETING_INVITATION,
                     recipient=participant.address,
                     message=message,
-                    external=self._is_external(participant),
+                    party_unit=participant.role.value,
                     due_at=invite.meeting_at,
                 )
             await step.commit()
@@ -350,7 +340,6 @@ class RopPathway(PathwayWatchers):
                 TaskKind.MAKE_CRISIS_PLAN,
                 recipient=outcome.crisis_plan_responsible,
                 message=messages.make_crisis_plan(self._referral.referral_id, crisis_deadline),
-                external=False,
                 due_at=calendar.end_of_day(crisis_deadline),
             )
             self._release_ready_measures(step, actor=outcome.recorded_by)
@@ -391,7 +380,7 @@ class RopPathway(PathwayWatchers):
                     ),
                     details=plan.model_dump(mode="json"),
                 )
-                .close(_CRISIS_CHASERS, TaskStatus.COMPLETED)
+                .close_for(StepName.REGISTER_CRISIS_PLAN)
                 .commit()
             )
         return self.status()
@@ -418,7 +407,7 @@ class RopPathway(PathwayWatchers):
                 new_step(
                     EventKind.MEASURE_STARTED, actor=step.by, details=step.model_dump(mode="json")
                 )
-                .close([TaskKind.START_MEASURE], TaskStatus.COMPLETED, reference=step.measure_id)
+                .close_for(StepName.START_MEASURE, reference=step.measure_id)
                 .commit()
             )
         return self.status()
@@ -442,7 +431,7 @@ class RopPathway(PathwayWatchers):
             self._entry(step.measure_id).status = MeasureStatus.COMPLETED
             recorded = new_step(
                 EventKind.MEASURE_COMPLETED, actor=step.by, details=step.model_dump(mode="json")
-            ).close([TaskKind.START_MEASURE], TaskStatus.COMPLETED, reference=step.measure_id)
+            ).close_for(StepName.COMPLETE_MEASURE, reference=step.measure_id)
             self._release_ready_measures(recorded, actor=step.by)
             await recorded.commit()
         return self.status()
@@ -471,9 +460,7 @@ class RopPathway(PathwayWatchers):
                 EventKind.MEASURE_CANCELLED,
                 actor=cancellation.by,
                 details=cancellation.model_dump(mode="json"),
-            ).close(
-                [TaskKind.START_MEASURE], TaskStatus.CANCELLED, reference=cancellation.measure_id
-            )
+            ).close_for(StepName.CANCEL_MEASURE, reference=cancellation.measure_id)
             self._release_ready_measures(step, actor=cancellation.by)
             await step.commit()
         return self.status()
@@ -539,7 +526,7 @@ class RopPathway(PathwayWatchers):
                     overdue=self._overdue(),
                 ),
                 details=review.model_dump(mode="json"),
-            ).close(_REVIEW_CHASERS, TaskStatus.COMPLETED)
+            ).close_for(StepName.COMPLETE_REVIEW)
             if review.revised_plan is not None:
                 step.event(
                     EventKind.PLAN_REVISED,
@@ -655,7 +642,7 @@ class RopPathway(PathwayWatchers):
             phase=s.phase,
             received_at=self._referral.received_at,
             meeting_deadline=self._deadline,
-            reminder_at=self._reminder_instant(self._deadline),
+            reminder_at=deadlines.reminder_at(self._deadline, self._settings),
             escalation_at=self._escalation_at,
             crisis_plan_deadline=self._crisis_plan_deadline(s),
             overdue=bool(overdue),
@@ -685,7 +672,7 @@ class RopPathway(PathwayWatchers):
                 message=messages.start_measure(
                     self._referral.referral_id, measure.id, measure.kind.value
                 ),
-                external=measure.provider.value != self._referral.receiving_unit.value,
+                party_unit=measure.provider.value,
                 reference=measure.id,
             ).event(
                 EventKind.MEASURE_READY,
@@ -729,23 +716,21 @@ class RopPathway(PathwayWatchers):
         assert closure is not None
         step.close(None, TaskStatus.CANCELLED)
         message = messages.pathway_closed(self._referral.referral_id, closure.reason.value)
-        own_unit = self._referral.receiving_unit.value
-        parties = [(self._referral.responsible_clinician, False)]
+        # Each party once, with the unit or organisation they are of.
+        parties = [(self._referral.responsible_clinician, self._referral.receiving_unit.value)]
         if self._s.invite:
-            parties += [
-                (p.address, self._is_external(p)) for p in self._s.invite.invite.participants
-            ]
+            parties += [(p.address, p.role.value) for p in self._s.invite.invite.participants]
         parties += [
-            (e.measure.responsible, e.measure.provider.value != own_unit)
+            (e.measure.responsible, e.measure.provider.value)
             for e in self._s.measures
             if e.status not in SETTLED
         ]
         told: set[str] = set()
-        for recipient, external in parties:
+        for recipient, unit in parties:
             if recipient not in told:
                 told.add(recipient)
                 step.notify(
-                    TaskKind.PATHWAY_CLOSED, recipient=recipient, message=message, external=external
+                    TaskKind.PATHWAY_CLOSED, recipient=recipient, message=message, party_unit=unit
                 )
 
     # --- Helpers -------------------------------------------------------------------------

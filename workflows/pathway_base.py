@@ -13,17 +13,15 @@ refused); the status query, search attributes and timers go by the recorded one.
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from datetime import date, datetime, time
+from datetime import date, datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from rop_domain import calendar
+    from rop_domain import deadlines
     from rop_domain.models import (
         FINAL_PHASES,
-        Participant,
-        ParticipantRole,
         PathwaySettings,
         Referral,
     )
@@ -139,28 +137,11 @@ class PathwayBase:
             crisis_plan=self._crisis_plan_deadline(state),
         )
 
-    def _reminder_instant(self, deadline: date) -> datetime:
-        return calendar.reminder_instant(
-            deadline,
-            self._settings.reminder_working_days_before,
-            time(self._settings.reminder_hour),
-            self._settings.working_day_rule,
-        )
-
     def _crisis_plan_deadline(self, state: PathwayState | None = None) -> date | None:
         meeting = (state or self._s).meeting
         if meeting is None:
             return None
-        return calendar.add_working_days(
-            calendar.local_date(meeting.held_at),
-            self._settings.crisis_plan_working_days,
-            self._settings.working_day_rule,
-        )
-
-    def _is_external(self, participant: Participant) -> bool:
-        """Outside the receiving unit: everyone but the unit's own specialist service."""
-        own = ParticipantRole(self._referral.receiving_unit.value.lower())
-        return participant.role is not own
+        return deadlines.crisis_plan_deadline(meeting.held_at, self._settings)
 
     def _publish_before_record(self) -> None:
         """Where runs from before `RECORD_FIRST` published a step's change: replay them so."""

@@ -16,7 +16,7 @@ from datetime import date, datetime, time
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from rop_domain import calendar
+    from rop_domain import calendar, deadlines
     from rop_domain.commands import EventKind, SummaryChange, TaskKind
     from rop_domain.models import (
         Phase,
@@ -88,7 +88,12 @@ class PathwayWatchers(PathwayBase):
             settled,
             chase,
             [
-                ("reminded", self._reminder_instant(deadline), f"remind: {label}", remind),
+                (
+                    "reminded",
+                    deadlines.reminder_at(deadline, self._settings),
+                    f"remind: {label}",
+                    remind,
+                ),
                 ("escalated", calendar.end_of_day(deadline), f"escalate: {label}", escalate),
             ],
         )
@@ -123,7 +128,7 @@ class PathwayWatchers(PathwayBase):
     ) -> None:
         await (
             self._effects.step(event, actor=SYSTEM_ACTOR, change=change)
-            .notify(task, recipient=recipient, message=message, external=False, due_at=due_at)
+            .notify(task, recipient=recipient, message=message, due_at=due_at)
             .commit()
         )
 
