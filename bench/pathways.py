@@ -55,6 +55,7 @@ from rop_domain.models import (
     ValidationPolicy,
     parse_referral,
 )
+from rop_domain.steps import StepName
 from rop_runtime.client import data_converter
 from rop_runtime.codec import EncryptionCodec
 from rop_runtime.settings import RopSettings
@@ -101,7 +102,8 @@ async def one_pathway(pathways: Pathways, timer: Timer) -> str:
     )
     workflow_id = (await pathways.submit(referral)).workflow_id
     await timer(
-        pathways.assess(
+        pathways.send(
+            StepName.ASSESS,
             workflow_id,
             Assessment(
                 assessor=CLINICIAN, decision=AssessmentDecision.IN_TARGET_GROUP, reason="bench"
@@ -109,7 +111,8 @@ async def one_pathway(pathways: Pathways, timer: Timer) -> str:
         )
     )
     await timer(
-        pathways.invite_to_meeting(
+        pathways.send(
+            StepName.INVITE_TO_MEETING,
             workflow_id,
             MeetingInvite(
                 invited_by=CLINICIAN,
@@ -122,7 +125,8 @@ async def one_pathway(pathways: Pathways, timer: Timer) -> str:
         )
     )
     await timer(
-        pathways.record_meeting(
+        pathways.send(
+            StepName.RECORD_MEETING,
             workflow_id,
             MeetingOutcome(
                 recorded_by=CLINICIAN,
@@ -150,7 +154,8 @@ async def one_pathway(pathways: Pathways, timer: Timer) -> str:
         )
     )
     await timer(
-        pathways.register_crisis_plan(
+        pathways.send(
+            StepName.REGISTER_CRISIS_PLAN,
             workflow_id,
             CrisisPlan(
                 registered_by=CLINICIAN,
@@ -162,13 +167,17 @@ async def one_pathway(pathways: Pathways, timer: Timer) -> str:
         )
     )
     await timer(
-        pathways.complete_review(
-            workflow_id, Review(reviewed_by=CLINICIAN, outcome=ReviewOutcome.CONTINUE)
+        pathways.send(
+            StepName.COMPLETE_REVIEW,
+            workflow_id,
+            Review(reviewed_by=CLINICIAN, outcome=ReviewOutcome.CONTINUE),
         )
     )
     await timer(
-        pathways.close_pathway(
-            workflow_id, Closure(closed_by=CLINICIAN, reason=ClosureReason.COMPLETED)
+        pathways.send(
+            StepName.CLOSE_PATHWAY,
+            workflow_id,
+            Closure(closed_by=CLINICIAN, reason=ClosureReason.COMPLETED),
         )
     )
     return workflow_id

@@ -129,7 +129,7 @@ class Review(StrictModel):
     review_number: int | None = Field(
         default=None,
         ge=1,
-        description="The review this completes (the status's state.review.number): a late "
+        description="The review this completes (the status's review.number): a late "
         "repeat for a review already completed is refused",
     )
     next_interval_weeks: int | None = Field(default=None, ge=1, le=52)

@@ -8,13 +8,12 @@ pathway can run for years in short Temporal runs.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
+from rop_domain.commands import TaskKind
 from rop_domain.followup import Closure, CrisisPlan, Measure, MeetingOutcome, Objection
 from rop_domain.models import (
-    DueItem,
     Participant,
     PathwaySettings,
     Phase,
@@ -24,6 +23,7 @@ from rop_domain.models import (
     StrictModel,
 )
 from rop_domain.plan import MeasureStatus
+from rop_domain.view import OpenTask
 
 
 class MutableModel(BaseModel):
@@ -67,8 +67,8 @@ class KeptAnswer(MutableModel):
     """The first answer to an accepted Update, for a repeat of its id in a later run.
 
     Temporal de-duplicates Update ids within one run only; the answers travel in the state
-    across continue-as-new. The answer is a `PathwayStatus` as JSON (its state without
-    these answers), kept as a string: copied by reference, never nested.
+    across continue-as-new. The answer is a `PathwayStatus` (`rop_domain.view`) as JSON,
+    kept as a string: copied by reference, never nested.
     """
 
     update_id: str
@@ -103,6 +103,11 @@ class PathwayState(MutableModel):
     failed_deliveries: list[str] = Field(
         default_factory=list, description="Keys of tasks no channel could deliver"
     )
+    open_tasks: list[OpenTask] = Field(
+        default_factory=list,
+        description="Tasks raised and not yet closed that someone must act on (runs from "
+        "before this field list only those raised since)",
+    )
     answers: list[KeptAnswer] = Field(
         default_factory=list, description="Recent Updates' first answers, by Update id"
     )
@@ -125,35 +130,19 @@ class PathwayState(MutableModel):
     def statuses(self) -> dict[str, MeasureStatus]:
         return {e.measure.id: e.status for e in self.measures}
 
+    def task_raised(self, task: OpenTask) -> None:
+        self.open_tasks.append(task)
 
-class PathwayStatus(StrictModel):
-    """The answer to the `status` query and to every Update: the state, and what it means."""
-
-    workflow_id: str
-    referral_id: str
-    phase: Phase
-    received_at: datetime
-    meeting_deadline: date
-    reminder_at: datetime
-    escalation_at: datetime
-    crisis_plan_deadline: date | None
-    overdue: bool
-    overdue_items: list[str]
-    reminder_sent: bool
-    recommended_participants: list[Participant]
-    assessment: RecordedAssessment | None
-    invite: RecordedInvite | None
-    state: PathwayState
-    done: list[str]
-    due: list[DueItem]
-    recording_stalled: bool = Field(
-        default=False, description="The record service has kept failing; steps wait for it"
-    )
-
-    @field_serializer("state")
-    def _state_without_answers(self, state: PathwayState, info: SerializationInfo) -> Any:
-        # The kept answers are the workflow's own bookkeeping, and each is a status itself.
-        return state.model_dump(mode=info.mode, exclude={"answers"})
+    def tasks_closed(self, kinds: list[TaskKind] | None, reference: str | None) -> None:
+        """Forget the open tasks a step closed: of `kinds` (all if None), of one reference."""
+        self.open_tasks = [
+            t
+            for t in self.open_tasks
+            if not (
+                (kinds is None or t.kind in kinds)
+                and (reference is None or t.reference == reference)
+            )
+        ]
 
 
 class PathwayOutcome(StrictModel):

@@ -106,14 +106,6 @@ def _one_line(error: ValidationError) -> str:
 # --- parser -----------------------------------------------------------------------------
 
 
-def _keyed(step: argparse.ArgumentParser) -> None:
-    step.add_argument(
-        "--idempotency-key",
-        help="send the step under this key: sent again with the same key, it is applied once "
-        "(default: a new key, printed if the pathway does not answer)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rop", description="Run the ROP patient pathway.")
     commands = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
@@ -131,98 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("file")
 
-    assess = command("assess", steps.assess, "assess a referral: in or out of the target group")
-    assess.add_argument("workflow_id")
-    _keyed(assess)
-    assess.add_argument("--assessor", required=True, help="the assessing clinician's id (HPR)")
-    assess.add_argument("--decision", required=True, help="in-target-group | not-in-target-group")
-    assess.add_argument("--reason", required=True)
-
-    invite = command("invite", steps.invite, "invite the parties to the avklaringsmøte")
-    invite.add_argument("workflow_id")
-    _keyed(invite)
-    invite.add_argument("--by", required=True, help="the inviting clinician's id")
-    invite.add_argument("--at", required=True, help="meeting time, ISO 8601 with time zone")
-    invite.add_argument("--location")
-    invite.add_argument("--video-link")
-    invite.add_argument(
-        "--participant", action="append", default=[], help="ROLE:NAME:ADDRESS (repeatable)"
-    )
-    invite.add_argument(
-        "--recommended", action="store_true", help="invite the recommended participants too"
-    )
-
-    meeting = command("meeting", steps.meeting, "record the avklaringsmøte and what it decided")
-    meeting.add_argument("workflow_id")
-    _keyed(meeting)
-    meeting.add_argument("--by", required=True, help="who records it")
-    meeting.add_argument("--held-at", required=True, help="ISO 8601 with time zone")
-    meeting.add_argument("--attendee", action="append", default=[], help="repeatable")
-    meeting.add_argument("--koordinator", required=True, help="the appointed koordinator (id)")
-    meeting.add_argument("--individual-plan", required=True, help="offered | accepted | declined")
-    meeting.add_argument("--crisis-plan-responsible", required=True, help="id")
-    meeting.add_argument("--review-weeks", type=int, default=12, help="review interval")
-    meeting.add_argument("--measures", help="JSON file: a list of measures")
-
-    crisis = command("crisis-plan", steps.crisis_plan, "register a version of the kriseplan")
-    crisis.add_argument("workflow_id")
-    _keyed(crisis)
-    crisis.add_argument("--by", required=True)
-    crisis.add_argument("--version", type=int, required=True)
-    crisis.add_argument("--made-with-patient", action="store_true")
-    crisis.add_argument("--relatives-involved", action="store_true")
-    crisis.add_argument("--next-revision", required=True, help="YYYY-MM-DD")
-
-    measure = command("measure", steps.measure, "start, complete or cancel a measure")
-    measure.add_argument("action", choices=["start", "complete", "cancel"])
-    measure.add_argument("workflow_id")
-    _keyed(measure)
-    measure.add_argument("measure_id")
-    measure.add_argument("--by", required=True)
-    measure.add_argument("--note")
-    measure.add_argument("--reason", help="why (cancel)")
-
-    plan = commands.add_parser("plan", help="the plan of measures").add_subparsers(
-        dest="plan_command", required=True, metavar="COMMAND"
-    )
-    revise = command("revise", steps.revise_plan, "replace the plan of measures", plan)
-    revise.add_argument("workflow_id")
-    _keyed(revise)
-    revise.add_argument("--by", required=True)
-    revise.add_argument("--reason", required=True)
-    revise.add_argument("--measures", required=True, help="JSON file: a list of measures")
-
-    review = command("review", steps.review, "record a periodic review (evaluering)")
-    review.add_argument("workflow_id")
-    _keyed(review)
-    review.add_argument("--by", required=True)
-    review.add_argument("--outcome", required=True, help="continue | revise-plan | end-pathway")
-    review.add_argument("--next-weeks", type=int)
-    review.add_argument("--measures", help="JSON file with the revised plan (revise-plan)")
-    review.add_argument("--note")
-    review.add_argument(
-        "--review-number",
-        type=int,
-        help="the review this completes (state.review.number in `rop status`); "
-        "refused if that review is already completed",
-    )
-
-    objection = command("objection", steps.objection, "record the patient's objection to sharing")
-    objection.add_argument("workflow_id")
-    _keyed(objection)
-    objection.add_argument("--by", required=True)
-    objection.add_argument("--note")
-
-    close = command("close", steps.close, "close the pathway")
-    close.add_argument("workflow_id")
-    _keyed(close)
-    close.add_argument("--by", required=True)
-    close.add_argument(
-        "--reason",
-        required=True,
-        help="completed | transferred | moved | deceased | declined-by-patient | other",
-    )
-    close.add_argument("--note")
+    steps.add_step_commands(commands)
 
     indicators = command(
         "indicators", operations.indicators, "the region's indicators from the records"
@@ -247,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     complete = command(
         "complete",
-        operations.complete_task,
+        steps.complete_task,
         "complete a task; a step's task takes that step's options (see `rop assess --help`...)",
         task,
     )

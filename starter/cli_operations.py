@@ -78,33 +78,6 @@ async def tasks(args: argparse.Namespace, settings: RopSettings) -> None:
         )
 
 
-async def complete_task(args: argparse.Namespace, settings: RopSettings) -> None:
-    import asyncpg
-
-    from starter.task_list import STEP_COMMANDS, complete_informational, find_task
-
-    connection = await asyncpg.connect(require_database(settings))
-    try:
-        task = await find_task(connection, args.task_id)
-        if task is None:
-            raise UsageError(f"no task {args.task_id}")
-        if task.status != "requested":
-            raise UsageError(f"task {args.task_id} is already {task.status}")
-        command = STEP_COMMANDS.get(task.kind)
-        if command is None:
-            await complete_informational(connection, args.task_id)
-            print(f"task {args.task_id} completed")
-            return
-    finally:
-        await connection.close()
-    # The step the task stands for, through the same command and Update as ever.
-    from starter.cli import build_parser
-
-    reference = [task.reference] if task.reference else []
-    step = build_parser().parse_args([*command, task.workflow_id, *reference, *args.step_arguments])
-    await step.handler(step, settings)
-
-
 async def resend(args: argparse.Namespace, settings: RopSettings) -> None:
     import asyncpg
 

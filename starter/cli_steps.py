@@ -1,15 +1,20 @@
-"""`rop` commands that drive a pathway: each validates its input, then calls the same
-`starter.pathways.Pathways` API a backend service would import."""
+"""`rop` commands that drive a pathway, one per step of the registry (`rop_domain.steps`):
+each reads its options into the step's body, then sends it through the same
+`starter.pathways.Pathways.send` a backend service would import. `rop task complete` takes
+a task's step with the same options (`complete_task`)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from rop_domain.followup import (
     Closure,
@@ -23,9 +28,18 @@ from rop_domain.followup import (
     Review,
 )
 from rop_domain.models import Assessment, MeetingInvite, Referral, parse_referral
+from rop_domain.steps import STEP, STEPS, StepName
+from rop_domain.tasks import step_for
 from rop_runtime.settings import RopSettings
-from starter.cli_support import UsageError, connect_pathways, print_model, update_id
+from starter.cli_support import (
+    UsageError,
+    connect_pathways,
+    print_model,
+    require_database,
+    update_id,
+)
 from starter.json_keys import duplicate_key
+from starter.pathways import Pathways
 
 
 async def submit(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -53,24 +67,40 @@ def _read_referral(raw: bytes, settings: RopSettings) -> Referral:
         raise UsageError(f"invalid ServiceRequest: {error}") from None
 
 
-async def assess(args: argparse.Namespace, settings: RopSettings) -> None:
-    assessment = Assessment.model_validate(
+# --- each step's options, and the body they make ----------------------------------------
+
+
+def _assess_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--assessor", required=True, help="the assessing clinician's id (HPR)")
+    parser.add_argument("--decision", required=True, help="in-target-group | not-in-target-group")
+    parser.add_argument("--reason", required=True)
+
+
+async def _assessment(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return Assessment.model_validate(
         {"assessor": args.assessor, "decision": args.decision, "reason": args.reason}
     )
-    print_model(
-        await (await connect_pathways(settings)).assess(
-            args.workflow_id, assessment, update_id=update_id(args)
-        )
+
+
+def _invite_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True, help="the inviting clinician's id")
+    parser.add_argument("--at", required=True, help="meeting time, ISO 8601 with time zone")
+    parser.add_argument("--location")
+    parser.add_argument("--video-link")
+    parser.add_argument(
+        "--participant", action="append", default=[], help="ROLE:NAME:ADDRESS (repeatable)"
+    )
+    parser.add_argument(
+        "--recommended", action="store_true", help="invite the recommended participants too"
     )
 
 
-async def invite(args: argparse.Namespace, settings: RopSettings) -> None:
-    pathways = await connect_pathways(settings)
+async def _invite(args: argparse.Namespace, pathways: Pathways) -> BaseModel:
     participants: list[Any] = [_participant(text) for text in args.participant]
     if args.recommended:
         status = await pathways.status(args.workflow_id)
         participants += [p.model_dump() for p in status.recommended_participants]
-    invite = MeetingInvite.model_validate(
+    return MeetingInvite.model_validate(
         {
             "invited_by": args.by,
             "meeting_at": args.at,
@@ -78,9 +108,6 @@ async def invite(args: argparse.Namespace, settings: RopSettings) -> None:
             "video_link": args.video_link,
             "participants": participants,
         }
-    )
-    print_model(
-        await pathways.invite_to_meeting(args.workflow_id, invite, update_id=update_id(args))
     )
 
 
@@ -94,8 +121,19 @@ def _participant(text: str) -> dict[str, str]:
     return {"role": role, "name": name, "address": address}
 
 
-async def meeting(args: argparse.Namespace, settings: RopSettings) -> None:
-    outcome = MeetingOutcome.model_validate(
+def _meeting_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True, help="who records it")
+    parser.add_argument("--held-at", required=True, help="ISO 8601 with time zone")
+    parser.add_argument("--attendee", action="append", default=[], help="repeatable")
+    parser.add_argument("--koordinator", required=True, help="the appointed koordinator (id)")
+    parser.add_argument("--individual-plan", required=True, help="offered | accepted | declined")
+    parser.add_argument("--crisis-plan-responsible", required=True, help="id")
+    parser.add_argument("--review-weeks", type=int, default=12, help="review interval")
+    parser.add_argument("--measures", help="JSON file: a list of measures")
+
+
+async def _meeting(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return MeetingOutcome.model_validate(
         {
             "recorded_by": args.by,
             "held_at": args.held_at,
@@ -106,11 +144,6 @@ async def meeting(args: argparse.Namespace, settings: RopSettings) -> None:
             "review_interval_weeks": args.review_weeks,
             "measures": _measures(args.measures),
         }
-    )
-    print_model(
-        await (await connect_pathways(settings)).record_meeting(
-            args.workflow_id, outcome, update_id=update_id(args)
-        )
     )
 
 
@@ -132,8 +165,16 @@ def _refuse_duplicate_keys(raw: bytes, what: str) -> None:
         raise UsageError(f"invalid {what}: {key!r} is given more than once in one JSON object")
 
 
-async def crisis_plan(args: argparse.Namespace, settings: RopSettings) -> None:
-    plan = CrisisPlan.model_validate(
+def _crisis_plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True)
+    parser.add_argument("--version", type=int, required=True)
+    parser.add_argument("--made-with-patient", action="store_true")
+    parser.add_argument("--relatives-involved", action="store_true")
+    parser.add_argument("--next-revision", required=True, help="YYYY-MM-DD")
+
+
+async def _crisis_plan(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return CrisisPlan.model_validate(
         {
             "registered_by": args.by,
             "version": args.version,
@@ -142,44 +183,58 @@ async def crisis_plan(args: argparse.Namespace, settings: RopSettings) -> None:
             "next_revision": args.next_revision,
         }
     )
-    pathways = await connect_pathways(settings)
-    print_model(
-        await pathways.register_crisis_plan(args.workflow_id, plan, update_id=update_id(args))
-    )
 
 
-async def measure(args: argparse.Namespace, settings: RopSettings) -> None:
-    pathways = await connect_pathways(settings)
-    if args.action == "cancel":
-        if not args.reason:
-            raise UsageError("measure cancel needs --reason")
-        cancellation = MeasureCancellation(
-            measure_id=args.measure_id, by=args.by, reason=args.reason
-        )
-        print_model(
-            await pathways.cancel_measure(args.workflow_id, cancellation, update_id=update_id(args))
-        )
-        return
-    step = MeasureStep.model_validate(
+def _measure_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("measure_id")
+    parser.add_argument("--by", required=True)
+    parser.add_argument("--note")
+
+
+async def _measure_step(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return MeasureStep.model_validate(
         {"measure_id": args.measure_id, "by": args.by, "note": args.note}
     )
-    act = pathways.start_measure if args.action == "start" else pathways.complete_measure
-    print_model(await act(args.workflow_id, step, update_id=update_id(args)))
 
 
-async def revise_plan(args: argparse.Namespace, settings: RopSettings) -> None:
-    revision = PlanRevision(
-        revised_by=args.by, reason=args.reason, measures=_measures(args.measures)
+def _cancel_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("measure_id")
+    parser.add_argument("--by", required=True)
+    parser.add_argument("--reason", required=True, help="why the measure is cancelled")
+
+
+async def _cancellation(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return MeasureCancellation.model_validate(
+        {"measure_id": args.measure_id, "by": args.by, "reason": args.reason}
     )
-    print_model(
-        await (await connect_pathways(settings)).revise_plan(
-            args.workflow_id, revision, update_id=update_id(args)
-        )
+
+
+def _revise_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True)
+    parser.add_argument("--reason", required=True)
+    parser.add_argument("--measures", required=True, help="JSON file: a list of measures")
+
+
+async def _revision(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return PlanRevision(revised_by=args.by, reason=args.reason, measures=_measures(args.measures))
+
+
+def _review_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True)
+    parser.add_argument("--outcome", required=True, help="continue | revise-plan | end-pathway")
+    parser.add_argument("--next-weeks", type=int)
+    parser.add_argument("--measures", help="JSON file with the revised plan (revise-plan)")
+    parser.add_argument("--note")
+    parser.add_argument(
+        "--review-number",
+        type=int,
+        help="the review this completes (review.number in `rop status`); "
+        "refused if that review is already completed",
     )
 
 
-async def review(args: argparse.Namespace, settings: RopSettings) -> None:
-    review = Review.model_validate(
+async def _review(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return Review.model_validate(
         {
             "reviewed_by": args.by,
             "outcome": args.outcome,
@@ -189,31 +244,134 @@ async def review(args: argparse.Namespace, settings: RopSettings) -> None:
             "review_number": args.review_number,
         }
     )
-    print_model(
-        await (await connect_pathways(settings)).complete_review(
-            args.workflow_id, review, update_id=update_id(args)
+
+
+def _objection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True)
+    parser.add_argument("--note")
+
+
+async def _objection(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return Objection.model_validate({"recorded_by": args.by, "note": args.note})
+
+
+def _close_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True)
+    parser.add_argument(
+        "--reason",
+        required=True,
+        help="completed | transferred | moved | deceased | declined-by-patient | other",
+    )
+    parser.add_argument("--note")
+
+
+async def _closure(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return Closure.model_validate({"closed_by": args.by, "reason": args.reason, "note": args.note})
+
+
+@dataclass(frozen=True)
+class CliStep:
+    """A step's own options, and how they make the step's body."""
+
+    options: Callable[[argparse.ArgumentParser], None]
+    body: Callable[[argparse.Namespace, Pathways], Awaitable[BaseModel]]
+    help: str
+
+
+CLI_STEPS: dict[StepName, CliStep] = {
+    StepName.ASSESS: CliStep(
+        _assess_options, _assessment, "assess a referral: in or out of the target group"
+    ),
+    StepName.INVITE_TO_MEETING: CliStep(
+        _invite_options, _invite, "invite the parties to the avklaringsmøte"
+    ),
+    StepName.RECORD_MEETING: CliStep(
+        _meeting_options, _meeting, "record the avklaringsmøte and what it decided"
+    ),
+    StepName.REGISTER_CRISIS_PLAN: CliStep(
+        _crisis_plan_options, _crisis_plan, "register a version of the kriseplan"
+    ),
+    StepName.START_MEASURE: CliStep(_measure_options, _measure_step, "a measure has started"),
+    StepName.COMPLETE_MEASURE: CliStep(_measure_options, _measure_step, "a measure is completed"),
+    StepName.CANCEL_MEASURE: CliStep(_cancel_options, _cancellation, "a measure is cancelled"),
+    StepName.REVISE_PLAN: CliStep(_revise_options, _revision, "replace the plan of measures"),
+    StepName.COMPLETE_REVIEW: CliStep(
+        _review_options, _review, "record a periodic review (evaluering)"
+    ),
+    StepName.RECORD_OBJECTION: CliStep(
+        _objection_options, _objection, "record the patient's objection to sharing"
+    ),
+    StepName.CLOSE_PATHWAY: CliStep(_close_options, _closure, "close the pathway"),
+}
+
+COMMAND_GROUPS = {
+    "measure": "start, complete or cancel a measure",
+    "plan": "the plan of measures",
+}
+"""The commands that group steps (`rop measure start`, `rop plan revise`)."""
+
+
+def add_step_commands(commands: Any) -> None:
+    """One command per step of the registry, under `commands` (argparse subparsers)."""
+    groups: dict[str, Any] = {}
+    for step in STEPS:
+        parent = commands
+        if len(step.command) == 2:
+            group = step.command[0]
+            if group not in groups:
+                groups[group] = commands.add_parser(
+                    group, help=COMMAND_GROUPS[group], description=COMMAND_GROUPS[group]
+                ).add_subparsers(dest=f"{group}_command", required=True, metavar="COMMAND")
+            parent = groups[group]
+        cli = CLI_STEPS[step.name]
+        command = parent.add_parser(step.command[-1], help=cli.help, description=cli.help)
+        command.set_defaults(handler=functools.partial(take_step, step.name))
+        command.add_argument("workflow_id")
+        command.add_argument(
+            "--idempotency-key",
+            help="send the step under this key: sent again with the same key, it is applied "
+            "once (default: a new key, printed if the pathway does not answer)",
         )
-    )
+        cli.options(command)
 
 
-async def objection(args: argparse.Namespace, settings: RopSettings) -> None:
-    objection = Objection.model_validate({"recorded_by": args.by, "note": args.note})
-    print_model(
-        await (await connect_pathways(settings)).record_objection(
-            args.workflow_id, objection, update_id=update_id(args)
-        )
-    )
+async def take_step(step: StepName, args: argparse.Namespace, settings: RopSettings) -> None:
+    """Send the step the command line describes; print the pathway's answer."""
+    pathways = await connect_pathways(settings)
+    body = await CLI_STEPS[step].body(args, pathways)
+    print_model(await pathways.send(step, args.workflow_id, body, update_id=update_id(args)))
 
 
-async def close(args: argparse.Namespace, settings: RopSettings) -> None:
-    closure = Closure.model_validate(
-        {"closed_by": args.by, "reason": args.reason, "note": args.note}
+async def complete_task(args: argparse.Namespace, settings: RopSettings) -> None:
+    """`rop task complete ID [the step's options]`: the step the task stands for, or, for a
+    task that only informs, the task marked completed."""
+    import asyncpg
+
+    from starter.task_list import complete_informational, find_task
+
+    connection = await asyncpg.connect(require_database(settings))
+    try:
+        task = await find_task(connection, args.task_id)
+        if task is None:
+            raise UsageError(f"no task {args.task_id}")
+        if task.status != "requested":
+            raise UsageError(f"task {args.task_id} is already {task.status}")
+        step = step_for(task.kind)
+        if step is None:
+            await complete_informational(connection, args.task_id)
+            print(f"task {args.task_id} completed")
+            return
+    finally:
+        await connection.close()
+    options = argparse.ArgumentParser(
+        prog=f"rop task complete {args.task_id}",
+        description=f"a {task.kind.value} task: {STEP[step].action} ({CLI_STEPS[step].help})",
     )
-    print_model(
-        await (await connect_pathways(settings)).close_pathway(
-            args.workflow_id, closure, update_id=update_id(args)
-        )
-    )
+    CLI_STEPS[step].options(options)
+    given = [task.reference] if task.reference else []
+    step_args = options.parse_args([*given, *args.step_arguments])
+    step_args.workflow_id, step_args.idempotency_key = task.workflow_id, None
+    await take_step(step, step_args, settings)
 
 
 async def status(args: argparse.Namespace, settings: RopSettings) -> None:

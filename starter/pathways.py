@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -26,25 +27,10 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from rop_domain.deadlines import meeting_deadline
-from rop_domain.followup import (
-    Closure,
-    CrisisPlan,
-    MeasureCancellation,
-    MeasureStep,
-    MeetingOutcome,
-    Objection,
-    PlanRevision,
-    Review,
-)
-from rop_domain.models import (
-    Assessment,
-    MeetingInvite,
-    PathwaySettings,
-    Phase,
-    Referral,
-    StrictModel,
-)
-from rop_domain.state import PathwayInput, PathwayStatus
+from rop_domain.models import PathwaySettings, Phase, Referral, StrictModel
+from rop_domain.state import PathwayInput
+from rop_domain.steps import STEP, StepName
+from rop_domain.view import PathwayStatus
 from workflows import search_attributes
 from workflows.pathway import TASK_QUEUE, RopPathway
 
@@ -169,77 +155,28 @@ class Pathways:
             return Submitted(workflow_id=workflow_id, created=False)
         return Submitted(workflow_id=workflow_id, created=True)
 
-    async def assess(
-        self, workflow_id: str, assessment: Assessment, *, update_id: str | None = None
+    async def send(
+        self,
+        step: StepName,
+        workflow_id: str,
+        body: BaseModel,
+        *,
+        update_id: str | None = None,
     ) -> PathwayStatus:
-        """Record the assessment: in or out of the target group."""
-        return await self._update(workflow_id, RopPathway.assess, assessment, update_id)
+        """Take a step (`rop_domain.steps`): its Update, with `body` as its argument.
 
-    async def invite_to_meeting(
-        self, workflow_id: str, invite: MeetingInvite, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """Send the invitation to the first clarification meeting."""
-        return await self._update(workflow_id, RopPathway.invite_to_meeting, invite, update_id)
-
-    async def record_meeting(
-        self, workflow_id: str, outcome: MeetingOutcome, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """Record the clarification meeting and what it decided."""
-        return await self._update(workflow_id, RopPathway.record_meeting, outcome, update_id)
-
-    async def register_crisis_plan(
-        self, workflow_id: str, plan: CrisisPlan, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """Register a new version of the crisis plan."""
-        return await self._update(workflow_id, RopPathway.register_crisis_plan, plan, update_id)
-
-    async def start_measure(
-        self, workflow_id: str, step: MeasureStep, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """A measure has started."""
-        return await self._update(workflow_id, RopPathway.start_measure, step, update_id)
-
-    async def complete_measure(
-        self, workflow_id: str, step: MeasureStep, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """A measure is completed."""
-        return await self._update(workflow_id, RopPathway.complete_measure, step, update_id)
-
-    async def cancel_measure(
-        self, workflow_id: str, cancellation: MeasureCancellation, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """A measure is cancelled."""
-        return await self._update(workflow_id, RopPathway.cancel_measure, cancellation, update_id)
-
-    async def revise_plan(
-        self, workflow_id: str, revision: PlanRevision, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """Replace the plan of measures."""
-        return await self._update(workflow_id, RopPathway.revise_plan, revision, update_id)
-
-    async def complete_review(
-        self, workflow_id: str, review: Review, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """Record a periodic review."""
-        return await self._update(workflow_id, RopPathway.complete_review, review, update_id)
-
-    async def record_objection(
-        self, workflow_id: str, objection: Objection, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """The patient objects to sharing with cooperating services."""
-        return await self._update(workflow_id, RopPathway.record_objection, objection, update_id)
-
-    async def close_pathway(
-        self, workflow_id: str, closure: Closure, *, update_id: str | None = None
-    ) -> PathwayStatus:
-        """End the pathway."""
-        return await self._update(workflow_id, RopPathway.close_pathway, closure, update_id)
+        With `update_id`, the step is applied once however often it is sent.
+        """
+        expected = STEP[step].body
+        if not isinstance(body, expected):
+            raise TypeError(f"{step.value} takes a {expected.__name__}, not {type(body).__name__}")
+        return await self._update(workflow_id, step.value, body, update_id)
 
     async def resend_notification(
         self, workflow_id: str, task_key: str, *, update_id: str | None = None
     ) -> PathwayStatus:
         """Deliver again a task whose delivery failed."""
-        return await self._update(workflow_id, RopPathway.resend_notification, task_key, update_id)
+        return await self._update(workflow_id, "resend_notification", task_key, update_id)
 
     async def status(self, workflow_id: str) -> PathwayStatus:
         """The pathway's phase, deadline, what is done and what is due."""
@@ -297,7 +234,7 @@ class Pathways:
         return found
 
     async def _update(
-        self, workflow_id: str, update: Any, argument: Any, update_id: str | None = None
+        self, workflow_id: str, update: str, argument: Any, update_id: str | None = None
     ) -> PathwayStatus:
         """Send the Update and wait for its answer, at most `answer_timeout`.
 
@@ -308,7 +245,7 @@ class Pathways:
         handle = self._client.get_workflow_handle_for(RopPathway.run, workflow_id)
         try:
             status: PathwayStatus = await asyncio.wait_for(
-                handle.execute_update(update, argument, id=update_id),
+                handle.execute_update(update, argument, id=update_id, result_type=PathwayStatus),
                 self._answer_timeout.total_seconds(),
             )
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):

@@ -16,21 +16,6 @@ from activities.database import Connection
 from rop_domain.commands import TaskKind
 from rop_domain.models import StrictModel
 
-STEP_COMMANDS: dict[TaskKind, list[str]] = {
-    TaskKind.ASSESS_REFERRAL: ["assess"],
-    TaskKind.INVITE_TO_MEETING_REMINDER: ["invite"],
-    TaskKind.MEETING_DEADLINE_ESCALATION: ["invite"],
-    TaskKind.MAKE_CRISIS_PLAN: ["crisis-plan"],
-    TaskKind.CRISIS_PLAN_REMINDER: ["crisis-plan"],
-    TaskKind.CRISIS_PLAN_ESCALATION: ["crisis-plan"],
-    TaskKind.REVISE_CRISIS_PLAN: ["crisis-plan"],
-    TaskKind.START_MEASURE: ["measure", "start"],
-    TaskKind.HOLD_REVIEW: ["review"],
-    TaskKind.REVIEW_REMINDER: ["review"],
-    TaskKind.REVIEW_ESCALATION: ["review"],
-}
-"""The `rop` command that carries out the step a task stands for."""
-
 
 class TaskView(StrictModel):
     """A task as the task list shows it; `reference` is the measure id of a measure task."""

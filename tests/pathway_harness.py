@@ -14,8 +14,10 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from rop_domain.commands import TaskKind
 from rop_domain.models import PathwaySettings, ValidationPolicy, parse_referral
-from rop_domain.state import PathwayStatus
+from rop_domain.steps import StepName
+from rop_domain.view import PathwayStatus
 from starter.pathways import Pathways
 from tests import factories
 from workflows.pathway import RopPathway
@@ -66,6 +68,34 @@ async def eventually(
         await asyncio.sleep(0.1)
 
 
+async def run_count(client: Client, workflow_id: str) -> int:
+    """How many Temporal runs the pathway has had (continue-as-new starts another)."""
+    run_id: str | None = (await client.get_workflow_handle(workflow_id).describe()).run_id
+    runs = 0
+    while run_id:
+        runs += 1
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+    return runs
+
+
+async def eventually_runs(
+    client: Client, workflow_id: str, runs: int, seconds: float = 15.0
+) -> None:
+    """Wait until the pathway has had `runs` runs."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (found := await run_count(client, workflow_id)) != runs:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the pathway has {found} runs, not {runs}")
+        await asyncio.sleep(0.1)
+
+
+def open_task(status: PathwayStatus, kind: TaskKind) -> bool:
+    """Whether the pathway waits on a task of `kind`."""
+    return any(task.kind is kind for task in status.open_tasks)
+
+
 async def save_history_if_recording(handle: WorkflowHandle[Any, Any], name: str) -> None:
     """With ROP_RECORD_HISTORIES=1, keep this run's history for the replay test.
 
@@ -99,8 +129,8 @@ async def hold_meeting(
     assert status.invite is not None
     meeting_at = status.invite.invite.meeting_at
     await env.sleep(meeting_at - await env.get_current_time() + timedelta(hours=1))
-    return await api.record_meeting(
-        status.workflow_id, factories.meeting_held(meeting_at, **outcome)
+    return await api.send(
+        StepName.RECORD_MEETING, status.workflow_id, factories.meeting_held(meeting_at, **outcome)
     )
 
 
@@ -110,7 +140,7 @@ async def to_follow_up(
     """A pathway through referral, assessment, invite and meeting, on time."""
     now = await env.get_current_time()
     workflow_id, handle = await start(client, api, factories.referral_data(now))
-    await api.assess(workflow_id, factories.assessment())
-    invited = await api.invite_to_meeting(workflow_id, factories.invite(now))
+    await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+    invited = await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(now))
     held = await hold_meeting(env, api, invited, **outcome)
     return workflow_id, handle, held

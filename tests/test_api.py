@@ -20,6 +20,7 @@ from fhir.resources.R4B.task import Task
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.models import ValidationPolicy, parse_referral
+from rop_domain.steps import StepName
 from starter.api.auth import Role
 from starter.pathways import Pathways
 from tests import factories
@@ -119,7 +120,7 @@ async def test_a_service_drives_a_pathway_to_follow_up_over_http(
                 f"/pathways/{workflow_id}/crisis-plan",
                 json=_json(factories.crisis_plan(datetime.now(UTC).date() + timedelta(days=90))),
             )
-        assert crisis.json()["state"]["crisis_plan"]["version"] == 1
+        assert crisis.json()["crisis_plan"]["current"]["version"] == 1
 
         async def listed() -> bool:
             found = await clinician.get(
@@ -371,8 +372,8 @@ async def test_a_step_for_a_pathway_without_a_worker_is_503_and_applied_once_on_
             retried = await service.post(path, json=body, headers=key)
             assert retried.status_code == 200, retried.text
             assert retried.json()["phase"] == "awaiting-invite"
-            await Pathways(dev_server.client, task_queue=outage_queue).close_pathway(
-                workflow_id, factories.closure()
+            await Pathways(dev_server.client, task_queue=outage_queue).send(
+                StepName.CLOSE_PATHWAY, workflow_id, factories.closure()
             )
     history = await dev_server.client.get_workflow_handle(workflow_id).fetch_history()
     accepted = [

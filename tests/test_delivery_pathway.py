@@ -16,6 +16,7 @@ from activities.delivery import DeliveryActivities
 from rop_domain.commands import DELIVERY_WINDOW
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
+from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.channel_servers import SECRET, Inbox, Receiver, SmtpServer
@@ -69,11 +70,11 @@ async def test_smtp_down_during_delivery_then_up_delivers_one_message(
                 workflow_id,
                 lambda s: len(smtp.inbox.messages) == 1,
             )
-            assert status.state.failed_deliveries == []
+            assert status.failed_deliveries == 0
             [sent] = smtp.inbox.messages
             assert sent["Subject"].startswith("Vurder tilvising")  # nynorsk, as routed
             assert factories.national_id("150586951") not in sent.as_string()
-            await api.close_pathway(workflow_id, factories.closure())
+            await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
             await handle.result()
             # The closure told the clinician too: one more message, still one per task.
             assert len(smtp.inbox.messages) == 2
@@ -105,11 +106,16 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
         # 10 s doubling to an hour apart: 9 attempts in the first ~1.4 h, then hourly.
         assert 25 <= delivery["attempts"] <= 35
         assert (await handle.describe()).typed_search_attributes.get(sa.DELIVERY_FAILED) == 0
-        assert not (await api.status(workflow_id)).state.failed_deliveries
+        assert (await api.status(workflow_id)).failed_deliveries == 0
         # ...and gives up when the window ends.
         await env.sleep(timedelta(minutes=3))
-        failed = await eventually(api, workflow_id, lambda s: bool(s.state.failed_deliveries))
-        [task_key] = failed.state.failed_deliveries
+        failed = await eventually(api, workflow_id, lambda s: s.failed_deliveries == 1)
+        assert failed.failed_deliveries == 1
+        task_key = await pool.fetchval(
+            "SELECT t.idempotency_key FROM deliveries d JOIN tasks t ON t.id = d.task_id "
+            "WHERE t.workflow_id = $1",
+            workflow_id,
+        )
         search = (await handle.describe()).typed_search_attributes
         assert search.get(sa.DELIVERY_FAILED) == 1
         assert (
@@ -128,7 +134,7 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
             await api.resend_notification(workflow_id, task_key)
             await eventually(api, workflow_id, lambda s: len(smtp.inbox.messages) == 1)
             assert (await handle.describe()).typed_search_attributes.get(sa.DELIVERY_FAILED) == 0
-            await api.close_pathway(workflow_id, factories.closure())
+            await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
             await handle.result()
         finally:
             smtp.stop()
@@ -158,7 +164,7 @@ async def test_a_unit_with_a_webhook_gets_its_tasks_signed(
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         await handle.result()
     kinds = sorted(payload["kind"] for payload in state.accepted)
     assert kinds == ["assess-referral", "pathway-closed"]

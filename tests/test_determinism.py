@@ -17,10 +17,19 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
+from rop_domain.commands import TaskKind
 from rop_domain.followup import Review, ReviewOutcome
 from rop_domain.models import PathwaySettings, Phase
+from rop_domain.steps import StepName
 from tests import factories
-from tests.pathway_harness import eventually, hold_meeting, pathways, start
+from tests.pathway_harness import (
+    eventually,
+    eventually_runs,
+    hold_meeting,
+    open_task,
+    pathways,
+    start,
+)
 from worker import WorkerTuning, build_worker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,30 +106,34 @@ async def test_a_whole_pathway_runs_every_timer_in_the_sandbox(
     async with build_worker(client, pool, task_queue, tuning=sandboxed):
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
-        assessed = await api.assess(workflow_id, factories.assessment())
+        assessed = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         await env.sleep(assessed.escalation_at - now + timedelta(minutes=1))
-        overdue = await eventually(api, workflow_id, lambda s: s.state.meeting_chase.escalated)
+        overdue = await eventually(api, workflow_id, lambda s: s.meeting_escalated)
         assert overdue.reminder_sent
 
         late = await env.get_current_time()
         held = await hold_meeting(
-            env, api, await api.invite_to_meeting(workflow_id, factories.invite(late))
+            env,
+            api,
+            await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(late)),
         )
         crisis_deadline = held.crisis_plan_deadline
         assert crisis_deadline is not None
         await env.sleep(
             calendar.end_of_day(crisis_deadline) - await env.get_current_time() + timedelta(hours=1)
         )
-        await eventually(api, workflow_id, lambda s: s.state.crisis_chase.escalated)
+        await eventually(api, workflow_id, lambda s: s.crisis_plan.escalated)
 
         today = calendar.local_date(await env.get_current_time())
-        await api.register_crisis_plan(
-            workflow_id, factories.crisis_plan(today + timedelta(days=3))
+        await api.send(
+            StepName.REGISTER_CRISIS_PLAN,
+            workflow_id,
+            factories.crisis_plan(today + timedelta(days=3)),
         )
         await env.sleep(timedelta(days=4))
-        await eventually(api, workflow_id, lambda s: s.state.crisis_revision_raised_for == 1)
+        await eventually(api, workflow_id, lambda s: open_task(s, TaskKind.REVISE_CRISIS_PLAN))
 
-        cycle = held.state.review
+        cycle = held.review
         assert cycle is not None
         escalation_day = calendar.add_working_days(cycle.due, 5)
         await env.sleep(
@@ -129,16 +142,18 @@ async def test_a_whole_pathway_runs_every_timer_in_the_sandbox(
         chased = await eventually(
             api,
             workflow_id,
-            lambda s: s.state.review is not None and s.state.review.chase.escalated,
+            lambda s: s.review is not None and s.review.escalated,
         )
         assert chased.overdue_items == ["review"]
 
-        reviewed = await api.complete_review(
-            workflow_id, Review(reviewed_by=factories.KOORDINATOR, outcome=ReviewOutcome.CONTINUE)
+        reviewed = await api.send(
+            StepName.COMPLETE_REVIEW,
+            workflow_id,
+            Review(reviewed_by=factories.KOORDINATOR, outcome=ReviewOutcome.CONTINUE),
         )
-        assert reviewed.state.reviews_completed == 1
-        await eventually(api, workflow_id, lambda s: s.state.runs == 2)
-        closed = await api.close_pathway(workflow_id, factories.closure())
+        assert reviewed.reviews_completed == 1
+        await eventually_runs(client, workflow_id, 2)
+        closed = await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         assert closed.phase is Phase.CLOSED
         outcome = await handle.result()
         assert (outcome.reviews_completed, outcome.runs) == (1, 2)

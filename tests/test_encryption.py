@@ -19,6 +19,7 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.followup import CrisisPlan
+from rop_domain.steps import StepName
 from rop_runtime.client import SharedPydanticPayloadConverter, data_converter
 from rop_runtime.codec import (
     ENCODING,
@@ -62,8 +63,8 @@ async def test_histories_hold_only_ciphertext(
     async with build_worker(client, pool, task_queue):
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
-        await api.assess(workflow_id, factories.assessment())
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         await handle.result()
         # With the key, the pathway reads back.
         assert (await api.status(workflow_id)).phase.value == "closed"

@@ -154,7 +154,7 @@ async def test_cli_drives_a_pathway_from_referral_to_meeting(
     status = json.loads(out)
     assert status["phase"] == "follow-up"
     assert status["done"][-1].startswith("meeting held")
-    assert [m["status"] for m in status["state"]["measures"]] == [
+    assert [m["status"] for m in status["measures"]] == [
         "ready",
         "ready",
         "planned",
@@ -180,7 +180,7 @@ async def test_cli_drives_a_pathway_from_referral_to_meeting(
         (today + timedelta(days=90)).isoformat(),
     )
     assert code == 0
-    assert json.loads(out)["state"]["crisis_plan"]["version"] == 1
+    assert json.loads(out)["crisis_plan"]["current"]["version"] == 1
     code, out, _ = await cli(
         "close", workflow_id, "--by", factories.CLINICIAN, "--reason", "transferred"
     )
@@ -329,7 +329,7 @@ async def test_clinicians_complete_tasks_and_the_pathway_moves(
         "task", "complete", str(start_poliklinikk), "--by", factories.CLINICIAN
     )
     assert code == 0
-    measures = {m["measure"]["id"]: m["status"] for m in json.loads(out)["state"]["measures"]}
+    measures = {m["id"]: m["status"] for m in json.loads(out)["measures"]}
     assert measures["poliklinikk"] == "active"
 
     invitation = _task_ids(listing, "meeting-invitation")[0]
@@ -451,7 +451,7 @@ async def test_a_step_that_timed_out_is_sent_again_with_its_key_and_applied_once
             *assess, "in-target-group", "--reason", "ROP", "--idempotency-key", key
         )
         assert code == 0
-        assert json.loads(again)["state"]["assessment"] == json.loads(out)["state"]["assessment"]
+        assert json.loads(again)["assessment"] == json.loads(out)["assessment"]
         assert (
             await pool.fetchval(
                 "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = 'assessed'",

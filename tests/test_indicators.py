@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.contact_directory import FactTeam, upsert_fact_teams
 from rop_domain import calendar
+from rop_domain.steps import StepName
 from starter.indicators import IndicatorQuery, compute_indicators, render_table
 from tests import factories
 from tests.pathway_harness import eventually, hold_meeting, pathways, start
@@ -42,23 +43,30 @@ async def test_indicators_from_real_pathways(
         waiting_id, _ = await start(client, api, factories.referral_data(now, health_trust=trust))
         await eventually(api, waiting_id, lambda s: bool(s.recommended_participants))
 
-        await api.assess(on_time_id, factories.assessment())
-        await api.assess(late_id, factories.assessment())
-        on_time = await api.invite_to_meeting(on_time_id, factories.invite(now))
+        await api.send(StepName.ASSESS, on_time_id, factories.assessment())
+        await api.send(StepName.ASSESS, late_id, factories.assessment())
+        on_time = await api.send(StepName.INVITE_TO_MEETING, on_time_id, factories.invite(now))
         deadline = on_time.meeting_deadline
         await env.sleep(
             calendar.end_of_day(deadline) - await env.get_current_time() + timedelta(hours=1)
         )
-        await eventually(api, late_id, lambda s: s.state.meeting_chase.escalated)
-        late = await api.invite_to_meeting(late_id, factories.invite(await env.get_current_time()))
+        await eventually(api, late_id, lambda s: s.meeting_escalated)
+        late = await api.send(
+            StepName.INVITE_TO_MEETING, late_id, factories.invite(await env.get_current_time())
+        )
         assert late.invite is not None
         assert late.invite.working_days_used == 11
 
         held = await hold_meeting(env, api, late)
-        await api.record_meeting(on_time_id, factories.meeting_held(held.state.meeting.held_at))  # type: ignore[union-attr]
+        assert held.meeting is not None
+        await api.send(
+            StepName.RECORD_MEETING, on_time_id, factories.meeting_held(held.meeting.held_at)
+        )
         today = calendar.local_date(await env.get_current_time())
-        await api.register_crisis_plan(
-            on_time_id, factories.crisis_plan(today + timedelta(days=100))
+        await api.send(
+            StepName.REGISTER_CRISIS_PLAN,
+            on_time_id,
+            factories.crisis_plan(today + timedelta(days=100)),
         )
         crisis_deadline = held.crisis_plan_deadline
         assert crisis_deadline is not None

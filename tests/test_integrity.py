@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.followup import Review, ReviewOutcome
 from rop_domain.models import PathwaySettings, Phase
+from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.pathway_harness import pathways, save_history_if_recording, start, to_follow_up
@@ -59,7 +60,7 @@ async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_task
         )
         try:
             with pytest.raises(PathwayStepRejected) as refused:
-                await api.assess(workflow_id, factories.assessment())
+                await api.send(StepName.ASSESS, workflow_id, factories.assessment())
             assert str(refused.value) == (
                 "the step could not be recorded and was not applied: the record database "
                 "refused the step (CheckViolationError, SQLSTATE 23514)"
@@ -67,8 +68,7 @@ async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_task
             after = await api.status(workflow_id)
             assert after.phase is Phase.AWAITING_ASSESSMENT
             assert after.assessment is None
-            assert after.state.sequence > before.state.sequence  # its keys are never reused
-            assert after.model_dump(exclude={"state"}) == before.model_dump(exclude={"state"})
+            assert after == before
             search = (await handle.describe()).typed_search_attributes
             assert search.get(sa.PHASE) == Phase.AWAITING_ASSESSMENT.value
             row = await pool.fetchrow(
@@ -85,13 +85,13 @@ async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_task
             await owner_pool.execute(f"ALTER TABLE pathway_events DROP CONSTRAINT {constraint}")
 
         # The pathway is not stuck: the same step goes through once the record takes it.
-        assessed = await api.assess(workflow_id, factories.assessment())
+        assessed = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         assert assessed.phase is Phase.AWAITING_INVITE
         assert await _count(pool, workflow_id, "assessed") == 1
         assert (await handle.describe()).typed_search_attributes.get(sa.PHASE) == (
             Phase.AWAITING_INVITE.value
         )
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         await handle.result()
         await save_history_if_recording(handle, "refused_step")
 
@@ -122,23 +122,31 @@ async def test_the_same_update_id_after_continue_as_new_gets_the_first_answer(
     async with build_worker(client, pool, task_queue):
         workflow_id, handle, _ = await to_follow_up(env, client, api)
         first_run = await _run_id(handle)
-        first = await api.complete_review(workflow_id, _review(1), update_id="review-once")
-        assert first.state.reviews_completed == 1
+        first = await api.send(
+            StepName.COMPLETE_REVIEW, workflow_id, _review(1), update_id="review-once"
+        )
+        assert first.reviews_completed == 1
         await _continued_as_new(handle, first_run)  # the review ends the run
 
         # The same Update id for another step is refused, not answered.
         with pytest.raises(PathwayStepRejected, match="used for complete_review already"):
-            await api.close_pathway(workflow_id, factories.closure(), update_id="review-once")
-        again = await api.complete_review(workflow_id, _review(1), update_id="review-once")
+            await api.send(
+                StepName.CLOSE_PATHWAY, workflow_id, factories.closure(), update_id="review-once"
+            )
+        again = await api.send(
+            StepName.COMPLETE_REVIEW, workflow_id, _review(1), update_id="review-once"
+        )
         assert again == first
         assert await _count(pool, workflow_id, "review-completed") == 1
         # A late repeat under a new id names the review it completes: refused.
         with pytest.raises(PathwayStepRejected, match="review 1 is already completed"):
-            await api.complete_review(workflow_id, _review(1), update_id="review-late")
+            await api.send(
+                StepName.COMPLETE_REVIEW, workflow_id, _review(1), update_id="review-late"
+            )
         with pytest.raises(PathwayStepRejected, match=r"review 3 is not due yet \(due: review 2\)"):
-            await api.complete_review(workflow_id, _review(3))
+            await api.send(StepName.COMPLETE_REVIEW, workflow_id, _review(3))
         assert await _count(pool, workflow_id, "review-completed") == 1
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         await handle.result()
         await save_history_if_recording(handle, "answered_after_continue_as_new")
 
@@ -154,16 +162,18 @@ async def test_twenty_concurrent_sends_of_one_update_id_straddling_continue_as_n
 
         async def send(after: float) -> int:
             await asyncio.sleep(after)
-            status = await api.complete_review(workflow_id, _review(), update_id="review-x")
-            return status.state.reviews_completed
+            status = await api.send(
+                StepName.COMPLETE_REVIEW, workflow_id, _review(), update_id="review-x"
+            )
+            return status.reviews_completed
 
         answers = await asyncio.gather(*(send(i * 0.03) for i in range(20)))
         assert answers == [1] * 20
         assert await _run_id(handle) != first_run
         assert await _count(pool, workflow_id, "review-completed") == 1
         status = await api.status(workflow_id)
-        assert status.state.reviews_completed == 1
-        assert status.state.review is not None
-        assert status.state.review.number == 2
-        await api.close_pathway(workflow_id, factories.closure())
+        assert status.reviews_completed == 1
+        assert status.review is not None
+        assert status.review.number == 2
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         await handle.result()

@@ -12,6 +12,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.models import AssessmentDecision
+from rop_domain.steps import StepName
 from rop_runtime.logs import configure_logging
 from tests import factories
 from tests.pathway_harness import pathways, start
@@ -44,7 +45,11 @@ async def test_workflow_and_activity_logs_carry_context_and_no_personal_data(
     data = factories.referral_data(await time_skipping_env.get_current_time())
     async with build_worker(client, pool, task_queue):
         workflow_id, handle = await start(client, api, data)
-        await api.assess(workflow_id, factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP))
+        await api.send(
+            StepName.ASSESS,
+            workflow_id,
+            factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP),
+        )
         await handle.result()
 
     captured = capsys.readouterr().err

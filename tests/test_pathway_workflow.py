@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
 from rop_domain.models import AssessmentDecision, Phase
+from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.pathway_harness import (
@@ -78,11 +79,13 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
             now, 10, calendar.WorkingDayRule.MONDAY_TO_FRIDAY
         )
 
-        assessed = await api.assess(workflow_id, factories.assessment())
+        assessed = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         assert assessed.phase is Phase.AWAITING_INVITE
 
-        invited = await api.invite_to_meeting(
-            workflow_id, factories.invite(now, list(intake.recommended_participants))
+        invited = await api.send(
+            StepName.INVITE_TO_MEETING,
+            workflow_id,
+            factories.invite(now, list(intake.recommended_participants)),
         )
         assert invited.phase is Phase.MEETING_INVITED
         assert invited.invite is not None
@@ -115,7 +118,7 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
             "meeting-held",
         ]
 
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         outcome = await handle.result()
         assert outcome.phase is Phase.CLOSED
         assert outcome.invited_on_time is True
@@ -130,7 +133,7 @@ async def test_reminder_fires_two_working_days_before_the_deadline(
     async with build_worker(client, pool, task_queue):
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
-        status = await api.assess(workflow_id, factories.assessment())
+        status = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         assert status.reminder_at.astimezone(calendar.OSLO).hour == 8
 
         await time_skipping_env.sleep(status.reminder_at - now - timedelta(minutes=5))
@@ -147,13 +150,15 @@ async def test_reminder_fires_two_working_days_before_the_deadline(
         assert reminder[0]["subject"].endswith(status.meeting_deadline.strftime("%d.%m.%Y"))
 
         invited_at = await time_skipping_env.get_current_time()
-        invited = await api.invite_to_meeting(workflow_id, factories.invite(invited_at))
+        invited = await api.send(
+            StepName.INVITE_TO_MEETING, workflow_id, factories.invite(invited_at)
+        )
         assert invited.invite is not None
         assert invited.invite.on_time
         statuses = {t["kind"]: t["status"] for t in await _tasks(pool, workflow_id)}
         assert statuses["invite-to-meeting-reminder"] == "cancelled"
         await hold_meeting(time_skipping_env, api, invited)
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         await handle.result()
         await save_history_if_recording(handle, "reminder")
 
@@ -166,7 +171,7 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
     async with build_worker(client, pool, task_queue):
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
-        status = await api.assess(workflow_id, factories.assessment())
+        status = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         # The deadline day itself is still on time; the escalation comes at its midnight.
         assert status.escalation_at == calendar.end_of_day(status.meeting_deadline)
 
@@ -186,14 +191,14 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
         assert [t["recipient"] for t in escalation] == ["tsb.leder@example.invalid"]
 
         late = await time_skipping_env.get_current_time()
-        invited = await api.invite_to_meeting(workflow_id, factories.invite(late))
+        invited = await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(late))
         assert invited.invite is not None
         assert invited.invite.on_time is False
         assert invited.invite.working_days_used == 11
         assert not invited.overdue  # the invite, though late, settles the meeting deadline
-        assert invited.state.meeting_chase.escalated
+        assert invited.meeting_escalated
         await hold_meeting(time_skipping_env, api, invited)
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         outcome = await handle.result()
         assert outcome.invited_on_time is False
         assert (await _pathway_row(pool, workflow_id))["invited_on_time"] is False
@@ -208,8 +213,10 @@ async def test_not_in_target_group_tells_the_referrer_and_ends(
     async with build_worker(client, pool, task_queue):
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
-        status = await api.assess(
-            workflow_id, factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP)
+        status = await api.send(
+            StepName.ASSESS,
+            workflow_id,
+            factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP),
         )
         assert status.phase is Phase.NOT_IN_TARGET_GROUP
         outcome = await handle.result()
@@ -217,7 +224,7 @@ async def test_not_in_target_group_tells_the_referrer_and_ends(
         assert EventType.EVENT_TYPE_TIMER_FIRED not in await _event_types(handle)
 
         with pytest.raises(PathwayStepRejected, match="has ended"):
-            await api.invite_to_meeting(workflow_id, factories.invite(now))
+            await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(now))
         await save_history_if_recording(handle, "not_in_target_group")
 
     row = await _pathway_row(pool, workflow_id)
@@ -249,7 +256,11 @@ async def test_submitting_the_same_referral_twice_returns_the_existing_pathway(
         )
         assert (again.workflow_id, again.created) == (workflow_id, False)
 
-        await api.assess(workflow_id, factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP))
+        await api.send(
+            StepName.ASSESS,
+            workflow_id,
+            factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP),
+        )
         await handle.result()
         after_end = await api.submit(factories.parse_referral_for_test(data))
         assert (after_end.workflow_id, after_end.created) == (workflow_id, False)
@@ -276,20 +287,26 @@ async def test_invalid_updates_are_rejected_before_they_enter_history(
         history_before = await _step_events(handle)
 
         rejections = [
-            (api.invite_to_meeting(workflow_id, factories.invite(now)), "must be assessed"),
-            (api.record_meeting(workflow_id, factories.meeting_held(now)), "no meeting"),
+            (
+                api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(now)),
+                "must be assessed",
+            ),
+            (
+                api.send(StepName.RECORD_MEETING, workflow_id, factories.meeting_held(now)),
+                "no meeting",
+            ),
         ]
         for call, message in rejections:
             with pytest.raises(PathwayStepRejected, match=message):
                 await call
 
-        await api.assess(workflow_id, factories.assessment())
+        await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         after_assessment = await _step_events(handle)
         with pytest.raises(PathwayStepRejected, match="already assessed"):
-            await api.assess(workflow_id, factories.assessment())
+            await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         past = factories.invite(now).model_copy(update={"meeting_at": now - timedelta(hours=1)})
         with pytest.raises(PathwayStepRejected, match="meeting_at lies in the past"):
-            await api.invite_to_meeting(workflow_id, past)
+            await api.send(StepName.INVITE_TO_MEETING, workflow_id, past)
         # A client that bypasses our models: the payload itself fails validation in the worker.
         raw = factories.invite(now).model_dump(mode="json") | {"participants": []}
         with pytest.raises(WorkflowUpdateFailedError):
@@ -304,13 +321,13 @@ async def test_invalid_updates_are_rejected_before_they_enter_history(
         assert status.invite is None
 
         later = await time_skipping_env.get_current_time()
-        await api.invite_to_meeting(workflow_id, factories.invite(later))
+        await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(later))
         early = factories.meeting_held(later - timedelta(hours=1))
         with pytest.raises(PathwayStepRejected, match="before the invitation"):
-            await api.record_meeting(workflow_id, early)
+            await api.send(StepName.RECORD_MEETING, workflow_id, early)
         future = factories.meeting_held(later + timedelta(days=1))
         with pytest.raises(PathwayStepRejected, match="in the future"):
-            await api.record_meeting(workflow_id, future)
+            await api.send(StepName.RECORD_MEETING, workflow_id, future)
         await handle.terminate("test done")
 
 
@@ -347,7 +364,9 @@ async def test_a_database_outage_delays_a_step_and_records_it_once(
         # The event log disappears for a while: the step's writes fail and are retried.
         await owner_pool.execute("ALTER TABLE pathway_events RENAME TO pathway_events_away")
         try:
-            assessing = asyncio.create_task(api.assess(workflow_id, factories.assessment()))
+            assessing = asyncio.create_task(
+                api.send(StepName.ASSESS, workflow_id, factories.assessment())
+            )
             await asyncio.sleep(2.5)
             assert not assessing.done()
         finally:
@@ -359,5 +378,5 @@ async def test_a_database_outage_delays_a_step_and_records_it_once(
         )
         assert [r["kind"] for r in logged] == ["referral-received", "assessed"]
         assert (await _pathway_row(pool, workflow_id))["assessment_decision"] == "in-target-group"
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         await handle.result()

@@ -20,6 +20,7 @@ from activities.contact_directory import load_directory
 from activities.database import WORKER_ROLE, create_pool, migrate
 from rop_domain.followup import Objection
 from rop_domain.models import PathwaySettings, ValidationPolicy, parse_referral
+from rop_domain.steps import StepName
 from starter.pathways import Pathways
 from tests import factories
 from tests.conftest import EXAMPLE_CONTACTS
@@ -99,17 +100,25 @@ async def test_steps_sent_while_postgresql_is_down_resume_soon_after_it_is_back(
             )
             workflow_id = (await api.submit(referral)).workflow_id
             handle = client.get_workflow_handle(workflow_id)
-            await api.assess(workflow_id, factories.assessment())
+            await api.send(StepName.ASSESS, workflow_id, factories.assessment())
 
             loop = asyncio.get_running_loop()
             database.stop()
             stopped = loop.time()
             invite = asyncio.create_task(
-                api.invite_to_meeting(workflow_id, factories.invite(now), update_id="invite-1")
+                api.send(
+                    StepName.INVITE_TO_MEETING,
+                    workflow_id,
+                    factories.invite(now),
+                    update_id="invite-1",
+                )
             )
             objection = asyncio.create_task(
-                api.record_objection(
-                    workflow_id, Objection(recorded_by=factories.CLINICIAN), update_id="obj-1"
+                api.send(
+                    StepName.RECORD_OBJECTION,
+                    workflow_id,
+                    Objection(recorded_by=factories.CLINICIAN),
+                    update_id="obj-1",
                 )
             )
 
@@ -146,7 +155,7 @@ async def test_steps_sent_while_postgresql_is_down_resume_soon_after_it_is_back(
                 workflow_id,
             )
             assert invitations == len(factories.invite(now).participants)
-            await api.close_pathway(workflow_id, factories.closure())
+            await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
             await handle.result()
     finally:
         await pool.close()

@@ -17,6 +17,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from rop_domain.steps import StepName
 from rop_runtime.client import PLAIN_PAYLOAD_REFUSED
 from starter.local_stack import packaged_binary
 from tests import factories
@@ -47,7 +48,7 @@ async def test_a_plain_update_sent_with_the_temporal_cli_is_not_applied(
     api = pathways(client, task_queue)
     async with build_worker(client, pool, task_queue):
         workflow_id, handle = await start(client, api, factories.referral_data(datetime.now(UTC)))
-        await api.assess(workflow_id, factories.assessment())
+        await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         events_before = len((await handle.fetch_history()).events)
 
         code, output = await _temporal(
@@ -66,7 +67,7 @@ async def test_a_plain_update_sent_with_the_temporal_cli_is_not_applied(
         assert "not encrypted with a known key" in output
 
         assert len((await handle.fetch_history()).events) == events_before
-        assert (await api.status(workflow_id)).state.objection is None
+        assert (await api.status(workflow_id)).objection is None
         forged = await pool.fetchval(
             "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = "
             "'objection-recorded'",
@@ -74,7 +75,7 @@ async def test_a_plain_update_sent_with_the_temporal_cli_is_not_applied(
         )
         assert forged == 0
         # The door still opens for those who hold the key.
-        await api.close_pathway(workflow_id, factories.closure())
+        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
         await handle.result()
 
 

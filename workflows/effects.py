@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.models import ObjectionMode, Participant, PathwaySettings, Referral
     from rop_domain.state import PathwayState
     from rop_domain.steps import StepName
+    from rop_domain.view import OpenTask
     from workflows.messages import Message
     from workflows.timers import settled_before
 
@@ -146,6 +147,7 @@ class Step:
         self, kinds: list[TaskKind] | None, status: TaskStatus, reference: str | None = None
     ) -> Step:
         """Close open tasks: all the pathway's (`kinds=None`), some kinds, or one measure's."""
+        self._effects.state.tasks_closed(kinds, reference)
         self._close.append(
             CloseTasks(
                 workflow_id=self._effects.workflow_id,
@@ -193,6 +195,10 @@ class Step:
                 reference=reference,
             )
         )
+        if tasks.step_for(kind) is not None:
+            effects.state.task_raised(
+                OpenTask(kind=kind, recipient=recipient, due_at=due_at, reference=reference)
+            )
         return self
 
     async def commit(self) -> None:
@@ -337,6 +343,9 @@ class PathwayEffects:
             recipient=referral.responsible_clinician,
             params=assessment_task,
             due_at=due_at,
+        )
+        self.state.task_raised(
+            OpenTask(kind=task.kind, recipient=task.recipient, due_at=task.due_at)
         )
         intake: Intake = await self.record(
             OPEN_PATHWAY,

@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, JsonValue
+    from pydantic import BaseModel, JsonValue, ValidationError
 
     from rop_domain import calendar, deadlines, tasks
     from rop_domain.commands import EventKind, SummaryChange, TaskKind, TaskStatus
@@ -64,10 +64,10 @@ with workflow.unsafe.imports_passed_through():
         PathwayInput,
         PathwayOutcome,
         PathwayState,
-        PathwayStatus,
         ReviewCycle,
     )
     from rop_domain.steps import StepName
+    from rop_domain.view import PathwayStatus
     from workflows import messages, status_view
     from workflows.effects import PathwayEffects, Step
     from workflows.pathway_base import CONTINUE_WHEN_LONG, RECORD_FIRST, REJECTED, reject
@@ -100,7 +100,11 @@ def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
         assert info is not None
         kept = self._s.kept_answer(info.id)
         if kept is not None:
-            return PathwayStatus.model_validate_json(kept.answer)
+            try:
+                return PathwayStatus.model_validate_json(kept.answer)
+            except ValidationError:
+                # An answer kept before the public status took its shape: the status now.
+                return self.status()
         answer = await handler(self, argument)
         self._s.keep_answer(info.id, info.name, workflow.now(), answer.model_dump_json())
         return answer
@@ -633,27 +637,13 @@ class RopPathway(PathwayWatchers):
 
     @workflow.query
     def status(self) -> PathwayStatus:
-        """Phase, deadlines, what is done, what is due and what is overdue."""
+        """Phase, deadlines, each part as recorded, what is done, due and overdue."""
         s = self._visible()
-        overdue = status_view.overdue_items(s)
-        return PathwayStatus(
+        return status_view.public_status(
+            s,
+            self._referral,
+            self._deadlines(s),
             workflow_id=self._workflow_id,
-            referral_id=self._referral.referral_id,
-            phase=s.phase,
-            received_at=self._referral.received_at,
-            meeting_deadline=self._deadline,
-            reminder_at=deadlines.reminder_at(self._deadline, self._settings),
-            escalation_at=self._escalation_at,
-            crisis_plan_deadline=self._crisis_plan_deadline(s),
-            overdue=bool(overdue),
-            overdue_items=overdue,
-            reminder_sent=s.meeting_chase.reminded,
-            recommended_participants=s.participants,
-            assessment=s.assessment,
-            invite=s.invite,
-            state=s,
-            done=status_view.done(s, self._referral),
-            due=status_view.due(s, self._deadlines(s)),
             recording_stalled=self._recording_stalled,
         )
 

@@ -133,6 +133,7 @@ class PathwayBase:
     def _deadlines(self, state: PathwayState) -> status_view.Deadlines:
         return status_view.Deadlines(
             meeting=self._deadline,
+            meeting_reminder_at=deadlines.reminder_at(self._deadline, self._settings),
             meeting_escalation_at=self._escalation_at,
             crisis_plan=self._crisis_plan_deadline(state),
         )

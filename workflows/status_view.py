@@ -1,6 +1,8 @@
-"""What the pathway's state means to a person: done, due and overdue.
+"""What the pathway's state means to its clients: the public status, done, due and overdue.
 
-Pure functions of the state, used by the `status` query and the UI's current details.
+Pure functions of the state, used by the `status` query, every step's answer and the UI's
+current details. The state itself never leaves the workflow: `public_status` is the one
+place that decides what of it clients see (`rop_domain.view.PathwayStatus`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.models import FINAL_PHASES, DueItem, Phase, Referral
     from rop_domain.plan import SETTLED
     from rop_domain.state import PathwayState
+    from rop_domain.view import (
+        CrisisPlanStatus,
+        MeasureStatusView,
+        PathwayStatus,
+        RecordedClosure,
+        RecordedObjection,
+        ReviewStatus,
+    )
 
 
 def day(value: date | datetime) -> str:
@@ -28,8 +38,80 @@ class Deadlines:
     """The pathway's fixed meeting deadline, and the crisis plan's once the meeting is held."""
 
     meeting: date
+    meeting_reminder_at: datetime
     meeting_escalation_at: datetime
     crisis_plan: date | None
+
+
+def public_status(
+    state: PathwayState,
+    referral: Referral,
+    deadlines: Deadlines,
+    *,
+    workflow_id: str,
+    recording_stalled: bool,
+) -> PathwayStatus:
+    """The pathway as its clients see it, from the state as recorded."""
+    late = overdue_items(state)
+    review = state.review
+    return PathwayStatus(
+        workflow_id=workflow_id,
+        referral_id=referral.referral_id,
+        phase=state.phase,
+        received_at=referral.received_at,
+        meeting_deadline=deadlines.meeting,
+        reminder_at=deadlines.meeting_reminder_at,
+        escalation_at=deadlines.meeting_escalation_at,
+        reminder_sent=state.meeting_chase.reminded,
+        meeting_escalated=state.meeting_chase.escalated,
+        crisis_plan_deadline=deadlines.crisis_plan,
+        overdue=bool(late),
+        overdue_items=late,
+        recommended_participants=state.participants,
+        assessment=state.assessment,
+        invite=state.invite,
+        meeting=state.meeting,
+        crisis_plan=CrisisPlanStatus(
+            deadline=deadlines.crisis_plan,
+            current=state.crisis_plan,
+            registered_at=state.crisis_plan_at,
+            reminder_sent=state.crisis_chase.reminded,
+            escalated=state.crisis_chase.escalated,
+        ),
+        measures=[
+            MeasureStatusView(**entry.measure.model_dump(), status=entry.status)
+            for entry in state.measures
+        ],
+        plan_version=state.plan_version,
+        review=(
+            None
+            if review is None
+            else ReviewStatus(
+                number=review.number,
+                due=review.due,
+                interval_weeks=review.interval_weeks,
+                task_raised=review.task_raised,
+                reminder_sent=review.chase.reminded,
+                escalated=review.chase.escalated,
+            )
+        ),
+        reviews_completed=state.reviews_completed,
+        objection=(
+            RecordedObjection(objection=state.objection, recorded_at=state.objection_at)
+            if state.objection is not None and state.objection_at is not None
+            else None
+        ),
+        closure=(
+            RecordedClosure(closure=state.closure, closed_at=state.closed_at)
+            if state.closure is not None and state.closed_at is not None
+            else None
+        ),
+        open_tasks=list(state.open_tasks),
+        done=done(state, referral),
+        due=due(state, deadlines),
+        failed_deliveries=len(state.failed_deliveries),
+        recording_stalled=recording_stalled,
+    )
 
 
 def overdue_items(state: PathwayState) -> list[str]:

@@ -15,22 +15,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from rop_domain.followup import (
-    Closure,
-    CrisisPlan,
-    MeasureCancellation,
-    MeasureStep,
-    MeetingOutcome,
-    Objection,
-    PlanRevision,
-    Review,
-)
-from rop_domain.models import (
-    WORKFLOW_ID_PATTERN,
-    Assessment,
-    MeetingInvite,
-    ValidationPolicy,
-)
+from rop_domain.models import WORKFLOW_ID_PATTERN, ValidationPolicy
+from rop_domain.steps import Step, actor_of
 from starter import access_log
 from starter.access_log import Access, Grounds, Outcome
 from starter.api import need_of_service, strict_json
@@ -108,33 +94,23 @@ INDICATORS = frozenset({Role.SYSTEM, Role.CLINICIAN, Role.OPERATOR})
 AUDIT = frozenset({Role.OPERATOR})
 
 
-ACTOR_FIELDS: dict[type[BaseModel], str] = {
-    Assessment: "assessor",
-    MeetingInvite: "invited_by",
-    MeetingOutcome: "recorded_by",
-    CrisisPlan: "registered_by",
-    MeasureStep: "by",
-    MeasureCancellation: "by",
-    PlanRevision: "revised_by",
-    Review: "reviewed_by",
-    Objection: "recorded_by",
-    Closure: "closed_by",
-}
-"""The field of each step that names who did it, as the record will show."""
-
-
 async def check_actor(
-    ctx: ApiContext, principal: Principal, workflow_id: str, action: str, step: BaseModel
+    ctx: ApiContext,
+    principal: Principal,
+    workflow_id: str,
+    step: Step,
+    body: BaseModel,
+    action: str | None = None,
 ) -> None:
     """Refuse a person's step that names someone else as its actor (403, logged)."""
-    field = ACTOR_FIELDS.get(type(step), "by")
-    named = getattr(step, field)
+    named = actor_of(step, body)
     if principal.actor is not None and named != principal.actor:
-        await ctx.audit(principal, [workflow_id], action, Outcome.DENIED)
+        await ctx.audit(principal, [workflow_id], action or step.action, Outcome.DENIED)
         raise ProblemError(
             403,
             "Forbidden",
-            f"{field}: you may record steps only as yourself ({principal.actor}), not {named}",
+            f"{step.actor_field}: you may record steps only as yourself ({principal.actor}), "
+            f"not {named}",
         )
 
 

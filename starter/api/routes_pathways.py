@@ -16,7 +16,7 @@ from rop_domain.models import (
     StrictModel,
     parse_referral,
 )
-from rop_domain.state import PathwayStatus
+from rop_domain.view import PathwayStatus
 from starter import access_log
 from starter.access_log import AccessRecord, Outcome
 from starter.api import need_of_service

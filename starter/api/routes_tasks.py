@@ -12,9 +12,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from rop_domain.commands import TaskKind
 from rop_domain.followup import CrisisPlan, MeasureStep, Review
 from rop_domain.models import (
     WORKFLOW_ID_PATTERN,
@@ -24,7 +23,9 @@ from rop_domain.models import (
     ShortText,
     StrictModel,
 )
-from rop_domain.state import PathwayStatus
+from rop_domain.steps import STEP, Step, StepName
+from rop_domain.tasks import step_for
+from rop_domain.view import PathwayStatus
 from starter.access_log import Outcome
 from starter.api import need_of_service
 from starter.api.auth import Principal
@@ -40,7 +41,7 @@ from starter.api.problems import (
 )
 from starter.api.routes_pathways import IdempotencyKey, outcome_of
 from starter.indicators import IndicatorQuery, Indicators, compute_indicators
-from starter.pathways import PathwayError, Pathways
+from starter.pathways import PathwayError
 from starter.task_list import (
     TaskFilter,
     TaskView,
@@ -71,20 +72,15 @@ class TaskCompletion(StrictModel):
     review: Review | None = None
 
 
-STEP_FIELDS: dict[TaskKind, str] = {
-    TaskKind.ASSESS_REFERRAL: "assessment",
-    TaskKind.INVITE_TO_MEETING_REMINDER: "meeting_invite",
-    TaskKind.MEETING_DEADLINE_ESCALATION: "meeting_invite",
-    TaskKind.MAKE_CRISIS_PLAN: "crisis_plan",
-    TaskKind.CRISIS_PLAN_REMINDER: "crisis_plan",
-    TaskKind.CRISIS_PLAN_ESCALATION: "crisis_plan",
-    TaskKind.REVISE_CRISIS_PLAN: "crisis_plan",
-    TaskKind.START_MEASURE: "measure_start",
-    TaskKind.HOLD_REVIEW: "review",
-    TaskKind.REVIEW_REMINDER: "review",
-    TaskKind.REVIEW_ESCALATION: "review",
+COMPLETION_FIELDS: dict[StepName, str] = {
+    StepName.ASSESS: "assessment",
+    StepName.INVITE_TO_MEETING: "meeting_invite",
+    StepName.REGISTER_CRISIS_PLAN: "crisis_plan",
+    StepName.START_MEASURE: "measure_start",
+    StepName.COMPLETE_REVIEW: "review",
 }
-"""Which field of `TaskCompletion` a task of each kind needs (the others need none)."""
+"""The field of `TaskCompletion` that carries each step a task can stand for (which step a
+task stands for is the task table's: `rop_domain.tasks.step_for`)."""
 
 
 class TaskCompleted(StrictModel):
@@ -156,15 +152,15 @@ async def complete_task(
             raise ProblemError(404, "Task not found", f"no task {task_id}")
         action = _action(task)
         admitted = await admit(request, principal, task.workflow_id, action)
-        field = STEP_FIELDS.get(task.kind)
+        step = step_for(task.kind)
         status: PathwayStatus | None = None
-        if field is None:
+        if step is None:
             async with ctx.pool.acquire() as connection:
                 completed = await complete_informational(connection, task_id)
             if not completed:
                 raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
         else:
-            status = await _carry_out(task, field, action, admitted)
+            status = await _carry_out(task, STEP[step], action, admitted)
         await ctx.audit(admitted, [task.workflow_id], action, Outcome.OK)
         async with ctx.pool.acquire() as connection:
             after = await find_task(connection, task_id)
@@ -172,19 +168,24 @@ async def complete_task(
         return JSONResponse(TaskCompleted(task=after, pathway=status).model_dump(mode="json"))
 
     async def _carry_out(
-        task: TaskView, field: str, action: str, admitted: Principal
+        task: TaskView, step: Step, action: str, admitted: Principal
     ) -> PathwayStatus:
-        """The step the task stands for, with the content named `field`."""
+        """The step the task stands for, with its content from the completion's body."""
+        field = COMPLETION_FIELDS[step.name]
         content = getattr(completion, field)
         if content is None:
             message = f"required to complete a {task.kind.value} task"
             raise invalid([FieldProblem(field=field, message=message)])
         if task.status != "requested":
             raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
-        await check_actor(ctx, admitted, task.workflow_id, action, content)
+        body = _step_body(task, content)
+        await check_actor(ctx, admitted, task.workflow_id, step, body, action)
         try:
-            return await _step(
-                ctx.pathways, task, content, update_id_for(principal, idempotency_key)
+            return await ctx.pathways.send(
+                step.name,
+                task.workflow_id,
+                body,
+                update_id=update_id_for(principal, idempotency_key),
             )
         except PathwayError as error:
             await ctx.audit(admitted, [task.workflow_id], action, outcome_of(error))
@@ -205,24 +206,12 @@ def _action(task: TaskView) -> str:
     return f"complete task {task.id} ({task.kind.value})"
 
 
-async def _step(
-    pathways: Pathways,
-    task: TaskView,
-    content: Assessment | MeetingInvite | CrisisPlan | MeasureStart | Review,
-    update_id: str | None,
-) -> PathwayStatus:
-    """The step a task stands for, through the same Update as the step's own route."""
-    workflow_id = task.workflow_id
-    if isinstance(content, Assessment):
-        return await pathways.assess(workflow_id, content, update_id=update_id)
-    if isinstance(content, MeetingInvite):
-        return await pathways.invite_to_meeting(workflow_id, content, update_id=update_id)
-    if isinstance(content, CrisisPlan):
-        return await pathways.register_crisis_plan(workflow_id, content, update_id=update_id)
-    if isinstance(content, Review):
-        return await pathways.complete_review(workflow_id, content, update_id=update_id)
-    step = MeasureStep(measure_id=task.reference or "", by=content.by, note=content.note)
-    return await pathways.start_measure(workflow_id, step, update_id=update_id)
+def _step_body(task: TaskView, content: BaseModel) -> BaseModel:
+    """The step's body: the completion's content, which for a measure task lacks the measure
+    (the task names it)."""
+    if isinstance(content, MeasureStart):
+        return MeasureStep(measure_id=task.reference or "", by=content.by, note=content.note)
+    return content
 
 
 @router.get(

@@ -19,7 +19,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from rop_domain.models import Phase
 from rop_domain.plan import MeasureStatus
-from rop_domain.state import PathwayStatus
+from rop_domain.view import PathwayStatus
 from starter.fhir import systems
 from starter.task_list import TaskView
 
@@ -104,21 +104,19 @@ def pathway_bundle(
 def _careplan(
     status: PathwayStatus, subject: dict[str, Any], appointment_url: str | None
 ) -> dict[str, Any]:
-    state = status.state
     activities: list[dict[str, Any]] = []
     if appointment_url is not None:
         activities.append(
             {"reference": {"reference": appointment_url, "display": "Avklaringsmøte"}}
         )
-    for entry in state.measures:
-        measure = entry.measure
+    for measure in status.measures:
         detail: dict[str, Any] = {
             "kind": "ServiceRequest",
             "code": {
                 "coding": [{"system": systems.MEASURE_KIND, "code": measure.kind.value}],
                 "text": measure.kind.value,
             },
-            "status": _ACTIVITY_STATUS[entry.status],
+            "status": _ACTIVITY_STATUS[measure.status],
             "performer": [_local(measure.responsible)],
         }
         description = "; ".join(
@@ -133,14 +131,15 @@ def _careplan(
         detail["description"] = description
         activities.append({"detail": detail})
     period: dict[str, Any] = {"start": status.received_at.isoformat()}
-    if state.closed_at is not None:
-        period["end"] = state.closed_at.isoformat()
+    if status.closure is not None:
+        period["end"] = status.closure.closed_at.isoformat()
     notes = []
-    if state.crisis_plan is not None:
+    plan = status.crisis_plan.current
+    if plan is not None:
         notes.append(
             {
-                "text": f"Kriseplan versjon {state.crisis_plan.version}, "
-                f"neste revisjon {state.crisis_plan.next_revision.isoformat()}"
+                "text": f"Kriseplan versjon {plan.version}, "
+                f"neste revisjon {plan.next_revision.isoformat()}"
             }
         )
     resource: dict[str, Any] = {
@@ -156,15 +155,15 @@ def _careplan(
         "activity": activities or None,
         "note": notes or None,
     }
-    if state.meeting is not None:
-        resource["author"] = _local(state.meeting.koordinator)
+    if status.meeting is not None:
+        resource["author"] = _local(status.meeting.koordinator)
     return {k: v for k, v in resource.items() if v is not None}
 
 
 def _appointment(status: PathwayStatus, careplan_url: str) -> dict[str, Any]:
     invite = status.invite
     assert invite is not None
-    held = status.state.meeting is not None
+    held = status.meeting is not None
     if held:
         appointment_status = "fulfilled"
     elif status.phase in (Phase.CLOSED, Phase.NOT_IN_TARGET_GROUP):
