@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.channels import EmailChannel, WebhookChannel
 from activities.rendering import RenderedMessage, render_task
-from rop_domain.commands import DELIVER, DELIVERY_FAILED, GIVE_UP, Delivery
+from rop_domain.commands import DELIVER, DELIVERY_FAILED, GIVE_UP, Delivery, DeliveryStatus
 from rop_domain.models import StrictModel
 from rop_domain.routing import Channel, RoutingTable
 
@@ -32,7 +32,7 @@ class DeliveryOutcome(StrictModel):
 
     task_id: int
     channel: Channel
-    status: str
+    status: DeliveryStatus
     attempts: int
 
 
@@ -83,13 +83,18 @@ class DeliveryActivities:
                 attempts=done["attempts"],
             )
         if route.channel is Channel.TASK_LIST:
-            await self._record(task["id"], route.channel, None, delivery.task_key, "task-list")
+            await self._record(
+                task["id"], route.channel, None, delivery.task_key, DeliveryStatus.TASK_LIST
+            )
             return DeliveryOutcome(
-                task_id=task["id"], channel=route.channel, status="task-list", attempts=0
+                task_id=task["id"],
+                channel=route.channel,
+                status=DeliveryStatus.TASK_LIST,
+                attempts=0,
             )
 
         attempts = await self._record(
-            task["id"], route.channel, route.address, delivery.task_key, "sending"
+            task["id"], route.channel, route.address, delivery.task_key, DeliveryStatus.SENDING
         )
         link = f"{self._link_base.rstrip('/')}/tasks/{task['id']}" if self._link_base else None
         params: dict[str, str] = dict(_json(task["params"]))
@@ -109,7 +114,7 @@ class DeliveryActivities:
                 "UPDATE deliveries SET last_error = $2, status = $3, updated_at = now() WHERE task_id = $1",
                 task["id"],
                 f"{type(error).__name__}: {error}"[:500],
-                "failed" if final else "sending",
+                DeliveryStatus.FAILED if final else DeliveryStatus.SENDING,
             )
             activity.logger.warning(
                 "delivery attempt failed",
@@ -131,7 +136,7 @@ class DeliveryActivities:
             "task delivered", extra={"task_id": task["id"], "channel": route.channel.value}
         )
         return DeliveryOutcome(
-            task_id=task["id"], channel=route.channel, status="sent", attempts=attempts
+            task_id=task["id"], channel=route.channel, status=DeliveryStatus.SENT, attempts=attempts
         )
 
     @activity.defn(name=GIVE_UP)
@@ -146,7 +151,12 @@ class DeliveryActivities:
         activity.logger.warning("delivery given up", extra={"task_key": task_key})
 
     async def _record(
-        self, task_id: int, channel: Channel, address: str | None, task_key: str, status: str
+        self,
+        task_id: int,
+        channel: Channel,
+        address: str | None,
+        task_key: str,
+        status: DeliveryStatus,
     ) -> int:
         """Record an attempt (or the task-list outcome); return the attempt count."""
         attempts: int = await self._pool.fetchval(

@@ -135,8 +135,19 @@ class TaskStatus(StrEnum):
     """FHIR Task's status vocabulary, the subset we use."""
 
     REQUESTED = "requested"
+    IN_PROGRESS = "in-progress"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    """Where a task's delivery through its channel stands (table `deliveries`)."""
+
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    TASK_LIST = "task-list"
+    """No channel: the task waits in the task list."""
 
 
 class Notification(StrictModel):

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from rop_domain.commands import TaskStatus
 from rop_domain.followup import (
     Closure,
     CrisisPlan,
@@ -354,7 +355,7 @@ async def complete_task(args: argparse.Namespace, settings: RopSettings) -> None
         task = await find_task(connection, args.task_id)
         if task is None:
             raise UsageError(f"no task {args.task_id}")
-        if task.status != "requested":
+        if task.status is not TaskStatus.REQUESTED:
             raise UsageError(f"task {args.task_id} is already {task.status}")
         step = step_for(task.kind)
         if step is None:

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import Field
-
 from activities.database import Connection
-from rop_domain.commands import TaskKind
+from rop_domain.commands import TaskKind, TaskStatus
 from rop_domain.models import StrictModel
 
 
@@ -24,7 +22,7 @@ class TaskView(StrictModel):
     workflow_id: str
     kind: TaskKind
     recipient: str
-    status: str = Field(description="requested, in-progress, completed or cancelled")
+    status: TaskStatus
     due_at: datetime | None
     subject: str
     created_at: datetime

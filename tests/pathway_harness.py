@@ -6,20 +6,25 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.delivery import DeliveryActivities
 from rop_domain.commands import TaskKind
 from rop_domain.models import PathwaySettings, ValidationPolicy, parse_referral
+from rop_domain.state import PathwayOutcome
 from rop_domain.steps import StepName
 from rop_domain.view import PathwayStatus
 from starter.pathways import Pathways
 from tests import factories
+from worker import WorkerTuning, build_worker
 from workflows.pathway import RopPathway
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -33,6 +38,41 @@ def digest(path: Path) -> str:
 
 def pathways(client: Client, task_queue: str, settings: PathwaySettings | None = None) -> Pathways:
     return Pathways(client, task_queue=task_queue, pathway_settings=settings)
+
+
+@asynccontextmanager
+async def running_pathways(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    settings: PathwaySettings | None = None,
+    *,
+    delivery: DeliveryActivities | None = None,
+    tuning: WorkerTuning | None = None,
+) -> AsyncIterator[Pathways]:
+    """A worker with the real activities on `task_queue`, and the Python API that starts
+    pathways there (with `settings`); the worker stops when the block ends."""
+    async with build_worker(client, pool, task_queue, delivery=delivery, tuning=tuning):
+        yield pathways(client, task_queue, settings)
+
+
+async def close_and_end(api: Pathways, handle: WorkflowHandle[Any, Any]) -> PathwayOutcome:
+    """Close the pathway and wait for its workflow to end; its outcome."""
+    await api.send(StepName.CLOSE_PATHWAY, handle.id, factories.closure())
+    outcome: PathwayOutcome = await handle.result()
+    return outcome
+
+
+async def tasks_of(
+    pool: asyncpg.Pool, workflow_id: str, kind: TaskKind | None = None
+) -> list[asyncpg.Record]:
+    """The pathway's tasks as recorded (of one kind, or all), oldest first."""
+    return await pool.fetch(
+        "SELECT kind, recipient, status, subject, reference FROM tasks "
+        "WHERE workflow_id = $1 AND ($2::text IS NULL OR kind = $2) ORDER BY id",
+        workflow_id,
+        kind,
+    )
 
 
 async def start(

@@ -16,11 +16,10 @@ from activities.delivery import DeliveryActivities
 from rop_domain.commands import DELIVERY_WINDOW
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
-from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.channel_servers import SECRET, Inbox, Receiver, SmtpServer
-from tests.pathway_harness import eventually, pathways, start
+from tests.pathway_harness import close_and_end, eventually, pathways, running_pathways, start
 from worker import build_worker
 from workflows import search_attributes as sa
 
@@ -49,8 +48,7 @@ async def test_smtp_down_during_delivery_then_up_delivers_one_message(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, smtp: SmtpServer
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue, _delivery(pool, smtp)):
+    async with running_pathways(client, pool, task_queue, delivery=_delivery(pool, smtp)) as api:
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
@@ -74,8 +72,7 @@ async def test_smtp_down_during_delivery_then_up_delivers_one_message(
             [sent] = smtp.inbox.messages
             assert sent["Subject"].startswith("Vurder tilvising")  # nynorsk, as routed
             assert factories.national_id("150586951") not in sent.as_string()
-            await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-            await handle.result()
+            await close_and_end(api, handle)
             # The closure told the clinician too: one more message, still one per task.
             assert len(smtp.inbox.messages) == 2
         finally:
@@ -86,8 +83,7 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, smtp: SmtpServer
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue, _delivery(pool, smtp)):
+    async with running_pathways(client, pool, task_queue, delivery=_delivery(pool, smtp)) as api:
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
@@ -134,8 +130,7 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
             await api.resend_notification(workflow_id, task_key)
             await eventually(api, workflow_id, lambda s: len(smtp.inbox.messages) == 1)
             assert (await handle.describe()).typed_search_attributes.get(sa.DELIVERY_FAILED) == 0
-            await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-            await handle.result()
+            await close_and_end(api, handle)
         finally:
             smtp.stop()
 
@@ -164,8 +159,7 @@ async def test_a_unit_with_a_webhook_gets_its_tasks_signed(
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
     kinds = sorted(payload["kind"] for payload in state.accepted)
     assert kinds == ["assess-referral", "pathway-closed"]
     assert state.refused == []

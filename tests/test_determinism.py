@@ -27,10 +27,10 @@ from tests.pathway_harness import (
     eventually_runs,
     hold_meeting,
     open_task,
-    pathways,
+    running_pathways,
     start,
 )
-from worker import WorkerTuning, build_worker
+from worker import WorkerTuning
 
 REPO = Path(__file__).resolve().parent.parent
 IO_LIBRARIES = {"asyncpg", "httpx", "aiosmtplib", "smtplib", "jinja2", "structlog", "psutil"}
@@ -99,11 +99,12 @@ async def test_a_whole_pathway_runs_every_timer_in_the_sandbox(
     """Meeting reminder and escalation, the crisis plan's reminder, escalation and revision,
     a review due, overdue and escalated, a review that continues the run as new, closure."""
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue, PathwaySettings(continue_as_new_after_events=0))
     sandboxed = WorkerTuning(
         workflow_task_slots=5, local_activity_slots=5, cached_workflows=10, sandboxed=True
     )
-    async with build_worker(client, pool, task_queue, tuning=sandboxed):
+    async with running_pathways(
+        client, pool, task_queue, PathwaySettings(continue_as_new_after_events=0), tuning=sandboxed
+    ) as api:
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         assessed = await api.send(StepName.ASSESS, workflow_id, factories.assessment())

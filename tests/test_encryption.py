@@ -32,8 +32,7 @@ from starter.codec_server import CodecDoor, start_codec_server
 from tests import factories
 from tests.channel_servers import free_port
 from tests.conftest import TEST_KEY, TEST_KEY_ID
-from tests.pathway_harness import pathways, start
-from worker import build_worker
+from tests.pathway_harness import close_and_end, running_pathways, start
 
 NATIONAL_ID = factories.national_id("150586951")
 
@@ -59,13 +58,11 @@ async def test_histories_hold_only_ciphertext(
     task_queue: str,
 ) -> None:
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await api.send(StepName.ASSESS, workflow_id, factories.assessment())
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
         # With the key, the pathway reads back.
         assert (await api.status(workflow_id)).phase.value == "closed"
     # Read the history as someone with the Temporal database but no key would.

@@ -32,27 +32,19 @@ from rop_domain.view import PathwayStatus
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.pathway_harness import (
+    close_and_end,
     eventually,
     eventually_runs,
     open_task,
-    pathways,
     run_count,
+    running_pathways,
     save_history_if_recording,
     start,
+    tasks_of,
     to_follow_up,
 )
-from worker import build_worker
 from workflows import search_attributes as sa
 from workflows.pathway import RopPathway
-
-
-async def _tasks(pool: asyncpg.Pool, workflow_id: str, kind: str) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        "SELECT recipient, status, subject, reference FROM tasks "
-        "WHERE workflow_id = $1 AND kind = $2 ORDER BY id",
-        workflow_id,
-        kind,
-    )
 
 
 async def _row(pool: asyncpg.Pool, workflow_id: str) -> asyncpg.Record:
@@ -69,8 +61,7 @@ async def test_crisis_plan_reminder_then_escalation_then_registration(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle, held = await to_follow_up(env, client, api)
         deadline = held.crisis_plan_deadline
         assert deadline is not None
@@ -78,14 +69,14 @@ async def test_crisis_plan_reminder_then_escalation_then_registration(
             calendar.local_date(held.meeting.held_at),  # type: ignore[union-attr]
             10,
         )
-        [make] = await _tasks(pool, workflow_id, "make-crisis-plan")
+        [make] = await tasks_of(pool, workflow_id, TaskKind.MAKE_CRISIS_PLAN)
         assert make["recipient"] == factories.CRISIS_PLAN_RESPONSIBLE
 
         reminder_at = deadlines.reminder_at(deadline, PathwaySettings())
         await env.sleep(reminder_at - await env.get_current_time() + timedelta(minutes=1))
         reminded = await eventually(api, workflow_id, lambda s: s.crisis_plan.reminder_sent)
         assert not reminded.overdue
-        [reminder] = await _tasks(pool, workflow_id, "crisis-plan-reminder")
+        [reminder] = await tasks_of(pool, workflow_id, TaskKind.CRISIS_PLAN_REMINDER)
         assert reminder["recipient"] == factories.CRISIS_PLAN_RESPONSIBLE
 
         await env.sleep(
@@ -93,7 +84,7 @@ async def test_crisis_plan_reminder_then_escalation_then_registration(
         )
         overdue = await eventually(api, workflow_id, lambda s: s.overdue)
         assert overdue.overdue_items == ["crisis plan"]
-        [escalation] = await _tasks(pool, workflow_id, "crisis-plan-escalation")
+        [escalation] = await tasks_of(pool, workflow_id, TaskKind.CRISIS_PLAN_ESCALATION)
         assert escalation["recipient"] == "tsb.leder@example.invalid"
         assert (await _row(pool, workflow_id))["crisis_plan_overdue"] is True
         assert (await handle.describe()).typed_search_attributes.get(sa.OVERDUE) is True
@@ -107,13 +98,14 @@ async def test_crisis_plan_reminder_then_escalation_then_registration(
         assert not registered.overdue
         row = await _row(pool, workflow_id)
         assert (row["crisis_plan_version"], row["crisis_plan_overdue"]) == (1, False)
-        statuses = {r["status"] for r in await _tasks(pool, workflow_id, "crisis-plan-escalation")}
+        statuses = {
+            r["status"] for r in await tasks_of(pool, workflow_id, TaskKind.CRISIS_PLAN_ESCALATION)
+        }
         assert statuses == {"completed"}
         search = (await handle.describe()).typed_search_attributes
         assert search.get(sa.HAS_CRISIS_PLAN) is True
         assert search.get(sa.OVERDUE) is False
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
         await save_history_if_recording(handle, "crisis_plan_escalation")
 
 
@@ -121,8 +113,7 @@ async def test_crisis_plan_revision_raises_a_task_when_due(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle, _ = await to_follow_up(env, client, api, review_weeks=52)
         today = calendar.local_date(await env.get_current_time())
         revision_day = today + timedelta(days=30)
@@ -131,12 +122,12 @@ async def test_crisis_plan_revision_raises_a_task_when_due(
         )
 
         await env.sleep(timedelta(days=29))
-        assert await _tasks(pool, workflow_id, "revise-crisis-plan") == []
+        assert await tasks_of(pool, workflow_id, TaskKind.REVISE_CRISIS_PLAN) == []
         await env.sleep(timedelta(days=2))
         raised = await eventually(
             api, workflow_id, lambda s: open_task(s, TaskKind.REVISE_CRISIS_PLAN)
         )
-        [task] = await _tasks(pool, workflow_id, "revise-crisis-plan")
+        [task] = await tasks_of(pool, workflow_id, TaskKind.REVISE_CRISIS_PLAN)
         assert task["status"] == "requested"
         assert revision_day.strftime("%d.%m.%Y") in task["subject"]
 
@@ -152,9 +143,9 @@ async def test_crisis_plan_revision_raises_a_task_when_due(
         )
         assert revised.crisis_plan.current is not None
         assert revised.crisis_plan.current.version == 2
-        assert [r["status"] for r in await _tasks(pool, workflow_id, "revise-crisis-plan")] == [
-            "completed"
-        ]
+        assert [
+            r["status"] for r in await tasks_of(pool, workflow_id, TaskKind.REVISE_CRISIS_PLAN)
+        ] == ["completed"]
         versions = await pool.fetch(
             "SELECT details->>'version' AS v FROM pathway_events "
             "WHERE workflow_id = $1 AND kind = 'crisis-plan-registered' ORDER BY id",
@@ -162,16 +153,14 @@ async def test_crisis_plan_revision_raises_a_task_when_due(
         )
         assert [r["v"] for r in versions] == ["1", "2"]
         assert raised.phase is Phase.FOLLOW_UP
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
 
 
 async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watched(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle, held = await to_follow_up(env, client, api, review_weeks=6)
         today = calendar.local_date(await env.get_current_time())
         await api.send(
@@ -186,10 +175,10 @@ async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watc
 
         due_at = calendar.at_local_time(cycle.due, time(8, 0))
         await env.sleep(due_at - await env.get_current_time() - timedelta(minutes=5))
-        assert await _tasks(pool, workflow_id, "hold-review") == []
+        assert await tasks_of(pool, workflow_id, TaskKind.HOLD_REVIEW) == []
         await env.sleep(timedelta(minutes=10))
         await eventually(api, workflow_id, lambda s: s.review is not None and s.review.task_raised)
-        [task] = await _tasks(pool, workflow_id, "hold-review")
+        [task] = await tasks_of(pool, workflow_id, TaskKind.HOLD_REVIEW)
         assert task["recipient"] == factories.KOORDINATOR
         assert not (await api.status(workflow_id)).overdue
 
@@ -198,7 +187,7 @@ async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watc
         )
         overdue = await eventually(api, workflow_id, lambda s: s.overdue)
         assert overdue.overdue_items == ["review"]
-        assert len(await _tasks(pool, workflow_id, "review-reminder")) == 1
+        assert len(await tasks_of(pool, workflow_id, TaskKind.REVIEW_REMINDER)) == 1
         assert (await _row(pool, workflow_id))["review_overdue"] is True
 
         escalation_day = calendar.add_working_days(cycle.due, 5)
@@ -212,7 +201,7 @@ async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watc
             workflow_id,
             lambda s: s.review is not None and s.review.escalated,
         )
-        [escalation] = await _tasks(pool, workflow_id, "review-escalation")
+        [escalation] = await tasks_of(pool, workflow_id, TaskKind.REVIEW_ESCALATION)
         assert escalation["recipient"] == "tsb.leder@example.invalid"
 
         reviewed = await api.send(
@@ -236,7 +225,7 @@ async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watc
         assert await run_count(client, workflow_id) == 1
         row = await _row(pool, workflow_id)
         assert (row["review_overdue"], row["reviews_completed"]) == (False, 1)
-        assert {r["status"] for r in await _tasks(pool, workflow_id, "hold-review")} == {
+        assert {r["status"] for r in await tasks_of(pool, workflow_id, TaskKind.HOLD_REVIEW)} == {
             "completed"
         }
         search = (await handle.describe()).typed_search_attributes
@@ -250,12 +239,11 @@ async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watc
         )
         assert second.review is not None
         assert second.review.number == 2
-        assert [t["status"] for t in await _tasks(pool, workflow_id, "hold-review")] == [
+        assert [t["status"] for t in await tasks_of(pool, workflow_id, TaskKind.HOLD_REVIEW)] == [
             "completed",
             "requested",
         ]
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        outcome = await handle.result()
+        outcome = await close_and_end(api, handle)
         assert (outcome.reviews_completed, outcome.runs) == (1, 1)
         assert (await handle.describe()).run_id == first_run
         await save_history_if_recording(handle, "review_cycles")
@@ -265,9 +253,8 @@ async def test_measures_run_in_parallel_and_in_sequence(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
     by = factories.CLINICIAN
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle, held = await to_follow_up(env, client, api)
         assert _statuses(held) == {
             "poliklinikk": MeasureStatus.READY,
@@ -275,7 +262,7 @@ async def test_measures_run_in_parallel_and_in_sequence(
             "innleggelse": MeasureStatus.PLANNED,
             "bolig": MeasureStatus.PLANNED,
         }
-        ready = await _tasks(pool, workflow_id, "start-measure")
+        ready = await tasks_of(pool, workflow_id, TaskKind.START_MEASURE)
         assert [(r["reference"], r["recipient"]) for r in ready] == [
             ("poliklinikk", factories.CLINICIAN),
             ("fact", "fact-bergen"),
@@ -311,7 +298,8 @@ async def test_measures_run_in_parallel_and_in_sequence(
         )
         assert _statuses(cancelled)["bolig"] is MeasureStatus.READY
         tasks = {
-            r["reference"]: r["status"] for r in await _tasks(pool, workflow_id, "start-measure")
+            r["reference"]: r["status"]
+            for r in await tasks_of(pool, workflow_id, TaskKind.START_MEASURE)
         }
         assert tasks == {
             "poliklinikk": "completed",
@@ -319,8 +307,7 @@ async def test_measures_run_in_parallel_and_in_sequence(
             "innleggelse": "cancelled",
             "bolig": "requested",
         }
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
         await save_history_if_recording(handle, "measures")
 
 
@@ -328,9 +315,8 @@ async def test_plan_revision_keeps_statuses_and_the_old_plan(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
     by = factories.CLINICIAN
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle, _ = await to_follow_up(env, client, api)
         await api.send(StepName.START_MEASURE, workflow_id, MeasureStep(measure_id="fact", by=by))
         plan = [m for m in factories.measures() if m.id == "fact"] + [
@@ -354,17 +340,15 @@ async def test_plan_revision_keeps_statuses_and_the_old_plan(
             workflow_id,
         )
         assert "innleggelse" in old
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
 
 
 async def test_invalid_follow_up_updates_are_rejected(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
     by = factories.CLINICIAN
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await env.get_current_time()
         early_id, early_handle = await start(client, api, factories.referral_data(now))
         today = calendar.local_date(now)
@@ -380,8 +364,7 @@ async def test_invalid_follow_up_updates_are_rejected(
                 early_id,
                 Review(reviewed_by=by, outcome=ReviewOutcome.CONTINUE),
             )
-        await api.send(StepName.CLOSE_PATHWAY, early_id, factories.closure())
-        await early_handle.result()
+        await close_and_end(api, early_handle)
 
         workflow_id, handle, _ = await to_follow_up(env, client, api)
         today = calendar.local_date(await env.get_current_time())
@@ -480,8 +463,7 @@ async def test_closure_from_every_phase(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, phase: Phase
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle = await _at_phase(env, api, client, phase)
         assert (await api.status(workflow_id)).phase is phase
         closed = await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
@@ -497,7 +479,7 @@ async def test_closure_from_every_phase(
         "SELECT kind FROM tasks WHERE workflow_id = $1 AND status = 'requested'", workflow_id
     )
     assert {r["kind"] for r in open_tasks} == {"pathway-closed"}
-    told = {r["recipient"] for r in await _tasks(pool, workflow_id, "pathway-closed")}
+    told = {r["recipient"] for r in await tasks_of(pool, workflow_id, TaskKind.PATHWAY_CLOSED)}
     assert factories.CLINICIAN in told
     if phase in (Phase.MEETING_INVITED, Phase.FOLLOW_UP):
         assert "tsb@example.invalid" in told
@@ -510,9 +492,10 @@ async def test_objection_keeps_patient_content_from_other_organisations(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, mode: ObjectionMode
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue, PathwaySettings(objection_mode=mode))
     by = factories.CLINICIAN
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(
+        client, pool, task_queue, PathwaySettings(objection_mode=mode)
+    ) as api:
         plan = [
             Measure(
                 id="poliklinikk", kind=MeasureKind.OUTPATIENT, provider=Provider.TSB, responsible=by
@@ -542,7 +525,9 @@ async def test_objection_keeps_patient_content_from_other_organisations(
             StepName.COMPLETE_MEASURE, workflow_id, MeasureStep(measure_id="poliklinikk", by=by)
         )
 
-        tasks = {r["reference"]: r for r in await _tasks(pool, workflow_id, "start-measure")}
+        tasks = {
+            r["reference"]: r for r in await tasks_of(pool, workflow_id, TaskKind.START_MEASURE)
+        }
         internal = tasks["behandling"]
         assert internal["subject"] == f"Start tiltak behandling i ROP-forløp {objected.referral_id}"
         if mode is ObjectionMode.REDACT:
@@ -560,17 +545,15 @@ async def test_objection_keeps_patient_content_from_other_organisations(
             )
             assert withheld == 1
         assert (await _row(pool, workflow_id))["objection"] is True
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
 
 
 async def test_search_attributes_describe_the_pathway_without_personal_data(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
-        workflow_id, handle, held = await to_follow_up(env, client, api)
+    async with running_pathways(client, pool, task_queue) as api:
+        _, handle, held = await to_follow_up(env, client, api)
         described = await handle.describe()
         search = described.typed_search_attributes
         assert search.get(sa.PHASE) == "follow-up"
@@ -591,17 +574,17 @@ async def test_search_attributes_describe_the_pathway_without_personal_data(
         assert summary.startswith(f"ROP pathway for referral {held.referral_id}: TSB, helse-bergen")
         metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
         assert metadata.current_details.startswith("Phase: follow-up. Next: register kriseplan by ")
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
 
 
 async def test_updates_sent_while_a_review_rolls_over_are_not_lost(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue, PathwaySettings(continue_as_new_after_events=0))
     by = factories.CLINICIAN
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(
+        client, pool, task_queue, PathwaySettings(continue_as_new_after_events=0)
+    ) as api:
         workflow_id, handle, _ = await to_follow_up(env, client, api)
         review = Review(reviewed_by=factories.KOORDINATOR, outcome=ReviewOutcome.CONTINUE)
         reviewed, started, completed = await asyncio.gather(
@@ -627,5 +610,4 @@ async def test_updates_sent_while_a_review_rolls_over_are_not_lost(
             "review-completed",
         ]
         assert reviewed.phase is started.phase is completed.phase is Phase.FOLLOW_UP
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)

@@ -18,8 +18,7 @@ from rop_domain import calendar
 from rop_domain.steps import StepName
 from starter.indicators import IndicatorQuery, compute_indicators, render_table
 from tests import factories
-from tests.pathway_harness import eventually, hold_meeting, pathways, start
-from worker import build_worker
+from tests.pathway_harness import eventually, hold_meeting, running_pathways, start
 
 ROP = str(Path(sys.executable).parent / "rop")
 
@@ -32,9 +31,8 @@ async def test_indicators_from_real_pathways(
     database_url: str,
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
     trust = f"helse-test-{uuid.uuid4().hex[:6]}"
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await env.get_current_time()
         on_time_id, _ = await start(client, api, factories.referral_data(now, health_trust=trust))
         late_id, _ = await start(

@@ -21,8 +21,13 @@ from rop_domain.models import PathwaySettings, Phase
 from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
-from tests.pathway_harness import pathways, save_history_if_recording, start, to_follow_up
-from worker import build_worker
+from tests.pathway_harness import (
+    close_and_end,
+    running_pathways,
+    save_history_if_recording,
+    start,
+    to_follow_up,
+)
 from workflows import search_attributes as sa
 
 
@@ -47,8 +52,7 @@ async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_task
     task_queue: str,
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         before = await api.status(workflow_id)
@@ -91,8 +95,7 @@ async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_task
         assert (await handle.describe()).typed_search_attributes.get(sa.PHASE) == (
             Phase.AWAITING_INVITE.value
         )
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
         await save_history_if_recording(handle, "refused_step")
 
 
@@ -118,8 +121,7 @@ async def test_the_same_update_id_after_continue_as_new_gets_the_first_answer(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue, CONTINUE_AT_EVERY_REVIEW)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue, CONTINUE_AT_EVERY_REVIEW) as api:
         workflow_id, handle, _ = await to_follow_up(env, client, api)
         first_run = await _run_id(handle)
         first = await api.send(
@@ -146,8 +148,7 @@ async def test_the_same_update_id_after_continue_as_new_gets_the_first_answer(
         with pytest.raises(PathwayStepRejected, match=r"review 3 is not due yet \(due: review 2\)"):
             await api.send(StepName.COMPLETE_REVIEW, workflow_id, _review(3))
         assert await _count(pool, workflow_id, "review-completed") == 1
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
         await save_history_if_recording(handle, "answered_after_continue_as_new")
 
 
@@ -155,8 +156,7 @@ async def test_twenty_concurrent_sends_of_one_update_id_straddling_continue_as_n
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue, CONTINUE_AT_EVERY_REVIEW)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue, CONTINUE_AT_EVERY_REVIEW) as api:
         workflow_id, handle, _ = await to_follow_up(env, client, api)
         first_run = await _run_id(handle)
 
@@ -175,5 +175,4 @@ async def test_twenty_concurrent_sends_of_one_update_id_straddling_continue_as_n
         assert status.reviews_completed == 1
         assert status.review is not None
         assert status.review.number == 2
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)

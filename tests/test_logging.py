@@ -15,8 +15,7 @@ from rop_domain.models import AssessmentDecision
 from rop_domain.steps import StepName
 from rop_runtime.logs import configure_logging
 from tests import factories
-from tests.pathway_harness import pathways, start
-from worker import build_worker
+from tests.pathway_harness import running_pathways, start
 
 
 @pytest.fixture
@@ -41,9 +40,8 @@ async def test_workflow_and_activity_logs_carry_context_and_no_personal_data(
 ) -> None:
     configure_logging("json")
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
     data = factories.referral_data(await time_skipping_env.get_current_time())
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle = await start(client, api, data)
         await api.send(
             StepName.ASSESS,

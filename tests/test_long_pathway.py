@@ -18,8 +18,7 @@ from rop_domain.followup import Review, ReviewOutcome
 from rop_domain.models import PathwaySettings, Phase
 from rop_domain.steps import StepName
 from tests import factories
-from tests.pathway_harness import eventually, open_task, pathways, to_follow_up
-from worker import build_worker
+from tests.pathway_harness import eventually, open_task, running_pathways, to_follow_up
 
 YEARS = 10
 MAX_EVENTS_PER_RUN = 2000
@@ -29,8 +28,7 @@ async def test_ten_years_of_six_weekly_reviews_keep_every_run_small(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, _, _ = await to_follow_up(env, client, api, review_weeks=6)
         began = await env.get_current_time()
         today = calendar.local_date(began)

@@ -18,22 +18,17 @@ from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.pathway_harness import (
+    close_and_end,
     eventually,
     hold_meeting,
     pathways,
+    running_pathways,
     save_history_if_recording,
     start,
+    tasks_of,
 )
-from worker import build_worker
 from workflows import search_attributes
 from workflows.pathway import RopPathway
-
-
-async def _tasks(pool: asyncpg.Pool, workflow_id: str) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        "SELECT kind, recipient, status, subject FROM tasks WHERE workflow_id = $1 ORDER BY id",
-        workflow_id,
-    )
 
 
 async def _pathway_row(pool: asyncpg.Pool, workflow_id: str) -> asyncpg.Record:
@@ -63,8 +58,7 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
 
@@ -104,7 +98,7 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
         assert row["overdue"] is False
         assert row["meeting_held_at"] is not None
         assert row["koordinator"] == factories.KOORDINATOR
-        kinds = [(t["kind"], t["status"]) for t in await _tasks(pool, workflow_id)]
+        kinds = [(t["kind"], t["status"]) for t in await tasks_of(pool, workflow_id)]
         assert kinds[0] == ("assess-referral", "completed")
         assert kinds.count(("meeting-invitation", "requested")) == 4
         assert not any(kind.startswith("invite-to-meeting-reminder") for kind, _ in kinds)
@@ -118,8 +112,7 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
             "meeting-held",
         ]
 
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        outcome = await handle.result()
+        outcome = await close_and_end(api, handle)
         assert outcome.phase is Phase.CLOSED
         assert outcome.invited_on_time is True
     await save_history_if_recording(handle, "invite_on_time")
@@ -129,8 +122,7 @@ async def test_reminder_fires_two_working_days_before_the_deadline(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         status = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
@@ -143,7 +135,7 @@ async def test_reminder_fires_two_working_days_before_the_deadline(
         await time_skipping_env.sleep(timedelta(minutes=10))
         reminded = await eventually(api, workflow_id, lambda s: s.reminder_sent)
         assert not reminded.overdue
-        tasks = await _tasks(pool, workflow_id)
+        tasks = await tasks_of(pool, workflow_id)
         reminder = [t for t in tasks if t["kind"] == "invite-to-meeting-reminder"]
         assert len(reminder) == 1
         assert reminder[0]["recipient"] == factories.CLINICIAN
@@ -155,11 +147,10 @@ async def test_reminder_fires_two_working_days_before_the_deadline(
         )
         assert invited.invite is not None
         assert invited.invite.on_time
-        statuses = {t["kind"]: t["status"] for t in await _tasks(pool, workflow_id)}
+        statuses = {t["kind"]: t["status"] for t in await tasks_of(pool, workflow_id)}
         assert statuses["invite-to-meeting-reminder"] == "cancelled"
         await hold_meeting(time_skipping_env, api, invited)
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
         await save_history_if_recording(handle, "reminder")
 
 
@@ -167,8 +158,7 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         status = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
@@ -186,7 +176,9 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
         assert described.typed_search_attributes.get(search_attributes.PHASE) == "awaiting-invite"
         assert (await _pathway_row(pool, workflow_id))["overdue"] is True
         escalation = [
-            t for t in await _tasks(pool, workflow_id) if t["kind"] == "meeting-deadline-escalation"
+            t
+            for t in await tasks_of(pool, workflow_id)
+            if t["kind"] == "meeting-deadline-escalation"
         ]
         assert [t["recipient"] for t in escalation] == ["tsb.leder@example.invalid"]
 
@@ -198,8 +190,7 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
         assert not invited.overdue  # the invite, though late, settles the meeting deadline
         assert invited.meeting_escalated
         await hold_meeting(time_skipping_env, api, invited)
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        outcome = await handle.result()
+        outcome = await close_and_end(api, handle)
         assert outcome.invited_on_time is False
         assert (await _pathway_row(pool, workflow_id))["invited_on_time"] is False
         await save_history_if_recording(handle, "escalation")
@@ -209,8 +200,7 @@ async def test_not_in_target_group_tells_the_referrer_and_ends(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         status = await api.send(
@@ -232,7 +222,7 @@ async def test_not_in_target_group_tells_the_referrer_and_ends(
         "not-in-target-group",
         "not-in-target-group",
     )
-    tasks = [(t["kind"], t["recipient"], t["status"]) for t in await _tasks(pool, workflow_id)]
+    tasks = [(t["kind"], t["recipient"], t["status"]) for t in await tasks_of(pool, workflow_id)]
     assert tasks == [
         ("assess-referral", factories.CLINICIAN, "completed"),
         ("referral-not-accepted", factories.GP, "requested"),
@@ -243,8 +233,7 @@ async def test_submitting_the_same_referral_twice_returns_the_existing_pathway(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
         data = factories.referral_data(now)
         workflow_id, handle = await start(client, api, data)
@@ -279,8 +268,7 @@ async def test_invalid_updates_are_rejected_before_they_enter_history(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: len(s.recommended_participants) > 0)
@@ -356,8 +344,7 @@ async def test_a_database_outage_delays_a_step_and_records_it_once(
     task_queue: str,
 ) -> None:
     client = time_skipping_env.client
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
@@ -378,5 +365,4 @@ async def test_a_database_outage_delays_a_step_and_records_it_once(
         )
         assert [r["kind"] for r in logged] == ["referral-received", "assessed"]
         assert (await _pathway_row(pool, workflow_id))["assessment_decision"] == "in-target-group"
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)

@@ -24,6 +24,7 @@ from rop_domain.steps import StepName
 from starter.pathways import Pathways
 from tests import factories
 from tests.conftest import EXAMPLE_CONTACTS
+from tests.pathway_harness import close_and_end
 from worker import build_worker
 from workflows import search_attributes as sa
 
@@ -155,8 +156,7 @@ async def test_steps_sent_while_postgresql_is_down_resume_soon_after_it_is_back(
                 workflow_id,
             )
             assert invitations == len(factories.invite(now).participants)
-            await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-            await handle.result()
+            await close_and_end(api, handle)
     finally:
         await pool.close()
 

@@ -21,7 +21,7 @@ from rop_domain.steps import StepName
 from rop_runtime.client import PLAIN_PAYLOAD_REFUSED
 from starter.local_stack import packaged_binary
 from tests import factories
-from tests.pathway_harness import pathways, start
+from tests.pathway_harness import close_and_end, running_pathways, start
 from worker import build_worker
 
 
@@ -45,8 +45,7 @@ async def test_a_plain_update_sent_with_the_temporal_cli_is_not_applied(
 ) -> None:
     client = dev_server.client
     address = client.service_client.config.target_host
-    api = pathways(client, task_queue)
-    async with build_worker(client, pool, task_queue):
+    async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle = await start(client, api, factories.referral_data(datetime.now(UTC)))
         await api.send(StepName.ASSESS, workflow_id, factories.assessment())
         events_before = len((await handle.fetch_history()).events)
@@ -75,8 +74,7 @@ async def test_a_plain_update_sent_with_the_temporal_cli_is_not_applied(
         )
         assert forged == 0
         # The door still opens for those who hold the key.
-        await api.send(StepName.CLOSE_PATHWAY, workflow_id, factories.closure())
-        await handle.result()
+        await close_and_end(api, handle)
 
 
 async def test_a_plain_start_sent_with_the_temporal_cli_fails_and_records_nothing(

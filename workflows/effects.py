@@ -1,6 +1,6 @@
 """The pathway's side effects: one activity per step, idempotency keys, the objection rule.
 
-A step (an assessment, an invite, a reminder...) is gathered in a `Step` and written
+A step (an assessment, an invite, a reminder...) is gathered in a `StepRecord` and written
 by one activity in one transaction: its events, their summary changes, the tasks it
 closes and the tasks it raises. These record-service calls are short database
 transactions, so they run as local activities, inside the workflow task that needs
@@ -106,7 +106,7 @@ class RecordRefused(Exception):
     """The record database refused a step's content; nothing of it was written."""
 
 
-class Step:
+class StepRecord:
     """One step's events and tasks, committed together by `commit()`."""
 
     def __init__(self, effects: PathwayEffects) -> None:
@@ -122,7 +122,7 @@ class Step:
         actor: str,
         change: SummaryChange | None = None,
         details: dict[str, JsonValue] | None = None,
-    ) -> Step:
+    ) -> StepRecord:
         """Append an event to the log and apply its change to the summary row."""
         self._events.append(
             PathwayEvent(
@@ -137,7 +137,7 @@ class Step:
         )
         return self
 
-    def close_for(self, step: StepName, reference: str | None = None) -> Step:
+    def close_for(self, step: StepName, reference: str | None = None) -> StepRecord:
         """Close the tasks `step` closes, by the task table (`rop_domain/tasks.py`)."""
         for status, kinds in tasks.closed_by(step).items():
             self.close(kinds, status, reference)
@@ -145,7 +145,7 @@ class Step:
 
     def close(
         self, kinds: list[TaskKind] | None, status: TaskStatus, reference: str | None = None
-    ) -> Step:
+    ) -> StepRecord:
         """Close open tasks: all the pathway's (`kinds=None`), some kinds, or one measure's."""
         self._effects.state.tasks_closed(kinds, reference)
         self._close.append(
@@ -167,7 +167,7 @@ class Step:
         party_unit: str | None = None,
         due_at: datetime | None = None,
         reference: str | None = None,
-    ) -> Step:
+    ) -> StepRecord:
         """Raise a task. `party_unit`: the recipient's unit or organisation, for the kinds
         that are external or not by who gets them (`rop_domain.tasks.is_external`).
 
@@ -327,9 +327,9 @@ class PathwayEffects:
         actor: str,
         change: SummaryChange | None = None,
         details: dict[str, JsonValue] | None = None,
-    ) -> Step:
+    ) -> StepRecord:
         """A new step whose first event is `kind`."""
-        return Step(self).event(kind, actor=actor, change=change, details=details)
+        return StepRecord(self).event(kind, actor=actor, change=change, details=details)
 
     async def intake(
         self, meeting_deadline: date, assessment_task: Message, due_at: datetime

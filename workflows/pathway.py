@@ -69,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.steps import StepName
     from rop_domain.view import PathwayStatus
     from workflows import messages, status_view
-    from workflows.effects import PathwayEffects, Step
+    from workflows.effects import PathwayEffects, StepRecord
     from workflows.pathway_base import CONTINUE_WHEN_LONG, RECORD_FIRST, REJECTED, reject
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
@@ -98,7 +98,7 @@ def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
     async def answered_once(self: "RopPathway", argument: _Argument) -> PathwayStatus:
         info = workflow.current_update_info()
         assert info is not None
-        kept = self._s.kept_answer(info.id)
+        kept = self._state.kept_answer(info.id)
         if kept is not None:
             try:
                 return PathwayStatus.model_validate_json(kept.answer)
@@ -106,7 +106,7 @@ def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
                 # An answer kept before the public status took its shape: the status now.
                 return self.status()
         answer = await handler(self, argument)
-        self._s.keep_answer(info.id, info.name, workflow.now(), answer.model_dump_json())
+        self._state.keep_answer(info.id, info.name, workflow.now(), answer.model_dump_json())
         return answer
 
     return answered_once
@@ -118,7 +118,7 @@ def _unless_answered(validator: _Validator[_Argument]) -> _Validator[_Argument]:
     @functools.wraps(validator)
     def check(self: "RopPathway", argument: _Argument) -> None:
         info = workflow.current_update_info()
-        kept = self._s.kept_answer(info.id) if info is not None else None
+        kept = self._state.kept_answer(info.id) if info is not None else None
         if kept is None:
             validator(self, argument)
         elif info is not None and kept.update_name != info.name:
@@ -136,9 +136,9 @@ class RopPathway(PathwayWatchers):
         referral, settings = pathway.referral, pathway.settings
         self._referral = referral
         self._settings = settings
-        self._s = pathway.state or PathwayState()
+        self._state = pathway.state or PathwayState()
         self._workflow_id = workflow.info().workflow_id
-        self._effects = PathwayEffects(referral, settings, self._s)
+        self._effects = PathwayEffects(referral, settings, self._state)
         meeting = deadlines.meeting_deadline(referral.received_at, settings)
         self._deadline, self._escalation_at = meeting.day, meeting.escalation_at
         self._effects.on_delivery_failed = self._delivery_failed
@@ -158,7 +158,7 @@ class RopPathway(PathwayWatchers):
         self._publish()
         if pathway.state is None:
             workflow.logger.info("pathway started", extra={"meeting_deadline": str(self._deadline)})
-            self._s.participants = await self._effects.intake(
+            self._state.participants = await self._effects.intake(
                 self._deadline,
                 messages.assess_referral(self._referral.referral_id, self._deadline),
                 due_at=self._escalation_at,
@@ -185,19 +185,19 @@ class RopPathway(PathwayWatchers):
         await workflow.wait_condition(self._effects.deliveries_done)
         if not self._finished():
             # Pending timers end with this run; the next run sets its own from the state.
-            self._s.runs += 1
+            self._state.runs += 1
             workflow.continue_as_new(
-                PathwayInput(referral=self._referral, settings=self._settings, state=self._s)
+                PathwayInput(referral=self._referral, settings=self._settings, state=self._state)
             )
         await asyncio.gather(*watchers)
-        workflow.logger.info("pathway ended", extra={"phase": self._s.phase.value})
+        workflow.logger.info("pathway ended", extra={"phase": self._state.phase.value})
         return PathwayOutcome(
             workflow_id=self._workflow_id,
-            phase=self._s.phase,
-            invited_on_time=self._s.invite.on_time if self._s.invite else None,
-            overdue=bool(status_view.overdue_items(self._s)),
-            reviews_completed=self._s.reviews_completed,
-            runs=self._s.runs,
+            phase=self._state.phase,
+            invited_on_time=self._state.invite.on_time if self._state.invite else None,
+            overdue=bool(status_view.overdue_items(self._state)),
+            reviews_completed=self._state.reviews_completed,
+            runs=self._state.runs,
         )
 
     def _time_to_continue_as_new(self) -> bool:
@@ -218,15 +218,17 @@ class RopPathway(PathwayWatchers):
         """The specialist service decides whether the patient belongs in the pathway."""
         async with self._applying(lambda: self._validate_assess(assessment)) as new_step:
             accepted = assessment.decision is AssessmentDecision.IN_TARGET_GROUP
-            self._s.assessment = RecordedAssessment(
+            self._state.assessment = RecordedAssessment(
                 assessment=assessment, assessed_at=workflow.now()
             )
-            self._s.phase = Phase.AWAITING_INVITE if accepted else Phase.NOT_IN_TARGET_GROUP
+            self._state.phase = Phase.AWAITING_INVITE if accepted else Phase.NOT_IN_TARGET_GROUP
             self._publish_before_record()
             step = new_step(
                 EventKind.ASSESSED,
                 actor=assessment.assessor,
-                change=SummaryChange(phase=self._s.phase, assessment_decision=assessment.decision),
+                change=SummaryChange(
+                    phase=self._state.phase, assessment_decision=assessment.decision
+                ),
                 details=assessment.model_dump(mode="json"),
             ).close_for(StepName.ASSESS)
             if not accepted:
@@ -242,8 +244,8 @@ class RopPathway(PathwayWatchers):
     @_unless_answered
     def _validate_assess(self, assessment: Assessment) -> None:
         self._refuse_if_ended()
-        if self._s.phase is not Phase.AWAITING_ASSESSMENT:
-            raise reject(f"the referral is already assessed (phase: {self._s.phase.value})")
+        if self._state.phase is not Phase.AWAITING_ASSESSMENT:
+            raise reject(f"the referral is already assessed (phase: {self._state.phase.value})")
 
     @workflow.update
     @_once
@@ -262,14 +264,14 @@ class RopPathway(PathwayWatchers):
                     self._settings.working_day_rule,
                 ),
             )
-            self._s.invite = recorded
-            self._s.phase = Phase.MEETING_INVITED
+            self._state.invite = recorded
+            self._state.phase = Phase.MEETING_INVITED
             self._publish_before_record()
             step = new_step(
                 EventKind.MEETING_INVITED,
                 actor=invite.invited_by,
                 change=SummaryChange(
-                    phase=self._s.phase,
+                    phase=self._state.phase,
                     invited_at=sent_at,
                     meeting_at=invite.meeting_at,
                     invited_on_time=recorded.on_time,
@@ -303,10 +305,10 @@ class RopPathway(PathwayWatchers):
     @_unless_answered
     def _validate_invite(self, invite: MeetingInvite) -> None:
         self._refuse_if_ended()
-        if self._s.phase is Phase.AWAITING_ASSESSMENT:
+        if self._state.phase is Phase.AWAITING_ASSESSMENT:
             raise reject("the referral must be assessed as in the target group before an invite")
-        if self._s.phase is not Phase.AWAITING_INVITE:
-            raise reject(f"the meeting invite is already sent (phase: {self._s.phase.value})")
+        if self._state.phase is not Phase.AWAITING_INVITE:
+            raise reject(f"the meeting invite is already sent (phase: {self._state.phase.value})")
         if invite.meeting_at <= workflow.now():
             raise reject("meeting_at lies in the past")
         if not invite.participants:
@@ -317,11 +319,11 @@ class RopPathway(PathwayWatchers):
     async def record_meeting(self, outcome: MeetingOutcome) -> PathwayStatus:
         """The clarification meeting was held: koordinator, individual plan, crisis plan, measures."""
         async with self._applying(lambda: self._validate_meeting(outcome)) as new_step:
-            self._s.meeting = outcome
-            self._s.phase = Phase.FOLLOW_UP
-            self._s.measures = [MeasureEntry(measure=m) for m in outcome.measures]
-            self._s.plan_version = 1
-            self._s.review = ReviewCycle(
+            self._state.meeting = outcome
+            self._state.phase = Phase.FOLLOW_UP
+            self._state.measures = [MeasureEntry(measure=m) for m in outcome.measures]
+            self._state.plan_version = 1
+            self._state.review = ReviewCycle(
                 interval_weeks=outcome.review_interval_weeks,
                 due=calendar.local_date(outcome.held_at)
                 + timedelta(weeks=outcome.review_interval_weeks),
@@ -333,11 +335,11 @@ class RopPathway(PathwayWatchers):
                 EventKind.MEETING_HELD,
                 actor=outcome.recorded_by,
                 change=SummaryChange(
-                    phase=self._s.phase,
+                    phase=self._state.phase,
                     meeting_held_at=outcome.held_at,
                     koordinator=outcome.koordinator,
                     individual_plan=outcome.individual_plan.value,
-                    next_review_due=self._s.review.due,
+                    next_review_due=self._state.review.due,
                 ),
                 details=outcome.model_dump(mode="json"),
             ).notify(
@@ -354,11 +356,11 @@ class RopPathway(PathwayWatchers):
     @_unless_answered
     def _validate_meeting(self, outcome: MeetingOutcome) -> None:
         self._refuse_if_ended()
-        if self._s.phase is not Phase.MEETING_INVITED or self._s.invite is None:
-            raise reject(f"no meeting has been invited to yet (phase: {self._s.phase.value})")
+        if self._state.phase is not Phase.MEETING_INVITED or self._state.invite is None:
+            raise reject(f"no meeting has been invited to yet (phase: {self._state.phase.value})")
         if outcome.held_at > workflow.now() + _CLOCK_TOLERANCE:
             raise reject("held_at lies in the future")
-        if outcome.held_at < self._s.invite.sent_at - _CLOCK_TOLERANCE:
+        if outcome.held_at < self._state.invite.sent_at - _CLOCK_TOLERANCE:
             raise reject("held_at lies before the invitation was sent")
         _check_plan(outcome.measures)
 
@@ -369,8 +371,8 @@ class RopPathway(PathwayWatchers):
     async def register_crisis_plan(self, plan: CrisisPlan) -> PathwayStatus:
         """A new version of the crisis plan (kriseplan), made with the patient."""
         async with self._applying(lambda: self._validate_crisis_plan(plan)) as new_step:
-            self._s.crisis_plan = plan
-            self._s.crisis_plan_at = workflow.now()
+            self._state.crisis_plan = plan
+            self._state.crisis_plan_at = workflow.now()
             self._publish_before_record()
             await (
                 new_step(
@@ -378,7 +380,7 @@ class RopPathway(PathwayWatchers):
                     actor=plan.registered_by,
                     change=SummaryChange(
                         crisis_plan_version=plan.version,
-                        crisis_plan_at=self._s.crisis_plan_at,
+                        crisis_plan_at=self._state.crisis_plan_at,
                         crisis_plan_overdue=False,
                         overdue=self._overdue(),
                     ),
@@ -393,7 +395,7 @@ class RopPathway(PathwayWatchers):
     @_unless_answered
     def _validate_crisis_plan(self, plan: CrisisPlan) -> None:
         self._require_follow_up()
-        current = self._s.crisis_plan
+        current = self._state.crisis_plan
         if current is not None and plan.version <= current.version:
             raise reject(f"version must be above the current crisis plan's ({current.version})")
         if plan.next_revision <= calendar.local_date(workflow.now()):
@@ -422,7 +424,7 @@ class RopPathway(PathwayWatchers):
         self._require_follow_up()
         entry = self._known_measure(step.measure_id)
         if entry.status is MeasureStatus.PLANNED:
-            waiting = ", ".join(open_predecessors(entry.measure, self._s.statuses()))
+            waiting = ", ".join(open_predecessors(entry.measure, self._state.statuses()))
             raise reject(f"measure {step.measure_id} waits for: {waiting}")
         if entry.status is not MeasureStatus.READY:
             raise reject(f"measure {step.measure_id} is already {entry.status.value}")
@@ -445,7 +447,7 @@ class RopPathway(PathwayWatchers):
     def _validate_complete(self, step: MeasureStep) -> None:
         self._require_follow_up()
         entry = self._known_measure(step.measure_id)
-        waiting = open_predecessors(entry.measure, self._s.statuses())
+        waiting = open_predecessors(entry.measure, self._state.statuses())
         if entry.status is MeasureStatus.PLANNED and waiting:
             raise reject(
                 f"measure {step.measure_id} cannot complete: its predecessors are open "
@@ -504,12 +506,12 @@ class RopPathway(PathwayWatchers):
     async def complete_review(self, review: Review) -> PathwayStatus:
         """The periodic review (evaluering) was held: continue, revise the plan, or end."""
         async with self._applying(lambda: self._validate_review(review)) as new_step:
-            cycle = self._s.review
+            cycle = self._state.review
             assert cycle is not None
-            self._s.reviews_completed += 1
+            self._state.reviews_completed += 1
             interval = review.next_interval_weeks or cycle.interval_weeks
             today = calendar.local_date(workflow.now())
-            self._s.review = ReviewCycle(
+            self._state.review = ReviewCycle(
                 number=cycle.number + 1,
                 interval_weeks=interval,
                 due=today + timedelta(weeks=interval),
@@ -524,8 +526,8 @@ class RopPathway(PathwayWatchers):
                 EventKind.REVIEW_COMPLETED,
                 actor=review.reviewed_by,
                 change=SummaryChange(
-                    reviews_completed=self._s.reviews_completed,
-                    next_review_due=self._s.review.due,
+                    reviews_completed=self._state.reviews_completed,
+                    next_review_due=self._state.review.due,
                     review_overdue=False,
                     overdue=self._overdue(),
                 ),
@@ -554,7 +556,7 @@ class RopPathway(PathwayWatchers):
     @_unless_answered
     def _validate_review(self, review: Review) -> None:
         self._require_follow_up()
-        cycle = self._s.review
+        cycle = self._state.review
         if review.review_number is not None and cycle is not None:
             if review.review_number < cycle.number:
                 raise reject(f"review {review.review_number} is already completed")
@@ -570,8 +572,8 @@ class RopPathway(PathwayWatchers):
     async def record_objection(self, objection: Objection) -> PathwayStatus:
         """The patient objects to sharing with cooperating services (helsepersonelloven § 25)."""
         async with self._applying(lambda: self._validate_objection(objection)) as new_step:
-            self._s.objection = objection
-            self._s.objection_at = workflow.now()
+            self._state.objection = objection
+            self._state.objection_at = workflow.now()
             self._publish_before_record()
             await new_step(
                 EventKind.OBJECTION_RECORDED,
@@ -585,7 +587,7 @@ class RopPathway(PathwayWatchers):
     @_unless_answered
     def _validate_objection(self, objection: Objection) -> None:
         self._refuse_if_ended()
-        if self._s.objection is not None:
+        if self._state.objection is not None:
             raise reject("an objection to sharing is already recorded")
 
     @workflow.update
@@ -614,7 +616,7 @@ class RopPathway(PathwayWatchers):
     @_once
     async def resend_notification(self, task_key: str) -> PathwayStatus:
         """An operator re-sends a task whose delivery failed."""
-        self._s.failed_deliveries.remove(task_key)
+        self._state.failed_deliveries.remove(task_key)
         self._publish()
         self._effects.deliver([task_key])
         return self.status()
@@ -622,7 +624,7 @@ class RopPathway(PathwayWatchers):
     @resend_notification.validator
     @_unless_answered
     def _validate_resend(self, task_key: str) -> None:
-        if task_key not in self._s.failed_deliveries:
+        if task_key not in self._state.failed_deliveries:
             raise reject(f"no failed delivery of task {task_key} in this pathway")
 
     def _recording_stalls(self, stalled: bool) -> None:
@@ -631,8 +633,8 @@ class RopPathway(PathwayWatchers):
 
     def _delivery_failed(self, task_key: str) -> None:
         workflow.logger.error("task delivery failed", extra={"task_key": task_key})
-        if task_key not in self._s.failed_deliveries:
-            self._s.failed_deliveries.append(task_key)
+        if task_key not in self._state.failed_deliveries:
+            self._state.failed_deliveries.append(task_key)
         self._publish()
 
     @workflow.query
@@ -649,9 +651,9 @@ class RopPathway(PathwayWatchers):
 
     # --- Measures and closure, as parts of a step ---------------------------------------
 
-    def _release_ready_measures(self, step: Step, *, actor: str) -> None:
+    def _release_ready_measures(self, step: StepRecord, *, actor: str) -> None:
         """Measures whose predecessors are settled become ready; their providers get a task."""
-        ready = newly_ready((e.measure for e in self._s.measures), self._s.statuses())
+        ready = newly_ready((e.measure for e in self._state.measures), self._state.statuses())
         for measure_id in ready:
             entry = self._entry(measure_id)
             entry.status = MeasureStatus.READY
@@ -672,47 +674,47 @@ class RopPathway(PathwayWatchers):
 
     def _replace_plan(self, measures: list[Measure], *, reason: str) -> dict[str, JsonValue]:
         """Swap in a revised plan; return the event details, the old plan among them."""
-        old_plan = _as_json(self._s.measures)
-        statuses = carry_statuses(measures, self._s.statuses())
-        self._s.measures = [MeasureEntry(measure=m, status=statuses[m.id]) for m in measures]
-        self._s.plan_version += 1
+        old_plan = _as_json(self._state.measures)
+        statuses = carry_statuses(measures, self._state.statuses())
+        self._state.measures = [MeasureEntry(measure=m, status=statuses[m.id]) for m in measures]
+        self._state.plan_version += 1
         return {
             "reason": reason,
-            "plan_version": self._s.plan_version,
+            "plan_version": self._state.plan_version,
             "previous_plan": old_plan,
             "plan": _as_json(measures),
         }
 
     def _mark_closed(self, closure: Closure) -> None:
-        self._s.closure = closure
-        self._s.closed_at = workflow.now()
-        self._s.phase = Phase.CLOSED
+        self._state.closure = closure
+        self._state.closed_at = workflow.now()
+        self._state.phase = Phase.CLOSED
 
     def _closed_change(self) -> SummaryChange:
-        closure = self._s.closure
+        closure = self._state.closure
         assert closure is not None
         return SummaryChange(
             phase=Phase.CLOSED,
-            closed_at=self._s.closed_at,
+            closed_at=self._state.closed_at,
             closure_reason=closure.reason.value,
             overdue=False,
             crisis_plan_overdue=False,
             review_overdue=False,
         )
 
-    def _add_closure(self, step: Step) -> None:
+    def _add_closure(self, step: StepRecord) -> None:
         """Add to a closing step: cancel every open task, and tell the parties."""
-        closure = self._s.closure
+        closure = self._state.closure
         assert closure is not None
         step.close(None, TaskStatus.CANCELLED)
         message = messages.pathway_closed(self._referral.referral_id, closure.reason.value)
         # Each party once, with the unit or organisation they are of.
         parties = [(self._referral.responsible_clinician, self._referral.receiving_unit.value)]
-        if self._s.invite:
-            parties += [(p.address, p.role.value) for p in self._s.invite.invite.participants]
+        if self._state.invite:
+            parties += [(p.address, p.role.value) for p in self._state.invite.invite.participants]
         parties += [
             (e.measure.responsible, e.measure.provider.value)
-            for e in self._s.measures
+            for e in self._state.measures
             if e.status not in SETTLED
         ]
         told: set[str] = set()
@@ -726,14 +728,14 @@ class RopPathway(PathwayWatchers):
     # --- Helpers -------------------------------------------------------------------------
 
     def _entry(self, measure_id: str) -> MeasureEntry:
-        entry = self._s.measure(measure_id)
+        entry = self._state.measure(measure_id)
         assert entry is not None
         return entry
 
     def _known_measure(self, measure_id: str) -> MeasureEntry:
-        entry = self._s.measure(measure_id)
+        entry = self._state.measure(measure_id)
         if entry is None:
-            known = ", ".join(e.measure.id for e in self._s.measures) or "none"
+            known = ", ".join(e.measure.id for e in self._state.measures) or "none"
             raise reject(f"unknown measure {measure_id} (known: {known})")
         return entry
 
@@ -742,7 +744,7 @@ class RopPathway(PathwayWatchers):
         kept = {m.id for m in measures}
         dropped = [
             e.measure.id
-            for e in self._s.measures
+            for e in self._state.measures
             if e.status is MeasureStatus.ACTIVE and e.measure.id not in kept
         ]
         if dropped:
@@ -753,13 +755,13 @@ class RopPathway(PathwayWatchers):
 
     def _refuse_if_ended(self) -> None:
         if self._finished():
-            raise reject(f"the pathway has ended (phase: {self._s.phase.value})")
+            raise reject(f"the pathway has ended (phase: {self._state.phase.value})")
 
     def _require_follow_up(self) -> None:
         self._refuse_if_ended()
-        if self._s.phase is not Phase.FOLLOW_UP:
+        if self._state.phase is not Phase.FOLLOW_UP:
             raise reject(
-                f"the clarification meeting has not been held yet (phase: {self._s.phase.value})"
+                f"the clarification meeting has not been held yet (phase: {self._state.phase.value})"
             )
 
 

@@ -5,7 +5,7 @@ answers questions about it: is the pathway finished, what is overdue, when is a
 deadline, what do search attributes and the UI show. It does no waiting and
 records nothing itself.
 
-Two views of the state: `_s` is the state steps change, and `_visible()` the state as
+Two views of the state: `_state` is the state steps change, and `_visible()` the state as
 recorded. While a step's record is being written they differ (the step may yet be
 refused); the status query, search attributes and timers go by the recorded one.
 """
@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows import status_view
-    from workflows.effects import PathwayEffects, RecordRefused, Step
+    from workflows.effects import PathwayEffects, RecordRefused, StepRecord
 
 RECORD_FIRST = "record-then-show"
 """Patch: a step's change shows (search attributes, status, timers) once it is recorded.
@@ -57,7 +57,7 @@ class PathwayBase:
 
     _referral: Referral
     _settings: PathwaySettings
-    _s: PathwayState
+    _state: PathwayState
     _workflow_id: str
     _effects: PathwayEffects
     _deadline: date
@@ -74,7 +74,7 @@ class PathwayBase:
     @contextlib.asynccontextmanager
     async def _applying(
         self, still_valid: Callable[[], None] | None = None
-    ) -> AsyncIterator[Callable[..., Step]]:
+    ) -> AsyncIterator[Callable[..., StepRecord]]:
         """Apply one step to the state and record it: both, or neither.
 
         Steps take turns, in the order they were accepted, after the intake. An Update's
@@ -88,7 +88,7 @@ class PathwayBase:
         async with self._step_lock:
             if still_valid is not None:
                 still_valid()
-            recorded = self._s.model_copy(deep=True)
+            recorded = self._state.model_copy(deep=True)
             self._recorded = recorded
             try:
                 yield self._effects.step
@@ -112,23 +112,23 @@ class PathwayBase:
         """Undo a refused step: the state as it was recorded, in place (effects share it)."""
         for name in PathwayState.model_fields:
             if name not in _KEPT_THROUGH_A_REFUSAL:
-                setattr(self._s, name, getattr(recorded, name))
+                setattr(self._state, name, getattr(recorded, name))
 
     def _visible(self) -> PathwayState:
         """The state as recorded: while a step is being recorded, the state before it."""
         if self._recorded is not None and self._record_first:
             return self._recorded
-        return self._s
+        return self._state
 
     def _finished(self, state: PathwayState | None = None) -> bool:
-        return (state or self._s).phase in FINAL_PHASES
+        return (state or self._state).phase in FINAL_PHASES
 
     def _ended(self) -> bool:
         """Finished as recorded: what timers go by."""
         return self._finished(self._visible())
 
     def _overdue(self, state: PathwayState | None = None) -> bool:
-        return bool(status_view.overdue_items(state or self._s))
+        return bool(status_view.overdue_items(state or self._state))
 
     def _deadlines(self, state: PathwayState) -> status_view.Deadlines:
         return status_view.Deadlines(
@@ -139,7 +139,7 @@ class PathwayBase:
         )
 
     def _crisis_plan_deadline(self, state: PathwayState | None = None) -> date | None:
-        meeting = (state or self._s).meeting
+        meeting = (state or self._state).meeting
         if meeting is None:
             return None
         return deadlines.crisis_plan_deadline(meeting.held_at, self._settings)

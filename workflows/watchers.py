@@ -4,7 +4,7 @@ Each watcher waits until its step is settled or its instant comes, whichever is
 first; the flags it sets live in the state, so nothing is sent twice, even across
 continue-as-new. Watchers go by the state as recorded (`_visible()`): a step still
 being recorded, which may yet be refused, settles nothing. They reach the state's parts
-through `self._s` when they change them, never through a reference held across a wait,
+through `self._state` when they change them, never through a reference held across a wait,
 since a refused step puts back the parts it changed.
 """
 
@@ -42,7 +42,7 @@ class PathwayWatchers(PathwayBase):
         await self._chase(
             deadline=self._deadline,
             settled=lambda: self._visible().invite is not None or self._ended(),
-            chase=lambda: self._s.meeting_chase,
+            chase=lambda: self._state.meeting_chase,
             label="invite to avklaringsmøte",
             remind=lambda: self._send_reminder(
                 EventKind.MEETING_REMINDER_SENT,
@@ -148,7 +148,7 @@ class PathwayWatchers(PathwayBase):
         await self._chase(
             deadline=deadline,
             settled=lambda: self._visible().crisis_plan is not None or self._ended(),
-            chase=lambda: self._s.crisis_chase,
+            chase=lambda: self._state.crisis_chase,
             label="kriseplan",
             remind=lambda: self._send_reminder(
                 EventKind.CRISIS_PLAN_REMINDER_SENT,
@@ -182,14 +182,14 @@ class PathwayWatchers(PathwayBase):
                 current = self._visible().crisis_plan
                 return self._ended() or current is None or current.version != version
 
-            if self._s.crisis_revision_raised_for != plan.version:
+            if self._state.crisis_revision_raised_for != plan.version:
                 due_at = calendar.at_local_time(
                     plan.next_revision, time(self._settings.reminder_hour)
                 )
                 if not await settled_before(due_at, replaced, "crisis plan revision due"):
                     async with self._applying():
                         if not replaced():
-                            self._s.crisis_revision_raised_for = plan.version
+                            self._state.crisis_revision_raised_for = plan.version
                             await self._send_reminder(
                                 EventKind.CRISIS_PLAN_REVISION_DUE,
                                 TaskKind.REVISE_CRISIS_PLAN,
@@ -229,7 +229,7 @@ class PathwayWatchers(PathwayBase):
 
         def current() -> ReviewCycle:
             # The cycle this watcher chases, as the state holds it now (not `done()`).
-            review = self._s.review
+            review = self._state.review
             assert review is not None
             return review
 

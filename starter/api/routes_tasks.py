@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from rop_domain.commands import TaskStatus
 from rop_domain.followup import CrisisPlan, MeasureStep, Review
 from rop_domain.models import (
     WORKFLOW_ID_PATTERN,
@@ -176,7 +177,7 @@ async def complete_task(
         if content is None:
             message = f"required to complete a {task.kind.value} task"
             raise invalid([FieldProblem(field=field, message=message)])
-        if task.status != "requested":
+        if task.status is not TaskStatus.REQUESTED:
             raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
         body = _step_body(task, content)
         await check_actor(ctx, admitted, task.workflow_id, step, body, action)

@@ -45,13 +45,6 @@ _ACTIVITY_STATUS = {
     MeasureStatus.CANCELLED: "cancelled",
 }
 
-_TASK_STATUS = {
-    "requested": "requested",
-    "in-progress": "in-progress",
-    "completed": "completed",
-    "cancelled": "cancelled",
-}
-
 
 def _full_url(workflow_id: str, name: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{workflow_id}/{name}')}"
@@ -201,7 +194,7 @@ def _task(task: TaskView, subject: dict[str, Any], careplan_url: str) -> dict[st
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "identifier": [{"system": systems.TASK, "value": str(task.id)}],
-        "status": _TASK_STATUS.get(task.status, "requested"),
+        "status": task.status.value,  # our task statuses are FHIR Task's own codes
         "intent": "order",
         "code": {
             "coding": [{"system": systems.TASK_KIND, "code": task.kind.value}],
