@@ -17,18 +17,8 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from rop_domain.commands import TaskStatus
-from rop_domain.followup import (
-    Closure,
-    CrisisPlan,
-    Measure,
-    MeasureCancellation,
-    MeasureStep,
-    MeetingOutcome,
-    Objection,
-    PlanRevision,
-    Review,
-)
-from rop_domain.models import Assessment, MeetingInvite, Referral, parse_referral
+from rop_domain.followup import Measure
+from rop_domain.models import Referral, parse_referral
 from rop_domain.steps import STEP, STEPS, StepName
 from rop_domain.tasks import step_for
 from rop_runtime.settings import RopSettings
@@ -71,6 +61,11 @@ def _read_referral(raw: bytes, settings: RopSettings) -> Referral:
 # --- each step's options, and the body they make ----------------------------------------
 
 
+def _body(step: StepName, data: dict[str, Any]) -> BaseModel:
+    """The step's body (its model in the registry), validated from the options."""
+    return STEP[step].body.model_validate(data)
+
+
 def _assess_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assessor", required=True, help="the assessing clinician's id (HPR)")
     parser.add_argument("--decision", required=True, help="in-target-group | not-in-target-group")
@@ -78,8 +73,9 @@ def _assess_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _assessment(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return Assessment.model_validate(
-        {"assessor": args.assessor, "decision": args.decision, "reason": args.reason}
+    return _body(
+        StepName.ASSESS,
+        {"assessor": args.assessor, "decision": args.decision, "reason": args.reason},
     )
 
 
@@ -101,14 +97,15 @@ async def _invite(args: argparse.Namespace, pathways: Pathways) -> BaseModel:
     if args.recommended:
         status = await pathways.status(args.workflow_id)
         participants += [p.model_dump() for p in status.recommended_participants]
-    return MeetingInvite.model_validate(
+    return _body(
+        StepName.INVITE_TO_MEETING,
         {
             "invited_by": args.by,
             "meeting_at": args.at,
             "location": args.location,
             "video_link": args.video_link,
             "participants": participants,
-        }
+        },
     )
 
 
@@ -134,7 +131,8 @@ def _meeting_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _meeting(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return MeetingOutcome.model_validate(
+    return _body(
+        StepName.RECORD_MEETING,
         {
             "recorded_by": args.by,
             "held_at": args.held_at,
@@ -144,7 +142,7 @@ async def _meeting(args: argparse.Namespace, _: Pathways) -> BaseModel:
             "crisis_plan_responsible": args.crisis_plan_responsible,
             "review_interval_weeks": args.review_weeks,
             "measures": _measures(args.measures),
-        }
+        },
     )
 
 
@@ -175,14 +173,15 @@ def _crisis_plan_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _crisis_plan(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return CrisisPlan.model_validate(
+    return _body(
+        StepName.REGISTER_CRISIS_PLAN,
         {
             "registered_by": args.by,
             "version": args.version,
             "made_with_patient": args.made_with_patient,
             "relatives_involved": args.relatives_involved,
             "next_revision": args.next_revision,
-        }
+        },
     )
 
 
@@ -193,8 +192,8 @@ def _measure_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _measure_step(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return MeasureStep.model_validate(
-        {"measure_id": args.measure_id, "by": args.by, "note": args.note}
+    return _body(
+        StepName.START_MEASURE, {"measure_id": args.measure_id, "by": args.by, "note": args.note}
     )
 
 
@@ -205,8 +204,9 @@ def _cancel_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _cancellation(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return MeasureCancellation.model_validate(
-        {"measure_id": args.measure_id, "by": args.by, "reason": args.reason}
+    return _body(
+        StepName.CANCEL_MEASURE,
+        {"measure_id": args.measure_id, "by": args.by, "reason": args.reason},
     )
 
 
@@ -217,7 +217,10 @@ def _revise_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _revision(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return PlanRevision(revised_by=args.by, reason=args.reason, measures=_measures(args.measures))
+    return _body(
+        StepName.REVISE_PLAN,
+        {"revised_by": args.by, "reason": args.reason, "measures": _measures(args.measures)},
+    )
 
 
 def _review_options(parser: argparse.ArgumentParser) -> None:
@@ -235,7 +238,8 @@ def _review_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _review(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return Review.model_validate(
+    return _body(
+        StepName.COMPLETE_REVIEW,
         {
             "reviewed_by": args.by,
             "outcome": args.outcome,
@@ -243,7 +247,7 @@ async def _review(args: argparse.Namespace, _: Pathways) -> BaseModel:
             "revised_plan": None if args.measures is None else _measures(args.measures),
             "note": args.note,
             "review_number": args.review_number,
-        }
+        },
     )
 
 
@@ -253,7 +257,7 @@ def _objection_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _objection(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return Objection.model_validate({"recorded_by": args.by, "note": args.note})
+    return _body(StepName.RECORD_OBJECTION, {"recorded_by": args.by, "note": args.note})
 
 
 def _close_options(parser: argparse.ArgumentParser) -> None:
@@ -267,7 +271,9 @@ def _close_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _closure(args: argparse.Namespace, _: Pathways) -> BaseModel:
-    return Closure.model_validate({"closed_by": args.by, "reason": args.reason, "note": args.note})
+    return _body(
+        StepName.CLOSE_PATHWAY, {"closed_by": args.by, "reason": args.reason, "note": args.note}
+    )
 
 
 @dataclass(frozen=True)

@@ -77,12 +77,5 @@ $$;
 
 REVOKE ALL ON FUNCTION rop_need_of_service(text, text[], text, text) FROM PUBLIC;
 
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rop_api') THEN
-        CREATE ROLE rop_api NOLOGIN;
-    END IF;
-END
-$$;
-
+-- rop_api is migration 0006's.
 GRANT EXECUTE ON FUNCTION rop_need_of_service(text, text[], text, text) TO rop_api;
