@@ -9,7 +9,7 @@ pydantic data converter without that context: there only the pure checks run
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -75,6 +75,19 @@ MAX_LIST = 100
 
 _CLOCK_SKEW = timedelta(minutes=5)
 """How far ahead of our clock a sender's clock may run."""
+
+
+def _iso_date(value: object) -> object:
+    """A date, or its ISO text (YYYY-MM-DD) only: no timestamps, no other orders."""
+    if isinstance(value, str):
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError("write a date as YYYY-MM-DD")
+        return date.fromisoformat(value)
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+"""A calendar date given as YYYY-MM-DD."""
 
 
 class StrictModel(BaseModel):
@@ -331,3 +344,20 @@ class DueItem(StrictModel):
 
     what: str
     by: datetime
+
+
+def referral_differences(ours: Referral, theirs: Referral) -> list[str]:
+    """The fields (`patient.national_id`, `municipality`...) in which two referrals differ."""
+    mine, other = ours.model_dump(mode="python"), theirs.model_dump(mode="python")
+    differing: list[str] = []
+    for name in mine.keys() | other.keys():
+        if isinstance(mine.get(name), dict) or isinstance(other.get(name), dict):
+            inner, theirs_inner = mine.get(name) or {}, other.get(name) or {}
+            differing += [
+                f"{name}.{key}"
+                for key in inner.keys() | theirs_inner.keys()
+                if inner.get(key) != theirs_inner.get(key)
+            ]
+        elif mine.get(name) != other.get(name):
+            differing.append(name)
+    return sorted(differing)

@@ -30,21 +30,31 @@ async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
     print(indicators.model_dump_json(indent=2) if args.json else render_table(indicators))
 
 
+MAX_WORKING_DAYS = 260
+"""A year of working days: the most `rop calendar deadline` counts."""
+
+
 async def deadline(args: argparse.Namespace, settings: RopSettings) -> None:
     try:
         received = date.fromisoformat(args.received)
     except ValueError:
         raise UsageError(f"--received {args.received!r}: write a date as YYYY-MM-DD") from None
-    working_days = args.working_days or settings.meeting_working_days
-    if working_days < 1:
-        raise UsageError("--working-days must be at least 1")
+    working_days = settings.meeting_working_days if args.working_days is None else args.working_days
+    if not 1 <= working_days <= MAX_WORKING_DAYS:
+        raise UsageError(f"--working-days must be from 1 to {MAX_WORKING_DAYS}")
     count_saturdays = args.count_saturdays or settings.count_saturdays
     rule = (
         calendar.WorkingDayRule.MONDAY_TO_SATURDAY
         if count_saturdays
         else calendar.WorkingDayRule.MONDAY_TO_FRIDAY
     )
-    deadline = calendar.add_working_days(received, working_days, rule)
+    try:
+        deadline = calendar.add_working_days(received, working_days, rule)
+    except ValueError:  # a day outside the holiday calendar's years
+        raise UsageError(
+            f"--received {received.isoformat()}: the count runs outside the holiday calendar "
+            f"({calendar.FIRST_YEAR}-{calendar.LAST_YEAR})"
+        ) from None
     print(f"received {received.isoformat()}, {working_days} working days ({rule.value}):")
     print(deadline.isoformat())
 

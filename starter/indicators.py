@@ -7,13 +7,12 @@ whose referral was received in the chosen period (Norwegian dates).
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from activities.database import Connection
-from rop_domain.models import Identifier, StrictModel
+from rop_domain.models import Identifier, IsoDate, StrictModel
 
 _ACTIVE = "phase NOT IN ('closed', 'not-in-target-group')"
 _SCOPE = """(($1::date IS NULL OR (received_at AT TIME ZONE 'Europe/Oslo')::date >= $1)
@@ -24,8 +23,8 @@ _SCOPE = """(($1::date IS NULL OR (received_at AT TIME ZONE 'Europe/Oslo')::date
 class IndicatorQuery(StrictModel):
     """Which pathways count: referrals received from..to, optionally one health trust."""
 
-    from_date: date | None = None
-    to_date: date | None = None
+    from_date: IsoDate | None = None
+    to_date: IsoDate | None = None
     health_trust: Identifier | None = None
 
     @model_validator(mode="after")

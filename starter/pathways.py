@@ -63,6 +63,18 @@ class PathwayStepRejected(PathwayError):
     """The pathway refused the step (wrong phase or invalid content); nothing was recorded."""
 
 
+class ReferralConflict(PathwayError):
+    """A referral id that has a pathway already was submitted with other content."""
+
+    def __init__(self, workflow_id: str, fields: list[str]) -> None:
+        super().__init__(
+            f"pathway {workflow_id} exists for this referral id with other content "
+            f"({', '.join(fields)}); nothing was changed: correct the referral in the "
+            "pathway's own record, or give the new referral an id of its own"
+        )
+        self.workflow_id, self.fields = workflow_id, fields
+
+
 class PathwayDidNotAnswer(PathwayError):
     """The pathway did not answer in time; the step may still be applied.
 
@@ -152,6 +164,7 @@ class Pathways:
                 ),
             )
         except WorkflowAlreadyStartedError:
+            await self._refuse_a_different_referral(referral)
             return Submitted(workflow_id=workflow_id, created=False)
         return Submitted(workflow_id=workflow_id, created=True)
 
@@ -177,6 +190,22 @@ class Pathways:
     ) -> PathwayStatus:
         """Deliver again a task whose delivery failed."""
         return await self._update(workflow_id, "resend_notification", task_key, update_id)
+
+    async def _refuse_a_different_referral(self, referral: Referral) -> None:
+        """A resubmission is welcome only as the same referral: raise `ReferralConflict`
+        naming the fields that differ (the pathway answers with names, never values)."""
+        handle = self._client.get_workflow_handle(referral.workflow_id)
+        try:
+            differing = await handle.query(
+                "referral_differences",
+                referral,
+                result_type=list[str],
+                rpc_timeout=self._answer_timeout,
+            )
+        except RPCError as error:
+            raise await self._explain(referral.workflow_id, error) from None
+        if differing:
+            raise ReferralConflict(referral.workflow_id, differing)
 
     async def status(self, workflow_id: str) -> PathwayStatus:
         """The pathway's phase, deadline, what is done and what is due."""

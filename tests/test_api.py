@@ -345,6 +345,15 @@ async def test_tasks_are_listed_and_completed_through_their_step(api: Api) -> No
         )
         assert backwards.status_code == 422
         problem_of(backwards)
+        period = await clinician.get(
+            "/indicators", params={"from_date": "2026-01-01", "to_date": "2026-12-31"}
+        )
+        assert period.status_code == 200, period.text
+        assert period.json()["query"]["from_date"] == "2026-01-01"
+        for written in ("01.01.2026", "1767225600", "2026-1-1"):
+            other = await clinician.get("/indicators", params={"from_date": written})
+            assert other.status_code == 422, written
+            assert [e["field"] for e in problem_of(other)["errors"]] == ["from_date"]
 
 
 async def _truthy(value: Awaitable[object]) -> bool:
@@ -477,3 +486,38 @@ async def test_control_characters_are_refused_for_a_referral_and_every_step(
             json={"closed_by": factories.CLINICIAN, "reason": "completed"},
         )
         assert closed.status_code == 200
+
+
+async def test_a_resubmitted_referral_is_welcome_only_unchanged(api: Api) -> None:
+    data = factories.referral_data(datetime.now(UTC))
+    changed = {
+        **data,
+        "municipality": "4627",
+        "patient": {**data["patient"], "national_id": factories.national_id("020285123")},
+    }
+    async with api.client(Role.SYSTEM) as system, api.client(Role.OPERATOR) as operator:
+        first = await system.post("/referrals", json=data)
+        assert first.status_code == 201
+        workflow_id = first.json()["workflow_id"]
+        again = await system.post("/referrals", json=data)
+        assert (again.status_code, again.json()["created"]) == (200, False)
+
+        conflicting = await system.post("/referrals", json=changed)
+        assert conflicting.status_code == 409
+        detail = problem_of(conflicting)["detail"]
+        assert "(municipality, patient.national_id)" in detail
+        assert changed["patient"]["national_id"] not in detail  # names, never values
+        record = await operator.get(f"/pathways/{workflow_id}/access-log")
+    assert [(r["action"], r["outcome"]) for r in record.json()][:3] == [
+        ("submit referral", "ok"),
+        ("submit referral", "ok"),
+        ("submit referral", "rejected"),
+    ]
+    connection = await asyncpg.connect(api.database_url)
+    try:
+        municipality = await connection.fetchval(
+            "SELECT municipality FROM pathways WHERE workflow_id = $1", workflow_id
+        )
+    finally:
+        await connection.close()
+    assert municipality == data["municipality"]

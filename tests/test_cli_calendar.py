@@ -35,3 +35,29 @@ def test_bad_date_is_one_clear_line() -> None:
     result = _deadline("--received", "01.04.2026")
     assert result.returncode == 1
     assert result.stderr.strip() == "error: --received '01.04.2026': write a date as YYYY-MM-DD"
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["--received", "1999-01-01"],
+            "error: --received 1999-01-01: the count runs outside the holiday calendar (2000-2100)",
+        ),
+        (
+            ["--received", "2100-12-20"],
+            "error: --received 2100-12-20: the count runs outside the holiday calendar (2000-2100)",
+        ),
+        (
+            ["--received", "2026-04-01", "--working-days", "0"],
+            "error: --working-days must be from 1 to 260",
+        ),
+        (
+            ["--received", "2026-04-01", "--working-days", "100000"],
+            "error: --working-days must be from 1 to 260",
+        ),
+    ],
+)
+def test_dates_and_counts_out_of_range_are_one_clear_line(args: list[str], error: str) -> None:
+    result = _deadline(*args)
+    assert (result.returncode, result.stderr.strip(), result.stdout) == (1, error, "")

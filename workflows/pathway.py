@@ -49,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         RecordedAssessment,
         RecordedInvite,
+        Referral,
+        referral_differences,
     )
     from rop_domain.plan import (
         SETTLED,
@@ -648,6 +650,12 @@ class RopPathway(PathwayWatchers):
             workflow_id=self._workflow_id,
             recording_stalled=self._recording_stalled,
         )
+
+    @workflow.query
+    def referral_differences(self, referral: Referral) -> list[str]:
+        """The fields in which `referral` differs from this pathway's own (their names only,
+        never their values): a resubmission of the same referral id must not differ."""
+        return referral_differences(self._referral, referral)
 
     # --- Measures and closure, as parts of a step ---------------------------------------
 

@@ -16,7 +16,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from starter.pathways import PathwayError, PathwayNotFound, PathwayStepRejected
+from starter.pathways import (
+    PathwayError,
+    PathwayNotFound,
+    PathwayStepRejected,
+    ReferralConflict,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +95,8 @@ def from_pathway_error(error: PathwayError) -> ProblemError:
         return ProblemError(404, "Pathway not found", str(error))
     if isinstance(error, PathwayStepRejected):
         return ProblemError(409, "The pathway is not ready for this step", str(error))
+    if isinstance(error, ReferralConflict):
+        return ProblemError(409, "The referral conflicts with its pathway's", str(error))
     return ProblemError(503, "Temporal is unavailable", str(error))
 
 

@@ -39,7 +39,13 @@ from starter.api.problems import (
 )
 from starter.fhir.bundle import pathway_bundle
 from starter.fhir.service_request import FhirMappingError, referral_from_service_request
-from starter.pathways import PathwayError, PathwayNotFound, PathwayStepRejected, PathwaySummary
+from starter.pathways import (
+    PathwayError,
+    PathwayNotFound,
+    PathwayStepRejected,
+    PathwaySummary,
+    ReferralConflict,
+)
 from starter.task_list import TaskFilter, list_tasks
 
 router = APIRouter()
@@ -62,7 +68,7 @@ IdempotencyKey = Annotated[
 def outcome_of(error: PathwayError) -> Outcome:
     if isinstance(error, PathwayNotFound):
         return Outcome.NOT_FOUND
-    if isinstance(error, PathwayStepRejected):
+    if isinstance(error, PathwayStepRejected | ReferralConflict):
         return Outcome.REJECTED
     return Outcome.FAILED
 
@@ -93,7 +99,7 @@ REFERRAL_BODY = {
     response_model=Submission,
     responses={
         200: {"description": "The referral's pathway existed already", "model": Submission},
-        **openapi_responses(400, 401, 403, 415, 422, 503),
+        **openapi_responses(400, 401, 403, 409, 415, 422, 503),
     },
     openapi_extra=REFERRAL_BODY,
 )
@@ -108,6 +114,9 @@ async def submit_referral(
         referral = await _read_referral(request)
         try:
             submitted = await ctx.pathways.submit(referral)
+        except ReferralConflict as error:
+            await ctx.audit(principal, [error.workflow_id], "submit referral", Outcome.REJECTED)
+            raise from_pathway_error(error) from None
         except PathwayError as error:
             raise from_pathway_error(error) from None
         await ctx.audit(principal, [submitted.workflow_id], "submit referral", Outcome.OK)

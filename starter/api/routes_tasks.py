@@ -7,7 +7,6 @@ informs is marked completed in the record.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -20,6 +19,7 @@ from rop_domain.models import (
     WORKFLOW_ID_PATTERN,
     Assessment,
     Identifier,
+    IsoDate,
     MeetingInvite,
     ShortText,
     StrictModel,
@@ -224,8 +224,8 @@ def _step_body(task: TaskView, content: BaseModel) -> BaseModel:
 async def indicators(
     request: Request,
     _: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
-    from_date: Annotated[date | None, Query(strict=True, description="YYYY-MM-DD")] = None,
-    to_date: Annotated[date | None, Query(strict=True, description="YYYY-MM-DD")] = None,
+    from_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
+    to_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
     health_trust: Identifier | None = None,
 ) -> Response:
     try:
