@@ -87,6 +87,11 @@ class CrisisPlan(StrictModel):
     made_with_patient: bool
     relatives_involved: bool
     next_revision: date
+    without_patient_reason: ShortText | None = Field(
+        default=None,
+        description="Why the plan was made without the patient (required then): the plan is "
+        "to be made together with the patient and relatives",
+    )
 
 
 class MeasureStep(StrictModel):

@@ -92,6 +92,9 @@ class PathwayState(MutableModel):
     crisis_plan_at: datetime | None = None
     crisis_chase: Chase = Field(default_factory=Chase)
     crisis_revision_raised_for: int | None = None
+    revision_chase: Chase = Field(
+        default_factory=Chase, description="The current version's revision, once it is due"
+    )
     measures: list[MeasureEntry] = Field(default_factory=list)
     plan_version: int = 0
     review: ReviewCycle | None = None

@@ -90,6 +90,14 @@ TASKS: dict[TaskKind, TaskRule] = {
         Recipient.CRISIS_PLAN_RESPONSIBLE, Reach.INTERNAL, "the crisis plan's revision date",
         StepName.REGISTER_CRISIS_PLAN, _CRISIS_PLAN_DONE,
     ),
+    TaskKind.CRISIS_PLAN_REVISION_REMINDER: TaskRule(
+        Recipient.CRISIS_PLAN_RESPONSIBLE, Reach.INTERNAL, "a crisis plan past its revision date",
+        StepName.REGISTER_CRISIS_PLAN, _CRISIS_PLAN_DONE,
+    ),
+    TaskKind.CRISIS_PLAN_REVISION_ESCALATION: TaskRule(
+        Recipient.UNIT_LEADER, Reach.INTERNAL, "a crisis plan still unrevised days after",
+        StepName.REGISTER_CRISIS_PLAN, _CRISIS_PLAN_DONE,
+    ),
     TaskKind.START_MEASURE: TaskRule(
         Recipient.MEASURE_RESPONSIBLE, Reach.BY_PARTY, "a measure whose predecessors settled",
         StepName.START_MEASURE,

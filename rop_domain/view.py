@@ -36,13 +36,17 @@ class OpenTask(StrictModel):
 
 
 class CrisisPlanStatus(StrictModel):
-    """The crisis plan: its first deadline, the current version, and how it is chased."""
+    """The crisis plan: its first deadline, the current version, and how each is chased."""
 
     deadline: date | None = Field(description="The last day for the first version")
     current: CrisisPlan | None
     registered_at: datetime | None
-    reminder_sent: bool
-    escalated: bool
+    reminder_sent: bool = Field(description="The first version's deadline was reminded of")
+    escalated: bool = Field(description="The first version's deadline escalated")
+    revision_overdue: bool = Field(
+        default=False, description="The current version is past its revision date"
+    )
+    revision_escalated: bool = False
 
 
 class MeasureStatusView(Measure):

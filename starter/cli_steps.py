@@ -170,6 +170,9 @@ def _crisis_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--made-with-patient", action="store_true")
     parser.add_argument("--relatives-involved", action="store_true")
     parser.add_argument("--next-revision", required=True, help="YYYY-MM-DD")
+    parser.add_argument(
+        "--without-patient-reason", help="why the plan was made without the patient (then required)"
+    )
 
 
 async def _crisis_plan(args: argparse.Namespace, _: Pathways) -> BaseModel:
@@ -181,6 +184,7 @@ async def _crisis_plan(args: argparse.Namespace, _: Pathways) -> BaseModel:
             "made_with_patient": args.made_with_patient,
             "relatives_involved": args.relatives_involved,
             "next_revision": args.next_revision,
+            "without_patient_reason": args.without_patient_reason,
         },
     )
 

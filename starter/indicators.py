@@ -2,7 +2,8 @@
 
 The regional plan measures itself on: patients with a crisis plan, meetings invited
 on time, and health trusts with FACT teams. These are computed over the pathways
-whose referral was received in the chosen period (Norwegian dates).
+whose referral was received in the chosen period (Norwegian dates); each is defined in
+words in the README ("Indicators") and here in SQL, once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from activities.database import Connection
 from rop_domain.models import Identifier, IsoDate, StrictModel
 
 _ACTIVE = "phase NOT IN ('closed', 'not-in-target-group')"
+_IN_TARGET = "assessment_decision = 'in-target-group'"
+# Past its meeting deadline (an Oslo date) with no invite, and not ended before it.
+_LATE_WITHOUT_INVITE = """(invited_at IS NULL
+    AND assessment_decision IS DISTINCT FROM 'not-in-target-group'
+    AND meeting_deadline < (now() AT TIME ZONE 'Europe/Oslo')::date
+    AND (closed_at IS NULL OR (closed_at AT TIME ZONE 'Europe/Oslo')::date > meeting_deadline))"""
 _SCOPE = """(($1::date IS NULL OR (received_at AT TIME ZONE 'Europe/Oslo')::date >= $1)
     AND ($2::date IS NULL OR (received_at AT TIME ZONE 'Europe/Oslo')::date <= $2)
     AND ($3::text IS NULL OR health_trust = $3))"""
@@ -35,10 +42,13 @@ class IndicatorQuery(StrictModel):
 
 
 class FactCoverage(StrictModel):
-    """FACT teams of one health trust."""
+    """FACT teams of one health trust (example data never counts)."""
 
     health_trust: str
     fact_teams: int
+    patients_with_fact_measure: int = Field(
+        default=0, description="Pathways in scope whose current plan has an ACT/FACT measure"
+    )
 
 
 class Indicators(StrictModel):
@@ -48,9 +58,25 @@ class Indicators(StrictModel):
     active_pathways: int
     with_crisis_plan: int
     crisis_plan_share: float | None = Field(description="Of active pathways")
+    ever_with_crisis_plan: int = Field(
+        description="Pathways in scope, closed ones too, that have had a crisis plan"
+    )
+    in_target_group: int = Field(description="Pathways in scope assessed as in the target group")
+    ever_crisis_plan_share: float | None = Field(description="Of those in the target group")
+    crisis_plans_made_with_patient: int = Field(
+        description="Of the pathways' current crisis plans, those made with the patient"
+    )
+    crisis_plans_with_relatives: int
+    made_with_patient_share: float | None
+    with_relatives_share: float | None
     invited: int
     invited_on_time: int
-    invited_on_time_share: float | None
+    late_without_invite: int = Field(
+        description="Past their meeting deadline with no invite: late, though not yet invited"
+    )
+    invited_on_time_share: float | None = Field(
+        description="On time, of those invited and those past their deadline without an invite"
+    )
     median_working_days_to_invite: float | None
     overdue_review: int
     overdue_crisis_plan: int
@@ -59,6 +85,10 @@ class Indicators(StrictModel):
     active_by_health_trust: dict[str, int]
     fact_coverage: list[FactCoverage]
     health_trusts_with_fact: int
+    municipalities_with_active_pathways: int
+    municipalities_covered_by_fact: int = Field(
+        description="Of the municipalities with active pathways, those a FACT team covers"
+    )
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -73,8 +103,11 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
             f"""SELECT
                   count(*) FILTER (WHERE {_ACTIVE}) AS active,
                   count(*) FILTER (WHERE {_ACTIVE} AND crisis_plan_version IS NOT NULL) AS crisis,
+                  count(*) FILTER (WHERE crisis_plan_version IS NOT NULL) AS crisis_ever,
+                  count(*) FILTER (WHERE {_IN_TARGET}) AS in_target,
                   count(*) FILTER (WHERE invited_at IS NOT NULL) AS invited,
                   count(*) FILTER (WHERE invited_on_time) AS on_time,
+                  count(*) FILTER (WHERE {_LATE_WITHOUT_INVITE}) AS late_without_invite,
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY invite_working_days)
                       FILTER (WHERE invited_at IS NOT NULL) AS median_days,
                   count(*) FILTER (WHERE {_ACTIVE} AND review_overdue) AS review_overdue,
@@ -95,25 +128,64 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
             f"WHERE {_ACTIVE} AND {_SCOPE} GROUP BY health_trust ORDER BY health_trust",
             *args,
         )
+        # Each pathway's current crisis plan and plan of measures (migration 0009).
+        plans = await connection.fetchrow(
+            f"""SELECT count(*) FILTER (WHERE f.made_with_patient) AS with_patient,
+                       count(*) FILTER (WHERE f.relatives_involved) AS with_relatives,
+                       count(*) FILTER (WHERE f.has_crisis_plan) AS plans
+                FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
+                WHERE {_SCOPE}""",  # noqa: S608
+            *args,
+        )
+        assert plans is not None
+        fact_patients = await connection.fetch(
+            f"""SELECT p.health_trust AS trust, count(*) AS n
+                FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
+                WHERE {_ACTIVE} AND {_SCOPE} AND f.has_fact_measure
+                GROUP BY p.health_trust""",  # noqa: S608
+            *args,
+        )
         coverage = await connection.fetch(
             f"""SELECT trust, count(f.id) AS teams FROM (
-                    SELECT health_trust AS trust FROM fact_teams
+                    SELECT health_trust AS trust FROM fact_teams WHERE NOT example_data
                     UNION SELECT health_trust FROM pathways WHERE {_SCOPE}
                 ) trusts
-                LEFT JOIN fact_teams f ON f.health_trust = trusts.trust
+                LEFT JOIN fact_teams f ON f.health_trust = trusts.trust AND NOT f.example_data
                 WHERE $3::text IS NULL OR trust = $3
                 GROUP BY trust ORDER BY trust""",  # noqa: S608
             *args,
         )
+        municipalities = await connection.fetchrow(
+            f"""SELECT count(*) AS with_pathways,
+                       count(*) FILTER (WHERE EXISTS (
+                           SELECT FROM fact_teams f
+                           WHERE NOT f.example_data AND m.municipality = ANY (f.municipalities)))
+                           AS covered
+                FROM (SELECT DISTINCT municipality FROM pathways
+                      WHERE {_ACTIVE} AND {_SCOPE}) m""",  # noqa: S608
+            *args,
+        )
+        assert municipalities is not None
     median = totals["median_days"]
+    fact_by_trust = {r["trust"]: r["n"] for r in fact_patients}
     return Indicators(
         query=query,
         active_pathways=totals["active"],
         with_crisis_plan=totals["crisis"],
         crisis_plan_share=_share(totals["crisis"], totals["active"]),
+        ever_with_crisis_plan=totals["crisis_ever"],
+        in_target_group=totals["in_target"],
+        ever_crisis_plan_share=_share(totals["crisis_ever"], totals["in_target"]),
+        crisis_plans_made_with_patient=plans["with_patient"],
+        crisis_plans_with_relatives=plans["with_relatives"],
+        made_with_patient_share=_share(plans["with_patient"], plans["plans"]),
+        with_relatives_share=_share(plans["with_relatives"], plans["plans"]),
         invited=totals["invited"],
         invited_on_time=totals["on_time"],
-        invited_on_time_share=_share(totals["on_time"], totals["invited"]),
+        late_without_invite=totals["late_without_invite"],
+        invited_on_time_share=_share(
+            totals["on_time"], totals["invited"] + totals["late_without_invite"]
+        ),
         median_working_days_to_invite=None if median is None else float(median),
         overdue_review=totals["review_overdue"],
         overdue_crisis_plan=totals["crisis_overdue"],
@@ -121,9 +193,16 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         active_by_municipality={r["key"]: r["n"] for r in by_municipality},
         active_by_health_trust={r["key"]: r["n"] for r in by_trust},
         fact_coverage=[
-            FactCoverage(health_trust=r["trust"], fact_teams=r["teams"]) for r in coverage
+            FactCoverage(
+                health_trust=r["trust"],
+                fact_teams=r["teams"],
+                patients_with_fact_measure=fact_by_trust.get(r["trust"], 0),
+            )
+            for r in coverage
         ],
         health_trusts_with_fact=sum(1 for r in coverage if r["teams"]),
+        municipalities_with_active_pathways=municipalities["with_pathways"],
+        municipalities_covered_by_fact=municipalities["covered"],
     )
 
 
@@ -145,8 +224,23 @@ def render_table(indicators: Indicators) -> str:
             f"{indicators.with_crisis_plan} ({pct(indicators.crisis_plan_share)})",
         ),
         (
+            "Ever with a crisis plan",
+            f"{indicators.ever_with_crisis_plan} of {indicators.in_target_group} in the target "
+            f"group ({pct(indicators.ever_crisis_plan_share)})",
+        ),
+        (
+            "Crisis plans made with the patient",
+            f"{indicators.crisis_plans_made_with_patient} "
+            f"({pct(indicators.made_with_patient_share)})",
+        ),
+        (
+            "Crisis plans with relatives",
+            f"{indicators.crisis_plans_with_relatives} ({pct(indicators.with_relatives_share)})",
+        ),
+        (
             "Meetings invited on time",
-            f"{indicators.invited_on_time} of {indicators.invited} "
+            f"{indicators.invited_on_time} of {indicators.invited} invited and "
+            f"{indicators.late_without_invite} late without an invite "
             f"({pct(indicators.invited_on_time_share)})",
         ),
         (
@@ -160,6 +254,11 @@ def render_table(indicators: Indicators) -> str:
             "Health trusts with a FACT team",
             f"{indicators.health_trusts_with_fact} of {len(indicators.fact_coverage)}",
         ),
+        (
+            "Municipalities covered by FACT",
+            f"{indicators.municipalities_covered_by_fact} of "
+            f"{indicators.municipalities_with_active_pathways} with active pathways",
+        ),
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"ROP indicators ({scope})", ""]
@@ -170,6 +269,9 @@ def render_table(indicators: Indicators) -> str:
     ):
         lines += ["", title]
         lines += [f"  {key:<{width - 2}}  {n}" for key, n in counts.items()] or ["  (none)"]
-    lines += ["", "FACT teams by health trust"]
-    lines += [f"  {c.health_trust:<{width - 2}}  {c.fact_teams}" for c in indicators.fact_coverage]
+    lines += ["", "FACT teams (patients with a FACT measure) by health trust"]
+    lines += [
+        f"  {c.health_trust:<{width - 2}}  {c.fact_teams} ({c.patients_with_fact_measure})"
+        for c in indicators.fact_coverage
+    ]
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -138,8 +138,15 @@ async def test_crisis_plan_revision_raises_a_task_when_due(
                 factories.crisis_plan(revision_day, version=1),
             )
         later = calendar.local_date(await env.get_current_time()) + timedelta(days=60)
+        alone = factories.crisis_plan(later, version=2).model_copy(
+            update={"made_with_patient": False}
+        )
+        with pytest.raises(PathwayStepRejected, match="needs without_patient_reason"):
+            await api.send(StepName.REGISTER_CRISIS_PLAN, workflow_id, alone)
         revised = await api.send(
-            StepName.REGISTER_CRISIS_PLAN, workflow_id, factories.crisis_plan(later, version=2)
+            StepName.REGISTER_CRISIS_PLAN,
+            workflow_id,
+            alone.model_copy(update={"without_patient_reason": "Pasienten innlagt, for dårlig"}),
         )
         assert revised.crisis_plan.current is not None
         assert revised.crisis_plan.current.version == 2
@@ -147,11 +154,15 @@ async def test_crisis_plan_revision_raises_a_task_when_due(
             r["status"] for r in await tasks_of(pool, workflow_id, TaskKind.REVISE_CRISIS_PLAN)
         ] == ["completed"]
         versions = await pool.fetch(
-            "SELECT details->>'version' AS v FROM pathway_events "
+            "SELECT details->>'version' AS v, details->>'without_patient_reason' AS why "
+            "FROM pathway_events "
             "WHERE workflow_id = $1 AND kind = 'crisis-plan-registered' ORDER BY id",
             workflow_id,
         )
-        assert [r["v"] for r in versions] == ["1", "2"]
+        assert [(r["v"], r["why"]) for r in versions] == [
+            ("1", None),
+            ("2", "Pasienten innlagt, for dårlig"),
+        ]
         assert raised.phase is Phase.FOLLOW_UP
         await close_and_end(api, handle)
 
@@ -611,3 +622,83 @@ async def test_updates_sent_while_a_review_rolls_over_are_not_lost(
         ]
         assert reviewed.phase is started.phase is completed.phase is Phase.FOLLOW_UP
         await close_and_end(api, handle)
+
+
+async def test_every_crisis_plan_version_is_chased_past_its_revision_date(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    async with running_pathways(client, pool, task_queue) as api:
+        workflow_id, handle, _ = await to_follow_up(env, client, api, review_weeks=52)
+        today = calendar.local_date(await env.get_current_time())
+        first_revision = today + timedelta(days=20)
+        await api.send(
+            StepName.REGISTER_CRISIS_PLAN, workflow_id, factories.crisis_plan(first_revision)
+        )
+
+        # On its revision day the task is raised, due at the end of that day.
+        await _sleep_until(env, calendar.at_local_time(first_revision, time(9, 0)))
+        due = await eventually(
+            api, workflow_id, lambda s: open_task(s, TaskKind.REVISE_CRISIS_PLAN)
+        )
+        [revise] = [t for t in due.open_tasks if t.kind is TaskKind.REVISE_CRISIS_PLAN]
+        assert revise.due_at == calendar.end_of_day(first_revision)
+        assert not due.overdue
+
+        # The day after, the plan is overdue and its responsible reminded.
+        await _sleep_until(env, calendar.end_of_day(first_revision) + timedelta(hours=1))
+        late = await eventually(api, workflow_id, lambda s: s.crisis_plan.revision_overdue)
+        assert late.overdue_items == ["crisis plan revision"]
+        [reminder] = await tasks_of(pool, workflow_id, TaskKind.CRISIS_PLAN_REVISION_REMINDER)
+        assert reminder["recipient"] == factories.CRISIS_PLAN_RESPONSIBLE
+        assert "versjon 1" in reminder["subject"]
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(sa.OVERDUE) is True
+        assert await pool.fetchval(
+            "SELECT crisis_plan_overdue FROM pathways WHERE workflow_id = $1", workflow_id
+        )
+
+        # Five working days on (Christmas does not count), it escalates to the unit's leader.
+        escalation_day = calendar.add_working_days(
+            first_revision, 5, calendar.WorkingDayRule.MONDAY_TO_FRIDAY
+        )
+        await _sleep_until(env, calendar.end_of_day(escalation_day) - timedelta(hours=1))
+        assert not (await api.status(workflow_id)).crisis_plan.revision_escalated
+        await _sleep_until(env, calendar.end_of_day(escalation_day) + timedelta(hours=1))
+        await eventually(api, workflow_id, lambda s: s.crisis_plan.revision_escalated)
+        [escalation] = await tasks_of(pool, workflow_id, TaskKind.CRISIS_PLAN_REVISION_ESCALATION)
+        assert escalation["recipient"] != factories.CRISIS_PLAN_RESPONSIBLE
+
+        # Version 2 settles it: the chase's tasks are done, nothing is overdue...
+        now = calendar.local_date(await env.get_current_time())
+        second_revision = now + timedelta(days=30)
+        revised = await api.send(
+            StepName.REGISTER_CRISIS_PLAN,
+            workflow_id,
+            factories.crisis_plan(second_revision, version=2),
+        )
+        assert (revised.overdue, revised.crisis_plan.revision_overdue) == (False, False)
+        assert [
+            (r["kind"], r["status"])
+            for r in await tasks_of(pool, workflow_id)
+            if "crisis-plan" in r["kind"] and r["kind"] != "make-crisis-plan"
+        ] == [
+            ("revise-crisis-plan", "completed"),
+            ("crisis-plan-revision-reminder", "completed"),
+            ("crisis-plan-revision-escalation", "completed"),
+        ]
+        assert not await pool.fetchval(
+            "SELECT crisis_plan_overdue FROM pathways WHERE workflow_id = $1", workflow_id
+        )
+
+        # ...and version 2 is chased in its turn.
+        await _sleep_until(env, calendar.end_of_day(second_revision) + timedelta(hours=1))
+        await eventually(api, workflow_id, lambda s: s.crisis_plan.revision_overdue)
+        reminders = await tasks_of(pool, workflow_id, TaskKind.CRISIS_PLAN_REVISION_REMINDER)
+        assert ["versjon 2" in r["subject"] for r in reminders] == [False, True]
+        await close_and_end(api, handle)
+        await save_history_if_recording(handle, "crisis_plan_revision_chase")
+
+
+async def _sleep_until(env: WorkflowEnvironment, instant: datetime) -> None:
+    await env.sleep(instant - await env.get_current_time())

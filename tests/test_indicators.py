@@ -26,6 +26,7 @@ ROP = str(Path(sys.executable).parent / "rop")
 async def test_indicators_from_real_pathways(
     time_skipping_env: WorkflowEnvironment,
     pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     owner_pool: asyncpg.Pool,
     task_queue: str,
     database_url: str,
@@ -74,7 +75,7 @@ async def test_indicators_from_real_pathways(
         await eventually(api, late_id, lambda s: s.overdue_items == ["crisis plan"])
 
     query = IndicatorQuery(health_trust=trust)
-    async with pool.acquire() as connection:
+    async with api_pool.acquire() as connection:  # as the API reads them
         indicators = await compute_indicators(connection, query)
     assert indicators.active_pathways == 3
     assert (indicators.with_crisis_plan, indicators.crisis_plan_share) == (1, 0.333)
@@ -90,7 +91,7 @@ async def test_indicators_from_real_pathways(
     await upsert_fact_teams(
         owner_pool, [FactTeam(id=f"fact-{trust}", health_trust=trust, name="FACT test")]
     )
-    async with pool.acquire() as connection:
+    async with api_pool.acquire() as connection:
         with_fact = await compute_indicators(connection, query)
         received = calendar.local_date(now)
         none_in_range = await compute_indicators(

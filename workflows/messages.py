@@ -40,6 +40,10 @@ def revise_crisis_plan(referral_id: str, version: int, due: date) -> Message:
     return {"referral_id": referral_id, "version": str(version), "deadline": due.isoformat()}
 
 
+crisis_plan_revision_reminder = revise_crisis_plan
+crisis_plan_revision_escalation = revise_crisis_plan
+
+
 def start_measure(referral_id: str, measure_id: str, kind: str) -> Message:
     return {"referral_id": referral_id, "measure_id": measure_id, "measure_kind": kind}
 

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         validate_plan,
     )
     from rop_domain.state import (
+        Chase,
         MeasureEntry,
         PathwayInput,
         PathwayOutcome,
@@ -72,7 +73,13 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.view import PathwayStatus
     from workflows import messages, status_view
     from workflows.effects import PathwayEffects, StepRecord
-    from workflows.pathway_base import CONTINUE_WHEN_LONG, RECORD_FIRST, REJECTED, reject
+    from workflows.pathway_base import (
+        CONTINUE_WHEN_LONG,
+        RECORD_FIRST,
+        REJECTED,
+        REVISION_CHASE,
+        reject,
+    )
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
 from workflows.watchers import PathwayWatchers
@@ -154,6 +161,7 @@ class RopPathway(PathwayWatchers):
         self._fault = None
         self._record_first = workflow.patched(RECORD_FIRST)
         self._continue_when_long = workflow.patched(CONTINUE_WHEN_LONG)
+        self._revision_chase = workflow.patched(REVISION_CHASE)
 
     @workflow.run
     async def run(self, pathway: PathwayInput) -> PathwayOutcome:
@@ -375,6 +383,7 @@ class RopPathway(PathwayWatchers):
         async with self._applying(lambda: self._validate_crisis_plan(plan)) as new_step:
             self._state.crisis_plan = plan
             self._state.crisis_plan_at = workflow.now()
+            self._state.revision_chase = Chase()  # the new version's revision is ahead
             self._publish_before_record()
             await (
                 new_step(
@@ -402,6 +411,12 @@ class RopPathway(PathwayWatchers):
             raise reject(f"version must be above the current crisis plan's ({current.version})")
         if plan.next_revision <= calendar.local_date(workflow.now()):
             raise reject("next_revision must lie in the future")
+        # Here, not in the model: plans accepted before the rule must still decode on replay.
+        if not plan.made_with_patient and not plan.without_patient_reason:
+            raise reject(
+                "a crisis plan made without the patient needs without_patient_reason: "
+                "the plan is made together with the patient and relatives"
+            )
 
     # --- Updates: measures --------------------------------------------------------------
 

@@ -40,6 +40,11 @@ CONTINUE_WHEN_LONG = "continue-as-new-when-long"
 """Patch: a run continues as new after a review only once its history is long, and watches
 one review cycle after another. Runs started before it continued after every review."""
 
+REVISION_CHASE = "crisis-plan-revision-chase"
+"""Patch: a crisis plan's revision is chased like a deadline: its task has a due date, and a
+plan past it is overdue, reminded of and escalated. Runs started before it only raised the
+revision task."""
+
 REJECTED = "PathwayStepRejected"
 """ApplicationError type of an Update refused by its validator, or by the record."""
 
@@ -67,6 +72,7 @@ class PathwayBase:
     _step_lock: asyncio.Lock
     _record_first: bool
     _continue_when_long: bool
+    _revision_chase: bool
     _recorded: PathwayState | None
     _recording_stalled: bool
     _fault: str | None

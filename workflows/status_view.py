@@ -77,6 +77,8 @@ def public_status(
             registered_at=state.crisis_plan_at,
             reminder_sent=state.crisis_chase.reminded,
             escalated=state.crisis_chase.escalated,
+            revision_overdue=state.crisis_plan is not None and state.revision_chase.reminded,
+            revision_escalated=state.crisis_plan is not None and state.revision_chase.escalated,
         ),
         measures=[
             MeasureStatusView(**entry.measure.model_dump(), status=entry.status)
@@ -123,6 +125,8 @@ def overdue_items(state: PathwayState) -> list[str]:
         items.append("meeting invite")
     if state.crisis_chase.escalated and state.crisis_plan is None:
         items.append("crisis plan")
+    if state.revision_chase.reminded and state.crisis_plan is not None:
+        items.append("crisis plan revision")
     if state.review is not None and state.review.chase.reminded:
         items.append("review")
     return items

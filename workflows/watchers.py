@@ -18,6 +18,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from rop_domain import calendar, deadlines
     from rop_domain.commands import EventKind, SummaryChange, TaskKind
+    from rop_domain.followup import CrisisPlan
     from rop_domain.models import (
         Phase,
     )
@@ -197,8 +198,56 @@ class PathwayWatchers(PathwayBase):
                                 messages.revise_crisis_plan(
                                     self._referral.referral_id, plan.version, plan.next_revision
                                 ),
+                                # Runs from before the patch raised it without a due date.
+                                due_at=(
+                                    calendar.end_of_day(plan.next_revision)
+                                    if self._revision_chase
+                                    else None
+                                ),
                             )
+            if self._revision_chase:
+                await self._chase_revision(plan, meeting.crisis_plan_responsible, replaced)
             await workflow.wait_condition(replaced)
+
+    async def _chase_revision(
+        self, plan: CrisisPlan, responsible: str, replaced: Callable[[], bool]
+    ) -> None:
+        """A version not revised by the end of its revision day is overdue: remind its
+        responsible then, escalate to the unit's leader some working days later."""
+        referral_id, due = self._referral.referral_id, plan.next_revision
+        escalation_day = calendar.add_working_days(
+            due, self._settings.review_escalation_working_days, self._settings.working_day_rule
+        )
+        overdue = SummaryChange(crisis_plan_overdue=True, overdue=True)
+        await self._chase_steps(
+            replaced,
+            lambda: self._state.revision_chase,
+            [
+                (
+                    "reminded",
+                    calendar.end_of_day(due),
+                    f"crisis plan version {plan.version} revision overdue",
+                    lambda: self._send_reminder(
+                        EventKind.CRISIS_PLAN_REVISION_OVERDUE,
+                        TaskKind.CRISIS_PLAN_REVISION_REMINDER,
+                        responsible,
+                        messages.crisis_plan_revision_reminder(referral_id, plan.version, due),
+                        change=overdue,
+                    ),
+                ),
+                (
+                    "escalated",
+                    calendar.end_of_day(escalation_day),
+                    f"escalate: crisis plan version {plan.version} revision",
+                    lambda: self._escalate(
+                        EventKind.CRISIS_PLAN_REVISION_ESCALATED,
+                        TaskKind.CRISIS_PLAN_REVISION_ESCALATION,
+                        messages.crisis_plan_revision_escalation(referral_id, plan.version, due),
+                        overdue,
+                    ),
+                ),
+            ],
+        )
 
     async def _watch_reviews(self) -> None:
         """One review cycle after another, until the pathway ends or the run does."""

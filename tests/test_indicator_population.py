@@ -1,0 +1,201 @@
+"""The indicators over a scripted population of records, against counts this test makes
+itself from the same script, by the README's definitions."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+
+from activities.contact_directory import FactTeam, upsert_fact_teams
+from starter.indicators import IndicatorQuery, compute_indicators
+
+TODAY = datetime.now(UTC).date()
+
+
+@dataclass
+class Scripted:
+    """One pathway of the population, as the records would hold it."""
+
+    workflow_id: str
+    municipality: str
+    decision: str | None
+    phase: str
+    deadline: date
+    invited_on_time: bool | None  # None: not invited
+    closed_on: date | None
+    crisis_plans: list[tuple[bool, bool]] = field(default_factory=list)
+    """Each version's (made with the patient, relatives involved), oldest first."""
+    measure_kinds: list[list[str]] = field(default_factory=list)
+    """The plan of measures at the meeting, then at each revision."""
+
+
+def _population(seed: int) -> list[Scripted]:
+    rng = random.Random(seed)  # noqa: S311 - a repeatable script, not a secret
+    people = []
+    for _ in range(40):
+        decision = rng.choice(["in-target-group", "in-target-group", "not-in-target-group", None])
+        deadline = TODAY + timedelta(days=rng.randint(-40, 20))
+        invited = decision == "in-target-group" and rng.random() < 0.6
+        closed = rng.random() < 0.25
+        plans = (
+            [(rng.random() < 0.7, rng.random() < 0.5) for _ in range(rng.randint(0, 3))]
+            if invited
+            else []
+        )
+        kinds = ["outpatient", "ambulant-act-fact", "municipal-housing-follow-up"]
+        measures = [rng.sample(kinds, rng.randint(0, 2)) for _ in range(rng.randint(0, 2))]
+        people.append(
+            Scripted(
+                workflow_id=f"rop-P-{uuid.uuid4().hex[:10]}",
+                municipality=rng.choice(["4601", "4627", "4624"]),
+                decision=decision,
+                phase=(
+                    "not-in-target-group"
+                    if decision == "not-in-target-group"
+                    else "closed"
+                    if closed
+                    else "follow-up"
+                    if invited
+                    else "awaiting-invite"
+                    if decision
+                    else "awaiting-assessment"
+                ),
+                deadline=deadline,
+                invited_on_time=(rng.random() < 0.5) if invited else None,
+                closed_on=deadline + timedelta(days=rng.randint(-10, 10)) if closed else None,
+                crisis_plans=plans,
+                measure_kinds=measures if invited else [],
+            )
+        )
+    return people
+
+
+async def _write(owner: asyncpg.Pool, trust: str, people: list[Scripted]) -> None:
+    received = datetime.now(UTC) - timedelta(days=1)
+    for p in people:
+        await owner.execute(
+            """INSERT INTO pathways (workflow_id, referral_id, received_at, source, referrer,
+                   receiving_unit, health_trust, municipality, responsible_clinician,
+                   patient_reference, phase, meeting_deadline, assessment_decision, invited_at,
+                   invited_on_time, invite_working_days, crisis_plan_version, closed_at)
+               VALUES ($1, $1, $2, 'fastlege', '9000001', 'TSB', $3, $4, '9000123', 'x', $5,
+                       $6, $7, $8, $9, $10, $11, $12)""",
+            p.workflow_id,
+            received,
+            trust,
+            p.municipality,
+            p.phase,
+            p.deadline,
+            p.decision,
+            received if p.invited_on_time is not None else None,
+            p.invited_on_time,
+            5 if p.invited_on_time is not None else None,
+            len(p.crisis_plans) or None,
+            (
+                datetime.combine(p.closed_on, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+                if p.closed_on
+                else None
+            ),
+        )
+        events: list[tuple[str, dict[str, object]]] = []
+        for number, kinds in enumerate(p.measure_kinds):
+            key = "measures" if number == 0 else "plan"
+            measures = [{"id": f"m{i}", "kind": kind} for i, kind in enumerate(kinds)]
+            events.append(("meeting-held" if number == 0 else "plan-revised", {key: measures}))
+        for version, (with_patient, relatives) in enumerate(p.crisis_plans, start=1):
+            events.append(
+                (
+                    "crisis-plan-registered",
+                    {
+                        "version": version,
+                        "made_with_patient": with_patient,
+                        "relatives_involved": relatives,
+                    },
+                )
+            )
+        for sequence, (kind, details) in enumerate(events):
+            await owner.execute(
+                "INSERT INTO pathway_events (idempotency_key, workflow_id, kind, actor, "
+                "occurred_at, details) VALUES ($1, $2, $3, 'x', now(), $4::jsonb)",
+                f"{p.workflow_id}/{sequence}",
+                p.workflow_id,
+                kind,
+                json.dumps(details),
+            )
+
+
+def _active(p: Scripted) -> bool:
+    return p.phase not in ("closed", "not-in-target-group")
+
+
+def _late_without_invite(p: Scripted) -> bool:
+    return (
+        p.invited_on_time is None
+        and p.decision != "not-in-target-group"
+        and p.deadline < TODAY
+        and (p.closed_on is None or p.closed_on > p.deadline)
+    )
+
+
+async def test_indicators_equal_the_scripts_own_counts(
+    owner_pool: asyncpg.Pool, api_pool: asyncpg.Pool
+) -> None:
+    trust = f"helse-pop-{uuid.uuid4().hex[:6]}"
+    people = _population(seed=13)
+    await _write(owner_pool, trust, people)
+    await upsert_fact_teams(
+        owner_pool,
+        [
+            FactTeam(id=f"{trust}-1", health_trust=trust, name="FACT", municipalities=["4601"]),
+            FactTeam(
+                id=f"{trust}-x",
+                health_trust=trust,
+                name="Example FACT",
+                municipalities=["4627"],
+                example_data=True,
+            ),
+        ],
+    )
+    async with api_pool.acquire() as connection:
+        found = await compute_indicators(connection, IndicatorQuery(health_trust=trust))
+
+    active = [p for p in people if _active(p)]
+    with_plan = [p for p in people if p.crisis_plans]
+    current = [p.crisis_plans[-1] for p in with_plan]
+    invited = [p for p in people if p.invited_on_time is not None]
+    late = [p for p in people if _late_without_invite(p)]
+    on_time = [p for p in invited if p.invited_on_time]
+    fact = [p for p in active if p.measure_kinds and "ambulant-act-fact" in p.measure_kinds[-1]]
+    municipalities = {p.municipality for p in active}
+
+    def share(part: int, whole: int) -> float | None:
+        return round(part / whole, 3) if whole else None
+
+    assert found.active_pathways == len(active)
+    assert found.with_crisis_plan == len([p for p in active if p.crisis_plans])
+    assert found.ever_with_crisis_plan == len(with_plan)
+    assert found.in_target_group == len([p for p in people if p.decision == "in-target-group"])
+    assert found.crisis_plans_made_with_patient == sum(1 for patient, _ in current if patient)
+    assert found.crisis_plans_with_relatives == sum(1 for _, relatives in current if relatives)
+    assert found.made_with_patient_share == share(
+        found.crisis_plans_made_with_patient, len(current)
+    )
+    assert (found.invited, found.invited_on_time, found.late_without_invite) == (
+        len(invited),
+        len(on_time),
+        len(late),
+    )
+    assert found.invited_on_time_share == share(len(on_time), len(invited) + len(late))
+    [coverage] = found.fact_coverage
+    assert (coverage.fact_teams, coverage.patients_with_fact_measure) == (1, len(fact))
+    assert found.municipalities_with_active_pathways == len(municipalities)
+    assert found.municipalities_covered_by_fact == len(municipalities & {"4601"})
+    # The population is varied enough for each count to mean something.
+    assert 0 < len(late) < len(people)
+    assert 0 < len(fact) < len(active)
+    assert 0 < found.crisis_plans_made_with_patient < len(current)
