@@ -49,13 +49,13 @@ WITH first AS (
     FROM closing WHERE t.id = closing.id
 ), queued AS (
     INSERT INTO tasks (idempotency_key, workflow_id, kind, recipient, subject, body,
-                       due_at, reference, params, redacted)
+                       due_at, reference, params, redacted, status)
     SELECT n.key, $2, n.kind, n.recipient, n.subject, n.body,
-           n.due_at, n.reference, n.params, n.redacted
+           n.due_at, n.reference, n.params, n.redacted, n.status
     FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
-                $20::timestamptz[], $21::text[], $22::jsonb[], $23::bool[])
+                $20::timestamptz[], $21::text[], $22::jsonb[], $23::bool[], $24::text[])
          WITH ORDINALITY AS n(key, kind, recipient, subject, body, due_at, reference, params,
-                              redacted, ord)
+                              redacted, status, ord)
     WHERE EXISTS (SELECT FROM first)
     ORDER BY n.ord
     ON CONFLICT (idempotency_key) DO NOTHING
@@ -67,7 +67,7 @@ _SUMMARY = """, summary AS (
     UPDATE pathways SET {assignments}, updated_at = now()
     WHERE workflow_id = $2 AND EXISTS (SELECT FROM first)
 )"""
-_FIRST_SUMMARY_ARGUMENT = 24
+_FIRST_SUMMARY_ARGUMENT = 25
 
 
 async def write_step(database: asyncpg.Pool | Connection, step: PathwayStep) -> bool:
@@ -116,6 +116,7 @@ def step_statement(step: PathwayStep) -> tuple[str, list[Any]]:
         [n.reference for n in notifications],
         [json.dumps(n.params) for n in notifications],
         [n.redacted for n in notifications],
+        [n.status.value for n in notifications],
         *[summary[column] for column in columns],
     ]
     return statement, arguments

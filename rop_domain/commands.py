@@ -171,6 +171,10 @@ class Notification(StrictModel):
     reference: str | None = Field(
         default=None, description="What the task is about, e.g. a measure id"
     )
+    status: TaskStatus = Field(
+        default=TaskStatus.REQUESTED,
+        description="completed for a notice that asks nothing of anyone (the task table says)",
+    )
 
 
 class PathwayStep(StrictModel):

@@ -346,9 +346,15 @@ class DueItem(StrictModel):
     by: datetime
 
 
+_WHEN_SENT = {"received_at"}
+"""A resubmission may be stamped anew (FHIR without authoredOn is dated on receipt)."""
+
+
 def referral_differences(ours: Referral, theirs: Referral) -> list[str]:
-    """The fields (`patient.national_id`, `municipality`...) in which two referrals differ."""
-    mine, other = ours.model_dump(mode="python"), theirs.model_dump(mode="python")
+    """The fields (`patient.national_id`, `municipality`...) in which two referrals differ,
+    apart from when they were received."""
+    mine = ours.model_dump(mode="python", exclude=_WHEN_SENT)
+    other = theirs.model_dump(mode="python", exclude=_WHEN_SENT)
     differing: list[str] = []
     for name in mine.keys() | other.keys():
         if isinstance(mine.get(name), dict) or isinstance(other.get(name), dict):

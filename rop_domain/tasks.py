@@ -49,6 +49,8 @@ class TaskRule:
     closed_by: dict[StepName, TaskStatus] = field(default_factory=dict)
     """The steps that close the task when taken, and the status they give it. Closing the
     pathway cancels every open task as well."""
+    opens_as: TaskStatus = TaskStatus.REQUESTED
+    """A notice sent as the pathway ends asks nothing of anyone: it is recorded completed."""
 
 
 _CRISIS_PLAN_DONE = {StepName.REGISTER_CRISIS_PLAN: TaskStatus.COMPLETED}
@@ -70,9 +72,11 @@ TASKS: dict[TaskKind, TaskRule] = {
     ),
     TaskKind.MEETING_INVITATION: TaskRule(
         Recipient.INVITED_PARTY, Reach.BY_PARTY, "the meeting invite", None,
+        {StepName.RECORD_MEETING: TaskStatus.COMPLETED},
     ),
     TaskKind.REFERRAL_NOT_ACCEPTED: TaskRule(
         Recipient.REFERRER, Reach.EXTERNAL, "an assessment: not in the target group", None,
+        opens_as=TaskStatus.COMPLETED,
     ),
     TaskKind.MAKE_CRISIS_PLAN: TaskRule(
         Recipient.CRISIS_PLAN_RESPONSIBLE, Reach.INTERNAL, "the meeting",
@@ -121,6 +125,7 @@ TASKS: dict[TaskKind, TaskRule] = {
     ),
     TaskKind.PATHWAY_CLOSED: TaskRule(
         Recipient.EVERY_PARTY, Reach.BY_PARTY, "the pathway's closure", None,
+        opens_as=TaskStatus.COMPLETED,
     ),
 }  # fmt: skip
 

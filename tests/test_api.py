@@ -234,6 +234,22 @@ async def test_a_fhir_service_request_starts_a_pathway_and_the_bundle_validates(
     assert careplan.subject.identifier.value == "fhir-example-patient-1"
     assert appointment.status == "fulfilled"
     assert appointment.start == invite.meeting_at
+    # The patient takes part; nobody's answer is recorded, so nobody is marked accepted.
+    [patient, *parties] = appointment.participant
+    assert patient.actor is not None
+    assert (patient.actor.type, patient.status) == ("Patient", "needs-action")
+    assert {p.status for p in parties} == {"needs-action"}
+    # People by HPR number, units by our own id; every reference typed.
+    owners = {t.code.coding[0].code: t.owner for t in tasks if t.code and t.code.coding}
+    clinician_owner = owners["assess-referral"]
+    assert clinician_owner is not None
+    assert clinician_owner.identifier is not None
+    assert (clinician_owner.type, clinician_owner.identifier.system) == (
+        "Practitioner",
+        "urn:oid:2.16.578.1.12.4.1.4.4",
+    )
+    performers = [p for d in details for p in d.performer or []]
+    assert {p.type for p in performers} == {"Practitioner", "Organization"}
     assert {t.status for t in tasks} >= {"completed", "requested"}
     due = {
         t.code.coding[0].code: t.restriction.period.end

@@ -52,6 +52,25 @@ def test_the_example_maps_to_every_referral_field() -> None:
     assert referral.received_at.isoformat() == "2026-11-23T09:15:00+01:00"
 
 
+def test_the_municipality_is_read_from_no_basis_district_and_the_older_placement() -> None:
+    """HL7 Norway's no-basis puts the kommunenummer on Address.district (the example does);
+    senders before it put the extension on the Address itself."""
+    data = _example()
+    [address] = data["contained"][0]["address"]
+    assert address["_district"]["extension"][0]["valueCoding"]["system"].endswith(".3402")
+    older = {
+        "city": "Askøy",
+        "extension": [
+            {
+                "url": "http://hl7.no/fhir/StructureDefinition/no-basis-municipalitycode",
+                "valueCoding": {"system": "urn:oid:2.16.578.1.12.4.1.1.3402", "code": "4627"},
+            }
+        ],
+    }
+    data["contained"][0]["address"] = [older]
+    assert referral_from_service_request(data, LENIENT).municipality == "4627"
+
+
 def test_missing_parts_are_named_by_their_fhir_path() -> None:
     data = _example()
     del data["performer"]

@@ -193,6 +193,7 @@ class StepRecord:
                 redacted=redacted,
                 due_at=due_at,
                 reference=reference,
+                status=tasks.TASKS[kind].opens_as,
             )
         )
         if tasks.step_for(kind) is not None:

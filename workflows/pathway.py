@@ -77,7 +77,6 @@ with workflow.unsafe.imports_passed_through():
         CONTINUE_WHEN_LONG,
         RECORD_FIRST,
         REJECTED,
-        REVISION_CHASE,
         reject,
     )
 
@@ -161,7 +160,6 @@ class RopPathway(PathwayWatchers):
         self._fault = None
         self._record_first = workflow.patched(RECORD_FIRST)
         self._continue_when_long = workflow.patched(CONTINUE_WHEN_LONG)
-        self._revision_chase = workflow.patched(REVISION_CHASE)
 
     @workflow.run
     async def run(self, pathway: PathwayInput) -> PathwayOutcome:
@@ -341,22 +339,26 @@ class RopPathway(PathwayWatchers):
             self._publish_before_record()
             crisis_deadline = self._crisis_plan_deadline()
             assert crisis_deadline is not None
-            step = new_step(
-                EventKind.MEETING_HELD,
-                actor=outcome.recorded_by,
-                change=SummaryChange(
-                    phase=self._state.phase,
-                    meeting_held_at=outcome.held_at,
-                    koordinator=outcome.koordinator,
-                    individual_plan=outcome.individual_plan.value,
-                    next_review_due=self._state.review.due,
-                ),
-                details=outcome.model_dump(mode="json"),
-            ).notify(
-                TaskKind.MAKE_CRISIS_PLAN,
-                recipient=outcome.crisis_plan_responsible,
-                message=messages.make_crisis_plan(self._referral.referral_id, crisis_deadline),
-                due_at=calendar.end_of_day(crisis_deadline),
+            step = (
+                new_step(
+                    EventKind.MEETING_HELD,
+                    actor=outcome.recorded_by,
+                    change=SummaryChange(
+                        phase=self._state.phase,
+                        meeting_held_at=outcome.held_at,
+                        koordinator=outcome.koordinator,
+                        individual_plan=outcome.individual_plan.value,
+                        next_review_due=self._state.review.due,
+                    ),
+                    details=outcome.model_dump(mode="json"),
+                )
+                .close_for(StepName.RECORD_MEETING)
+                .notify(
+                    TaskKind.MAKE_CRISIS_PLAN,
+                    recipient=outcome.crisis_plan_responsible,
+                    message=messages.make_crisis_plan(self._referral.referral_id, crisis_deadline),
+                    due_at=calendar.end_of_day(crisis_deadline),
+                )
             )
             self._release_ready_measures(step, actor=outcome.recorded_by)
             await step.commit()

@@ -72,7 +72,6 @@ class PathwayBase:
     _step_lock: asyncio.Lock
     _record_first: bool
     _continue_when_long: bool
-    _revision_chase: bool
     _recorded: PathwayState | None
     _recording_stalled: bool
     _fault: str | None

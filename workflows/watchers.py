@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.timers import settled_before
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
-from workflows.pathway_base import PathwayBase
+from workflows.pathway_base import REVISION_CHASE, PathwayBase
 
 
 class PathwayWatchers(PathwayBase):
@@ -183,6 +183,8 @@ class PathwayWatchers(PathwayBase):
                 current = self._visible().crisis_plan
                 return self._ended() or current is None or current.version != version
 
+            # Asked here, where runs from before the patch differ, not at the run's start.
+            chased = workflow.patched(REVISION_CHASE)
             if self._state.crisis_revision_raised_for != plan.version:
                 due_at = calendar.at_local_time(
                     plan.next_revision, time(self._settings.reminder_hour)
@@ -200,12 +202,10 @@ class PathwayWatchers(PathwayBase):
                                 ),
                                 # Runs from before the patch raised it without a due date.
                                 due_at=(
-                                    calendar.end_of_day(plan.next_revision)
-                                    if self._revision_chase
-                                    else None
+                                    calendar.end_of_day(plan.next_revision) if chased else None
                                 ),
                             )
-            if self._revision_chase:
+            if chased:
                 await self._chase_revision(plan, meeting.crisis_plan_responsible, replaced)
             await workflow.wait_condition(replaced)
 

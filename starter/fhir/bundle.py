@@ -10,6 +10,7 @@ the same resources.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -50,8 +51,15 @@ def _full_url(workflow_id: str, name: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{workflow_id}/{name}')}"
 
 
+_HPR_NUMBER = re.compile(r"^\d{7,9}$")
+
+
 def _local(value: str) -> dict[str, Any]:
-    return {"identifier": {"system": systems.LOCAL_ID, "value": value}}
+    """A person or unit as a typed reference: a Practitioner by HPR number where the id is
+    one (as referrals name clinicians), else an Organization by our own id."""
+    if _HPR_NUMBER.match(value):
+        return {"type": "Practitioner", "identifier": {"system": systems.HPR, "value": value}}
+    return {"type": "Organization", "identifier": {"system": systems.LOCAL_ID, "value": value}}
 
 
 def pathway_bundle(
@@ -66,6 +74,7 @@ def pathway_bundle(
     careplan_url = _full_url(workflow_id, "careplan")
     appointment_url = _full_url(workflow_id, "appointment")
     subject = {
+        "type": "Patient",
         "identifier": {"system": systems.PATIENT_REFERENCE, "value": patient_reference},
     }
     entries: list[dict[str, Any]] = [
@@ -75,7 +84,9 @@ def pathway_bundle(
         }
     ]
     if status.invite is not None:
-        entries.append({"fullUrl": appointment_url, "resource": _appointment(status, careplan_url)})
+        entries.append(
+            {"fullUrl": appointment_url, "resource": _appointment(status, subject, careplan_url)}
+        )
     entries += [
         {
             "fullUrl": _full_url(workflow_id, f"task/{task.id}"),
@@ -100,7 +111,13 @@ def _careplan(
     activities: list[dict[str, Any]] = []
     if appointment_url is not None:
         activities.append(
-            {"reference": {"reference": appointment_url, "display": "Avklaringsmøte"}}
+            {
+                "reference": {
+                    "reference": appointment_url,
+                    "type": "Appointment",
+                    "display": "Avklaringsmøte",
+                }
+            }
         )
     for measure in status.measures:
         detail: dict[str, Any] = {
@@ -153,7 +170,9 @@ def _careplan(
     return {k: v for k, v in resource.items() if v is not None}
 
 
-def _appointment(status: PathwayStatus, careplan_url: str) -> dict[str, Any]:
+def _appointment(
+    status: PathwayStatus, subject: dict[str, Any], careplan_url: str
+) -> dict[str, Any]:
     invite = status.invite
     assert invite is not None
     held = status.meeting is not None
@@ -164,13 +183,17 @@ def _appointment(status: PathwayStatus, careplan_url: str) -> dict[str, Any]:
     else:
         appointment_status = "booked"
     start = invite.invite.meeting_at
+    # Nobody's answer to the invitation is recorded, so no party is marked as accepted.
     participants: list[dict[str, Any]] = [
-        {
-            "type": [{"text": participant.role.value}],
-            "actor": {"display": participant.name},
-            "status": "accepted" if held else "needs-action",
-        }
-        for participant in invite.invite.participants
+        {"actor": subject, "required": "required", "status": "needs-action"},
+        *(
+            {
+                "type": [{"text": participant.role.value}],
+                "actor": {"display": participant.name},
+                "status": "needs-action",
+            }
+            for participant in invite.invite.participants
+        ),
     ]
     resource: dict[str, Any] = {
         "resourceType": "Appointment",
@@ -181,7 +204,7 @@ def _appointment(status: PathwayStatus, careplan_url: str) -> dict[str, Any]:
         "end": (start + NOMINAL_MEETING_LENGTH).isoformat(),
         "created": invite.sent_at.date().isoformat(),
         "participant": participants,
-        "supportingInformation": [{"reference": careplan_url}],
+        "supportingInformation": [{"reference": careplan_url, "type": "CarePlan"}],
     }
     where = [invite.invite.location, str(invite.invite.video_link or "") or None]
     comment = "; ".join(part for part in where if part)
@@ -201,7 +224,7 @@ def _task(task: TaskView, subject: dict[str, Any], careplan_url: str) -> dict[st
             "text": task.kind.value,
         },
         "description": task.subject,
-        "focus": {"reference": careplan_url},
+        "focus": {"reference": careplan_url, "type": "CarePlan"},
         "for": subject,
         "authoredOn": task.created_at.isoformat(),
         "owner": _local(task.recipient),

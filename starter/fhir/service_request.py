@@ -189,8 +189,14 @@ def _code(concepts: list[Any], system: str) -> str | None:
 
 
 def _municipality(patient: Patient) -> str | None:
+    """The kommunenummer: on `Address.district` as HL7 Norway's no-basis puts it, or on the
+    `Address` itself as senders did before."""
     for address in patient.address or []:
-        for extension in address.extension or []:
+        district = address.district__ext
+        for extension in [
+            *(district.extension or [] if district else []),
+            *(address.extension or []),
+        ]:
             if extension.url == systems.MUNICIPALITY_EXTENSION:
                 coding = extension.valueCoding
                 return coding.code if coding is not None else extension.valueCode
