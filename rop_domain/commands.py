@@ -47,6 +47,7 @@ class EventKind(StrEnum):
     MEETING_REMINDER_SENT = "meeting-reminder-sent"
     MEETING_OVERDUE = "meeting-overdue"
     MEETING_INVITED = "meeting-invited"
+    MEETING_MOVED = "meeting-moved"
     MEETING_HELD = "meeting-held"
     CRISIS_PLAN_REGISTERED = "crisis-plan-registered"
     CRISIS_PLAN_REMINDER_SENT = "crisis-plan-reminder-sent"

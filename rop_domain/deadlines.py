@@ -10,7 +10,7 @@ timers) call the same functions, so they can never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from rop_domain import calendar
@@ -25,6 +25,8 @@ CRISIS_PLAN_WORKING_DAYS = 10
 REMINDER_WORKING_DAYS_BEFORE = 2
 REMINDER_HOUR = 8
 """A reminder goes out at 08:00 Norwegian time, two working days before the deadline."""
+MEETING_AHEAD_WITHOUT_REASON = timedelta(days=180)
+"""A meeting further ahead than this needs a stated reason: likely a mistyped date."""
 REVIEW_ESCALATION_WORKING_DAYS = 5
 """Working days after a missed review before it escalates to the unit's leader."""
 

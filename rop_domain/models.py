@@ -315,12 +315,34 @@ class MeetingInvite(StrictModel):
     location: ShortText | None = None
     video_link: HttpUrl | None = None
     participants: list[Participant] = Field(min_length=1, max_length=MAX_LIST)
+    far_ahead_reason: ShortText | None = Field(
+        default=None, description="Why the meeting lies more than 180 days ahead (then required)"
+    )
 
     @model_validator(mode="after")
     def _somewhere_to_meet(self) -> Self:
         if self.location is None and self.video_link is None:
             raise ValueError("give a location or a video_link for the meeting")
         return self
+
+
+class MeetingMove(StrictModel):
+    """The clarification meeting moved to another time (Update `move_meeting`)."""
+
+    moved_by: Identifier
+    meeting_at: AwareDatetime
+    reason: ShortText = Field(description="Why the meeting moved, as the parties will be told")
+    location: ShortText | None = Field(default=None, description="Unchanged if not given")
+    video_link: HttpUrl | None = None
+    participants: list[Participant] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_LIST,
+        description="The parties invited now; unchanged if not given",
+    )
+    far_ahead_reason: ShortText | None = Field(
+        default=None, description="Why the meeting lies more than 180 days ahead (then required)"
+    )
 
 
 class RecordedAssessment(StrictModel):

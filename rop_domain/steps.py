@@ -26,7 +26,7 @@ from rop_domain.followup import (
     PlanRevision,
     Review,
 )
-from rop_domain.models import Assessment, MeetingInvite
+from rop_domain.models import Assessment, MeetingInvite, MeetingMove
 
 
 class StepName(StrEnum):
@@ -34,6 +34,7 @@ class StepName(StrEnum):
 
     ASSESS = "assess"
     INVITE_TO_MEETING = "invite_to_meeting"
+    MOVE_MEETING = "move_meeting"
     RECORD_MEETING = "record_meeting"
     REGISTER_CRISIS_PLAN = "register_crisis_plan"
     START_MEASURE = "start_measure"
@@ -67,6 +68,8 @@ STEPS: tuple[Step, ...] = (
          "Record the assessment: in or out of the target group"),
     Step(StepName.INVITE_TO_MEETING, MeetingInvite, "invited_by", "meeting-invite", ("invite",),
          "invite to meeting", "Invite the parties to the first clarification meeting"),
+    Step(StepName.MOVE_MEETING, MeetingMove, "moved_by", "meeting-move", ("move-meeting",),
+         "move meeting", "Move the clarification meeting to another time; the parties are told"),
     Step(StepName.RECORD_MEETING, MeetingOutcome, "recorded_by", "meeting", ("meeting",),
          "record meeting", "Record the clarification meeting and what it decided"),
     Step(StepName.REGISTER_CRISIS_PLAN, CrisisPlan, "registered_by", "crisis-plan",

@@ -71,8 +71,8 @@ TASKS: dict[TaskKind, TaskRule] = {
         StepName.INVITE_TO_MEETING, _INVITED,
     ),
     TaskKind.MEETING_INVITATION: TaskRule(
-        Recipient.INVITED_PARTY, Reach.BY_PARTY, "the meeting invite", None,
-        {StepName.RECORD_MEETING: TaskStatus.COMPLETED},
+        Recipient.INVITED_PARTY, Reach.BY_PARTY, "the meeting invite, or its move", None,
+        {StepName.RECORD_MEETING: TaskStatus.COMPLETED, StepName.MOVE_MEETING: TaskStatus.CANCELLED},
     ),
     TaskKind.REFERRAL_NOT_ACCEPTED: TaskRule(
         Recipient.REFERRER, Reach.EXTERNAL, "an assessment: not in the target group", None,

@@ -119,6 +119,27 @@ def _participant(text: str) -> dict[str, str]:
     return {"role": role, "name": name, "address": address}
 
 
+def _move_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--by", required=True, help="who moves the meeting")
+    parser.add_argument("--at", required=True, help="the new time, ISO 8601 with time zone")
+    parser.add_argument("--reason", required=True, help="why, as the parties will be told")
+    parser.add_argument("--location", help="a new place (default: unchanged)")
+    parser.add_argument("--far-ahead-reason", help="needed for a time more than 180 days ahead")
+
+
+async def _move(args: argparse.Namespace, _: Pathways) -> BaseModel:
+    return _body(
+        StepName.MOVE_MEETING,
+        {
+            "moved_by": args.by,
+            "meeting_at": args.at,
+            "reason": args.reason,
+            "location": args.location,
+            "far_ahead_reason": args.far_ahead_reason,
+        },
+    )
+
+
 def _meeting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", required=True, help="who records it")
     parser.add_argument("--held-at", required=True, help="ISO 8601 with time zone")
@@ -295,6 +316,9 @@ CLI_STEPS: dict[StepName, CliStep] = {
     ),
     StepName.INVITE_TO_MEETING: CliStep(
         _invite_options, _invite, "invite the parties to the avklaringsmøte"
+    ),
+    StepName.MOVE_MEETING: CliStep(
+        _move_options, _move, "move the avklaringsmøte to another time; the parties are told"
     ),
     StepName.RECORD_MEETING: CliStep(
         _meeting_options, _meeting, "record the avklaringsmøte and what it decided"

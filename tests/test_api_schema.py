@@ -60,6 +60,7 @@ async def test_the_schema_documents_every_route_its_errors_and_its_auth(api: Api
     expected_steps = {
         "assessment",
         "meeting-invite",
+        "meeting-move",
         "meeting",
         "crisis-plan",
         "measures/start",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import time, timedelta
 from typing import Any
 
@@ -13,7 +14,8 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
-from rop_domain.models import AssessmentDecision, Phase
+from rop_domain.commands import TaskKind
+from rop_domain.models import AssessmentDecision, MeetingMove, Phase
 from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
@@ -367,3 +369,60 @@ async def test_a_database_outage_delays_a_step_and_records_it_once(
         assert [r["kind"] for r in logged] == ["referral-received", "assessed"]
         assert (await _pathway_row(pool, workflow_id))["assessment_decision"] == "in-target-group"
         await close_and_end(api, handle)
+
+
+async def test_a_meeting_moves_its_invitations_with_it_and_far_dates_need_a_reason(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    async with running_pathways(client, pool, task_queue) as api:
+        now = await env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+        with pytest.raises(PathwayStepRejected, match="more than 180 days ahead"):
+            await api.send(
+                StepName.INVITE_TO_MEETING,
+                workflow_id,
+                factories.invite(now).model_copy(update={"meeting_at": now + timedelta(days=400)}),
+            )
+        invited = await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(now))
+        assert invited.invite is not None
+        first_time = invited.invite.invite.meeting_at
+
+        later = first_time + timedelta(days=3)
+        move = MeetingMove(moved_by=factories.CLINICIAN, meeting_at=later, reason="Sykdom")
+        moved = await api.send(StepName.MOVE_MEETING, workflow_id, move)
+        assert moved.invite is not None
+        assert moved.invite.invite.meeting_at == later
+        assert (moved.invite.sent_at, moved.invite.on_time) == (
+            invited.invite.sent_at,
+            invited.invite.on_time,
+        )
+        invitations = await tasks_of(pool, workflow_id, TaskKind.MEETING_INVITATION)
+        assert [r["status"] for r in invitations] == ["cancelled", "requested"]
+        assert later.astimezone(calendar.OSLO).strftime("%d.%m.%Y") in invitations[1]["subject"]
+        event = await pool.fetchrow(
+            "SELECT details FROM pathway_events WHERE workflow_id = $1 AND kind = 'meeting-moved'",
+            workflow_id,
+        )
+        assert event is not None
+        assert json.loads(event["details"])["previous_meeting_at"] == first_time.isoformat()
+        assert (
+            await pool.fetchval(
+                "SELECT meeting_at FROM pathways WHERE workflow_id = $1", workflow_id
+            )
+            == later
+        )
+
+        with pytest.raises(PathwayStepRejected, match="at that time already"):
+            await api.send(StepName.MOVE_MEETING, workflow_id, move)
+        held = await hold_meeting(env, api, moved)
+        with pytest.raises(PathwayStepRejected, match="no meeting is waiting to be held"):
+            await api.send(
+                StepName.MOVE_MEETING,
+                workflow_id,
+                move.model_copy(update={"meeting_at": later + timedelta(days=1)}),
+            )
+        assert held.meeting is not None
+        await close_and_end(api, handle)
+        await save_history_if_recording(handle, "meeting_moved")

@@ -19,7 +19,7 @@ without bound while a short pathway stays one run.
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from temporalio import workflow
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         Assessment,
         AssessmentDecision,
         MeetingInvite,
+        MeetingMove,
         Phase,
         RecordedAssessment,
         RecordedInvite,
@@ -118,6 +119,19 @@ def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
         return answer
 
     return answered_once
+
+
+def _check_meeting_time(meeting_at: datetime, far_ahead_reason: str | None) -> None:
+    """A meeting lies ahead, and not absurdly far ahead without a stated reason."""
+    if meeting_at <= workflow.now():
+        raise reject("meeting_at lies in the past")
+    if meeting_at - workflow.now() > deadlines.MEETING_AHEAD_WITHOUT_REASON and (
+        not far_ahead_reason
+    ):
+        days = deadlines.MEETING_AHEAD_WITHOUT_REASON.days
+        raise reject(
+            f"meeting_at lies more than {days} days ahead: check the date, or give far_ahead_reason"
+        )
 
 
 def _unless_answered(validator: _Validator[_Argument]) -> _Validator[_Argument]:
@@ -317,10 +331,66 @@ class RopPathway(PathwayWatchers):
             raise reject("the referral must be assessed as in the target group before an invite")
         if self._state.phase is not Phase.AWAITING_INVITE:
             raise reject(f"the meeting invite is already sent (phase: {self._state.phase.value})")
-        if invite.meeting_at <= workflow.now():
-            raise reject("meeting_at lies in the past")
+        _check_meeting_time(invite.meeting_at, invite.far_ahead_reason)
         if not invite.participants:
             raise reject("participants must not be empty")
+
+    @workflow.update
+    @_once
+    async def move_meeting(self, move: MeetingMove) -> PathwayStatus:
+        """The meeting moves to another time: the old invitations are cancelled and the
+        parties invited anew. Whether the first invite was on time does not change."""
+        async with self._applying(lambda: self._validate_move(move)) as new_step:
+            recorded = self._state.invite
+            assert recorded is not None
+            before = recorded.invite
+            moved = before.model_copy(
+                update={
+                    "meeting_at": move.meeting_at,
+                    "location": move.location or before.location,
+                    "video_link": move.video_link or before.video_link,
+                    "participants": move.participants or before.participants,
+                    "far_ahead_reason": move.far_ahead_reason,
+                }
+            )
+            self._state.invite = recorded.model_copy(update={"invite": moved})
+            self._publish_before_record()
+            step = new_step(
+                EventKind.MEETING_MOVED,
+                actor=move.moved_by,
+                change=SummaryChange(meeting_at=move.meeting_at),
+                details={
+                    "meeting_at": move.meeting_at.isoformat(),
+                    "previous_meeting_at": before.meeting_at.isoformat(),
+                    "reason": move.reason,
+                    "participants": [p.role.value for p in moved.participants],
+                },
+            ).close_for(StepName.MOVE_MEETING)
+            message = messages.meeting_invitation(
+                self._referral.referral_id,
+                moved.meeting_at,
+                moved.location or str(moved.video_link),
+            )
+            for participant in moved.participants:
+                step.notify(
+                    TaskKind.MEETING_INVITATION,
+                    recipient=participant.address,
+                    message=message,
+                    party_unit=participant.role.value,
+                    due_at=moved.meeting_at,
+                )
+            await step.commit()
+        return self.status()
+
+    @move_meeting.validator
+    @_unless_answered
+    def _validate_move(self, move: MeetingMove) -> None:
+        self._refuse_if_ended()
+        if self._state.phase is not Phase.MEETING_INVITED or self._state.invite is None:
+            raise reject(f"no meeting is waiting to be held (phase: {self._state.phase.value})")
+        _check_meeting_time(move.meeting_at, move.far_ahead_reason)
+        if move.meeting_at == self._state.invite.invite.meeting_at:
+            raise reject("the meeting is at that time already")
 
     @workflow.update
     @_once
