@@ -70,9 +70,10 @@ class RecordActivities:
                 """INSERT INTO pathways (
                        workflow_id, referral_id, received_at, source, referrer, receiving_unit,
                        health_trust, municipality, responsible_clinician, general_practitioner,
-                       patient_reference, patient_national_id, phase, meeting_deadline)
+                       patient_reference, patient_national_id, phase, meeting_deadline,
+                       pathway_reason, birth_year, residence)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                           'awaiting-assessment', $13)
+                           'awaiting-assessment', $13, $14, $15, $16)
                    ON CONFLICT (workflow_id) DO NOTHING
                    RETURNING true""",
                 pathway.workflow_id,
@@ -88,6 +89,9 @@ class RecordActivities:
                 referral.patient.reference,
                 referral.patient.national_id,
                 pathway.meeting_deadline,
+                referral.pathway_reason,
+                referral.birth_year,
+                referral.residence,
             )
             if inserted:
                 received = PathwayEvent(

@@ -121,6 +121,27 @@ class ReceivingUnit(StrEnum):
     PHV = "PHV"
 
 
+class PathwayReason(StrEnum):
+    """Why the patient needs a ROP pathway: the local pathway's start condition."""
+
+    COOPERATION_NOT_WORKING = "cooperation-not-working"
+    """The services' cooperation around the patient is not working (ikke tilfredsstillende
+    samhandling): the condition the local ROP-forløp names."""
+    NEEDS_SEVERAL_SERVICES = "needs-several-services"
+    """Needs from mental health care, substance-use treatment and the municipality at once."""
+    OTHER = "other"
+
+
+class Residence(StrEnum):
+    """Where the patient lives or stays when referred."""
+
+    HOME = "home"
+    SUPPORTED_HOUSING = "supported-housing"
+    INSTITUTION = "institution"
+    PRISON = "prison"
+    NO_FIXED_ABODE = "no-fixed-abode"
+
+
 class Patient(StrictModel):
     """The patient: a pseudonymous reference, and optionally a national identity number.
 
@@ -174,6 +195,15 @@ class Referral(StrictModel):
         default=None, description="The patient's fastlege (HPR number), for the meeting"
     )
     patient: Patient
+    pathway_reason: PathwayReason | None = Field(
+        default=None, description="Why a ROP pathway (e.g. cooperation not working)"
+    )
+    birth_year: int | None = Field(
+        default=None, ge=1900, le=2100, description="For the indicators' age groups"
+    )
+    residence: Residence | None = Field(
+        default=None, description="Home, supported housing, an institution, prison..."
+    )
 
     @field_validator("received_at")
     @classmethod

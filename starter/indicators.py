@@ -17,6 +17,16 @@ from rop_domain.models import Identifier, IsoDate, StrictModel
 
 _ACTIVE = "phase NOT IN ('closed', 'not-in-target-group')"
 _IN_TARGET = "assessment_decision = 'in-target-group'"
+# Age at receipt, in the groups the regional plan speaks of ("unge voksne": 18-25).
+_AGE_GROUP = """CASE
+    WHEN birth_year IS NULL THEN 'unknown'
+    WHEN extract(year FROM received_at AT TIME ZONE 'Europe/Oslo') - birth_year < 18
+        THEN 'under 18'
+    WHEN extract(year FROM received_at AT TIME ZONE 'Europe/Oslo') - birth_year <= 25
+        THEN '18-25'
+    WHEN extract(year FROM received_at AT TIME ZONE 'Europe/Oslo') - birth_year <= 64
+        THEN '26-64'
+    ELSE '65 and over' END"""
 # Past its meeting deadline (an Oslo date) with no invite, and not ended before it.
 _LATE_WITHOUT_INVITE = """(invited_at IS NULL
     AND assessment_decision IS DISTINCT FROM 'not-in-target-group'
@@ -83,6 +93,15 @@ class Indicators(StrictModel):
     overdue_review_or_crisis_plan: int
     active_by_municipality: dict[str, int]
     active_by_health_trust: dict[str, int]
+    active_by_age_group: dict[str, int] = Field(
+        description="Age at receipt: under 18, 18-25 (unge voksne), 26-64, 65 and over, unknown"
+    )
+    active_by_residence: dict[str, int] = Field(
+        description="Where the patient lived when referred (home, institution, prison...)"
+    )
+    by_pathway_reason: dict[str, int] = Field(
+        description="Pathways in scope by why a ROP pathway (the local start condition)"
+    )
     fact_coverage: list[FactCoverage]
     health_trusts_with_fact: int
     municipalities_with_active_pathways: int
@@ -145,6 +164,21 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
                 GROUP BY p.health_trust""",  # noqa: S608
             *args,
         )
+        by_age = await connection.fetch(
+            f"SELECT {_AGE_GROUP} AS key, count(*) AS n FROM pathways "  # noqa: S608
+            f"WHERE {_ACTIVE} AND {_SCOPE} GROUP BY 1 ORDER BY 1",
+            *args,
+        )
+        by_residence = await connection.fetch(
+            "SELECT coalesce(residence, 'unknown') AS key, count(*) AS n FROM pathways "  # noqa: S608
+            f"WHERE {_ACTIVE} AND {_SCOPE} GROUP BY 1 ORDER BY 1",
+            *args,
+        )
+        by_reason = await connection.fetch(
+            "SELECT coalesce(pathway_reason, 'unknown') AS key, count(*) AS n "  # noqa: S608
+            f"FROM pathways WHERE {_SCOPE} GROUP BY 1 ORDER BY 1",
+            *args,
+        )
         coverage = await connection.fetch(
             f"""SELECT trust, count(f.id) AS teams FROM (
                     SELECT health_trust AS trust FROM fact_teams WHERE NOT example_data
@@ -192,6 +226,9 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         overdue_review_or_crisis_plan=totals["either_overdue"],
         active_by_municipality={r["key"]: r["n"] for r in by_municipality},
         active_by_health_trust={r["key"]: r["n"] for r in by_trust},
+        active_by_age_group={r["key"]: r["n"] for r in by_age},
+        active_by_residence={r["key"]: r["n"] for r in by_residence},
+        by_pathway_reason={r["key"]: r["n"] for r in by_reason},
         fact_coverage=[
             FactCoverage(
                 health_trust=r["trust"],
@@ -266,6 +303,9 @@ def render_table(indicators: Indicators) -> str:
     for title, counts in (
         ("Active by municipality", indicators.active_by_municipality),
         ("Active by health trust", indicators.active_by_health_trust),
+        ("Active by age group", indicators.active_by_age_group),
+        ("Active by residence", indicators.active_by_residence),
+        ("By reason for the pathway", indicators.by_pathway_reason),
     ):
         lines += ["", title]
         lines += [f"  {key:<{width - 2}}  {n}" for key, n in counts.items()] or ["  (none)"]

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from rop_domain.models import ReceivingUnit, ReferralSource, ValidationPolicy
+from rop_domain.models import PathwayReason, ReceivingUnit, ReferralSource, ValidationPolicy
 from starter.api.auth import AuthenticationFailed, JwtSettings, JwtVerifier, Role
 from starter.fhir.service_request import FhirMappingError, referral_from_service_request
 
@@ -50,6 +50,8 @@ def test_the_example_maps_to_every_referral_field() -> None:
     assert referral.patient.national_id == "01819012365"
     assert referral.patient.name == "Syntetisk Testesen"
     assert referral.received_at.isoformat() == "2026-11-23T09:15:00+01:00"
+    assert referral.pathway_reason is PathwayReason.COOPERATION_NOT_WORKING
+    assert referral.birth_year == 1990
 
 
 def test_the_municipality_is_read_from_no_basis_district_and_the_older_placement() -> None:

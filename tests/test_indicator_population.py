@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
 from activities.contact_directory import FactTeam, upsert_fact_teams
+from rop_domain.calendar import OSLO
 from starter.indicators import IndicatorQuery, compute_indicators
 
 TODAY = datetime.now(UTC).date()
@@ -32,6 +34,9 @@ class Scripted:
     """Each version's (made with the patient, relatives involved), oldest first."""
     measure_kinds: list[list[str]] = field(default_factory=list)
     """The plan of measures at the meeting, then at each revision."""
+    birth_year: int | None = None
+    residence: str | None = None
+    reason: str | None = None
 
 
 def _population(seed: int) -> list[Scripted]:
@@ -70,6 +75,9 @@ def _population(seed: int) -> list[Scripted]:
                 closed_on=deadline + timedelta(days=rng.randint(-10, 10)) if closed else None,
                 crisis_plans=plans,
                 measure_kinds=measures if invited else [],
+                birth_year=rng.choice([None, 1950, 1985, 2000, 2003, 2010]),
+                residence=rng.choice([None, "home", "institution", "prison"]),
+                reason=rng.choice([None, "cooperation-not-working", "other"]),
             )
         )
     return people
@@ -82,9 +90,10 @@ async def _write(owner: asyncpg.Pool, trust: str, people: list[Scripted]) -> Non
             """INSERT INTO pathways (workflow_id, referral_id, received_at, source, referrer,
                    receiving_unit, health_trust, municipality, responsible_clinician,
                    patient_reference, phase, meeting_deadline, assessment_decision, invited_at,
-                   invited_on_time, invite_working_days, crisis_plan_version, closed_at)
+                   invited_on_time, invite_working_days, crisis_plan_version, closed_at,
+                   birth_year, residence, pathway_reason)
                VALUES ($1, $1, $2, 'fastlege', '9000001', 'TSB', $3, $4, '9000123', 'x', $5,
-                       $6, $7, $8, $9, $10, $11, $12)""",
+                       $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
             p.workflow_id,
             received,
             trust,
@@ -101,6 +110,9 @@ async def _write(owner: asyncpg.Pool, trust: str, people: list[Scripted]) -> Non
                 if p.closed_on
                 else None
             ),
+            p.birth_year,
+            p.residence,
+            p.reason,
         )
         events: list[tuple[str, dict[str, object]]] = []
         for number, kinds in enumerate(p.measure_kinds):
@@ -195,6 +207,25 @@ async def test_indicators_equal_the_scripts_own_counts(
     assert (coverage.fact_teams, coverage.patients_with_fact_measure) == (1, len(fact))
     assert found.municipalities_with_active_pathways == len(municipalities)
     assert found.municipalities_covered_by_fact == len(municipalities & {"4601"})
+    received_year = (datetime.now(UTC) - timedelta(days=1)).astimezone(OSLO).year
+
+    def age_group(p: Scripted) -> str:
+        if p.birth_year is None:
+            return "unknown"
+        age = received_year - p.birth_year
+        return (
+            "under 18"
+            if age < 18
+            else "18-25"
+            if age <= 25
+            else "26-64"
+            if age <= 64
+            else "65 and over"
+        )
+
+    assert found.active_by_age_group == dict(Counter(age_group(p) for p in active))
+    assert found.active_by_residence == dict(Counter(p.residence or "unknown" for p in active))
+    assert found.by_pathway_reason == dict(Counter(p.reason or "unknown" for p in people))
     # The population is varied enough for each count to mean something.
     assert 0 < len(late) < len(people)
     assert 0 < len(fact) < len(active)

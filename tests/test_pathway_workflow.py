@@ -62,9 +62,16 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
     client = time_skipping_env.client
     async with running_pathways(client, pool, task_queue) as api:
         now = await time_skipping_env.get_current_time()
-        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        context = {
+            "pathway_reason": "cooperation-not-working",
+            "birth_year": 2001,
+            "residence": "institution",
+        }
+        workflow_id, handle = await start(client, api, factories.referral_data(now, **context))
 
         intake = await eventually(api, workflow_id, lambda s: len(s.recommended_participants) > 0)
+        recorded = await _pathway_row(pool, workflow_id)
+        assert {key: recorded[key] for key in context} == context
         assert {p.role.value for p in intake.recommended_participants} == {
             "phv",
             "tsb",

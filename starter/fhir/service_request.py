@@ -156,8 +156,15 @@ def _fields(
             ),
             "name": _name(patient),
         },
+        "pathway_reason": _code(request.reasonCode or [], systems.PATHWAY_REASON),
+        "birth_year": _birth_year(patient),
     }
     return fields
+
+
+def _birth_year(patient: Patient) -> int | None:
+    born = patient.birthDate
+    return born.year if born is not None else None
 
 
 def _resolve(reference: Reference | None, contained: dict[str, Any]) -> Any:

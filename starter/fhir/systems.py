@@ -16,6 +16,7 @@ KOMMUNENUMMER = "urn:oid:2.16.578.1.12.4.1.1.3402"
 
 _ROP = "https://rop-forlop.no/fhir"
 REFERRAL_SOURCE = f"{_ROP}/CodeSystem/referral-source"
+PATHWAY_REASON = f"{_ROP}/CodeSystem/pathway-reason"
 RECEIVING_UNIT = f"{_ROP}/CodeSystem/receiving-unit"
 MEASURE_KIND = f"{_ROP}/CodeSystem/measure-kind"
 TASK_KIND = f"{_ROP}/CodeSystem/task-kind"
