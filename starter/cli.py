@@ -131,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     indicators.add_argument("--from", dest="from_date", help="referrals received on or after")
     indicators.add_argument("--to", dest="to_date", help="referrals received on or before")
     indicators.add_argument("--health-trust")
+    indicators.add_argument(
+        "--by", choices=["month", "quarter"], help="a time series (default: the last 12 months)"
+    )
     indicators.add_argument("--json", action="store_true")
+    indicators.add_argument("--csv", action="store_true", help="CSV: a row per period")
 
     status = command("status", steps.status, "show a pathway's phase, deadline, done and due")
     status.add_argument("workflow_id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -15,19 +16,43 @@ from starter.cli_support import UsageError, connect_pathways, require_database
 
 
 async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
-    from starter.indicators import IndicatorQuery, compute_indicators, render_table
+    import asyncpg
+
+    from starter.indicators import (
+        IndicatorQuery,
+        Period,
+        SeriesPoint,
+        compute_indicators,
+        compute_series,
+        render_table,
+        series_csv,
+    )
 
     query = IndicatorQuery.model_validate(
         {"from_date": args.from_date, "to_date": args.to_date, "health_trust": args.health_trust}
     )
-    import asyncpg
-
+    if args.json and args.csv:
+        raise UsageError("give --json or --csv, not both")
     connection = await asyncpg.connect(require_database(settings))
     try:
-        indicators = await compute_indicators(connection, query)
+        if args.by is not None:
+            today = datetime.now(OSLO).date()
+            series = await compute_series(connection, query, Period(args.by), today)
+        else:
+            whole = await compute_indicators(connection, query)
     finally:
         await connection.close()
-    print(indicators.model_dump_json(indent=2) if args.json else render_table(indicators))
+    if args.by is None:
+        if args.csv:
+            print(series_csv([SeriesPoint(period="all", indicators=whole)]), end="")
+        else:
+            print(whole.model_dump_json(indent=2) if args.json else render_table(whole))
+    elif args.csv:
+        print(series_csv(series), end="")
+    elif args.json:
+        print(json.dumps([p.model_dump(mode="json") for p in series], indent=2))
+    else:
+        print("\n\n".join(f"== {p.period}\n{render_table(p.indicators)}" for p in series))
 
 
 MAX_WORKING_DAYS = 260

@@ -8,6 +8,10 @@ words in the README ("Indicators") and here in SQL, once.
 
 from __future__ import annotations
 
+import csv
+import io
+from datetime import date, timedelta
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -315,3 +319,84 @@ def render_table(indicators: Indicators) -> str:
         for c in indicators.fact_coverage
     ]
     return "\n".join(lines)
+
+
+class Period(StrEnum):
+    """The length of one point of a time series."""
+
+    MONTH = "month"
+    QUARTER = "quarter"
+
+
+class SeriesPoint(StrictModel):
+    """The indicators over the referrals received in one month or quarter."""
+
+    period: str = Field(description="2026-03 for a month, 2026-Q1 for a quarter")
+    indicators: Indicators
+
+
+def periods(first: date, last: date, by: Period) -> list[tuple[str, date, date]]:
+    """The months or quarters from the one holding `first` to the one holding `last`:
+    (label, first day, last day), each cut to first..last."""
+    step = 1 if by is Period.MONTH else 3
+    month = (first.month - 1) // step * step + 1
+    start = date(first.year, month, 1)
+    found: list[tuple[str, date, date]] = []
+    while start <= last:
+        following = date(
+            start.year + (start.month + step - 1) // 12, (start.month + step - 1) % 12 + 1, 1
+        )
+        label = (
+            f"{start.year}-{start.month:02d}"
+            if by is Period.MONTH
+            else f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+        )
+        found.append((label, max(start, first), min(following - timedelta(days=1), last)))
+        start = following
+    return found
+
+
+async def compute_series(
+    connection: Connection, query: IndicatorQuery, by: Period, today: date
+) -> list[SeriesPoint]:
+    """The indicators per month or quarter of the query's period (the last 12 months to
+    `today` unless it says), each point over the referrals received in it."""
+    last = query.to_date or today
+    if query.from_date is not None:
+        first = query.from_date
+    else:  # the first day of the month eleven months before `last`'s
+        month = last.year * 12 + last.month - 1 - 11
+        first = date(month // 12, month % 12 + 1, 1)
+    return [
+        SeriesPoint(
+            period=label,
+            indicators=await compute_indicators(
+                connection, query.model_copy(update={"from_date": start, "to_date": end})
+            ),
+        )
+        for label, start, end in periods(first, last, by)
+    ]
+
+
+def series_csv(points: list[SeriesPoint]) -> str:
+    """The series as CSV: one row per period, a column per number (shares as fractions);
+    per-trust and per-municipality counts as `active_by_health_trust:<trust>` columns."""
+    keyed: list[dict[str, object]] = []
+    for point in points:
+        row: dict[str, object] = {"period": point.period}
+        data = point.indicators.model_dump(mode="json")
+        row["health_trust"] = data["query"]["health_trust"] or ""
+        row |= {name: data[name] for name in Indicators.model_fields if _is_number(data[name])}
+        for table in ("active_by_health_trust", "active_by_municipality"):
+            row |= {f"{table}:{key}": n for key, n in data[table].items()}
+        keyed.append(row)
+    columns = list(dict.fromkeys(column for row in keyed for column in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, restval=0, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(keyed)
+    return out.getvalue()
+
+
+def _is_number(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))

@@ -366,6 +366,16 @@ async def test_tasks_are_listed_and_completed_through_their_step(api: Api) -> No
         )
         assert period.status_code == 200, period.text
         assert period.json()["query"]["from_date"] == "2026-01-01"
+        series = await clinician.get(
+            "/indicators/series", params={"by": "quarter", "from_date": "2026-01-01"}
+        )
+        assert series.status_code == 200, series.text
+        assert [p["period"] for p in series.json()][:2] == ["2026-Q1", "2026-Q2"]
+        as_csv = await clinician.get("/indicators/series", params={"format": "csv"})
+        assert as_csv.headers["content-type"].startswith("text/csv")
+        header, *rows = as_csv.text.splitlines()
+        assert header.startswith("period,health_trust,active_pathways")
+        assert len(rows) == 12
         for written in ("01.01.2026", "1767225600", "2026-1-1"):
             other = await clinician.get("/indicators", params={"from_date": written})
             assert other.status_code == 422, written

@@ -3,6 +3,8 @@ itself from the same script, by the README's definitions."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 import uuid
@@ -14,7 +16,14 @@ import asyncpg
 
 from activities.contact_directory import FactTeam, upsert_fact_teams
 from rop_domain.calendar import OSLO
-from starter.indicators import IndicatorQuery, compute_indicators
+from starter.indicators import (
+    IndicatorQuery,
+    Period,
+    compute_indicators,
+    compute_series,
+    periods,
+    series_csv,
+)
 
 TODAY = datetime.now(UTC).date()
 
@@ -230,3 +239,42 @@ async def test_indicators_equal_the_scripts_own_counts(
     assert 0 < len(late) < len(people)
     assert 0 < len(fact) < len(active)
     assert 0 < found.crisis_plans_made_with_patient < len(current)
+
+
+def test_periods_are_whole_months_and_quarters_cut_to_the_range() -> None:
+    assert periods(date(2026, 11, 15), date(2027, 2, 3), Period.MONTH) == [
+        ("2026-11", date(2026, 11, 15), date(2026, 11, 30)),
+        ("2026-12", date(2026, 12, 1), date(2026, 12, 31)),
+        ("2027-01", date(2027, 1, 1), date(2027, 1, 31)),
+        ("2027-02", date(2027, 2, 1), date(2027, 2, 3)),
+    ]
+    assert periods(date(2026, 2, 1), date(2026, 12, 31), Period.QUARTER) == [
+        ("2026-Q1", date(2026, 2, 1), date(2026, 3, 31)),
+        ("2026-Q2", date(2026, 4, 1), date(2026, 6, 30)),
+        ("2026-Q3", date(2026, 7, 1), date(2026, 9, 30)),
+        ("2026-Q4", date(2026, 10, 1), date(2026, 12, 31)),
+    ]
+
+
+async def test_a_series_puts_each_referral_in_its_month_and_reads_as_csv(
+    owner_pool: asyncpg.Pool, api_pool: asyncpg.Pool
+) -> None:
+    trust = f"helse-ser-{uuid.uuid4().hex[:6]}"
+    people = _population(seed=7)
+    await _write(owner_pool, trust, people)  # all received yesterday
+    received = (datetime.now(UTC) - timedelta(days=1)).astimezone(OSLO).date()
+    async with api_pool.acquire() as connection:
+        series = await compute_series(
+            connection, IndicatorQuery(health_trust=trust), Period.MONTH, received
+        )
+    assert len(series) == 12
+    *earlier, last = series
+    assert last.period == f"{received.year}-{received.month:02d}"
+    assert last.indicators.active_pathways == len([p for p in people if _active(p)])
+    assert {point.indicators.active_pathways for point in earlier} == {0}
+
+    table = list(csv.DictReader(io.StringIO(series_csv(series))))
+    assert [row["period"] for row in table] == [point.period for point in series]
+    assert table[-1]["active_pathways"] == str(last.indicators.active_pathways)
+    assert table[-1][f"active_by_health_trust:{trust}"] == str(last.indicators.active_pathways)
+    assert {row["health_trust"] for row in table} == {trust}

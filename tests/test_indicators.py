@@ -118,3 +118,23 @@ async def test_indicators_from_real_pathways(
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     assert json.loads(out) == json.loads(with_fact.model_dump_json())
+
+    process = await asyncio.create_subprocess_exec(
+        ROP,
+        "indicators",
+        "--health-trust",
+        trust,
+        "--by",
+        "month",
+        "--csv",
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    header, *months = out.decode().splitlines()
+    assert header.split(",")[:3] == ["period", "health_trust", "active_pathways"]
+    assert len(months) == 12
+    # The pathways were received this month (the test's time skipped, not the wall clock's).
+    assert sum(int(row.split(",")[2]) for row in months) == with_fact.active_pathways

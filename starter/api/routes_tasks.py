@@ -7,12 +7,14 @@ informs is marked completed in the record.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from rop_domain.calendar import OSLO
 from rop_domain.commands import TaskStatus
 from rop_domain.followup import CrisisPlan, MeasureStep, Review
 from rop_domain.models import (
@@ -41,7 +43,15 @@ from starter.api.problems import (
     openapi_responses,
 )
 from starter.api.routes_pathways import IdempotencyKey, outcome_of
-from starter.indicators import IndicatorQuery, Indicators, compute_indicators
+from starter.indicators import (
+    IndicatorQuery,
+    Indicators,
+    Period,
+    SeriesPoint,
+    compute_indicators,
+    compute_series,
+    series_csv,
+)
 from starter.pathways import PathwayError
 from starter.task_list import (
     TaskFilter,
@@ -235,3 +245,35 @@ async def indicators(
     async with context(request).pool.acquire() as connection:
         result = await compute_indicators(connection, query)
     return JSONResponse(result.model_dump(mode="json"))
+
+
+@router.get(
+    "/indicators/series",
+    summary="The indicators per month or quarter (the last 12 months unless the dates say)",
+    response_model=list[SeriesPoint],
+    responses={
+        200: {
+            "description": "A point per period; with format=csv, a CSV row per period",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        **openapi_responses(401, 403, 422),
+    },
+)
+async def indicator_series(
+    request: Request,
+    _: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
+    by: Period = Period.MONTH,
+    from_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
+    to_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
+    health_trust: Identifier | None = None,
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+) -> Response:
+    try:
+        query = IndicatorQuery(from_date=from_date, to_date=to_date, health_trust=health_trust)
+    except ValidationError as error:
+        raise from_validation_error(error) from None
+    async with context(request).pool.acquire() as connection:
+        series = await compute_series(connection, query, by, datetime.now(OSLO).date())
+    if format == "csv":
+        return Response(series_csv(series), media_type="text/csv; charset=utf-8")
+    return JSONResponse([point.model_dump(mode="json") for point in series])
