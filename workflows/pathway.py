@@ -307,19 +307,7 @@ class RopPathway(PathwayWatchers):
                     "working_days_used": recorded.working_days_used,
                 },
             ).close_for(StepName.INVITE_TO_MEETING)
-            message = messages.meeting_invitation(
-                self._referral.referral_id,
-                invite.meeting_at,
-                invite.location or str(invite.video_link),
-            )
-            for participant in invite.participants:
-                step.notify(
-                    TaskKind.MEETING_INVITATION,
-                    recipient=participant.address,
-                    message=message,
-                    party_unit=participant.role.value,
-                    due_at=invite.meeting_at,
-                )
+            self._invite_parties(step, invite)
             await step.commit()
         return self.status()
 
@@ -366,19 +354,7 @@ class RopPathway(PathwayWatchers):
                     "participants": [p.role.value for p in moved.participants],
                 },
             ).close_for(StepName.MOVE_MEETING)
-            message = messages.meeting_invitation(
-                self._referral.referral_id,
-                moved.meeting_at,
-                moved.location or str(moved.video_link),
-            )
-            for participant in moved.participants:
-                step.notify(
-                    TaskKind.MEETING_INVITATION,
-                    recipient=participant.address,
-                    message=message,
-                    party_unit=participant.role.value,
-                    due_at=moved.meeting_at,
-                )
+            self._invite_parties(step, moved)
             await step.commit()
         return self.status()
 
@@ -743,6 +719,22 @@ class RopPathway(PathwayWatchers):
         """The fields in which `referral` differs from this pathway's own (their names only,
         never their values): a resubmission of the same referral id must not differ."""
         return referral_differences(self._referral, referral)
+
+    def _invite_parties(self, step: StepRecord, invite: MeetingInvite) -> None:
+        """Add to an invite (or a move): an invitation task for each party, due at the meeting."""
+        message = messages.meeting_invitation(
+            self._referral.referral_id,
+            invite.meeting_at,
+            invite.location or str(invite.video_link),
+        )
+        for participant in invite.participants:
+            step.notify(
+                TaskKind.MEETING_INVITATION,
+                recipient=participant.address,
+                message=message,
+                party_unit=participant.role.value,
+                due_at=invite.meeting_at,
+            )
 
     # --- Measures and closure, as parts of a step ---------------------------------------
 
