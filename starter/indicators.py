@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
 from pydantic import Field, model_validator
 
 from activities.database import Connection
@@ -118,94 +119,74 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 3) if whole else None
 
 
+# One statement per kind of figure; `_SCOPE`'s $1..$3 bind the query.
+_TOTALS = f"""SELECT
+      count(*) FILTER (WHERE {_ACTIVE}) AS active,
+      count(*) FILTER (WHERE {_ACTIVE} AND crisis_plan_version IS NOT NULL) AS crisis,
+      count(*) FILTER (WHERE crisis_plan_version IS NOT NULL) AS crisis_ever,
+      count(*) FILTER (WHERE {_IN_TARGET}) AS in_target,
+      count(*) FILTER (WHERE invited_at IS NOT NULL) AS invited,
+      count(*) FILTER (WHERE invited_on_time) AS on_time,
+      count(*) FILTER (WHERE {_LATE_WITHOUT_INVITE}) AS late_without_invite,
+      percentile_cont(0.5) WITHIN GROUP (ORDER BY invite_working_days)
+          FILTER (WHERE invited_at IS NOT NULL) AS median_days,
+      count(*) FILTER (WHERE {_ACTIVE} AND review_overdue) AS review_overdue,
+      count(*) FILTER (WHERE {_ACTIVE} AND crisis_plan_overdue) AS crisis_overdue,
+      count(*) FILTER (WHERE {_ACTIVE} AND (review_overdue OR crisis_plan_overdue))
+          AS either_overdue
+    FROM pathways WHERE {_SCOPE}"""  # noqa: S608 - fixed fragments, values bound
+
+# Each pathway's current crisis plan and plan of measures (migration 0009).
+_PLANS = f"""SELECT count(*) FILTER (WHERE f.made_with_patient) AS with_patient,
+           count(*) FILTER (WHERE f.relatives_involved) AS with_relatives,
+           count(*) FILTER (WHERE f.has_crisis_plan) AS plans
+    FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
+    WHERE {_SCOPE}"""  # noqa: S608
+
+_FACT_PATIENTS = f"""SELECT p.health_trust AS key, count(*) AS n
+    FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
+    WHERE {_ACTIVE} AND {_SCOPE} AND f.has_fact_measure
+    GROUP BY p.health_trust"""  # noqa: S608
+
+_COVERAGE = f"""SELECT trust, count(f.id) AS teams FROM (
+        SELECT health_trust AS trust FROM fact_teams WHERE NOT example_data
+        UNION SELECT health_trust FROM pathways WHERE {_SCOPE}
+    ) trusts
+    LEFT JOIN fact_teams f ON f.health_trust = trusts.trust AND NOT f.example_data
+    WHERE $3::text IS NULL OR trust = $3
+    GROUP BY trust ORDER BY trust"""  # noqa: S608
+
+_MUNICIPALITIES = f"""SELECT count(*) AS with_pathways,
+           count(*) FILTER (WHERE EXISTS (
+               SELECT FROM fact_teams f
+               WHERE NOT f.example_data AND m.municipality = ANY (f.municipalities)))
+               AS covered
+    FROM (SELECT DISTINCT municipality FROM pathways WHERE {_ACTIVE} AND {_SCOPE}) m"""  # noqa: S608
+
+_BREAKDOWNS = {
+    "active_by_municipality": ("municipality", True),
+    "active_by_health_trust": ("health_trust", True),
+    "active_by_age_group": (_AGE_GROUP, True),
+    "active_by_residence": ("coalesce(residence, 'unknown')", True),
+    "by_pathway_reason": ("coalesce(pathway_reason, 'unknown')", False),
+}
+"""Counts by a column or expression: (key, over active pathways only)."""
+
+
 async def compute_indicators(connection: Connection, query: IndicatorQuery) -> Indicators:
     """Run the indicator queries in one read-only snapshot."""
     args: list[Any] = [query.from_date, query.to_date, query.health_trust]
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        totals = await connection.fetchrow(
-            f"""SELECT
-                  count(*) FILTER (WHERE {_ACTIVE}) AS active,
-                  count(*) FILTER (WHERE {_ACTIVE} AND crisis_plan_version IS NOT NULL) AS crisis,
-                  count(*) FILTER (WHERE crisis_plan_version IS NOT NULL) AS crisis_ever,
-                  count(*) FILTER (WHERE {_IN_TARGET}) AS in_target,
-                  count(*) FILTER (WHERE invited_at IS NOT NULL) AS invited,
-                  count(*) FILTER (WHERE invited_on_time) AS on_time,
-                  count(*) FILTER (WHERE {_LATE_WITHOUT_INVITE}) AS late_without_invite,
-                  percentile_cont(0.5) WITHIN GROUP (ORDER BY invite_working_days)
-                      FILTER (WHERE invited_at IS NOT NULL) AS median_days,
-                  count(*) FILTER (WHERE {_ACTIVE} AND review_overdue) AS review_overdue,
-                  count(*) FILTER (WHERE {_ACTIVE} AND crisis_plan_overdue) AS crisis_overdue,
-                  count(*) FILTER (WHERE {_ACTIVE} AND (review_overdue OR crisis_plan_overdue))
-                      AS either_overdue
-                FROM pathways WHERE {_SCOPE}""",  # noqa: S608 - fixed fragments, values bound
-            *args,
-        )
-        assert totals is not None
-        by_municipality = await connection.fetch(
-            f"SELECT municipality AS key, count(*) AS n FROM pathways "  # noqa: S608
-            f"WHERE {_ACTIVE} AND {_SCOPE} GROUP BY municipality ORDER BY municipality",
-            *args,
-        )
-        by_trust = await connection.fetch(
-            f"SELECT health_trust AS key, count(*) AS n FROM pathways "  # noqa: S608
-            f"WHERE {_ACTIVE} AND {_SCOPE} GROUP BY health_trust ORDER BY health_trust",
-            *args,
-        )
-        # Each pathway's current crisis plan and plan of measures (migration 0009).
-        plans = await connection.fetchrow(
-            f"""SELECT count(*) FILTER (WHERE f.made_with_patient) AS with_patient,
-                       count(*) FILTER (WHERE f.relatives_involved) AS with_relatives,
-                       count(*) FILTER (WHERE f.has_crisis_plan) AS plans
-                FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
-                WHERE {_SCOPE}""",  # noqa: S608
-            *args,
-        )
-        assert plans is not None
-        fact_patients = await connection.fetch(
-            f"""SELECT p.health_trust AS trust, count(*) AS n
-                FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
-                WHERE {_ACTIVE} AND {_SCOPE} AND f.has_fact_measure
-                GROUP BY p.health_trust""",  # noqa: S608
-            *args,
-        )
-        by_age = await connection.fetch(
-            f"SELECT {_AGE_GROUP} AS key, count(*) AS n FROM pathways "  # noqa: S608
-            f"WHERE {_ACTIVE} AND {_SCOPE} GROUP BY 1 ORDER BY 1",
-            *args,
-        )
-        by_residence = await connection.fetch(
-            "SELECT coalesce(residence, 'unknown') AS key, count(*) AS n FROM pathways "  # noqa: S608
-            f"WHERE {_ACTIVE} AND {_SCOPE} GROUP BY 1 ORDER BY 1",
-            *args,
-        )
-        by_reason = await connection.fetch(
-            "SELECT coalesce(pathway_reason, 'unknown') AS key, count(*) AS n "  # noqa: S608
-            f"FROM pathways WHERE {_SCOPE} GROUP BY 1 ORDER BY 1",
-            *args,
-        )
-        coverage = await connection.fetch(
-            f"""SELECT trust, count(f.id) AS teams FROM (
-                    SELECT health_trust AS trust FROM fact_teams WHERE NOT example_data
-                    UNION SELECT health_trust FROM pathways WHERE {_SCOPE}
-                ) trusts
-                LEFT JOIN fact_teams f ON f.health_trust = trusts.trust AND NOT f.example_data
-                WHERE $3::text IS NULL OR trust = $3
-                GROUP BY trust ORDER BY trust""",  # noqa: S608
-            *args,
-        )
-        municipalities = await connection.fetchrow(
-            f"""SELECT count(*) AS with_pathways,
-                       count(*) FILTER (WHERE EXISTS (
-                           SELECT FROM fact_teams f
-                           WHERE NOT f.example_data AND m.municipality = ANY (f.municipalities)))
-                           AS covered
-                FROM (SELECT DISTINCT municipality FROM pathways
-                      WHERE {_ACTIVE} AND {_SCOPE}) m""",  # noqa: S608
-            *args,
-        )
-        assert municipalities is not None
+        totals = await _one(connection, _TOTALS, args)
+        plans = await _one(connection, _PLANS, args)
+        municipalities = await _one(connection, _MUNICIPALITIES, args)
+        breakdowns = {
+            name: await _counts(connection, _by(key, active), args)
+            for name, (key, active) in _BREAKDOWNS.items()
+        }
+        fact_by_trust = await _counts(connection, _FACT_PATIENTS, args)
+        coverage = await connection.fetch(_COVERAGE, *args)
     median = totals["median_days"]
-    fact_by_trust = {r["trust"]: r["n"] for r in fact_patients}
     return Indicators(
         query=query,
         active_pathways=totals["active"],
@@ -228,11 +209,7 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         overdue_review=totals["review_overdue"],
         overdue_crisis_plan=totals["crisis_overdue"],
         overdue_review_or_crisis_plan=totals["either_overdue"],
-        active_by_municipality={r["key"]: r["n"] for r in by_municipality},
-        active_by_health_trust={r["key"]: r["n"] for r in by_trust},
-        active_by_age_group={r["key"]: r["n"] for r in by_age},
-        active_by_residence={r["key"]: r["n"] for r in by_residence},
-        by_pathway_reason={r["key"]: r["n"] for r in by_reason},
+        **breakdowns,
         fact_coverage=[
             FactCoverage(
                 health_trust=r["trust"],
@@ -245,6 +222,21 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         municipalities_with_active_pathways=municipalities["with_pathways"],
         municipalities_covered_by_fact=municipalities["covered"],
     )
+
+
+def _by(key: str, active_only: bool) -> str:
+    where = f"{_ACTIVE} AND {_SCOPE}" if active_only else _SCOPE
+    return f"SELECT {key} AS key, count(*) AS n FROM pathways WHERE {where} GROUP BY 1 ORDER BY 1"  # noqa: S608
+
+
+async def _one(connection: Connection, sql: str, args: list[Any]) -> asyncpg.Record:
+    row = await connection.fetchrow(sql, *args)
+    assert row is not None  # an aggregate always has its one row
+    return row
+
+
+async def _counts(connection: Connection, sql: str, args: list[Any]) -> dict[str, int]:
+    return {row["key"]: row["n"] for row in await connection.fetch(sql, *args)}
 
 
 def render_table(indicators: Indicators) -> str:
