@@ -12,7 +12,7 @@ from typing import Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from rop_domain.models import MAX_LIST, Identifier, ShortText, StrictModel
+from rop_domain.models import MAX_LIST, Identifier, ParticipantRole, ShortText, StrictModel
 
 
 class IndividualPlanStatus(StrEnum):
@@ -72,6 +72,12 @@ class MeetingOutcome(StrictModel):
     recorded_by: Identifier
     held_at: AwareDatetime
     attendees: list[ShortText] = Field(min_length=1, max_length=MAX_LIST)
+    attended: list[ParticipantRole] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="The parties that took part, by role (for the indicator on recommended "
+        "parties); attendees whose text is a role count too",
+    )
     koordinator: Identifier = Field(description="The appointed koordinator (always offered)")
     individual_plan: IndividualPlanStatus
     crisis_plan_responsible: Identifier

@@ -326,15 +326,26 @@ class ParticipantRole(StrEnum):
     TSB = "tsb"
     FASTLEGE = "fastlege"
     KOMMUNE = "kommune"
+    NAV = "nav"
+    PATIENT = "patient"
+    RELATIVE = "parorende"
+    """Pårørende: the patient's relatives or others close to them."""
     OTHER = "other"
 
 
 class Participant(StrictModel):
-    """A party invited to the clarification meeting: a contact point, not the patient."""
+    """A party invited to the clarification meeting, by role: the services' contact points,
+    and the patient and relatives where they take part."""
 
     role: ParticipantRole
     name: ShortText
     address: ShortText = Field(description="Where the invitation goes (e-mail or unit address)")
+    organisation: ShortText | None = Field(
+        default=None, description="The unit or organisation the party comes from"
+    )
+    person: Identifier | None = Field(
+        default=None, description="The person who comes, where known (e.g. HPR number)"
+    )
 
 
 class MeetingInvite(StrictModel):
@@ -347,6 +358,12 @@ class MeetingInvite(StrictModel):
     participants: list[Participant] = Field(min_length=1, max_length=MAX_LIST)
     far_ahead_reason: ShortText | None = Field(
         default=None, description="Why the meeting lies more than 180 days ahead (then required)"
+    )
+    absent_reasons: dict[ParticipantRole, ShortText] = Field(
+        default_factory=dict,
+        max_length=MAX_LIST,
+        description="For each recommended party (the pathway's recommended_participants) not "
+        "invited: why not",
     )
 
     @model_validator(mode="after")

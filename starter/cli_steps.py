@@ -90,6 +90,12 @@ def _invite_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recommended", action="store_true", help="invite the recommended participants too"
     )
+    parser.add_argument(
+        "--absent",
+        action="append",
+        default=[],
+        help="ROLE:REASON for a recommended party not invited (repeatable)",
+    )
 
 
 async def _invite(args: argparse.Namespace, pathways: Pathways) -> BaseModel:
@@ -105,8 +111,16 @@ async def _invite(args: argparse.Namespace, pathways: Pathways) -> BaseModel:
             "location": args.location,
             "video_link": args.video_link,
             "participants": participants,
+            "absent_reasons": dict(_absent(text) for text in args.absent),
         },
     )
+
+
+def _absent(text: str) -> tuple[str, str]:
+    role, _, reason = text.partition(":")
+    if not (role and reason):
+        raise UsageError(f"--absent {text!r}: write ROLE:REASON, e.g. kommune:Deltar neste gang")
+    return role, reason
 
 
 def _participant(text: str) -> dict[str, str]:

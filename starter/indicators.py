@@ -93,6 +93,13 @@ class Indicators(StrictModel):
         description="On time, of those invited and those past their deadline without an invite"
     )
     median_working_days_to_invite: float | None
+    meetings_compared: int = Field(
+        description="Meetings held whose recommended parties are known (recorded since issue 13)"
+    )
+    meetings_with_all_recommended: int = Field(
+        description="Of those, the meetings every recommended party took part in"
+    )
+    all_recommended_share: float | None
     overdue_review: int
     overdue_crisis_plan: int
     overdue_review_or_crisis_plan: int
@@ -139,7 +146,9 @@ _TOTALS = f"""SELECT
 # Each pathway's current crisis plan and plan of measures (migration 0009).
 _PLANS = f"""SELECT count(*) FILTER (WHERE f.made_with_patient) AS with_patient,
            count(*) FILTER (WHERE f.relatives_involved) AS with_relatives,
-           count(*) FILTER (WHERE f.has_crisis_plan) AS plans
+           count(*) FILTER (WHERE f.has_crisis_plan) AS plans,
+           count(*) FILTER (WHERE f.all_recommended_attended IS NOT NULL) AS meetings,
+           count(*) FILTER (WHERE f.all_recommended_attended) AS all_attended
     FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
     WHERE {_SCOPE}"""  # noqa: S608
 
@@ -206,6 +215,9 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
             totals["on_time"], totals["invited"] + totals["late_without_invite"]
         ),
         median_working_days_to_invite=None if median is None else float(median),
+        meetings_compared=plans["meetings"],
+        meetings_with_all_recommended=plans["all_attended"],
+        all_recommended_share=_share(plans["all_attended"], plans["meetings"]),
         overdue_review=totals["review_overdue"],
         overdue_crisis_plan=totals["crisis_overdue"],
         overdue_review_or_crisis_plan=totals["either_overdue"],

@@ -76,15 +76,28 @@ def assessment(decision: AssessmentDecision = AssessmentDecision.IN_TARGET_GROUP
     )
 
 
+RECOMMENDED = (
+    ParticipantRole.PHV,
+    ParticipantRole.TSB,
+    ParticipantRole.FASTLEGE,
+    ParticipantRole.KOMMUNE,
+)
+"""The parties the example directory recommends for a referral of helse-bergen and 4601."""
+
+
 def invite(now: datetime, participants: list[Participant] | None = None) -> MeetingInvite:
+    """An invite to TSB (or `participants`), saying why each other recommended party is not
+    invited."""
+    invited = participants or [
+        Participant(role=ParticipantRole.TSB, name="TSB Bergen", address="tsb@example.invalid")
+    ]
+    roles = {p.role for p in invited}
     return MeetingInvite(
         invited_by=CLINICIAN,
         meeting_at=now + timedelta(days=5),
         location="DPS, møterom 2",
-        participants=participants
-        or [
-            Participant(role=ParticipantRole.TSB, name="TSB Bergen", address="tsb@example.invalid")
-        ],
+        participants=invited,
+        absent_reasons={r: "Deltar på neste møte" for r in RECOMMENDED if r not in roles},
     )
 
 

@@ -46,6 +46,10 @@ class Scripted:
     birth_year: int | None = None
     residence: str | None = None
     reason: str | None = None
+    recommended: list[str] = field(default_factory=list)
+    """The parties recommended for the meeting (none: a meeting recorded before they were)."""
+    came: list[str] = field(default_factory=list)
+    """Who came, as roles (`attended`) or as free text (`attendees`)."""
 
 
 def _population(seed: int) -> list[Scripted]:
@@ -87,6 +91,8 @@ def _population(seed: int) -> list[Scripted]:
                 birth_year=rng.choice([None, 1950, 1985, 2000, 2003, 2010]),
                 residence=rng.choice([None, "home", "institution", "prison"]),
                 reason=rng.choice([None, "cooperation-not-working", "other"]),
+                recommended=rng.choice([[], ["phv", "tsb"], ["phv", "tsb", "kommune"]]),
+                came=rng.choice([["phv", "tsb"], ["PHV", "TSB", "kommune"], ["tsb"]]),
             )
         )
     return people
@@ -127,7 +133,16 @@ async def _write(owner: asyncpg.Pool, trust: str, people: list[Scripted]) -> Non
         for number, kinds in enumerate(p.measure_kinds):
             key = "measures" if number == 0 else "plan"
             measures = [{"id": f"m{i}", "kind": kind} for i, kind in enumerate(kinds)]
-            events.append(("meeting-held" if number == 0 else "plan-revised", {key: measures}))
+            details: dict[str, object] = {key: measures}
+            if number == 0:
+                # Roles as `attended`, texts as `attendees`, as meetings record them.
+                details |= {
+                    "attended": [c for c in p.came if c.islower()],
+                    "attendees": [c for c in p.came if not c.islower()] or ["x"],
+                }
+                if p.recommended:
+                    details["recommended_roles"] = p.recommended
+            events.append(("meeting-held" if number == 0 else "plan-revised", details))
         for version, (with_patient, relatives) in enumerate(p.crisis_plans, start=1):
             events.append(
                 (
@@ -235,6 +250,13 @@ async def test_indicators_equal_the_scripts_own_counts(
     assert found.active_by_age_group == dict(Counter(age_group(p) for p in active))
     assert found.active_by_residence == dict(Counter(p.residence or "unknown" for p in active))
     assert found.by_pathway_reason == dict(Counter(p.reason or "unknown" for p in people))
+    compared = [p for p in people if p.measure_kinds and p.recommended]
+    all_came = [p for p in compared if set(p.recommended) <= {c.lower() for c in p.came}]
+    assert (found.meetings_compared, found.meetings_with_all_recommended) == (
+        len(compared),
+        len(all_came),
+    )
+    assert 0 < len(all_came) < len(compared)
     # The population is varied enough for each count to mean something.
     assert 0 < len(late) < len(people)
     assert 0 < len(fact) < len(active)

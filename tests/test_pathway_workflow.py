@@ -392,9 +392,22 @@ async def test_a_meeting_moves_its_invitations_with_it_and_far_dates_need_a_reas
                 workflow_id,
                 factories.invite(now).model_copy(update={"meeting_at": now + timedelta(days=400)}),
             )
+        only_tsb = factories.invite(now).model_copy(update={"absent_reasons": {}})
+        with pytest.raises(PathwayStepRejected) as unexplained:
+            await api.send(StepName.INVITE_TO_MEETING, workflow_id, only_tsb)
+        assert str(unexplained.value) == (
+            "recommended parties not invited: phv, fastlege, kommune; invite them, or say why "
+            "not in absent_reasons"
+        )
         invited = await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(now))
         assert invited.invite is not None
         first_time = invited.invite.invite.meeting_at
+        reasons = await pool.fetchval(
+            "SELECT details->'absent_reasons' FROM pathway_events "
+            "WHERE workflow_id = $1 AND kind = 'meeting-invited'",
+            workflow_id,
+        )
+        assert set(json.loads(reasons)) == {"phv", "fastlege", "kommune"}
 
         later = first_time + timedelta(days=3)
         move = MeetingMove(moved_by=factories.CLINICIAN, meeting_at=later, reason="Sykdom")

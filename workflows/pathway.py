@@ -121,10 +121,8 @@ def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
     return answered_once
 
 
-def _check_meeting_time(meeting_at: datetime, far_ahead_reason: str | None) -> None:
-    """A meeting lies ahead, and not absurdly far ahead without a stated reason."""
-    if meeting_at <= workflow.now():
-        raise reject("meeting_at lies in the past")
+def _not_too_far_ahead(meeting_at: datetime, far_ahead_reason: str | None) -> None:
+    """A meeting not absurdly far ahead without a stated reason (likely a mistyped date)."""
     if meeting_at - workflow.now() > deadlines.MEETING_AHEAD_WITHOUT_REASON and (
         not far_ahead_reason
     ):
@@ -273,7 +271,7 @@ class RopPathway(PathwayWatchers):
     @_once
     async def invite_to_meeting(self, invite: MeetingInvite) -> PathwayStatus:
         """The clinician invites the parties to the first clarification meeting (avklaringsmøte)."""
-        async with self._applying(lambda: self._validate_invite(invite)) as new_step:
+        async with self._applying(lambda: self._invite_fits_the_state(invite)) as new_step:
             sent_at = workflow.now()
             sent_on = calendar.local_date(sent_at)
             recorded = RecordedInvite(
@@ -303,6 +301,7 @@ class RopPathway(PathwayWatchers):
                 details={
                     "meeting_at": invite.meeting_at.isoformat(),
                     "participants": [p.role.value for p in invite.participants],
+                    "absent_reasons": {r.value: why for r, why in invite.absent_reasons.items()},
                     "on_time": recorded.on_time,
                     "working_days_used": recorded.working_days_used,
                 },
@@ -314,12 +313,31 @@ class RopPathway(PathwayWatchers):
     @invite_to_meeting.validator
     @_unless_answered
     def _validate_invite(self, invite: MeetingInvite) -> None:
+        self._invite_fits_the_state(invite)
+        # Rules for what a new invite says. The validator only runs for Updates as they
+        # arrive, never on replay, so invites accepted before these rules replay unchanged.
+        _not_too_far_ahead(invite.meeting_at, invite.far_ahead_reason)
+        invited = {p.role for p in invite.participants}
+        unexplained = [
+            p.role.value
+            for p in self._state.participants
+            if p.role not in invited and p.role not in invite.absent_reasons
+        ]
+        if unexplained:
+            raise reject(
+                f"recommended parties not invited: {', '.join(dict.fromkeys(unexplained))}; "
+                "invite them, or say why not in absent_reasons"
+            )
+
+    def _invite_fits_the_state(self, invite: MeetingInvite) -> None:
+        """Checked again when the step's turn comes (and on replay): the pathway's state."""
         self._refuse_if_ended()
         if self._state.phase is Phase.AWAITING_ASSESSMENT:
             raise reject("the referral must be assessed as in the target group before an invite")
         if self._state.phase is not Phase.AWAITING_INVITE:
             raise reject(f"the meeting invite is already sent (phase: {self._state.phase.value})")
-        _check_meeting_time(invite.meeting_at, invite.far_ahead_reason)
+        if invite.meeting_at <= workflow.now():
+            raise reject("meeting_at lies in the past")
         if not invite.participants:
             raise reject("participants must not be empty")
 
@@ -364,7 +382,9 @@ class RopPathway(PathwayWatchers):
         self._refuse_if_ended()
         if self._state.phase is not Phase.MEETING_INVITED or self._state.invite is None:
             raise reject(f"no meeting is waiting to be held (phase: {self._state.phase.value})")
-        _check_meeting_time(move.meeting_at, move.far_ahead_reason)
+        if move.meeting_at <= workflow.now():
+            raise reject("meeting_at lies in the past")
+        _not_too_far_ahead(move.meeting_at, move.far_ahead_reason)
         if move.meeting_at == self._state.invite.invite.meeting_at:
             raise reject("the meeting is at that time already")
 
@@ -396,7 +416,13 @@ class RopPathway(PathwayWatchers):
                         individual_plan=outcome.individual_plan.value,
                         next_review_due=self._state.review.due,
                     ),
-                    details=outcome.model_dump(mode="json"),
+                    details={
+                        **outcome.model_dump(mode="json"),
+                        # What the indicator on recommended parties compares the meeting with.
+                        "recommended_roles": sorted(
+                            {p.role.value for p in self._state.participants}
+                        ),
+                    },
                 )
                 .close_for(StepName.RECORD_MEETING)
                 .notify(
@@ -428,7 +454,7 @@ class RopPathway(PathwayWatchers):
     @_once
     async def register_crisis_plan(self, plan: CrisisPlan) -> PathwayStatus:
         """A new version of the crisis plan (kriseplan), made with the patient."""
-        async with self._applying(lambda: self._validate_crisis_plan(plan)) as new_step:
+        async with self._applying(lambda: self._crisis_plan_fits_the_state(plan)) as new_step:
             self._state.crisis_plan = plan
             self._state.crisis_plan_at = workflow.now()
             self._state.revision_chase = Chase()  # the new version's revision is ahead
@@ -453,18 +479,22 @@ class RopPathway(PathwayWatchers):
     @register_crisis_plan.validator
     @_unless_answered
     def _validate_crisis_plan(self, plan: CrisisPlan) -> None:
+        self._crisis_plan_fits_the_state(plan)
+        # Not in the model, nor checked on replay: plans accepted before the rule must still
+        # decode and apply as they did.
+        if not plan.made_with_patient and not plan.without_patient_reason:
+            raise reject(
+                "a crisis plan made without the patient needs without_patient_reason: "
+                "the plan is made together with the patient and relatives"
+            )
+
+    def _crisis_plan_fits_the_state(self, plan: CrisisPlan) -> None:
         self._require_follow_up()
         current = self._state.crisis_plan
         if current is not None and plan.version <= current.version:
             raise reject(f"version must be above the current crisis plan's ({current.version})")
         if plan.next_revision <= calendar.local_date(workflow.now()):
             raise reject("next_revision must lie in the future")
-        # Here, not in the model: plans accepted before the rule must still decode on replay.
-        if not plan.made_with_patient and not plan.without_patient_reason:
-            raise reject(
-                "a crisis plan made without the patient needs without_patient_reason: "
-                "the plan is made together with the patient and relatives"
-            )
 
     # --- Updates: measures --------------------------------------------------------------
 
