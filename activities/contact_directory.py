@@ -1,7 +1,10 @@
-"""Loading contact points (municipalities, health trusts, GPs) into the directory."""
+"""Loading the contact directory: contact points (municipalities, health trusts, GPs), FACT
+teams and cooperation arenas."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -35,12 +38,34 @@ class FactTeam(StrictModel):
     example_data: bool = False
 
 
+class CooperationArena(StrictModel):
+    """An established arena where a health trust and a municipality cooperate on ROP patients
+    (the regional plan's indicator "etablert arena for samhandling")."""
+
+    id: Identifier
+    health_trust: Identifier
+    municipality: Kommunenummer
+    name: str = Field(min_length=1)
+    established: date
+    example_data: bool = False
+
+
 class ContactDirectoryFile(StrictModel):
     """The seed file's shape: a note saying what the data is, and the entries."""
 
     note: str = ""
     contact_points: list[ContactPoint]
     fact_teams: list[FactTeam] = Field(default_factory=list)
+    cooperation_arenas: list[CooperationArena] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """How many entries of each kind a directory file held."""
+
+    contact_points: int
+    fact_teams: int
+    cooperation_arenas: int
 
 
 _FILE = TypeAdapter(ContactDirectoryFile)
@@ -70,13 +95,32 @@ async def upsert_fact_teams(pool: asyncpg.Pool, teams: list[FactTeam]) -> int:
     return len(teams)
 
 
-async def load_directory(pool: asyncpg.Pool, path: Path) -> tuple[int, int]:
-    """Load a directory file's contact points and FACT teams; return both counts."""
+async def load_directory(pool: asyncpg.Pool, path: Path) -> Loaded:
+    """Load a directory file's contact points, FACT teams and cooperation arenas."""
     directory = read_directory(path)
-    return (
+    return Loaded(
         await upsert_contact_points(pool, directory.contact_points),
         await upsert_fact_teams(pool, directory.fact_teams),
+        await upsert_arenas(pool, directory.cooperation_arenas),
     )
+
+
+async def upsert_arenas(pool: asyncpg.Pool, arenas: list[CooperationArena]) -> int:
+    """Insert or update each cooperation arena by id."""
+    await pool.executemany(
+        """INSERT INTO cooperation_arenas (id, health_trust, municipality, name, established,
+                                           example_data)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (id) DO UPDATE SET
+               health_trust = EXCLUDED.health_trust, municipality = EXCLUDED.municipality,
+               name = EXCLUDED.name, established = EXCLUDED.established,
+               example_data = EXCLUDED.example_data""",
+        [
+            (a.id, a.health_trust, a.municipality, a.name, a.established, a.example_data)
+            for a in arenas
+        ],
+    )
+    return len(arenas)
 
 
 async def upsert_contact_points(pool: asyncpg.Pool, points: list[ContactPoint]) -> int:

@@ -138,8 +138,11 @@ async def load_contacts(args: argparse.Namespace, settings: RopSettings) -> None
     pool = await create_pool(require_database(settings))
     try:
         await migrate(pool)
-        points, teams = await load_directory(pool, path)
-        print(f"{points} contact points and {teams} FACT teams loaded")
+        loaded = await load_directory(pool, path)
+        print(
+            f"{loaded.contact_points} contact points, {loaded.fact_teams} FACT teams and "
+            f"{loaded.cooperation_arenas} cooperation arenas loaded"
+        )
     finally:
         await pool.close()
 

@@ -120,6 +120,13 @@ class Indicators(StrictModel):
     municipalities_covered_by_fact: int = Field(
         description="Of the municipalities with active pathways, those a FACT team covers"
     )
+    trust_municipalities_with_active_pathways: int = Field(
+        description="Pairs of health trust and municipality with active pathways"
+    )
+    trust_municipalities_with_arena: int = Field(
+        description="Of those, the pairs with an established arena for samhandling"
+    )
+    arena_share: float | None
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -172,6 +179,17 @@ _MUNICIPALITIES = f"""SELECT count(*) AS with_pathways,
                AS covered
     FROM (SELECT DISTINCT municipality FROM pathways WHERE {_ACTIVE} AND {_SCOPE}) m"""  # noqa: S608
 
+# Municipalities with active pathways, and those with an established arena with the pathway's
+# health trust by the period's end (or today); example data never counts.
+_ARENAS = f"""SELECT count(*) AS municipalities,
+           count(*) FILTER (WHERE EXISTS (
+               SELECT FROM cooperation_arenas a
+               WHERE NOT a.example_data AND a.health_trust = m.health_trust
+                 AND a.municipality = m.municipality
+                 AND a.established <= coalesce($2::date, current_date))) AS with_arena
+    FROM (SELECT DISTINCT health_trust, municipality FROM pathways
+          WHERE {_ACTIVE} AND {_SCOPE}) m"""  # noqa: S608
+
 _BREAKDOWNS = {
     "active_by_municipality": ("municipality", True),
     "active_by_health_trust": ("health_trust", True),
@@ -189,6 +207,7 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         totals = await _one(connection, _TOTALS, args)
         plans = await _one(connection, _PLANS, args)
         municipalities = await _one(connection, _MUNICIPALITIES, args)
+        arenas = await _one(connection, _ARENAS, args)
         breakdowns = {
             name: await _counts(connection, _by(key, active), args)
             for name, (key, active) in _BREAKDOWNS.items()
@@ -233,6 +252,9 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         health_trusts_with_fact=sum(1 for r in coverage if r["teams"]),
         municipalities_with_active_pathways=municipalities["with_pathways"],
         municipalities_covered_by_fact=municipalities["covered"],
+        trust_municipalities_with_active_pathways=arenas["municipalities"],
+        trust_municipalities_with_arena=arenas["with_arena"],
+        arena_share=_share(arenas["with_arena"], arenas["municipalities"]),
     )
 
 
@@ -298,6 +320,12 @@ def render_table(indicators: Indicators) -> str:
         (
             "Health trusts with a FACT team",
             f"{indicators.health_trusts_with_fact} of {len(indicators.fact_coverage)}",
+        ),
+        (
+            "With an arena for samhandling",
+            f"{indicators.trust_municipalities_with_arena} of "
+            f"{indicators.trust_municipalities_with_active_pathways} trust-municipality pairs "
+            f"with active pathways ({pct(indicators.arena_share)})",
         ),
         (
             "Municipalities covered by FACT",

@@ -81,8 +81,14 @@ async def _serve(
     owner = await create_pool(database_url)
     try:
         await migrate(owner)
-        points, teams = await load_directory(owner, contacts)
-        log.info("directory loaded", contact_points=points, fact_teams=teams, file=str(contacts))
+        loaded = await load_directory(owner, contacts)
+        log.info(
+            "directory loaded",
+            contact_points=loaded.contact_points,
+            fact_teams=loaded.fact_teams,
+            cooperation_arenas=loaded.cooperation_arenas,
+            file=str(contacts),
+        )
     finally:
         await owner.close()
     # The worker's activities act as the least-privilege role, as in production.

@@ -14,7 +14,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from activities.contact_directory import FactTeam, upsert_fact_teams
+from activities.contact_directory import (
+    CooperationArena,
+    FactTeam,
+    upsert_arenas,
+    upsert_fact_teams,
+)
 from rop_domain.calendar import OSLO
 from starter.indicators import (
     IndicatorQuery,
@@ -197,6 +202,23 @@ async def test_indicators_equal_the_scripts_own_counts(
             ),
         ],
     )
+    await upsert_arenas(
+        owner_pool,
+        [
+            CooperationArena(
+                id=f"{trust}-4601", health_trust=trust, municipality="4601", name="Arena",
+                established=TODAY - timedelta(days=300),
+            ),
+            CooperationArena(
+                id=f"{trust}-4627", health_trust=trust, municipality="4627", name="Example",
+                established=TODAY - timedelta(days=300), example_data=True,
+            ),
+            CooperationArena(
+                id=f"{trust}-4624", health_trust=trust, municipality="4624", name="Planned",
+                established=TODAY + timedelta(days=30),
+            ),
+        ],
+    )  # fmt: skip
     async with api_pool.acquire() as connection:
         found = await compute_indicators(connection, IndicatorQuery(health_trust=trust))
 
@@ -231,6 +253,9 @@ async def test_indicators_equal_the_scripts_own_counts(
     assert (coverage.fact_teams, coverage.patients_with_fact_measure) == (1, len(fact))
     assert found.municipalities_with_active_pathways == len(municipalities)
     assert found.municipalities_covered_by_fact == len(municipalities & {"4601"})
+    # An arena counts once established, and example data never.
+    assert found.trust_municipalities_with_active_pathways == len(municipalities)
+    assert found.trust_municipalities_with_arena == len(municipalities & {"4601"})
     received_year = (datetime.now(UTC) - timedelta(days=1)).astimezone(OSLO).year
 
     def age_group(p: Scripted) -> str:
