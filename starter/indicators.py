@@ -22,6 +22,12 @@ from rop_domain.models import Identifier, IsoDate, StrictModel
 
 _ACTIVE = "phase NOT IN ('closed', 'not-in-target-group')"
 _IN_TARGET = "assessment_decision = 'in-target-group'"
+# At the end of the period (its last day in Oslo, or today): in the pathway, not ended, and
+# with a crisis plan registered by then.
+_PERIOD_END = "(coalesce($2::date, (now() AT TIME ZONE 'Europe/Oslo')::date) + 1)"
+_AT_PERIOD_END = f"""(f.first_crisis_plan_at AT TIME ZONE 'Europe/Oslo' < {_PERIOD_END}
+    AND assessment_decision IS DISTINCT FROM 'not-in-target-group'
+    AND (closed_at IS NULL OR closed_at AT TIME ZONE 'Europe/Oslo' >= {_PERIOD_END}))"""
 # Age at receipt, in the groups the regional plan speaks of ("unge voksne": 18-25).
 _AGE_GROUP = """CASE
     WHEN birth_year IS NULL THEN 'unknown'
@@ -73,6 +79,10 @@ class Indicators(StrictModel):
     active_pathways: int
     with_crisis_plan: int
     crisis_plan_share: float | None = Field(description="Of active pathways")
+    with_crisis_plan_at_period_end: int = Field(
+        description="Pathways in scope with a crisis plan on the period's last day (or today), "
+        "not ended by then: the regional plan's count at the end of a period"
+    )
     ever_with_crisis_plan: int = Field(
         description="Pathways in scope, closed ones too, that have had a crisis plan"
     )
@@ -152,6 +162,7 @@ _TOTALS = f"""SELECT
 
 # Each pathway's current crisis plan and plan of measures (migration 0009).
 _PLANS = f"""SELECT count(*) FILTER (WHERE f.made_with_patient) AS with_patient,
+           count(*) FILTER (WHERE {_AT_PERIOD_END}) AS crisis_at_end,
            count(*) FILTER (WHERE f.relatives_involved) AS with_relatives,
            count(*) FILTER (WHERE f.has_crisis_plan) AS plans,
            count(*) FILTER (WHERE f.all_recommended_attended IS NOT NULL) AS meetings,
@@ -220,6 +231,7 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         active_pathways=totals["active"],
         with_crisis_plan=totals["crisis"],
         crisis_plan_share=_share(totals["crisis"], totals["active"]),
+        with_crisis_plan_at_period_end=plans["crisis_at_end"],
         ever_with_crisis_plan=totals["crisis_ever"],
         in_target_group=totals["in_target"],
         ever_crisis_plan_share=_share(totals["crisis_ever"], totals["in_target"]),

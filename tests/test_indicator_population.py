@@ -30,7 +30,8 @@ from starter.indicators import (
     series_csv,
 )
 
-TODAY = datetime.now(UTC).date()
+TODAY = datetime.now(OSLO).date()
+"""Today as the indicators count days: in Norway."""
 
 
 @dataclass
@@ -237,6 +238,10 @@ async def test_indicators_equal_the_scripts_own_counts(
     assert found.active_pathways == len(active)
     assert found.with_crisis_plan == len([p for p in active if p.crisis_plans])
     assert found.ever_with_crisis_plan == len(with_plan)
+    # Registered (today, as the script writes them) and not ended by the period's end.
+    assert found.with_crisis_plan_at_period_end == len(
+        [p for p in with_plan if p.closed_on is None or p.closed_on > TODAY]
+    )
     assert found.in_target_group == len([p for p in people if p.decision == "in-target-group"])
     assert found.crisis_plans_made_with_patient == sum(1 for patient, _ in current if patient)
     assert found.crisis_plans_with_relatives == sum(1 for _, relatives in current if relatives)

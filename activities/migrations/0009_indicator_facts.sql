@@ -8,7 +8,7 @@
 CREATE FUNCTION rop_pathway_facts()
 RETURNS TABLE (workflow_id text, has_crisis_plan boolean, made_with_patient boolean,
                relatives_involved boolean, has_fact_measure boolean,
-               all_recommended_attended boolean)
+               all_recommended_attended boolean, first_crisis_plan_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT p.workflow_id,
            plan.details IS NOT NULL,
@@ -22,7 +22,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
                                 coalesce(meeting.details->'attended', '[]')
                                 || coalesce(meeting.details->'attendees', '[]')) AS came(role)))
             FROM jsonb_array_elements_text(meeting.details->'recommended_roles')
-                 AS recommended(role))
+                 AS recommended(role)),
+           (SELECT min(e.occurred_at) FROM pathway_events e
+            WHERE e.workflow_id = p.workflow_id AND e.kind = 'crisis-plan-registered')
     FROM pathways p
     LEFT JOIN LATERAL (SELECT e.details FROM pathway_events e
                        WHERE e.workflow_id = p.workflow_id AND e.kind = 'crisis-plan-registered'
