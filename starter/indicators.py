@@ -303,6 +303,10 @@ def render_table(indicators: Indicators) -> str:
             f"{indicators.with_crisis_plan} ({pct(indicators.crisis_plan_share)})",
         ),
         (
+            "With a crisis plan at the period's end",
+            str(indicators.with_crisis_plan_at_period_end),
+        ),
+        (
             "Ever with a crisis plan",
             f"{indicators.ever_with_crisis_plan} of {indicators.in_target_group} in the target "
             f"group ({pct(indicators.ever_crisis_plan_share)})",
@@ -321,6 +325,11 @@ def render_table(indicators: Indicators) -> str:
             f"{indicators.invited_on_time} of {indicators.invited} invited and "
             f"{indicators.late_without_invite} late without an invite "
             f"({pct(indicators.invited_on_time_share)})",
+        ),
+        (
+            "Meetings with every recommended party",
+            f"{indicators.meetings_with_all_recommended} of {indicators.meetings_compared} "
+            f"({pct(indicators.all_recommended_share)})",
         ),
         (
             "Median working days to invite",
