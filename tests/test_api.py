@@ -213,6 +213,9 @@ async def test_a_fhir_service_request_starts_a_pathway_and_the_bundle_validates(
             json=_json(factories.meeting_held(datetime.now(UTC) - timedelta(seconds=1))),
         )
         assert held.status_code == 200, held.text
+        plan = factories.crisis_plan(datetime.now(UTC).date() + timedelta(days=90))
+        registered = await system.post(f"/pathways/{workflow_id}/crisis-plan", json=_json(plan))
+        assert registered.status_code == 200, registered.text
 
         exported = await clinician.get(f"/pathways/{workflow_id}/fhir")
         assert exported.status_code == 200
@@ -233,6 +236,10 @@ async def test_a_fhir_service_request_starts_a_pathway_and_the_bundle_validates(
     assert careplan.subject.identifier is not None
     assert careplan.subject.identifier.value == "fhir-example-patient-1"
     assert appointment.status == "fulfilled"
+    notes = [str(n.text) for n in careplan.note or []]
+    assert any(
+        "laget sammen med pasienten: ja" in n and "pårørende involvert: ja" in n for n in notes
+    ), notes
     assert appointment.start == invite.meeting_at
     # The patient takes part; nobody's answer is recorded, so nobody is marked accepted.
     [patient, *parties] = appointment.participant

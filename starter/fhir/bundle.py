@@ -149,7 +149,14 @@ def _careplan(
         notes.append(
             {
                 "text": f"Kriseplan versjon {plan.version}, "
-                f"neste revisjon {plan.next_revision.isoformat()}"
+                f"neste revisjon {plan.next_revision.isoformat()}; "
+                f"laget sammen med pasienten: {_yes_no(plan.made_with_patient)}"
+                + (
+                    ""
+                    if plan.made_with_patient or not plan.without_patient_reason
+                    else f" ({plan.without_patient_reason})"
+                )
+                + f"; pårørende involvert: {_yes_no(plan.relatives_involved)}"
             }
         )
     resource: dict[str, Any] = {
@@ -168,6 +175,10 @@ def _careplan(
     if status.meeting is not None:
         resource["author"] = _local(status.meeting.koordinator)
     return {k: v for k, v in resource.items() if v is not None}
+
+
+def _yes_no(value: bool) -> str:
+    return "ja" if value else "nei"
 
 
 def _appointment(
