@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
@@ -18,9 +14,8 @@ from rop_domain import calendar
 from rop_domain.steps import StepName
 from starter.indicators import IndicatorQuery, compute_indicators, render_table
 from tests import factories
+from tests.cli_harness import Cli
 from tests.pathway_harness import eventually, hold_meeting, running_pathways, start
-
-ROP = str(Path(sys.executable).parent / "rop")
 
 
 async def test_indicators_from_real_pathways(
@@ -105,35 +100,14 @@ async def test_indicators_from_real_pathways(
     assert "With a crisis plan" in table
     assert "1 (33%)" in table
 
-    process = await asyncio.create_subprocess_exec(
-        ROP,
-        "indicators",
-        "--health-trust",
-        trust,
-        "--json",
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
+    rop = Cli.on_database(database_url)
+    code, out, err = await rop("indicators", "--health-trust", trust, "--json")
+    assert code == 0, err
     assert json.loads(out) == json.loads(with_fact.model_dump_json())
 
-    process = await asyncio.create_subprocess_exec(
-        ROP,
-        "indicators",
-        "--health-trust",
-        trust,
-        "--by",
-        "month",
-        "--csv",
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    header, *months = out.decode().splitlines()
+    code, out, err = await rop("indicators", "--health-trust", trust, "--by", "month", "--csv")
+    assert code == 0, err
+    header, *months = out.splitlines()
     assert header.split(",")[:3] == ["period", "health_trust", "active_pathways"]
     assert len(months) == 12
     # The pathways were received this month (the test's time skipped, not the wall clock's).

@@ -225,6 +225,18 @@ def _step_body(task: TaskView, content: BaseModel) -> BaseModel:
     return content
 
 
+def _indicator_query(
+    from_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
+    to_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
+    health_trust: Identifier | None = None,
+) -> IndicatorQuery:
+    """The period and health trust both indicator routes take, validated together."""
+    try:
+        return IndicatorQuery(from_date=from_date, to_date=to_date, health_trust=health_trust)
+    except ValidationError as error:
+        raise from_validation_error(error) from None
+
+
 @router.get(
     "/indicators",
     summary="The region's indicators for referrals received in a period",
@@ -234,14 +246,8 @@ def _step_body(task: TaskView, content: BaseModel) -> BaseModel:
 async def indicators(
     request: Request,
     _: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
-    from_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
-    to_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
-    health_trust: Identifier | None = None,
+    query: Annotated[IndicatorQuery, Depends(_indicator_query)],
 ) -> Response:
-    try:
-        query = IndicatorQuery(from_date=from_date, to_date=to_date, health_trust=health_trust)
-    except ValidationError as error:
-        raise from_validation_error(error) from None
     async with context(request).pool.acquire() as connection:
         result = await compute_indicators(connection, query)
     return JSONResponse(result.model_dump(mode="json"))
@@ -262,16 +268,10 @@ async def indicators(
 async def indicator_series(
     request: Request,
     _: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
+    query: Annotated[IndicatorQuery, Depends(_indicator_query)],
     by: Period = Period.MONTH,
-    from_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
-    to_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
-    health_trust: Identifier | None = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
-    try:
-        query = IndicatorQuery(from_date=from_date, to_date=to_date, health_trust=health_trust)
-    except ValidationError as error:
-        raise from_validation_error(error) from None
     async with context(request).pool.acquire() as connection:
         series = await compute_series(connection, query, by, datetime.now(OSLO).date())
     if format == "csv":
