@@ -470,6 +470,20 @@ _STEPS_WITH_TEXT: list[tuple[str, str, Callable[[str], dict[str, Any]]]] = [
     ),
     ("objection", "note", lambda t: {"recorded_by": "9000123", "note": t}),
     ("closure", "note", lambda t: {"closed_by": "9000123", "reason": "other", "note": t}),
+    (
+        "meeting-move",
+        "reason",
+        lambda t: {
+            "moved_by": "9000123",
+            "meeting_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+            "reason": t,
+        },
+    ),
+    (
+        "meeting-invite",
+        "absent_reasons.kommune",
+        lambda t: {**_json(factories.invite(datetime.now(UTC))), "absent_reasons": {"kommune": t}},
+    ),
 ]
 
 
