@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--assignee", help="the person or unit id a task is for")
     tasks.add_argument("--unit", help="health trust, or TRUST:UNIT (e.g. helse-bergen:TSB)")
     tasks.add_argument("--overdue", action="store_true", help="only tasks past their due time")
+    tasks.add_argument(
+        "--failed",
+        action="store_true",
+        help="only tasks no channel could deliver (re-send: rop notification resend ID)",
+    )
     tasks.add_argument("--all", action="store_true", help="also completed and cancelled tasks")
 
     task = commands.add_parser("task", help="one task").add_subparsers(

@@ -101,6 +101,7 @@ async def tasks(args: argparse.Namespace, settings: RopSettings) -> None:
                 receiving_unit=unit or None,
                 overdue=args.overdue,
                 include_closed=args.all,
+                delivery_failed=args.failed,
             ),
         )
     finally:
@@ -179,7 +180,7 @@ async def _require_current_schema(database_url: str, role: str) -> None:
 async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
     from activities.database import API_ROLE, MigrationsPending, open_records
     from rop_runtime.client import codec_from_settings
-    from starter.codec_server import door_from_settings, start_codec_server
+    from starter.codec_server import NotLoopback, door_from_settings, start_codec_server
 
     database_url = require_database(settings)
     try:
@@ -191,13 +192,16 @@ async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
             door = door_from_settings(settings, pool)
         except ValueError as error:
             raise UsageError(str(error)) from None
-        runner = await start_codec_server(
-            codec_from_settings(settings),
-            door,
-            ui_origin=settings.ui_origin,
-            host=args.host,
-            port=settings.codec_server_port,
-        )
+        try:
+            runner = await start_codec_server(
+                codec_from_settings(settings),
+                door,
+                ui_origin=settings.ui_origin,
+                host=args.host,
+                port=settings.codec_server_port,
+            )
+        except NotLoopback as error:
+            raise UsageError(str(error)) from None
         try:
             await asyncio.Event().wait()
         finally:

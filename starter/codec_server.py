@@ -5,8 +5,10 @@ The Temporal UI (and `temporal --codec-endpoint`) POSTs payloads to `/decode` an
 server asks what the API asks:
 
 - **Who.** The same API keys and JWTs as the HTTP API (with its auth on, the Temporal UI
-  passes the signed-in user's access token). A single static token is accepted only in
-  local mode (`make run`).
+  passes the signed-in user's access token). In local mode (`make run`) only, a single
+  static token is accepted, and a request with no token at all is the local Temporal UI,
+  which the dev server cannot give a token: it gets the full view, so the server then
+  listens on a loopback address only and says so when it starts.
 - **What they may see.** A service (role system) sees payloads in full. A person sees
   them in full for a pathway they have a need of service for, which the request must
   name (`X-Workflow-Id`), or by breaking the glass (`X-Break-Glass: <reason>`).
@@ -22,6 +24,7 @@ server asks what the API asks:
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -54,6 +57,13 @@ WITHHELD = Payload(metadata={"encoding": b"json/plain"}, data=b'"[withheld]"')
 LOCAL_TOKEN_HOLDER = Principal(name="local-codec-token", roles=frozenset({Role.SYSTEM}))
 """Who the static token of local mode stands for."""
 
+LOCAL_UI = Principal(name="local-ui", roles=frozenset({Role.SYSTEM}))
+"""Who a request without a token stands for in local mode: the dev server's Temporal UI."""
+
+
+class NotLoopback(ValueError):
+    """Local mode asked to listen where other machines could reach it."""
+
 
 class View(StrEnum):
     FULL = "full"
@@ -70,9 +80,13 @@ class CodecDoor:
     """API keys and JWTs, as the HTTP API verifies them."""
     local_token: str | None = None
     """A single static token: local mode only."""
+    local_ui: bool = False
+    """Local mode: a request without a token is the local Temporal UI (loopback only)."""
 
     async def caller(self, request: web.Request) -> Principal:
         given = request.headers.get("Authorization", "")
+        if not given and self.local_ui:
+            return LOCAL_UI
         if not given.startswith("Bearer "):
             raise AuthenticationFailed("send Authorization: Bearer <token>")
         token = given.removeprefix("Bearer ")
@@ -88,9 +102,12 @@ class CodecDoor:
 def build_app(codec: EncryptionCodec, door: CodecDoor, *, ui_origin: str) -> web.Application:
     """The aiohttp application serving `/encode` and `/decode`."""
 
+    origins = _local_aliases(ui_origin) if door.local_ui else {ui_origin}
+
     def cors(response: web.StreamResponse, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Origin") == ui_origin:
-            response.headers["Access-Control-Allow-Origin"] = ui_origin
+        origin = request.headers.get("Origin")
+        if origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Methods"] = "POST"
             response.headers["Access-Control-Allow-Headers"] = (
                 "content-type,x-namespace,authorization,x-workflow-id,x-break-glass"
@@ -201,6 +218,24 @@ async def _view_for(
     return View.SUMMARY, principal
 
 
+def _local_aliases(origin: str) -> set[str]:
+    """The UI's origin under both local names: an operator may open either."""
+    return {
+        origin,
+        origin.replace("//localhost", "//127.0.0.1"),
+        origin.replace("//127.0.0.1", "//localhost"),
+    }
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _with_grounds(principal: Principal, grounds: Grounds, reason: str | None = None) -> Principal:
     return replace(principal, grounds=grounds, break_glass_reason=reason)
 
@@ -218,7 +253,13 @@ def _summary_view(payloads: Sequence[Payload]) -> list[Payload]:
 async def start_codec_server(
     codec: EncryptionCodec, door: CodecDoor, *, ui_origin: str, host: str, port: int
 ) -> web.AppRunner:
-    """Serve until the returned runner is cleaned up."""
+    """Serve until the returned runner is cleaned up. In local mode only on loopback:
+    `NotLoopback` otherwise, before anything listens."""
+    if door.local_ui and not _is_loopback(host):
+        raise NotLoopback(
+            f"local mode decodes for anyone who sends no token, so the codec server listens "
+            f"on a loopback address only (127.0.0.1, ::1), not on {host}"
+        )
     runner = web.AppRunner(build_app(codec, door, ui_origin=ui_origin))
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -228,6 +269,12 @@ async def start_codec_server(
         ui_origin=ui_origin,
         local_token=door.local_token is not None,
     )
+    if door.local_ui:
+        log.warning(
+            "codec server in local mode: the Temporal UI on this machine decodes without a "
+            "token (full view, logged as key:local-ui); listening on loopback only",
+            host=host,
+        )
     return runner
 
 
@@ -252,4 +299,5 @@ def door_from_settings(settings: RopSettings, pool: asyncpg.Pool) -> CodecDoor:
         pool=pool,
         authenticator=authenticator,
         local_token=token.get_secret_value() if token is not None else None,
+        local_ui=settings.local_mode,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -33,6 +33,7 @@ from rop_domain.steps import STEP, StepName
 from rop_domain.view import PathwayStatus
 from workflows import search_attributes
 from workflows.pathway import TASK_QUEUE, RopPathway
+from workflows.status_view import pathway_summary
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
@@ -103,10 +104,10 @@ class PathwaySummary(StrictModel):
     health_trust: str | None
     municipality: str | None
     receiving_unit: str | None
-    meeting_deadline: datetime | None
+    meeting_deadline: date | None
     meeting_invited_on_time: bool | None
     has_crisis_plan: bool | None
-    next_review_due: datetime | None
+    next_review_due: date | None
     overdue: bool | None
     delivery_failed: int | None
 
@@ -153,11 +154,7 @@ class Pathways:
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(key, value) for key, value in initial]
                 ),
-                static_summary=(
-                    f"ROP pathway for referral {referral.referral_id}: "
-                    f"{referral.receiving_unit.value}, {referral.health_trust}, "
-                    f"kommune {referral.municipality}"
-                ),
+                static_summary=pathway_summary(referral),
                 static_details=(
                     f"Referral from {referral.source.value}, received "
                     f"{referral.received_at.isoformat()}. No patient data in summaries or search attributes."
@@ -248,12 +245,12 @@ class Pathways:
                         health_trust=attributes.get(search_attributes.HEALTH_TRUST),
                         municipality=attributes.get(search_attributes.MUNICIPALITY),
                         receiving_unit=attributes.get(search_attributes.RECEIVING_UNIT),
-                        meeting_deadline=attributes.get(search_attributes.MEETING_DEADLINE),
+                        meeting_deadline=_day(attributes.get(search_attributes.MEETING_DEADLINE)),
                         meeting_invited_on_time=attributes.get(
                             search_attributes.MEETING_INVITED_ON_TIME
                         ),
                         has_crisis_plan=attributes.get(search_attributes.HAS_CRISIS_PLAN),
-                        next_review_due=attributes.get(search_attributes.NEXT_REVIEW_DUE),
+                        next_review_due=_day(attributes.get(search_attributes.NEXT_REVIEW_DUE)),
                         overdue=attributes.get(search_attributes.OVERDUE),
                         delivery_failed=attributes.get(search_attributes.DELIVERY_FAILED),
                     )
@@ -308,3 +305,7 @@ class Pathways:
         if described.status is not None and described.status != WorkflowExecutionStatus.RUNNING:
             return PathwayStepRejected(f"pathway {workflow_id} has ended ({described.status.name})")
         return PathwayError(error.message)
+
+
+def _day(value: datetime | None) -> date | None:
+    return search_attributes.day_of(value) if value is not None else None

@@ -51,6 +51,8 @@ class TaskFilter:
     receiving_unit: str | None = None
     overdue: bool = False
     include_closed: bool = False
+    delivery_failed: bool = False
+    """Only tasks no channel could deliver: those an operator re-sends."""
     visible_to: Viewer | None = None
     """Only the tasks of pathways this person has a need of service for."""
 
@@ -70,6 +72,8 @@ async def list_tasks(
              AND ($7 OR t.status = 'requested')
              AND ($9::text[] IS NULL OR rop_need_of_service(t.workflow_id, $9, $10, $11)
                                         IN ('unit', 'participant'))
+             AND (NOT $12 OR EXISTS (SELECT 1 FROM deliveries d
+                                     WHERE d.task_id = t.id AND d.status = 'failed'))
            ORDER BY t.id LIMIT $8""",  # noqa: S608 - a fixed column list, values bound
         where.workflow_id,
         where.assignee,
@@ -82,6 +86,7 @@ async def list_tasks(
         viewer.units if (viewer := where.visible_to) else None,
         viewer.person if viewer else None,
         viewer.email if viewer else None,
+        where.delivery_failed,
     )
     return [TaskView.model_validate(dict(row)) for row in rows]
 

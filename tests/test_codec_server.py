@@ -28,7 +28,12 @@ from starter.api.auth import (
     StaticToken,
     token_digest,
 )
-from starter.codec_server import CodecDoor, door_from_settings, start_codec_server
+from starter.codec_server import (
+    CodecDoor,
+    NotLoopback,
+    door_from_settings,
+    start_codec_server,
+)
 from tests import factories
 from tests.api_harness import AUDIENCE, ISSUER, IdentityProvider, identity_provider
 from tests.channel_servers import free_port
@@ -225,3 +230,38 @@ async def test_a_static_token_only_in_local_mode(api_pool: asyncpg.Pool, tmp_pat
     assert door.local_token == "t0ken"
     with pytest.raises(ValueError, match="would let nobody in"):
         door_from_settings(RopSettings(data_dir=tmp_path), api_pool)
+
+
+async def test_local_mode_lets_the_local_ui_decode_without_a_token_on_loopback_only(
+    api_pool: asyncpg.Pool, owner_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    local = RopSettings(data_dir=tmp_path, local_mode=True, codec_server_token=SecretStr("t"))
+    door = door_from_settings(local, api_pool)
+    with pytest.raises(NotLoopback, match="loopback address only"):
+        await start_codec_server(CODEC, door, ui_origin=UI, host="0.0.0.0", port=free_port())  # noqa: S104 - refused
+    port = free_port()
+    runner = await start_codec_server(CODEC, door, ui_origin=UI, host="127.0.0.1", port=port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            # The dev server's UI sends no token, from either local name of its origin.
+            answer = await http.post(
+                "/decode",
+                content=await _sealed(SUMMARY, REFERRAL),
+                headers={"Origin": "http://127.0.0.1:8233", "X-Namespace": "default"},
+            )
+            refused = await http.post(
+                "/encode",
+                content=json_format.MessageToJson(Payloads(payloads=[REFERRAL])),
+                headers={"Authorization": "Bearer not-the-token"},
+            )
+    finally:
+        await runner.cleanup()
+    assert _payloads(answer) == [SUMMARY, REFERRAL]
+    assert answer.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8233"
+    assert refused.status_code == 401  # a wrong token is still wrong
+    [*_, row] = await _logged(owner_pool, "key:local-ui")
+    assert (row["action"], row["grounds"], row["namespace"]) == (
+        "decode 2 payloads (full view)",
+        "service",
+        "default",
+    )

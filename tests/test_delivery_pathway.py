@@ -9,6 +9,8 @@ import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.channels import EmailChannel, SmtpSettings, WebhookChannel
@@ -17,6 +19,7 @@ from rop_domain.commands import DELIVERY_WINDOW
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
 from starter.pathways import PathwayStepRejected
+from starter.task_list import TaskFilter, list_tasks
 from tests import factories
 from tests.channel_servers import SECRET, Inbox, Receiver, SmtpServer
 from tests.pathway_harness import close_and_end, eventually, pathways, running_pathways, start
@@ -114,6 +117,15 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
         )
         search = (await handle.describe()).typed_search_attributes
         assert search.get(sa.DELIVERY_FAILED) == 1
+        details = await _current_details(handle)
+        assert "DELIVERY FAILED: 1 task(s) reached nobody" in details
+        async with pool.acquire() as connection:
+            [listed] = await list_tasks(
+                connection, TaskFilter(workflow_id=workflow_id, delivery_failed=True)
+            )
+        assert listed.id == await pool.fetchval(
+            "SELECT id FROM tasks WHERE idempotency_key = $1", task_key
+        )
         assert (
             await pool.fetchval(
                 "SELECT d.status FROM deliveries d JOIN tasks t ON t.id = d.task_id "
@@ -130,6 +142,13 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
             await api.resend_notification(workflow_id, task_key)
             await eventually(api, workflow_id, lambda s: len(smtp.inbox.messages) == 1)
             assert (await handle.describe()).typed_search_attributes.get(sa.DELIVERY_FAILED) == 0
+            assert "DELIVERY FAILED" not in await _current_details(handle)
+            async with pool.acquire() as connection:
+                still_failed = TaskFilter(workflow_id=workflow_id, delivery_failed=True)
+                assert await list_tasks(connection, still_failed) == []
+                assert [
+                    t.id for t in await list_tasks(connection, TaskFilter(workflow_id=workflow_id))
+                ] == [listed.id]
             await close_and_end(api, handle)
         finally:
             smtp.stop()
@@ -166,3 +185,8 @@ async def test_a_unit_with_a_webhook_gets_its_tasks_signed(
     sent = json.dumps(state.accepted, ensure_ascii=False)
     assert factories.national_id("150586951") not in sent
     assert "pseudo-123" not in sent
+
+
+async def _current_details(handle: WorkflowHandle[object, object]) -> str:
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return str(metadata.current_details)

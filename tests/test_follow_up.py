@@ -240,9 +240,9 @@ async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watc
             "completed"
         }
         search = (await handle.describe()).typed_search_attributes
-        assert search.get(sa.NEXT_REVIEW_DUE) == calendar.at_local_time(
-            reviewed.review.due, time(0, 0)
-        )
+        review_due = search.get(sa.NEXT_REVIEW_DUE)
+        assert review_due is not None
+        assert (review_due.date(), sa.day_of(review_due)) == (reviewed.review.due,) * 2
         second_due = calendar.at_local_time(reviewed.review.due, time(8, 0))
         await env.sleep(second_due - await env.get_current_time() + timedelta(minutes=5))
         second = await eventually(
@@ -575,9 +575,11 @@ async def test_search_attributes_describe_the_pathway_without_personal_data(
         assert search.get(sa.RECEIVING_UNIT) == "TSB"
         assert search.get(sa.MEETING_INVITED_ON_TIME) is True
         assert search.get(sa.HAS_CRISIS_PLAN) is False
-        assert search.get(sa.MEETING_DEADLINE) == calendar.at_local_time(
-            held.meeting_deadline, time(0, 0)
-        )
+        # The deadline's day reads the same in UTC and in Oslo.
+        deadline = search.get(sa.MEETING_DEADLINE)
+        assert deadline is not None
+        assert deadline.date() == held.meeting_deadline
+        assert deadline.astimezone(calendar.OSLO).date() == held.meeting_deadline
         values = " ".join(str(pair.value) for pair in search)
         assert factories.national_id("150586951") not in values
         assert "pseudo-123" not in values
@@ -586,7 +588,8 @@ async def test_search_attributes_describe_the_pathway_without_personal_data(
         assert summary is not None
         assert summary.startswith(f"ROP pathway for referral {held.referral_id}: TSB, helse-bergen")
         metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
-        assert metadata.current_details.startswith("Phase: follow-up. Next: register kriseplan by ")
+        assert metadata.current_details.startswith(summary)
+        assert "Phase: follow-up. Next: register kriseplan by " in metadata.current_details
         await close_and_end(api, handle)
 
 
@@ -623,6 +626,13 @@ async def test_updates_sent_while_a_review_rolls_over_are_not_lost(
             "review-completed",
         ]
         assert reviewed.phase is started.phase is completed.phase is Phase.FOLLOW_UP
+        # The run continued as new has no static summary; its current details say what it is.
+        latest = client.get_workflow_handle(workflow_id)
+        metadata = await latest.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert metadata.current_details.startswith(
+            f"ROP pathway for referral {after.referral_id}: TSB, helse-bergen, kommune 4601\n"
+            "Phase: follow-up."
+        )
         await close_and_end(api, handle)
 
 

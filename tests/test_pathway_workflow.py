@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -340,8 +340,11 @@ async def test_a_new_pathway_is_filterable_before_its_first_task_runs(
     search = (await handle.describe()).typed_search_attributes
     assert search.get(search_attributes.PHASE) == "awaiting-assessment"
     assert search.get(search_attributes.HEALTH_TRUST) == "helse-bergen"
-    assert search.get(search_attributes.MEETING_DEADLINE) == calendar.at_local_time(
-        calendar.deadline_after(now, 10, calendar.WorkingDayRule.MONDAY_TO_FRIDAY), time(0, 0)
+    deadline = search.get(search_attributes.MEETING_DEADLINE)
+    assert deadline is not None
+    assert deadline == datetime.combine(
+        calendar.deadline_after(now, 10, calendar.WorkingDayRule.MONDAY_TO_FRIDAY),
+        time(12, 0, tzinfo=UTC),
     )
     assert search.get(search_attributes.OVERDUE) is False
     await handle.terminate("no worker in this test")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest_asyncio
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
 from activities.contact_directory import load_directory
@@ -129,6 +130,10 @@ async def test_steps_sent_while_postgresql_is_down_resume_soon_after_it_is_back(
 
             await _eventually(stalled, OUTAGE.total_seconds())
             assert not invite.done()
+            metadata = await handle.query(
+                "__temporal_workflow_metadata", result_type=WorkflowMetadata
+            )
+            assert "STALLED: the record service keeps failing" in metadata.current_details
             await asyncio.sleep(max(0.0, stopped + OUTAGE.total_seconds() - loop.time()))
             database.start()
             back = loop.time()

@@ -110,7 +110,16 @@ def test_in_follow_up_the_status_shows_each_part_and_what_is_late() -> None:
     assert status.failed_deliveries == 1
     assert [t.kind for t in status.open_tasks] == [TaskKind.MAKE_CRISIS_PLAN]
     details = status_view.current_details(state, _deadlines(state))
-    assert details == ("Phase: follow-up. Next: register kriseplan by 16.12.2026. OVERDUE: review.")
+    assert details == (
+        "Phase: follow-up. Next: register kriseplan by 16.12.2026. OVERDUE: review.\n"
+        "DELIVERY FAILED: 1 task(s) reached nobody; list them with `rop tasks --failed`, "
+        "re-send with `rop notification resend` (RopDeliveryFailed)."
+    )
+    headed = status_view.current_details(
+        state, _deadlines(state), headline="ROP pathway R-1", recording_stalled=True
+    )
+    assert headed.splitlines()[0] == "ROP pathway R-1"
+    assert headed.splitlines()[2].startswith("STALLED: the record service keeps failing")
 
 
 def test_the_internal_state_never_shows_in_the_status() -> None:

@@ -170,6 +170,7 @@ class RopPathway(PathwayWatchers):
         self._recorded = None
         self._recording_stalled = False
         self._fault = None
+        self._days_at_noon = None
         self._record_first = workflow.patched(RECORD_FIRST)
         self._continue_when_long = workflow.patched(CONTINUE_WHEN_LONG)
 

@@ -45,6 +45,10 @@ REVISION_CHASE = "crisis-plan-revision-chase"
 plan past it is overdue, reminded of and escalated. Runs started before it only raised the
 revision task."""
 
+DEADLINE_DAY_AT_NOON = "deadline-day-at-noon-utc"
+"""Patch: day-valued search attributes are stored at noon UTC (`search_attributes.DAY_AT`).
+Runs started before it stored 00:00 Oslo time, and replay so."""
+
 REJECTED = "PathwayStepRejected"
 """ApplicationError type of an Update refused by its validator, or by the record."""
 
@@ -75,6 +79,7 @@ class PathwayBase:
     _recorded: PathwayState | None
     _recording_stalled: bool
     _fault: str | None
+    _days_at_noon: bool | None
 
     @contextlib.asynccontextmanager
     async def _applying(
@@ -154,6 +159,13 @@ class PathwayBase:
         if not self._record_first:
             self._publish()
 
+    def _store_days_at_noon(self) -> bool:
+        """Asked once per run, when the search attributes are first published: a run from
+        before the patch keeps its old values, and so its history, unchanged."""
+        if self._days_at_noon is None:
+            self._days_at_noon = workflow.patched(DEADLINE_DAY_AT_NOON)
+        return self._days_at_noon
+
     def _publish(self) -> None:
         """Keep the search attributes and the UI's current details in step with the state
         as recorded."""
@@ -168,6 +180,7 @@ class PathwayBase:
             invited_on_time=s.invite.on_time if s.invite else None,
             next_review_due=(s.review.due if s.review and not self._finished(s) else None),
             recording_stalled=self._recording_stalled,
+            days_at_noon=self._store_days_at_noon(),
         )
         # Only what changed: each upsert is a history event, and continue-as-new carries
         # the current values into the next run.
@@ -177,4 +190,11 @@ class PathwayBase:
             changed.append(sa.STALLED.value_unset())
         if changed:
             workflow.upsert_search_attributes(changed)
-        workflow.set_current_details(status_view.current_details(s, self._deadlines(s)))
+        workflow.set_current_details(
+            status_view.current_details(
+                s,
+                self._deadlines(s),
+                headline=status_view.pathway_summary(self._referral),
+                recording_stalled=self._recording_stalled,
+            )
+        )

@@ -5,7 +5,7 @@ Search attributes are stored unencrypted: nothing personal may ever go here.
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from temporalio.common import SearchAttributeKey
@@ -18,9 +18,11 @@ HEALTH_TRUST = SearchAttributeKey.for_keyword("RopHealthTrust")
 MUNICIPALITY = SearchAttributeKey.for_keyword("RopMunicipality")
 RECEIVING_UNIT = SearchAttributeKey.for_keyword("RopReceivingUnit")
 MEETING_DEADLINE = SearchAttributeKey.for_datetime("RopMeetingDeadline")
+"""The meeting deadline's day, as `day_value` stores a day."""
 MEETING_INVITED_ON_TIME = SearchAttributeKey.for_bool("RopMeetingInvitedOnTime")
 HAS_CRISIS_PLAN = SearchAttributeKey.for_bool("RopHasCrisisPlan")
 NEXT_REVIEW_DUE = SearchAttributeKey.for_datetime("RopNextReviewDue")
+"""The next review's due day, as `day_value` stores a day."""
 OVERDUE = SearchAttributeKey.for_bool("RopOverdue")
 DELIVERY_FAILED = SearchAttributeKey.for_int("RopDeliveryFailed")
 """How many tasks no channel could deliver. An Int, not a Bool: the SQL visibility store
@@ -47,6 +49,24 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
 """Every key the worker writes; the dev server and test servers register these."""
 
 
+DAY_AT = time(12, 0, tzinfo=UTC)
+"""Where in its day a day is stored: noon UTC reads as the same day in UTC, in Oslo (13:00
+or 14:00) and in any zone within eleven hours of UTC, so the Temporal UI shows the right
+day whichever zone it is set to, and a filter `>= "2026-12-07" AND < "2026-12-08"` finds
+it. Pathways from before `DEADLINE_DAY_AT_NOON` stored 00:00 Oslo time (23:00 UTC the day
+before): `day_of` reads both."""
+
+
+def day_value(day: date, *, at_noon: bool = True) -> datetime:
+    """The Datetime a day-valued search attribute holds."""
+    return datetime.combine(day, DAY_AT) if at_noon else calendar.at_local_time(day, time(0, 0))
+
+
+def day_of(value: datetime) -> date:
+    """The day a day-valued search attribute means, stored either way."""
+    return value.astimezone(calendar.OSLO).date()
+
+
 def pathway_values(
     *,
     phase: str,
@@ -58,6 +78,7 @@ def pathway_values(
     invited_on_time: bool | None = None,
     next_review_due: date | None = None,
     recording_stalled: bool = False,
+    days_at_noon: bool = True,
 ) -> list[tuple[SearchAttributeKey[Any], Any]]:
     """The search attribute values of a pathway: what the workflow keeps current, and what
     the starter sets at start so a new pathway is filterable before its first task runs."""
@@ -66,7 +87,7 @@ def pathway_values(
         (HEALTH_TRUST, referral.health_trust),
         (MUNICIPALITY, referral.municipality),
         (RECEIVING_UNIT, referral.receiving_unit.value),
-        (MEETING_DEADLINE, calendar.at_local_time(meeting_deadline, time(0, 0))),
+        (MEETING_DEADLINE, day_value(meeting_deadline, at_noon=days_at_noon)),
         (HAS_CRISIS_PLAN, has_crisis_plan),
         (OVERDUE, overdue),
         (DELIVERY_FAILED, delivery_failed),
@@ -74,7 +95,7 @@ def pathway_values(
     if invited_on_time is not None:
         values.append((MEETING_INVITED_ON_TIME, invited_on_time))
     if next_review_due is not None:
-        values.append((NEXT_REVIEW_DUE, calendar.at_local_time(next_review_due, time(0, 0))))
+        values.append((NEXT_REVIEW_DUE, day_value(next_review_due, at_noon=days_at_noon)))
     if recording_stalled:
         values.append((STALLED, RECORDING_STALLED))
     return values

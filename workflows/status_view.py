@@ -196,8 +196,25 @@ def due(state: PathwayState, deadlines: Deadlines) -> list[DueItem]:
     return sorted(items, key=lambda item: item.by)
 
 
-def current_details(state: PathwayState, deadlines: Deadlines) -> str:
-    """One line for the Temporal UI: phase, what is due next and by which day, what is late."""
+def pathway_summary(referral: Referral) -> str:
+    """What a pathway is, in one line of the Temporal UI: the starter's static summary, and the
+    first line of every run's current details (a run continued as new has no static summary
+    of its own). The referral's id, unit and places: never the patient."""
+    return (
+        f"ROP pathway for referral {referral.referral_id}: {referral.receiving_unit.value}, "
+        f"{referral.health_trust}, kommune {referral.municipality}"
+    )
+
+
+def current_details(
+    state: PathwayState,
+    deadlines: Deadlines,
+    *,
+    headline: str | None = None,
+    recording_stalled: bool = False,
+) -> str:
+    """The Temporal UI's current details: what the pathway is (`headline`), its phase, what is
+    due next and by which day, what is late, and what keeps failing."""
     upcoming = due(state, deadlines)
     if upcoming:
         first = upcoming[0]
@@ -207,7 +224,17 @@ def current_details(state: PathwayState, deadlines: Deadlines) -> str:
         next_step = "Nothing due."
     late = overdue_items(state)
     flagged = f" OVERDUE: {', '.join(late)}." if late else ""
-    return f"Phase: {state.phase.value}. {next_step}{flagged}"
+    lines = [f"Phase: {state.phase.value}. {next_step}{flagged}"]
+    if headline is not None:
+        lines.insert(0, headline)
+    if recording_stalled:
+        lines.append("STALLED: the record service keeps failing; steps wait (RopStalled).")
+    if state.failed_deliveries:
+        lines.append(
+            f"DELIVERY FAILED: {len(state.failed_deliveries)} task(s) reached nobody; "
+            "list them with `rop tasks --failed`, re-send with `rop notification resend` (RopDeliveryFailed)."
+        )
+    return "\n".join(lines)
 
 
 _JUST_BEFORE = timedelta(microseconds=1)
