@@ -44,10 +44,20 @@ async def connect_pathways(settings: RopSettings) -> Pathways:
     )
 
 
+LOCAL_DATABASE_URL = "database-url"
+"""Where a running local stack (`make run`) leaves its database URL, in its data folder."""
+
+
 def require_database(settings: RopSettings) -> str:
-    if not settings.database_url:
-        raise UsageError("set DATABASE_URL (make run prints it)")
-    return settings.database_url
+    """DATABASE_URL, or the local stack's while it runs (as its API keys are found)."""
+    if settings.database_url:
+        return settings.database_url
+    local = settings.data_dir / LOCAL_DATABASE_URL
+    if local.is_file():
+        return local.read_text(encoding="utf-8").strip()
+    raise UsageError(
+        f"set DATABASE_URL, or start the local stack (`make run`), which leaves its own in {local}"
+    )
 
 
 def update_id(args: argparse.Namespace) -> str:

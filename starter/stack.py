@@ -15,12 +15,14 @@ from pydantic import SecretStr
 from activities.contact_directory import load_directory
 from activities.database import API_ROLE, WORKER_ROLE, create_pool, migrate
 from rop_domain.calendar import OSLO
-from rop_domain.models import parse_referral
+from rop_domain.models import FINAL_PHASES, Phase, parse_referral
+from rop_domain.view import PathwayStatus
 from rop_runtime.client import LOCAL_KEY_FILE, codec_from_settings
 from rop_runtime.codec import write_new_key_file
 from rop_runtime.settings import RopSettings
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, server_config
+from starter.cli_support import LOCAL_DATABASE_URL
 from starter.codec_server import door_from_settings, start_codec_server
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
 from starter.pathways import Pathways
@@ -30,6 +32,8 @@ from workflows import search_attributes
 log = structlog.get_logger(__name__)
 
 UI_PORT = 8233
+WORKER_METRICS_PORT = 9464
+"""Where the local stack's worker serves Prometheus metrics."""
 FRONTEND_PORT = 7233
 DEMO_CLINICIAN = "9000123"
 """The demo referral's receiving clinician: the local clinician key is theirs."""
@@ -118,8 +122,11 @@ async def _serve(
             # A fresh demo starts its clock now, so its deadline lies ahead.
             referral = referral.model_copy(update={"received_at": datetime.now(UTC)})
             submitted = await pathways.submit(referral)
-            _print_welcome(submitted.workflow_id, submitted.created, database_url, settings)
+            status = await pathways.status(submitted.workflow_id)
+            found_by_the_cli = write_local_database_url(settings.data_dir, database_url)
+            print(welcome(status, submitted.created, database_url, settings), flush=True)
             await _until_interrupted()
+            found_by_the_cli.unlink(missing_ok=True)
             await api.stop(serving)
     finally:
         await codec_runner.cleanup()
@@ -127,49 +134,90 @@ async def _serve(
         await pool.close()
 
 
-def _print_welcome(
-    workflow_id: str, created: bool, database_url: str, settings: RopSettings
-) -> None:
-    state = "started" if created else "already there, kept in .rop/"
-    env = f"DATABASE_URL='{database_url}'"
+def write_local_database_url(data_dir: Path, database_url: str) -> Path:
+    """Leave the running stack's database URL where the `rop` commands look for it
+    (`cli_support.require_database`), readable by this user only; removed at Ctrl-C."""
+    path = data_dir / LOCAL_DATABASE_URL
+    path.touch(mode=0o600)
+    path.write_text(database_url, encoding="utf-8")
+    return path
+
+
+def welcome(status: PathwayStatus, created: bool, database_url: str, settings: RopSettings) -> str:
+    """What `make run` prints: where everything is, and the demo's next steps from where the
+    demo pathway stands (after a restart it may be further on, or ended)."""
+    workflow_id = status.workflow_id
+    state = "started" if created else f"kept in .rop/ from an earlier run, {status.phase.value}"
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    return f"""
+rop-forlop is running.
+  Temporal Web UI:   http://localhost:{UI_PORT}/namespaces/default/workflows
+                     (payloads decoded by the codec server, local mode: loopback only)
+  Temporal frontend: {settings.temporal_address}
+  PostgreSQL:        {database_url}  (the rop commands find it while this runs)
+  HTTP API:          {api}/docs  (keys in .rop/api-demo-tokens)
+  Demo pathway:      {workflow_id} ({state})
+
+{_next_steps(status)}
+Read it as an operator:
+  .venv/bin/rop tasks {workflow_id}
+  .venv/bin/rop indicators
+  .venv/bin/rop access-log {workflow_id}
+  curl -H "Authorization: Bearer $(sed -n 's/^clinician=//p' .rop/api-demo-tokens)" \\
+      {api}/pathways/{workflow_id}
+  .venv/bin/temporal workflow show -w {workflow_id} --detailed \\
+      --codec-endpoint http://localhost:{settings.codec_server_port}
+  curl -s http://localhost:{WORKER_METRICS_PORT}/metrics | grep '^rop_'   (the worker's metrics)
+Filter in the UI:  RopPhase = "follow-up"   or   RopOverdue = true
+Press Ctrl-C to stop everything."""
+
+
+def _next_steps(status: PathwayStatus) -> str:
+    """The `rop` commands that take the demo from its phase to its end."""
+    workflow_id, phase = status.workflow_id, status.phase
+    if phase in FINAL_PHASES:
+        return (
+            f"The demo pathway has ended ({phase.value}). For a fresh one: Ctrl-C, "
+            "`rm -rf .rop`, `make run`.\n"
+        )
+    rop = ".venv/bin/rop"
     # Soon enough to record the meeting as held a few minutes after inviting to it.
     meeting_at = (datetime.now(UTC) + timedelta(minutes=3)).replace(second=0, microsecond=0)
     meeting = meeting_at.astimezone(OSLO).isoformat()
     revision = (meeting_at + timedelta(days=90)).date().isoformat()
-    print(
-        f"""
-rop-forlop is running.
-  Temporal Web UI:   http://localhost:{UI_PORT}/namespaces/default/workflows
-  Temporal frontend: {settings.temporal_address}
-  PostgreSQL:        {database_url}
-  Demo pathway:      {workflow_id} ({state})
+    by_phase: list[tuple[Phase, str]] = [
+        (
+            Phase.AWAITING_ASSESSMENT,
+            f'{rop} assess {workflow_id} --assessor 9000123 --decision in-target-group --reason "ROP-problematikk"',
+        ),
+        (
+            Phase.AWAITING_INVITE,
+            f'{rop} invite {workflow_id} --by 9000123 --at {meeting} --location "DPS, møterom 2" --recommended',
+        ),
+        (
+            Phase.MEETING_INVITED,
+            f"{rop} meeting {workflow_id} --by 9000123 --held-at {meeting} --attendee PHV --attendee TSB \\\n"
+            "      --koordinator 9000777 --individual-plan accepted --crisis-plan-responsible 9000555 \\\n"
+            "      --measures deploy/seed/measures.example.json\n"
+            f"    (record the meeting once {meeting} has passed)",
+        ),
+    ]
+    steps = [command for at, command in by_phase if _ORDER.index(at) >= _ORDER.index(phase)]
+    if status.crisis_plan.current is None:
+        steps.append(
+            f"{rop} crisis-plan {workflow_id} --by 9000555 --version 1 --made-with-patient "
+            f"--next-revision {revision}"
+        )
+    steps += [
+        f"{rop} measure start {workflow_id} poliklinikk --by 9000123",
+        f"{rop} review {workflow_id} --by 9000777 --outcome continue",
+        f"{rop} close {workflow_id} --by 9000123 --reason completed",
+    ]
+    listed = "\n".join(f"  {step}" for step in [f"{rop} status {workflow_id}", *steps])
+    return f"Drive the demo from another terminal ({phase.value} now):\n{listed}\n"
 
-Drive the demo from another terminal:
-  .venv/bin/rop status {workflow_id}
-  .venv/bin/rop assess {workflow_id} --assessor 9000123 --decision in-target-group --reason "ROP-problematikk"
-  .venv/bin/rop invite {workflow_id} --by 9000123 --at {meeting} --location "DPS, møterom 2" --recommended
-  .venv/bin/rop meeting {workflow_id} --by 9000123 --held-at {meeting} --attendee PHV --attendee TSB \\
-      --koordinator 9000777 --individual-plan accepted --crisis-plan-responsible 9000555 \\
-      --measures deploy/seed/measures.example.json
-    (record the meeting once {meeting} has passed)
-  .venv/bin/rop crisis-plan {workflow_id} --by 9000555 --version 1 --made-with-patient --next-revision {revision}
-  .venv/bin/rop measure start {workflow_id} poliklinikk --by 9000123
-  .venv/bin/rop review {workflow_id} --by 9000777 --outcome continue
-  .venv/bin/rop close {workflow_id} --by 9000123 --reason completed
-  {env} .venv/bin/rop tasks {workflow_id}
-  {env} .venv/bin/rop indicators
 
-HTTP API:          http://{settings.api_host}:{settings.api_port}/docs  (keys in .rop/api-demo-tokens)
-  curl -H "Authorization: Bearer $(sed -n 's/^clinician=//p' .rop/api-demo-tokens)" \\
-      http://{settings.api_host}:{settings.api_port}/pathways/{workflow_id}
-  .venv/bin/rop access-log {workflow_id}   (with {env})
-
-Decode payloads (operators): temporal workflow show -w {workflow_id} \\
-      --codec-endpoint http://localhost:{settings.codec_server_port} --codec-auth "Bearer $(cat .rop/codec-token)"
-Filter in the UI:  RopPhase = "follow-up"   or   RopOverdue = true
-Press Ctrl-C to stop everything.""",
-        flush=True,
-    )
+_ORDER = [Phase.AWAITING_ASSESSMENT, Phase.AWAITING_INVITE, Phase.MEETING_INVITED, Phase.FOLLOW_UP]
 
 
 def _local_api_tokens(data_dir: Path) -> None:
