@@ -12,6 +12,7 @@ from temporalio.converter import (
     DataConverter,
     EncodingPayloadConverter,
 )
+from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.exceptions import ApplicationError
 from temporalio.service import TLSConfig
 
@@ -111,7 +112,8 @@ def codec_from_settings(settings: RopSettings) -> EncryptionCodec:
 
 
 def tls_config(settings: RopSettings) -> TLSConfig | bool:
-    """TLS as configured: a server CA, an mTLS client pair, or TLS for an API key."""
+    """TLS as the project's settings configure it: a server CA, an mTLS client pair, or TLS
+    for an API key."""
     if settings.temporal_tls_ca is None and settings.temporal_tls_cert is None:
         return settings.temporal_api_key is not None  # API keys go over TLS
     return TLSConfig(
@@ -125,14 +127,42 @@ def tls_config(settings: RopSettings) -> TLSConfig | bool:
     )
 
 
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+
+
+class TemporalConfigError(ValueError):
+    """Temporal's own client configuration (its TOML file or TEMPORAL_* variables) is wrong."""
+
+
+def connect_config(settings: RopSettings) -> ClientConnectConfig:
+    """Where and how to connect: Temporal's own client configuration, as the `temporal` CLI
+    reads it (a profile from `TEMPORAL_CONFIG_FILE` or the default file, chosen by
+    `TEMPORAL_PROFILE`, and `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
+    `TEMPORAL_TLS*`), with each `ROP_TEMPORAL_*` setting that is set over it. Operators who
+    already configure the CLI configure rop-forlop with it."""
+    try:
+        profile = ClientConfigProfile.load()
+    except Exception as error:  # the SDK's loader raises its own errors for a bad file
+        raise TemporalConfigError(f"Temporal client configuration: {error}") from None
+    config = profile.to_client_connect_config()
+    config["target_host"] = (
+        settings.temporal_address or config.get("target_host") or DEFAULT_ADDRESS
+    )
+    config["namespace"] = (
+        settings.temporal_namespace or config.get("namespace") or DEFAULT_NAMESPACE
+    )
+    if settings.temporal_api_key is not None:
+        config["api_key"] = settings.temporal_api_key.get_secret_value()
+    ours = tls_config(settings)
+    if ours is not False:
+        config["tls"] = ours
+    return config
+
+
 async def connect(settings: RopSettings) -> Client:
-    """A Temporal client for the configured address and namespace, encrypting payloads."""
+    """A Temporal client as `connect_config` says, encrypting payloads."""
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
+        **connect_config(settings),
         data_converter=data_converter(codec_from_settings(settings)),
-        tls=tls_config(settings),
-        api_key=(
-            settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
-        ),
     )

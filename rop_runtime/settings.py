@@ -18,13 +18,13 @@ class RopSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ROP_", extra="ignore")
 
-    temporal_address: str = Field(
-        default="localhost:7233",
-        validation_alias=AliasChoices("ROP_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS"),
+    temporal_address: str | None = Field(
+        default=None,
+        description="host:port; else Temporal's own configuration (TEMPORAL_ADDRESS, a "
+        "profile), else localhost:7233",
     )
-    temporal_namespace: str = Field(
-        default="default",
-        validation_alias=AliasChoices("ROP_TEMPORAL_NAMESPACE", "TEMPORAL_NAMESPACE"),
+    temporal_namespace: str | None = Field(
+        default=None, description="else TEMPORAL_NAMESPACE or the profile's, else default"
     )
     temporal_tls_ca: Path | None = Field(default=None, description="server CA (PEM)")
     temporal_tls_cert: Path | None = Field(default=None, description="mTLS client cert (PEM)")

@@ -26,13 +26,16 @@ def print_model(model: BaseModel) -> None:
 
 
 async def connect_pathways(settings: RopSettings) -> Pathways:
-    from rop_runtime.client import connect
+    from rop_runtime.client import TemporalConfigError, connect, connect_config
 
     try:
+        address = connect_config(settings)["target_host"]
         client = await connect(settings)
+    except TemporalConfigError as error:
+        raise UsageError(str(error)) from None
     except RuntimeError as error:
         raise UsageError(
-            f"cannot reach Temporal at {settings.temporal_address} (is `make run` running?): "
+            f"cannot reach Temporal at {address} (is `make run` running?): "
             f"{str(error).splitlines()[0]}"
         ) from None
     return Pathways(

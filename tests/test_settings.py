@@ -107,3 +107,57 @@ def test_the_readme_lists_every_setting_and_no_other() -> None:
     }
     assert undocumented == set(), "settings missing from the README's table"
     assert documented - settings == set(), "the README's table names settings that do not exist"
+
+
+def test_temporals_own_client_configuration_is_read_and_ours_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rop_runtime.client import TemporalConfigError, connect_config
+
+    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    config_file = tmp_path / "temporal.toml"
+    config_file.write_text(
+        '[profile.default]\naddress = "from-file.example:7233"\nnamespace = "file-ns"\n'
+        '[profile.cloud]\naddress = "rop.a1b2c.tmprl.cloud:7233"\nnamespace = "rop.a1b2c"\n'
+        'api_key = "cloud-key"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config_file))
+    assert connect_config(RopSettings()) == {
+        "target_host": "from-file.example:7233",
+        "namespace": "file-ns",
+    }
+    monkeypatch.setenv("TEMPORAL_PROFILE", "cloud")
+    cloud = connect_config(RopSettings())
+    assert (cloud["target_host"], cloud["api_key"], cloud["tls"]) == (
+        "rop.a1b2c.tmprl.cloud:7233",
+        "cloud-key",
+        True,
+    )
+    # The standard variables over the file, as the temporal CLI reads them...
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "env-ns")
+    assert connect_config(RopSettings())["namespace"] == "env-ns"
+    # ...and the project's own settings over both.
+    monkeypatch.setenv("ROP_TEMPORAL_ADDRESS", "ours.example:7233")
+    monkeypatch.setenv("ROP_TEMPORAL_NAMESPACE", "rop")
+    ours = connect_config(RopSettings())
+    assert (ours["target_host"], ours["namespace"]) == ("ours.example:7233", "rop")
+
+    monkeypatch.setenv("TEMPORAL_PROFILE", "missing")
+    with pytest.raises(TemporalConfigError, match="Profile 'missing' not found"):
+        connect_config(RopSettings())
+
+
+def test_without_any_configuration_the_local_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rop_runtime.client import connect_config
+
+    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(tmp_path / "none.toml"))
+    assert connect_config(RopSettings()) == {
+        "target_host": "localhost:7233",
+        "namespace": "default",
+    }
