@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from rop_domain.models import Referral
-from starter.api import problems, routes_pathways, routes_steps, routes_tasks
+from starter.api import offline_docs, problems, routes_pathways, routes_steps, routes_tasks
 from starter.api.auth import Principal
 from starter.api.context import ApiContext, audit_invalid
 
@@ -44,8 +44,11 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     problems.install(app)
+    offline_docs.install(app)
 
     async def invalid_and_logged(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)

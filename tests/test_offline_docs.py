@@ -1,0 +1,38 @@
+"""`/docs` works on a network without internet: every asset the page loads comes from the API."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+
+from starter.api.app import create_app
+from starter.api.context import ApiContext
+
+
+@contextlib.asynccontextmanager
+async def _no_connections() -> AsyncIterator[ApiContext]:
+    raise AssertionError("the docs need no connections")
+    yield  # pragma: no cover
+
+
+async def test_the_api_explorer_and_its_assets_come_from_the_api_itself() -> None:
+    app = create_app(_no_connections)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.local"
+    ) as http:
+        page = await http.get("/docs")
+        assert page.status_code == 200
+        loaded = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+        loaded += re.findall(r"""url: ?["']([^"']+)["']""", page.text)
+        assert loaded, page.text
+        assert not [url for url in loaded if re.match(r"^(https?:)?//", url)], loaded
+        for url in loaded:
+            asset = await http.get(url)
+            assert asset.status_code == 200, url
+            assert asset.content, url
+        script = await http.get("/docs/assets/swagger-ui-bundle.js")
+        assert "SwaggerUIBundle" in script.text
+        assert (await http.get("/redoc")).status_code == 404  # no packaged assets: not served
