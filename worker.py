@@ -8,13 +8,17 @@ it needs a login that is only a member of `rop_worker`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 import httpx
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.database import WORKER_ROLE, MigrationsPending, open_records
@@ -25,6 +29,7 @@ from rop_runtime.client import connect
 from rop_runtime.codec import KeyConfigurationError
 from rop_runtime.delivery_setup import build_delivery
 from rop_runtime.logs import configure_logging
+from rop_runtime.metrics import PathwayGauges, prometheus_runtime
 from rop_runtime.settings import RopSettings
 from workflows.pathway import RopPathway
 from workflows.sandbox import runner_name, workflow_runner
@@ -107,9 +112,15 @@ def build_worker(
 async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Event) -> None:
     """Run the worker until `stop` is set, on a record database whose schema is current."""
     pool = await open_records(database_url, WORKER_ROLE, migrate_first=settings.migrate_on_start)
+    runtime = (
+        prometheus_runtime(settings.worker_metrics_address)
+        if settings.worker_metrics_address
+        else None
+    )
     try:
-        client = await connect(settings)
+        client = await connect(settings, runtime=runtime)
         async with (
+            _pathway_gauges(client, runtime, settings),
             httpx.AsyncClient(timeout=20.0) as http,
             build_worker(
                 client,
@@ -123,10 +134,25 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                 "worker polling",
                 task_queue=settings.task_queue,
                 workflow_runner=runner_name(settings.worker_sandbox),
+                metrics=(
+                    f"http://{settings.worker_metrics_address}/metrics"
+                    if settings.worker_metrics_address
+                    else None
+                ),
             )
             await stop.wait()
     finally:
         await pool.close()
+
+
+def _pathway_gauges(
+    client: Client, runtime: Runtime | None, settings: RopSettings
+) -> AbstractAsyncContextManager[None]:
+    """The pathway gauges beside the metrics endpoint; nothing without one."""
+    if runtime is None:
+        return contextlib.nullcontext()
+    every = timedelta(seconds=settings.metrics_refresh_seconds)
+    return PathwayGauges(client, runtime.metric_meter, every).running()
 
 
 def main() -> None:

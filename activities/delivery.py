@@ -76,6 +76,7 @@ class DeliveryActivities:
             task["id"],
         )
         if done is not None:
+            _count(route.channel.value, "already_done")
             return DeliveryOutcome(
                 task_id=task["id"],
                 channel=route.channel,
@@ -86,6 +87,7 @@ class DeliveryActivities:
             await self._record(
                 task["id"], route.channel, None, delivery.task_key, DeliveryStatus.TASK_LIST
             )
+            _count(route.channel.value, "task_list")
             return DeliveryOutcome(
                 task_id=task["id"],
                 channel=route.channel,
@@ -120,6 +122,7 @@ class DeliveryActivities:
                 "delivery attempt failed",
                 extra={"task_id": task["id"], "channel": route.channel.value},
             )
+            _count(route.channel.value, "failed" if final else "retrying")
             if final:
                 raise ApplicationError(
                     f"delivery of task {task['id']} failed after {attempts} attempts",
@@ -135,6 +138,7 @@ class DeliveryActivities:
         activity.logger.info(
             "task delivered", extra={"task_id": task["id"], "channel": route.channel.value}
         )
+        _count(route.channel.value, "sent")
         return DeliveryOutcome(
             task_id=task["id"], channel=route.channel, status=DeliveryStatus.SENT, attempts=attempts
         )
@@ -142,13 +146,16 @@ class DeliveryActivities:
     @activity.defn(name=GIVE_UP)
     async def give_up(self, task_key: str) -> None:
         """Mark a delivery failed: its window ended. A delivery found sent stays sent."""
-        await self._pool.execute(
+        channel = await self._pool.fetchval(
             """UPDATE deliveries SET status = 'failed', updated_at = now()
                WHERE task_id = (SELECT id FROM tasks WHERE idempotency_key = $1)
-                 AND status NOT IN ('sent', 'task-list')""",
+                 AND status NOT IN ('sent', 'task-list')
+               RETURNING channel""",
             task_key,
         )
         activity.logger.warning("delivery given up", extra={"task_key": task_key})
+        if channel is not None:
+            _count(channel, "given_up")
 
     async def _record(
         self,
@@ -213,3 +220,12 @@ def _json(value: object) -> dict[str, str]:
         return loaded
     assert isinstance(value, dict)
     return value
+
+
+def _count(channel: str, outcome: str) -> None:
+    """`rop_deliveries_total{channel, outcome}`: `sent`, `retrying` (an attempt failed, another
+    follows), `failed` (the last attempt), `given_up` (the window ended), `task_list`
+    (routed to the task list only), `already_done` (a retry found it sent)."""
+    activity.metric_meter().create_counter(
+        "rop_deliveries", "task delivery attempts by channel and outcome"
+    ).add(1, {"channel": channel, "outcome": outcome})

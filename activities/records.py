@@ -10,7 +10,9 @@ statement (`activities.step_statement`), so they commit together.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import asyncpg
 from temporalio import activity
@@ -116,8 +118,12 @@ class RecordActivities:
         retry (which finds the step recorded and writes nothing). A step whose content the
         database refuses fails at once (`RECORD_REFUSED`), having written nothing.
         """
+        started = time.monotonic()
         with refusals_are_final():
             recorded = await write_step(self._pool, step)
+        activity.metric_meter().create_histogram_timedelta(
+            "rop_record_step_seconds", "time to write one pathway step's record"
+        ).record(timedelta(seconds=time.monotonic() - started))
         if not recorded:
             activity.logger.info(
                 "step already recorded", extra={"event_kind": step.events[0].kind.value}

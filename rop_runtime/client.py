@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
@@ -14,6 +15,7 @@ from temporalio.converter import (
 )
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from rop_runtime.codec import (
@@ -160,9 +162,17 @@ def connect_config(settings: RopSettings) -> ClientConnectConfig:
     return config
 
 
-async def connect(settings: RopSettings) -> Client:
-    """A Temporal client as `connect_config` says, encrypting payloads."""
+async def connect(
+    settings: RopSettings,
+    *,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
+    """A Temporal client as `connect_config` says, encrypting payloads; `runtime` serves
+    the worker's metrics (`rop_runtime.metrics`), `interceptors` trace (`rop_runtime.tracing`)."""
     return await Client.connect(
         **connect_config(settings),
         data_converter=data_converter(codec_from_settings(settings)),
+        runtime=runtime,
+        interceptors=interceptors,
     )

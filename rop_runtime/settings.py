@@ -51,6 +51,14 @@ class RopSettings(BaseSettings):
         default=False,
         description="run workflow code in Temporal's sandbox (slower; tests check it either way)",
     )
+    worker_metrics_address: str | None = Field(
+        default=None,
+        pattern=r"^[^\s:]+:\d{1,5}$",
+        description="host:port where the worker serves Prometheus metrics; unset: none",
+    )
+    metrics_refresh_seconds: float = Field(
+        default=30, gt=0, le=3600, description="how often the pathway gauges are counted"
+    )
     workflow_task_timeout_seconds: int = Field(
         default=10, ge=1, le=60, description="a new pathway's workflow-task timeout"
     )

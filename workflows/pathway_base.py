@@ -28,8 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.state import (
         PathwayState,
     )
+    from workflows import metrics, status_view
     from workflows import search_attributes as sa
-    from workflows import status_view
     from workflows.effects import PathwayEffects, RecordRefused, StepRecord
 
 RECORD_FIRST = "record-then-show"
@@ -97,12 +97,17 @@ class PathwayBase:
         await workflow.wait_condition(lambda: self._intake_done)
         async with self._step_lock:
             if still_valid is not None:
-                still_valid()
+                try:
+                    still_valid()
+                except ApplicationError:
+                    metrics.count_step("rejected")
+                    raise
             recorded = self._state.model_copy(deep=True)
             self._recorded = recorded
             try:
                 yield self._effects.step
             except RecordRefused as refused:
+                metrics.count_step("refused")
                 self._put_back(recorded)
                 self._recorded = None
                 self._publish()
@@ -115,6 +120,7 @@ class PathwayBase:
                 ) from None
             finally:
                 self._recorded = None
+            metrics.count_step("applied")
             if self._record_first:
                 self._publish()
 

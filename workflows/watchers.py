@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
     )
     from rop_domain.state import Chase, ReviewCycle
-    from workflows import messages
+    from workflows import messages, metrics
     from workflows.effects import SYSTEM_ACTOR
     from workflows.timers import settled_before
 
@@ -108,7 +108,8 @@ class PathwayWatchers(PathwayBase):
         for flag, instant, summary, action in steps:
             if getattr(chase(), flag):
                 continue
-            if await settled_before(instant, settled, summary):
+            when = instant.astimezone(calendar.OSLO)
+            if await settled_before(instant, settled, f"{summary}, {when:%d.%m.%Y %H:%M}"):
                 return
             async with self._applying():
                 if settled():
@@ -126,19 +127,21 @@ class PathwayWatchers(PathwayBase):
         *,
         due_at: datetime | None = None,
         change: SummaryChange | None = None,
+        stage: str = "reminder",
     ) -> None:
         await (
             self._effects.step(event, actor=SYSTEM_ACTOR, change=change)
             .notify(task, recipient=recipient, message=message, due_at=due_at)
             .commit()
         )
+        metrics.count_chase(stage, task.value)
 
     async def _escalate(
         self, event: EventKind, task: TaskKind, message: messages.Message, change: SummaryChange
     ) -> None:
         workflow.logger.warning("deadline escalated", extra={"escalation": task.value})
         leader = await self._effects.unit_leader()
-        await self._send_reminder(event, task, leader, message, change=change)
+        await self._send_reminder(event, task, leader, message, change=change, stage="escalation")
 
     async def _watch_crisis_plan_deadline(self) -> None:
         recorded = self._visible()

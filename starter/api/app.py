@@ -14,7 +14,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from rop_domain.models import Referral
-from starter.api import offline_docs, problems, routes_pathways, routes_steps, routes_tasks
+from starter.api import (
+    metrics,
+    offline_docs,
+    problems,
+    routes_pathways,
+    routes_steps,
+    routes_tasks,
+)
 from starter.api.auth import Principal
 from starter.api.context import ApiContext, audit_invalid
 
@@ -49,6 +56,7 @@ def create_app(
     )
     problems.install(app)
     offline_docs.install(app)
+    metrics.install(app)
 
     async def invalid_and_logged(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)

@@ -1,0 +1,59 @@
+"""The API's metrics at `/metrics`, in Prometheus format: requests by route and status, and
+their latency.
+
+The `route` label is the route's template (`/pathways/{workflow_id}`), never the path a
+caller sent, so no pathway id reaches a label; a path no route matches is `unmatched`.
+`/metrics` itself carries nothing personal and needs no token, like `/health`: restrict it
+at the network (deploy/), where Prometheus scrapes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+UNMATCHED = "unmatched"
+
+
+def install(app: FastAPI) -> None:
+    """Count every request and serve `/metrics`; one registry per app (tests run several)."""
+    registry = CollectorRegistry()
+    requests = Counter(
+        "rop_api_requests",
+        "HTTP requests by method, route template and status",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "rop_api_request_duration_seconds",
+        "HTTP request latency by method and route template",
+        ["method", "route"],
+        registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
+    )
+
+    @app.middleware("http")
+    async def measured(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_template(request)
+        requests.labels(request.method, route, str(response.status_code)).inc()
+        latency.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_template(request: Request) -> str:
+    """The template of the route that answered, as the router left it in the scope."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", UNMATCHED)) if route is not None else UNMATCHED
