@@ -19,6 +19,7 @@ from rop_domain.models import FINAL_PHASES, Phase, parse_referral
 from rop_domain.view import PathwayStatus
 from rop_runtime.client import LOCAL_KEY_FILE, codec_from_settings
 from rop_runtime.codec import write_new_key_file
+from rop_runtime.metrics import PathwayGauges, prometheus_runtime
 from rop_runtime.settings import RopSettings
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, server_config
@@ -110,9 +111,14 @@ async def _serve(
             app_from_settings(settings, database_url), settings.api_host, settings.api_port
         )
     )
+    metrics_at = settings.worker_metrics_address or f"127.0.0.1:{WORKER_METRICS_PORT}"
+    runtime = prometheus_runtime(metrics_at)
     try:
-        client = await connect(settings)
-        async with build_worker(client, pool, settings.task_queue):
+        client = await connect(settings, runtime=runtime)
+        async with (
+            build_worker(client, pool, settings.task_queue),
+            PathwayGauges(client, runtime.metric_meter).running(),
+        ):
             serving = await api.start()
             pathways = Pathways(
                 client, task_queue=settings.task_queue, pathway_settings=settings.pathway_settings()
