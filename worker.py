@@ -31,6 +31,7 @@ from rop_runtime.delivery_setup import build_delivery
 from rop_runtime.logs import configure_logging
 from rop_runtime.metrics import PathwayGauges, prometheus_runtime
 from rop_runtime.settings import RopSettings
+from rop_runtime.tracing import client_interceptors, provider_from_environment
 from workflows.pathway import RopPathway
 from workflows.sandbox import runner_name, workflow_runner
 
@@ -117,8 +118,9 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
         if settings.worker_metrics_address
         else None
     )
+    tracing = provider_from_environment("rop-worker")
     try:
-        client = await connect(settings, runtime=runtime)
+        client = await connect(settings, runtime=runtime, interceptors=client_interceptors(tracing))
         async with (
             _pathway_gauges(client, runtime, settings),
             httpx.AsyncClient(timeout=20.0) as http,
@@ -143,6 +145,8 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
             await stop.wait()
     finally:
         await pool.close()
+        if tracing is not None:
+            tracing.shutdown()
 
 
 def _pathway_gauges(

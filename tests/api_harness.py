@@ -18,9 +18,12 @@ import httpx
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
+from opentelemetry.sdk.trace import TracerProvider
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from rop_runtime.settings import RopSettings
+from rop_runtime.tracing import client_interceptors
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, server_config
 from tests import factories
@@ -120,9 +123,14 @@ async def identity_provider() -> AsyncIterator[IdentityProvider]:
 
 @asynccontextmanager
 async def running_api(
-    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str, folder: Path
+    dev_server: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    database_url: str,
+    folder: Path,
+    tracing: TracerProvider | None = None,
 ) -> AsyncIterator[Api]:
-    """Worker and API on their own task queue; the API wired from settings, as `rop api`."""
+    """Worker and API on their own task queue; the API wired from settings, as `rop api`;
+    both traced by `tracing` if given."""
     task_queue = f"rop-api-{uuid.uuid4().hex[:8]}"
     tokens = {role: secrets.token_urlsafe(24) for role in Role}
     tokens_file = folder / "api-tokens.json"
@@ -142,9 +150,18 @@ async def running_api(
         )
         port = free_port()
         server = EmbeddedServer(
-            server_config(app_from_settings(settings, database_url), "127.0.0.1", port)
+            server_config(
+                app_from_settings(settings, database_url, tracing=tracing), "127.0.0.1", port
+            )
         )
-        async with build_worker(dev_server.client, pool, task_queue):
+        worker_client = dev_server.client
+        if tracing is not None:
+            worker_client = await Client.connect(
+                dev_server.client.service_client.config.target_host,
+                data_converter=dev_server.client.data_converter,
+                interceptors=client_interceptors(tracing),
+            )
+        async with build_worker(worker_client, pool, task_queue):
             serving = await server.start()
             try:
                 yield Api(

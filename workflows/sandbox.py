@@ -28,9 +28,11 @@ PASSTHROUGH_MODULES = (
     "rop_domain",
     "workflows.effects",
     "workflows.messages",
+    "workflows.metrics",
     "workflows.search_attributes",
     "workflows.status_view",
     "workflows.timers",
+    "opentelemetry",  # the tracing interceptor's, when tracing is on (rop_runtime.tracing)
 )
 
 

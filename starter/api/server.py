@@ -10,9 +10,11 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 
 from activities.database import API_ROLE, open_records
 from rop_runtime.settings import RopSettings
+from rop_runtime.tracing import client_interceptors, instrument_api, provider_from_environment
 from starter.api.app import create_app
 from starter.api.auth import Authenticator, JwtSettings, JwtVerifier, read_tokens_file
 from starter.api.context import ApiContext
@@ -50,9 +52,13 @@ def authenticator_from_settings(settings: RopSettings) -> Authenticator:
     return Authenticator(tokens, verifier, local_mode=settings.local_mode)
 
 
-def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
-    """The API connected as the settings say: Temporal, the records (as `rop_api`), auth."""
+def app_from_settings(
+    settings: RopSettings, database_url: str, *, tracing: TracerProvider | None = None
+) -> FastAPI:
+    """The API connected as the settings say: Temporal, the records (as `rop_api`), auth;
+    traced by `tracing` (else as the `OTEL_*` variables say: `rop_runtime.tracing`)."""
     authenticator = authenticator_from_settings(settings)  # fail before serving
+    tracing = tracing or provider_from_environment("rop-api")
 
     @contextlib.asynccontextmanager
     async def open_context() -> AsyncIterator[ApiContext]:
@@ -65,7 +71,7 @@ def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
             )
         )
         try:
-            client = await connect(settings)
+            client = await connect(settings, interceptors=client_interceptors(tracing))
             yield ApiContext(
                 pathways=Pathways(
                     client,
@@ -84,7 +90,9 @@ def app_from_settings(settings: RopSettings, database_url: str) -> FastAPI:
                 await purging
             await pool.close()
 
-    return create_app(open_context)
+    app = create_app(open_context)
+    instrument_api(app, tracing)
+    return app
 
 
 class EmbeddedServer(uvicorn.Server):
