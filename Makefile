@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest histories clean bench storm
+.PHONY: install run test lint pytest histories clean bench storm ui-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,9 @@ BUSY ?= 0
 storm: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m bench.storm --pathways $(N) --busy $(BUSY)
+
+# The Temporal UI as operators see it (not part of `make test`: needs Debian's chromium):
+# the local stack with the demo, screenshots of the list and the pathway's page in .ui-check/.
+ui-check: $(STAMP)
+	$(BYTECODE)
+	$(BIN)/python -m starter.ui_check --out .ui-check

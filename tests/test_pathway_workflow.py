@@ -11,11 +11,13 @@ import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
 from rop_domain.commands import TaskKind
-from rop_domain.models import AssessmentDecision, MeetingMove, Phase
+from rop_domain.models import AssessmentDecision, MeetingMove, PathwaySettings, Phase
+from rop_domain.state import PathwayInput
 from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
@@ -449,3 +451,39 @@ async def test_a_meeting_moves_its_invitations_with_it_and_far_dates_need_a_reas
         assert held.meeting is not None
         await close_and_end(api, handle)
         await save_history_if_recording(handle, "meeting_moved")
+
+
+async def test_a_pathway_started_before_noon_days_keeps_its_days_as_they_were(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """Its history must replay unchanged: it upserts what it upserted before the rule."""
+    client = time_skipping_env.client
+    now = await time_skipping_env.get_current_time()
+    referral = factories.parse_referral_for_test(factories.referral_data(now))
+    deadline = calendar.deadline_after(now, 10, calendar.WorkingDayRule.MONDAY_TO_FRIDAY)
+    as_before = search_attributes.pathway_values(
+        phase="awaiting-assessment",
+        referral=referral,
+        meeting_deadline=deadline,
+        has_crisis_plan=False,
+        overdue=False,
+        days_at_noon=False,
+    )
+    async with running_pathways(client, pool, task_queue) as api:
+        handle = await client.start_workflow(
+            RopPathway.run,
+            PathwayInput(referral=referral, settings=PathwaySettings()),
+            id=f"rop-{referral.referral_id}",
+            task_queue=task_queue,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(key, value) for key, value in as_before]
+            ),
+        )
+        await api.send(StepName.ASSESS, handle.id, factories.assessment())
+        search = (await handle.describe()).typed_search_attributes
+        assert search.get(search_attributes.PHASE) == "awaiting-invite"  # upserted...
+        stored = search.get(search_attributes.MEETING_DEADLINE)
+        assert stored == calendar.at_local_time(deadline, time(0, 0))  # ...the day as before
+        assert stored is not None
+        assert search_attributes.day_of(stored) == deadline
+        await close_and_end(api, handle)

@@ -45,10 +45,6 @@ REVISION_CHASE = "crisis-plan-revision-chase"
 plan past it is overdue, reminded of and escalated. Runs started before it only raised the
 revision task."""
 
-DEADLINE_DAY_AT_NOON = "deadline-day-at-noon-utc"
-"""Patch: day-valued search attributes are stored at noon UTC (`search_attributes.DAY_AT`).
-Runs started before it stored 00:00 Oslo time, and replay so."""
-
 REJECTED = "PathwayStepRejected"
 """ApplicationError type of an Update refused by its validator, or by the record."""
 
@@ -166,10 +162,13 @@ class PathwayBase:
             self._publish()
 
     def _store_days_at_noon(self) -> bool:
-        """Asked once per run, when the search attributes are first published: a run from
-        before the patch keeps its old values, and so its history, unchanged."""
+        """Whether this pathway stores days at noon UTC (`search_attributes.DAY_AT`): as its
+        meeting deadline was stored when it started, which continue-as-new carries on. A
+        pathway started before the rule keeps 00:00 Oslo time, so its history replays
+        unchanged; the search attributes themselves decide, so no patch marker is needed."""
         if self._days_at_noon is None:
-            self._days_at_noon = workflow.patched(DEADLINE_DAY_AT_NOON)
+            stored = workflow.info().typed_search_attributes.get(sa.MEETING_DEADLINE)
+            self._days_at_noon = stored is None or sa.stored_at_noon(stored)
         return self._days_at_noon
 
     def _publish(self) -> None:

@@ -53,13 +53,18 @@ DAY_AT = time(12, 0, tzinfo=UTC)
 """Where in its day a day is stored: noon UTC reads as the same day in UTC, in Oslo (13:00
 or 14:00) and in any zone within eleven hours of UTC, so the Temporal UI shows the right
 day whichever zone it is set to, and a filter `>= "2026-12-07" AND < "2026-12-08"` finds
-it. Pathways from before `DEADLINE_DAY_AT_NOON` stored 00:00 Oslo time (23:00 UTC the day
-before): `day_of` reads both."""
+it. Pathways started before this rule stored 00:00 Oslo time (23:00 UTC the day
+before), and a pathway keeps the rule it started with: `day_of` reads both."""
 
 
 def day_value(day: date, *, at_noon: bool = True) -> datetime:
     """The Datetime a day-valued search attribute holds."""
     return datetime.combine(day, DAY_AT) if at_noon else calendar.at_local_time(day, time(0, 0))
+
+
+def stored_at_noon(value: datetime) -> bool:
+    """A day stored by `day_value` at noon, not by the rule before it."""
+    return value.astimezone(UTC).timetz() == DAY_AT
 
 
 def day_of(value: datetime) -> date:
