@@ -61,5 +61,6 @@ storm: $(STAMP)
 # The Temporal UI as operators see it (not part of `make test`: needs Debian's chromium):
 # the local stack with the demo, screenshots of the list and the pathway's page in .ui-check/.
 ui-check: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,test,ui]'
 	$(BYTECODE)
 	$(BIN)/python -m starter.ui_check --out .ui-check

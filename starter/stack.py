@@ -153,7 +153,8 @@ def welcome(status: PathwayStatus, created: bool, database_url: str, settings: R
     """What `make run` prints: where everything is, and the demo's next steps from where the
     demo pathway stands (after a restart it may be further on, or ended)."""
     workflow_id = status.workflow_id
-    state = "started" if created else f"kept in .rop/ from an earlier run, {status.phase.value}"
+    data = settings.data_dir
+    state = "started" if created else f"kept in {data}/ from an earlier run, {status.phase.value}"
     api = f"http://{settings.api_host}:{settings.api_port}"
     return f"""
 rop-forlop is running.
@@ -161,7 +162,7 @@ rop-forlop is running.
                      (payloads decoded by the codec server, local mode: loopback only)
   Temporal frontend: {settings.temporal_address}
   PostgreSQL:        {database_url}  (the rop commands find it while this runs)
-  HTTP API:          {api}/docs  (keys in .rop/api-demo-tokens)
+  HTTP API:          {api}/docs  (keys in {data}/api-demo-tokens)
   Demo pathway:      {workflow_id} ({state})
 
 {_next_steps(status)}
@@ -169,7 +170,7 @@ Read it as an operator:
   .venv/bin/rop tasks {workflow_id}
   .venv/bin/rop indicators
   .venv/bin/rop access-log {workflow_id}
-  curl -H "Authorization: Bearer $(sed -n 's/^clinician=//p' .rop/api-demo-tokens)" \\
+  curl -H "Authorization: Bearer $(sed -n 's/^clinician=//p' {data}/api-demo-tokens)" \\
       {api}/pathways/{workflow_id}
   .venv/bin/temporal workflow show -w {workflow_id} --detailed \\
       --codec-endpoint http://localhost:{settings.codec_server_port}

@@ -5,17 +5,19 @@ stack`, as `make run` does) in a data folder of its own, drives the demo pathway
 with the `rop` CLI, then loads the workflow list and the pathway's page in headless
 Chromium, saves a screenshot of each and fails unless
 
-- the pathway's decoded summary ("ROP pathway for referral ...") is on both pages: the
-  codec server decoded it for the UI, with no token, in local mode;
+- the pathway is on the list, and its decoded summary ("ROP pathway for referral ...") on its
+  page: the codec server decoded it for the UI, with no token, in local mode;
 - its current details (phase, what is due next) are on the pathway's page;
 - no codec error ("Codec Server could not connect") and no ciphertext encoding is shown.
 
-The demo referral is synthetic; the screenshots show its pseudonymous ids only.
+Chromium is driven with Playwright (the `ui` extra), pointed at Debian's browser: nothing is
+downloaded. The demo referral is synthetic; the screenshots show its pseudonymous ids only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +27,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 VENV_BIN = Path(sys.executable).parent
 UI = "http://localhost:8233"
@@ -48,6 +54,8 @@ class PageCheck:
     name: str
     url: str
     must_show: tuple[str, ...]
+    tab: str | None = None
+    """A tab of the page to open first (the summary and details are under "User Metadata")."""
 
 
 def main() -> None:
@@ -75,11 +83,18 @@ def run(out: Path, chromium: str) -> int:
         time.sleep(3)  # visibility and the UI catch up
         detail_page = f"{UI}/namespaces/default/workflows/{workflow_id}"
         checks = [
+            # The list's default columns have no summary: the pathway must be listed.
+            PageCheck("workflow-list", f"{UI}/namespaces/default/workflows", (workflow_id,)),
             PageCheck(
-                "workflow-list", f"{UI}/namespaces/default/workflows", ("ROP pathway for referral",)
+                "pathway",
+                detail_page,
+                ("remind: invite to avklaringsmøte",),  # a named timer, on the timeline
             ),
             PageCheck(
-                "pathway", detail_page, ("ROP pathway for referral", "Phase: meeting-invited")
+                "pathway-metadata",
+                detail_page,
+                ("ROP pathway for referral", "Phase: meeting-invited"),
+                tab="User Metadata",
             ),
         ]
         failures = [f for check in checks for f in _check_page(check, chromium, out)]
@@ -126,36 +141,48 @@ def _drive_demo(workflow_id: str, env: dict[str, str]) -> None:
 
 
 def _check_page(check: PageCheck, chromium: str, out: Path) -> list[str]:
-    """Screenshot the page and read its DOM once the UI has rendered; what is wrong."""
-    profile = out / f"profile-{check.name}"
-    common = [
-        chromium,
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=20000",
-    ]
-    dom = subprocess.run(
-        [*common, "--dump-dom", check.url], capture_output=True, text=True, timeout=120, check=False
-    ).stdout
-    (out / f"{check.name}.html").write_text(dom, encoding="utf-8")
+    """Load the page in headless Chromium (driven by Playwright), wait until what it must
+    show is there or 30 s have passed, screenshot it; what is wrong."""
+    from playwright.sync_api import sync_playwright
+
+    failures: list[str] = []
     screenshot = out / f"{check.name}.png"
-    subprocess.run(
-        [*common, f"--screenshot={screenshot}", check.url],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    text = re.sub(r"<[^>]+>", " ", dom)
-    failures = [
-        f"{check.name}: {wanted!r} not on the page"
-        for wanted in check.must_show
-        if wanted not in text
-    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=list(CHROMIUM_FLAGS[1:]), headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.goto(check.url, wait_until="domcontentloaded")
+            if check.tab is not None:
+                page.get_by_text(check.tab, exact=True).first.click(timeout=30_000)
+            missing = list(check.must_show)
+            for _ in range(60):
+                shown = _text_of_every_frame(page)
+                missing = [wanted for wanted in check.must_show if wanted not in shown]
+                if not missing:
+                    break
+                page.wait_for_timeout(500)
+            failures += [f"{check.name}: {wanted!r} not on the page" for wanted in missing]
+            page.screenshot(path=str(screenshot), full_page=True)
+            dom = page.content() + _text_of_every_frame(page)
+        finally:
+            browser.close()
+    (out / f"{check.name}.html").write_text(dom, encoding="utf-8")
     failures += [f"{check.name}: {error!r} on the page" for error in CODEC_ERRORS if error in dom]
-    if not screenshot.exists():
-        failures.append(f"{check.name}: no screenshot")
-    print(f"{check.name}: {check.url} -> {screenshot} ({len(dom)} bytes of DOM)")
+    print(f"{check.name}: {check.url} -> {screenshot}")
     return failures
+
+
+def _text_of_every_frame(page: Page) -> str:
+    """The text a person sees: the UI renders summaries and details (Markdown) in frames."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    texts: list[str] = []
+    for frame in page.frames:
+        with contextlib.suppress(PlaywrightError):  # a frame may go while it is read
+            texts.append(frame.evaluate("document.body ? document.body.innerText : ''"))
+    return "\n".join(texts)
 
 
 if __name__ == "__main__":
