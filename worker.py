@@ -25,13 +25,13 @@ from activities.database import WORKER_ROLE, MigrationsPending, open_records
 from activities.delivery import DeliveryActivities
 from activities.records import RecordActivities
 from rop_domain.routing import RoutingTable
-from rop_runtime.client import connect
+from rop_runtime.client import TemporalConfigError, connect
 from rop_runtime.codec import KeyConfigurationError
 from rop_runtime.delivery_setup import build_delivery
 from rop_runtime.logs import configure_logging
 from rop_runtime.metrics import PathwayGauges, prometheus_runtime
 from rop_runtime.settings import RopSettings
-from rop_runtime.tracing import client_interceptors, provider_from_environment
+from rop_runtime.tracing import TracingConfigError, client_interceptors, provider_from_environment
 from workflows.pathway import RopPathway
 from workflows.sandbox import runner_name, workflow_runner
 
@@ -169,7 +169,12 @@ def main() -> None:
         )
     try:
         asyncio.run(run_worker(settings, settings.database_url, asyncio.Event()))
-    except (KeyConfigurationError, MigrationsPending) as error:
+    except (
+        KeyConfigurationError,
+        MigrationsPending,
+        TemporalConfigError,
+        TracingConfigError,
+    ) as error:
         raise SystemExit(f"error: {error}") from None
     except KeyboardInterrupt:
         log.info("worker stopped")

@@ -232,12 +232,18 @@ async def api(args: argparse.Namespace, settings: RopSettings) -> None:
     database_url = require_database(settings)
     if not settings.migrate_on_start:
         await _require_current_schema(database_url, API_ROLE)
-    await serve(
-        settings,
-        database_url,
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-    )
+    from rop_runtime.client import TemporalConfigError
+    from rop_runtime.tracing import TracingConfigError
+
+    try:
+        await serve(
+            settings,
+            database_url,
+            host=args.host or settings.api_host,
+            port=args.port or settings.api_port,
+        )
+    except (TracingConfigError, TemporalConfigError) as error:
+        raise UsageError(str(error)) from None
 
 
 VERIFY = "verify"

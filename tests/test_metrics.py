@@ -169,6 +169,8 @@ async def test_the_worker_serves_sdk_and_pathway_metrics_and_no_ids(
         == worker_scrape.emails_sent
     )
     assert _value(samples, "rop_record_step_seconds_count", activity_type="record_step") >= 3
+    buckets = {s.labels["le"] for s in samples if s.name == "rop_record_step_seconds_bucket"}
+    assert {"0.005", "0.01", "0.025"} <= buckets  # milliseconds apart, not the SDK's 50 ms
     # The SDK's runtime metrics, which the alert rules and the dashboard use.
     names = {sample.name for sample in samples}
     for expected in (

@@ -36,3 +36,6 @@ async def test_the_api_explorer_and_its_assets_come_from_the_api_itself() -> Non
         script = await http.get("/docs/assets/swagger-ui-bundle.js")
         assert "SwaggerUIBundle" in script.text
         assert (await http.get("/redoc")).status_code == 404  # no packaged assets: not served
+        counted = (await http.get("/metrics")).text
+    assert 'route="/docs/assets",status="200"' in counted  # by mount point, not by file
+    assert "swagger-ui-bundle.js" not in counted

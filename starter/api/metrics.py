@@ -17,6 +17,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
+from starter.api import offline_docs
+
 UNMATCHED = "unmatched"
 
 
@@ -54,6 +56,11 @@ def install(app: FastAPI) -> None:
 
 
 def _route_template(request: Request) -> str:
-    """The template of the route that answered, as the router left it in the scope."""
+    """The template of the route that answered, as the router left it in the scope; a
+    mounted folder (the API explorer's assets) by its mount point."""
     route = request.scope.get("route")
-    return str(getattr(route, "path", UNMATCHED)) if route is not None else UNMATCHED
+    if route is not None:
+        return str(getattr(route, "path", UNMATCHED))
+    if request.url.path.startswith(f"{offline_docs.ASSETS}/"):
+        return offline_docs.ASSETS
+    return UNMATCHED
