@@ -121,6 +121,15 @@ async def one_pathway(pathways: Pathways, timer: Timer) -> str:
                 participants=[
                     Participant(role=ParticipantRole.TSB, name="TSB", address="tsb@example.invalid")
                 ],
+                # Each recommended party not invited needs a reason (issue 13).
+                absent_reasons={
+                    role: "bench"
+                    for role in (
+                        ParticipantRole.PHV,
+                        ParticipantRole.FASTLEGE,
+                        ParticipantRole.KOMMUNE,
+                    )
+                },
             ),
         )
     )
