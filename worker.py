@@ -13,6 +13,7 @@ import os
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -132,6 +133,7 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                 WorkerTuning.from_settings(settings),
             ),
         ):
+            ready = _readiness(settings.worker_ready_file)
             log.info(
                 "worker polling",
                 task_queue=settings.task_queue,
@@ -142,11 +144,23 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                     else None
                 ),
             )
-            await stop.wait()
+            try:
+                await stop.wait()
+            finally:
+                if ready is not None:
+                    ready.unlink(missing_ok=True)
     finally:
         await pool.close()
         if tracing is not None:
             tracing.shutdown()
+
+
+def _readiness(path: Path | None) -> Path | None:
+    """Say the worker polls: the file a readiness probe looks for (`rop_runtime.healthcheck`)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("polling\n", encoding="utf-8")
+    return path
 
 
 def _pathway_gauges(

@@ -56,6 +56,10 @@ class RopSettings(BaseSettings):
         pattern=r"^[^\s:]+:\d{1,5}$",
         description="host:port where the worker serves Prometheus metrics; unset: none",
     )
+    worker_ready_file: Path | None = Field(
+        default=None,
+        description="written while the worker polls, removed when it stops (readiness probes)",
+    )
     metrics_refresh_seconds: float = Field(
         default=30, gt=0, le=3600, description="how often the pathway gauges are counted"
     )

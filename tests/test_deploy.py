@@ -1,0 +1,242 @@
+"""The production artefacts are valid as their tools read them: every Kubernetes manifest
+against the Kubernetes schemas (offline, `kubernetes-validate`), the Dockerfile's stages
+and rules, the dependency lock, and the health checks the image and the probes run."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
+from temporalio.testing import WorkflowEnvironment
+
+from rop_runtime.healthcheck import check, role_of
+from rop_runtime.settings import RopSettings
+from starter.cli import build_parser
+from tests.api_harness import Api
+from tests.channel_servers import free_port
+from worker import run_worker
+
+REPO = Path(__file__).resolve().parent.parent
+K8S = REPO / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.30.0"
+IMAGE = "registry.example.hospital.no/rop-forlop:1.0.0"
+
+
+def _documents() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if document:
+                yield path.name, document
+
+
+def _by_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for _, d in _documents() if d["kind"] == kind}
+
+
+def _containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for _, document in _documents():
+        if document["kind"] in ("Deployment", "Job"):
+            pod = document["spec"]["template"]["spec"]
+            for container in pod["containers"]:
+                yield document["metadata"]["name"], pod, container
+
+
+def test_every_manifest_validates_against_the_kubernetes_schemas() -> None:
+    documents = list(_documents())
+    assert len(documents) >= 20
+    for name, document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        assert document["metadata"].get("namespace", "rop-forlop") == "rop-forlop", name
+
+
+def test_a_schema_violation_is_caught() -> None:
+    [deployment] = [d for _, d in _documents() if d["metadata"]["name"] == "rop-api"][:1]
+    broken = {**deployment, "spec": {**deployment["spec"], "replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_container_is_locked_down_sized_and_probed() -> None:
+    parser = build_parser()
+    for name, pod, container in _containers():
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["automountServiceAccountToken"] is False, name
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, name
+        assert security["allowPrivilegeEscalation"] is False, name
+        assert container["resources"]["requests"]["cpu"], name
+        assert container["resources"]["limits"]["memory"], name
+        assert container["image"] == IMAGE, name
+        parser.parse_args(container["args"])  # a command `rop` has, with its options
+        if name != "rop-migrate":
+            assert "readinessProbe" in container, name
+            assert "livenessProbe" in container, name
+
+
+def test_only_the_api_and_the_codec_server_are_reachable_from_outside() -> None:
+    backends = {
+        path["backend"]["service"]["name"]
+        for ingress in _by_kind("Ingress").values()
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert backends == {"rop-api", "rop-codec-server"}
+    for ingress in _by_kind("Ingress").values():
+        assert ingress["spec"]["tls"], ingress["metadata"]["name"]
+    policies = _by_kind("NetworkPolicy")
+    assert policies["default-deny"]["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+    outside = policies["api-and-codec-from-ingress"]["spec"]["podSelector"]
+    assert outside["matchExpressions"][0]["values"] == ["rop-api", "rop-codec-server"]
+    # Workers reach out only to Temporal, PostgreSQL, DNS and their delivery channels.
+    worker_egress = [
+        p["metadata"]["name"]
+        for p in policies.values()
+        if "Egress" in p["spec"]["policyTypes"] and _selects(p, "rop-worker")
+    ]
+    assert sorted(worker_egress) == [
+        "default-deny",
+        "dns",
+        "temporal-and-postgres",
+        "worker-deliveries",
+    ]
+
+
+def _selects(policy: dict[str, Any], app: str) -> bool:
+    selector = policy["spec"]["podSelector"]
+    if not selector:
+        return True
+    labels = selector.get("matchLabels", {})
+    expressions = selector.get("matchExpressions", [])
+    return labels.get("app.kubernetes.io/name") == app or any(
+        app in e["values"] for e in expressions
+    )
+
+
+def test_workers_have_a_disruption_budget_an_autoscaler_and_the_migration_a_job() -> None:
+    assert _by_kind("PodDisruptionBudget")["rop-worker"]["spec"]["minAvailable"] >= 1
+    scaler = _by_kind("HorizontalPodAutoscaler")["rop-worker"]["spec"]
+    assert scaler["scaleTargetRef"]["name"] == "rop-worker"
+    assert scaler["minReplicas"] >= 2
+    job = _by_kind("Job")["rop-migrate"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "migrate"]
+    # Each process has its own database login: the owner's only for the migration.
+    secrets = _by_kind("Secret")
+    logins = {
+        name: [ref["secretRef"]["name"] for ref in c.get("envFrom", []) if "secretRef" in ref]
+        for name, _, c in _containers()
+    }
+    assert "rop-owner-db" in logins["rop-migrate"]
+    for name, refs in logins.items():
+        assert set(refs) <= set(secrets), name
+        if name != "rop-migrate":
+            assert "rop-owner-db" not in refs, name
+
+
+def test_the_dockerfile_builds_from_the_lock_without_compilers_and_runs_unprivileged() -> None:
+    dockerfile = DockerfileParser(path=str(REPO / "Dockerfile"))
+    instructions = dockerfile.structure
+    stages = [i for i in instructions if i["instruction"] == "FROM"]
+    assert [s["value"].split()[-1] for s in stages] == ["build", "runtime"]
+    final = [i for i in instructions if i["startline"] > stages[-1]["startline"]]
+
+    def values(instruction: str, among: Sequence[Mapping[str, Any]]) -> list[str]:
+        return [i["value"] for i in among if i["instruction"] == instruction]
+
+    runs = " ".join(values("RUN", instructions))
+    assert not re.search(r"\b(gcc|g\+\+|build-essential|clang|apt-get install)\b", runs)
+    assert "--require-hashes" in runs
+    assert "--only-binary=:all:" in runs
+    [user] = values("USER", final)
+    assert user.split(":")[0].isdigit()
+    assert int(user.split(":")[0]) >= 10000
+    [healthcheck] = values("HEALTHCHECK", final)
+    assert "rop_runtime.healthcheck" in healthcheck
+    assert values("ENTRYPOINT", final) == ['["rop"]']
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for copy in values("COPY", instructions):
+        if copy.startswith("--from"):
+            continue
+        for source in copy.split()[:-1]:
+            assert (REPO / source).exists(), source
+            assert not any(source == i or source.startswith(f"{i}/") for i in ignored), source
+
+
+def test_the_lock_pins_every_dependency_with_hashes() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    lock = (REPO / "deploy" / "requirements.lock").read_text()
+    pins: dict[str, str] = {}
+    for entry in re.split(r"\n(?=[a-z0-9])", lock):
+        head = entry.split("\\")[0].strip()
+        if "==" not in head or head.startswith("#"):
+            continue
+        name, version = head.split("==")
+        assert "--hash=sha256:" in entry, name
+        pins[_normal(name)] = version.strip()
+    for dependency in pyproject["project"]["dependencies"]:
+        requirement = Requirement(dependency)
+        name = _normal(requirement.name)
+        assert name in pins, f"{name} is not in deploy/requirements.lock"
+        assert requirement.specifier.contains(pins[name]), (name, pins[name])
+    assert "setuptools" in pins  # the image builds the project without an index
+
+
+def _normal(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_health_check_knows_which_process_it_checks() -> None:
+    assert role_of(["/opt/rop/bin/python", "/opt/rop/bin/rop", "api", "--port", "8000"]) == "api"
+    assert role_of(["rop", "codec-server", "--host", "0.0.0.0"]) == "codec-server"  # noqa: S104
+    assert role_of(["rop", "worker"]) == "worker"
+    assert role_of(["python", "-m", "http.server"]) is None
+
+
+async def test_the_health_check_of_the_api(api: Api) -> None:
+    port = int(api.url.rsplit(":", 1)[1])
+    # In a thread: the API serves on this test's event loop.
+    assert await asyncio.to_thread(check, "api", RopSettings(api_port=port)) is None
+    problem = await asyncio.to_thread(check, "api", RopSettings(api_port=free_port()))
+    assert problem is not None
+    assert "does not answer" in problem
+
+
+async def test_the_worker_says_it_polls_while_it_does(
+    dev_server: WorkflowEnvironment, database_url: str, tmp_path: Path
+) -> None:
+    ready = tmp_path / "ready" / "rop-worker-ready"
+    settings = RopSettings(
+        temporal_address=dev_server.client.service_client.config.target_host,
+        task_queue=f"rop-ready-{free_port()}",
+        worker_ready_file=ready,
+        data_dir=tmp_path,
+        payload_keys_file=None,
+    )
+    assert check("worker", settings) == f"the worker is not polling (no {ready})"
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_worker(settings, database_url, stop))
+    for _ in range(200):
+        if ready.exists() or running.done():
+            break
+        await asyncio.sleep(0.05)
+    assert check("worker", settings) is None
+    stop.set()
+    await running
+    assert not ready.exists()
+    assert "not polling" in (check("worker", settings) or "")
