@@ -165,10 +165,12 @@ class PathwayBase:
         """Whether this pathway stores days at noon UTC (`search_attributes.DAY_AT`): as its
         meeting deadline was stored when it started, which continue-as-new carries on. A
         pathway started before the rule keeps 00:00 Oslo time, so its history replays
-        unchanged; the search attributes themselves decide, so no patch marker is needed."""
+        unchanged (the SDK's core compares upserts on replay); the search attributes
+        themselves decide, so no patch marker is needed. One started without them (not by
+        the starter) keeps the rule from before too."""
         if self._days_at_noon is None:
             stored = workflow.info().typed_search_attributes.get(sa.MEETING_DEADLINE)
-            self._days_at_noon = stored is None or sa.stored_at_noon(stored)
+            self._days_at_noon = stored is not None and sa.stored_at_noon(stored)
         return self._days_at_noon
 
     def _publish(self) -> None:
