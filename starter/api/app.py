@@ -56,7 +56,7 @@ def create_app(
     )
     problems.install(app)
     offline_docs.install(app)
-    metrics.install(app)
+    observe = metrics.install(app)
 
     async def invalid_and_logged(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -79,6 +79,8 @@ def create_app(
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        seconds = time.perf_counter() - started
+        observe(request, response.status_code, seconds)
         principal = getattr(request.state, "principal", None)
         log.info(
             "request",
@@ -86,7 +88,7 @@ def create_app(
             path=request.url.path,
             status=response.status_code,
             caller=principal.identity if isinstance(principal, Principal) else None,
-            ms=round((time.perf_counter() - started) * 1000, 1),
+            ms=round(seconds * 1000, 1),
         )
         return response
 
