@@ -5,6 +5,7 @@ and rules, the dependency lock, and the health checks the image and the probes r
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from compose_spec import PyCompose
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from temporalio.testing import WorkflowEnvironment
@@ -240,3 +242,67 @@ async def test_the_worker_says_it_polls_while_it_does(
     await running
     assert not ready.exists()
     assert "not polling" in (check("worker", settings) or "")
+
+
+COMPOSE = REPO / "deploy" / "compose.yaml"
+
+
+def _compose() -> dict[str, Any]:
+    """The compose file as Compose reads it: YAML merge keys resolved (compose-spec's parser
+    reads plain documents)."""
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    return data
+
+
+def test_the_compose_file_is_a_valid_compose_specification() -> None:
+    parsed = PyCompose.from_json(json.dumps(_compose()))
+    assert set(parsed.service_names()) >= {
+        "postgres",
+        "temporal-schema",
+        "temporal",
+        "temporal-ui",
+        "rop-migrate",
+        "rop-worker",
+        "rop-api",
+        "rop-codec-server",
+    }
+    broken = _compose()
+    broken["services"]["rop-api"]["restart"] = "sometimes"
+    with pytest.raises(ValueError, match="unknown variant `sometimes`"):
+        PyCompose.from_json(json.dumps(broken))
+
+
+def test_the_compose_stack_hangs_together() -> None:
+    compose = _compose()
+    services: dict[str, dict[str, Any]] = compose["services"]
+    parser = build_parser()
+    for name, service in services.items():
+        for needed in service.get("depends_on", {}):
+            assert needed in services, (name, needed)
+        for secret in service.get("secrets", []):
+            assert secret in compose["secrets"], (name, secret)
+        for env_file in service.get("env_file", []):
+            assert env_file.startswith("./secrets/"), (name, env_file)
+        image = service["image"]
+        assert ":" in image, name
+        assert not image.endswith(":latest"), name
+        environment = service.get("environment", {})
+        assert "ROP_LOCAL_MODE" not in environment, name
+        assert "ROP_CODEC_SERVER_TOKEN" not in environment, name
+        if name.startswith("rop-"):
+            parser.parse_args(service["command"])
+            assert service["read_only"] is True, name
+    published = {name for name, s in services.items() if s.get("ports")}
+    assert published == {"temporal-ui", "rop-api", "rop-codec-server"}
+    assert services["temporal-ui"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert services["rop-worker"]["deploy"]["replicas"] == 2
+    assert services["rop-worker"]["depends_on"]["rop-migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert services["temporal"]["depends_on"]["temporal-schema"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert "temporal-sql-tool" in " ".join(services["temporal-schema"]["command"])
+    for secret in compose["secrets"].values():
+        assert secret["file"].startswith("./secrets/")
+    assert "deploy/secrets/" in (REPO / ".gitignore").read_text()
