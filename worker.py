@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,8 +18,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import structlog
+from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
-from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.database import WORKER_ROLE, MigrationsPending, open_records
@@ -114,16 +114,10 @@ def build_worker(
 async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Event) -> None:
     """Run the worker until `stop` is set, on a record database whose schema is current."""
     pool = await open_records(database_url, WORKER_ROLE, migrate_first=settings.migrate_on_start)
-    runtime = (
-        prometheus_runtime(settings.worker_metrics_address)
-        if settings.worker_metrics_address
-        else None
-    )
     tracing = provider_from_environment("rop-worker")
     try:
-        client = await connect(settings, runtime=runtime, interceptors=client_interceptors(tracing))
         async with (
-            _pathway_gauges(client, runtime, settings),
+            observed_client(settings, tracing) as client,
             httpx.AsyncClient(timeout=20.0) as http,
             build_worker(
                 client,
@@ -163,14 +157,22 @@ def _readiness(path: Path | None) -> Path | None:
     return path
 
 
-def _pathway_gauges(
-    client: Client, runtime: Runtime | None, settings: RopSettings
-) -> AbstractAsyncContextManager[None]:
-    """The pathway gauges beside the metrics endpoint; nothing without one."""
+@contextlib.asynccontextmanager
+async def observed_client(
+    settings: RopSettings, tracing: TracerProvider | None
+) -> AsyncIterator[Client]:
+    """The worker's Temporal client: traced by `tracing`, and with
+    `ROP_WORKER_METRICS_ADDRESS` its metrics endpoint and the pathway gauges beside it.
+    `rop worker` and the local stack both run their worker on it."""
+    address = settings.worker_metrics_address
+    runtime = prometheus_runtime(address) if address else None
+    client = await connect(settings, runtime=runtime, interceptors=client_interceptors(tracing))
     if runtime is None:
-        return contextlib.nullcontext()
+        yield client
+        return
     every = timedelta(seconds=settings.metrics_refresh_seconds)
-    return PathwayGauges(client, runtime.metric_meter, every).running()
+    async with PathwayGauges(client, runtime.metric_meter, every).running():
+        yield client
 
 
 def main() -> None:

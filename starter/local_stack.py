@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -116,6 +117,13 @@ def dev_server_arguments(
     return arguments
 
 
+def dev_server_environment() -> dict[str, str]:
+    """This process's environment without the `OTEL_*` variables: they configure our traces
+    (`rop_runtime.tracing`), and the dev server would read them too, and refuses to start
+    with an exporter it does not know (`OTEL_TRACES_EXPORTER=console`)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+
+
 @contextlib.asynccontextmanager
 async def temporal_dev_server(
     *,
@@ -137,7 +145,11 @@ async def temporal_dev_server(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as output:
         process = await asyncio.create_subprocess_exec(
-            packaged_binary("temporal"), *arguments, stdout=output, stderr=output
+            packaged_binary("temporal"),
+            *arguments,
+            stdout=output,
+            stderr=output,
+            env=dev_server_environment(),
         )
     address = f"127.0.0.1:{port}"
     try:

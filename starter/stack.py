@@ -19,15 +19,15 @@ from rop_domain.models import FINAL_PHASES, Phase, parse_referral
 from rop_domain.view import PathwayStatus
 from rop_runtime.client import LOCAL_KEY_FILE, codec_from_settings
 from rop_runtime.codec import write_new_key_file
-from rop_runtime.metrics import PathwayGauges, prometheus_runtime
 from rop_runtime.settings import RopSettings
+from rop_runtime.tracing import provider_from_environment
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, server_config
 from starter.cli_support import LOCAL_DATABASE_URL
 from starter.codec_server import door_from_settings, start_codec_server
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
 from starter.pathways import Pathways
-from worker import build_worker
+from worker import build_worker, observed_client
 from workflows import search_attributes
 
 log = structlog.get_logger(__name__)
@@ -45,6 +45,10 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
     """Start PostgreSQL, Temporal and the worker; submit the demo referral; wait for Ctrl-C."""
     # Local mode: the codec server's static token, a person's API key in the demo.
     settings = settings.model_copy(update={"local_mode": True})
+    if settings.worker_metrics_address is None:
+        settings = settings.model_copy(
+            update={"worker_metrics_address": f"127.0.0.1:{WORKER_METRICS_PORT}"}
+        )
     if settings.codec_server_token is None:
         settings = settings.model_copy(
             update={"codec_server_token": SecretStr(_codec_token(settings.data_dir))}
@@ -81,8 +85,6 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
 async def _serve(
     settings: RopSettings, database_url: str, *, demo_referral: Path, contacts: Path
 ) -> None:
-    from rop_runtime.client import connect
-
     owner = await create_pool(database_url)
     try:
         await migrate(owner)
@@ -106,18 +108,19 @@ async def _serve(
         host="127.0.0.1",
         port=settings.codec_server_port,
     )
+    # One tracer provider for the whole stack: the API's requests and the worker's spans.
+    tracing = provider_from_environment("rop-local-stack")
     api = EmbeddedServer(
         server_config(
-            app_from_settings(settings, database_url), settings.api_host, settings.api_port
+            app_from_settings(settings, database_url, tracing=tracing),
+            settings.api_host,
+            settings.api_port,
         )
     )
-    metrics_at = settings.worker_metrics_address or f"127.0.0.1:{WORKER_METRICS_PORT}"
-    runtime = prometheus_runtime(metrics_at)
     try:
-        client = await connect(settings, runtime=runtime)
         async with (
+            observed_client(settings, tracing) as client,
             build_worker(client, pool, settings.task_queue),
-            PathwayGauges(client, runtime.metric_meter).running(),
         ):
             serving = await api.start()
             pathways = Pathways(
@@ -135,6 +138,8 @@ async def _serve(
             found_by_the_cli.unlink(missing_ok=True)
             await api.stop(serving)
     finally:
+        if tracing is not None:
+            tracing.shutdown()  # the spans still batched go out
         await codec_runner.cleanup()
         await api_pool.close()
         await pool.close()
@@ -174,7 +179,7 @@ Read it as an operator:
       {api}/pathways/{workflow_id}
   .venv/bin/temporal workflow show -w {workflow_id} --detailed \\
       --codec-endpoint http://localhost:{settings.codec_server_port}
-  curl -s http://localhost:{WORKER_METRICS_PORT}/metrics | grep '^rop_'   (the worker's metrics)
+  curl -s http://{settings.worker_metrics_address}/metrics | grep '^rop_'   (the worker's metrics)
 Filter in the UI:  RopPhase = "follow-up"   or   RopOverdue = true
 Press Ctrl-C to stop everything."""
 
@@ -209,7 +214,10 @@ def _next_steps(status: PathwayStatus) -> str:
             f"    (record the meeting once {meeting} has passed)",
         ),
     ]
-    steps = [command for at, command in by_phase if _ORDER.index(at) >= _ORDER.index(phase)]
+    # Phase lists its members in the pathway's order.
+    steps = [
+        command for at, command in by_phase if list(Phase).index(at) >= list(Phase).index(phase)
+    ]
     if status.crisis_plan.current is None:
         steps.append(
             f"{rop} crisis-plan {workflow_id} --by 9000555 --version 1 --made-with-patient "
@@ -222,9 +230,6 @@ def _next_steps(status: PathwayStatus) -> str:
     ]
     listed = "\n".join(f"  {step}" for step in [f"{rop} status {workflow_id}", *steps])
     return f"Drive the demo from another terminal ({phase.value} now):\n{listed}\n"
-
-
-_ORDER = [Phase.AWAITING_ASSESSMENT, Phase.AWAITING_INVITE, Phase.MEETING_INVITED, Phase.FOLLOW_UP]
 
 
 def _local_api_tokens(data_dir: Path) -> None:

@@ -7,11 +7,14 @@ import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+
 from rop_domain import deadlines
 from rop_domain.models import PathwaySettings, Phase
 from rop_domain.state import PathwayState
 from rop_domain.view import PathwayStatus
 from rop_runtime.settings import RopSettings
+from starter.local_stack import dev_server_environment
 from starter.stack import welcome, write_local_database_url
 from tests import factories
 from tests.cli_harness import Cli
@@ -70,11 +73,12 @@ def _commands(text: str) -> list[str]:
 
 
 def test_the_welcome_gives_the_steps_from_where_the_demo_stands() -> None:
-    settings = RopSettings()
+    settings = RopSettings(worker_metrics_address="127.0.0.1:9464")  # as the stack sets it
     fresh = welcome(_status(Phase.AWAITING_ASSESSMENT), True, "postgresql:///rop", settings)
     assert _commands(fresh)[:5] == ["status", "assess", "invite", "meeting", "crisis-plan"]
     assert "(started)" in fresh
     assert "--detailed" in fresh  # a decoded history, not only the event table
+    assert "curl -s http://127.0.0.1:9464/metrics" in fresh
 
     planned = welcome(
         _status(Phase.FOLLOW_UP, with_crisis_plan=True), False, "postgresql:///rop", settings
@@ -86,3 +90,14 @@ def test_the_welcome_gives_the_steps_from_where_the_demo_stands() -> None:
     ended = welcome(_status(Phase.CLOSED), False, "postgresql:///rop", settings)
     assert "The demo pathway has ended (closed)" in ended
     assert [c for c in _commands(ended) if c not in {"tasks", "access-log"}] == []
+
+
+def test_the_dev_server_does_not_get_our_tracing_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The dev server reads OTEL_* itself and refuses to start with `console`.
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "rop-local-stack")
+    environment = dev_server_environment()
+    assert not [name for name in environment if name.startswith("OTEL_")]
+    assert environment["PATH"] == os.environ["PATH"]
