@@ -25,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from rop_runtime.settings import RopSettings
 from rop_runtime.tracing import client_interceptors
 from starter.api.auth import KeyHolder, Role, write_tokens_file
+from starter.api.context import ApiContext
 from starter.api.server import EmbeddedServer, app_from_settings, server_config
 from tests import factories
 from tests.channel_servers import free_port
@@ -177,3 +178,11 @@ def problem_of(response: httpx.Response) -> dict[str, Any]:
     problem: dict[str, Any] = response.json()
     assert problem["status"] == response.status_code
     return problem
+
+
+@asynccontextmanager
+async def without_connections() -> AsyncIterator[ApiContext]:
+    """For `create_app` where a test needs no Temporal and no records (the docs, /metrics):
+    the app's lifespan never runs under httpx's ASGI transport, and fails loudly if it does."""
+    raise AssertionError("this test's app needs no connections")
+    yield  # pragma: no cover

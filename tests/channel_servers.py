@@ -11,10 +11,22 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from activities.channels import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from activities.channels import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    EmailChannel,
+    SmtpSettings,
+    verify,
+)
+from activities.delivery import DeliveryActivities
+from rop_domain.models import WrittenStandard
+from rop_domain.routing import Channel, Route, RoutingTable
+from tests import factories
 
 SECRET = "webhook-test-secret"
 
@@ -91,3 +103,19 @@ async def start_receiver() -> tuple[str, Receiver, web.AppRunner]:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return f"http://127.0.0.1:{port}/rop", state, runner
+
+
+def email_delivery(pool: asyncpg.Pool, smtp: SmtpServer) -> DeliveryActivities:
+    """Deliveries that send the receiving clinician's tasks by e-mail through `smtp` (nynorsk)."""
+    routing = RoutingTable(
+        routes=[
+            Route(
+                recipient=factories.CLINICIAN,
+                channel=Channel.EMAIL,
+                address="lege@example.invalid",
+                standard=WrittenStandard.NYNORSK,
+            )
+        ]
+    )
+    settings = SmtpSettings(host="127.0.0.1", port=smtp.port)
+    return DeliveryActivities(pool, routing, email=EmailChannel(settings))

@@ -13,33 +13,17 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.channels import EmailChannel, SmtpSettings, WebhookChannel
+from activities.channels import WebhookChannel
 from activities.delivery import DeliveryActivities
 from rop_domain.commands import DELIVERY_WINDOW
-from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
 from starter.pathways import PathwayStepRejected
 from starter.task_list import TaskFilter, list_tasks
 from tests import factories
-from tests.channel_servers import SECRET, Inbox, Receiver, SmtpServer
+from tests.channel_servers import SECRET, Inbox, Receiver, SmtpServer, email_delivery
 from tests.pathway_harness import close_and_end, eventually, pathways, running_pathways, start
 from worker import build_worker
 from workflows import search_attributes as sa
-
-
-def _delivery(pool: asyncpg.Pool, smtp: SmtpServer) -> DeliveryActivities:
-    routing = RoutingTable(
-        routes=[
-            Route(
-                recipient=factories.CLINICIAN,
-                channel=Channel.EMAIL,
-                address="lege@example.invalid",
-                standard=WrittenStandard.NYNORSK,
-            )
-        ]
-    )
-    settings = SmtpSettings(host="127.0.0.1", port=smtp.port)
-    return DeliveryActivities(pool, routing, email=EmailChannel(settings))
 
 
 @pytest.fixture
@@ -51,7 +35,9 @@ async def test_smtp_down_during_delivery_then_up_delivers_one_message(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, smtp: SmtpServer
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    async with running_pathways(client, pool, task_queue, delivery=_delivery(pool, smtp)) as api:
+    async with running_pathways(
+        client, pool, task_queue, delivery=email_delivery(pool, smtp)
+    ) as api:
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))
@@ -86,7 +72,9 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
     time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, smtp: SmtpServer
 ) -> None:
     env, client = time_skipping_env, time_skipping_env.client
-    async with running_pathways(client, pool, task_queue, delivery=_delivery(pool, smtp)) as api:
+    async with running_pathways(
+        client, pool, task_queue, delivery=email_delivery(pool, smtp)
+    ) as api:
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
         await eventually(api, workflow_id, lambda s: bool(s.recommended_participants))

@@ -23,10 +23,7 @@ from prometheus_client.samples import Sample
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.channels import EmailChannel, SmtpSettings
-from activities.delivery import DeliveryActivities
 from rop_domain.models import Assessment, AssessmentDecision
-from rop_domain.routing import Channel, Route, RoutingTable
 from rop_domain.steps import StepName
 from rop_runtime.metrics import PathwayGauges, prometheus_runtime
 from starter.api.app import create_app
@@ -34,11 +31,10 @@ from starter.api.auth import Role
 from starter.local_stack import ensure_search_attributes, packaged_binary
 from starter.pathways import PathwayStepRejected
 from tests import factories
-from tests.api_harness import Api
-from tests.channel_servers import Inbox, SmtpServer, free_port
+from tests.api_harness import Api, without_connections
+from tests.channel_servers import Inbox, SmtpServer, email_delivery, free_port
 from tests.conftest import DATA_CONVERTER
 from tests.pathway_harness import close_and_end, eventually, running_pathways, start
-from tests.test_offline_docs import _no_connections
 from workflows import search_attributes
 
 PERSONAL = (
@@ -98,18 +94,7 @@ async def worker_scrape(pool: asyncpg.Pool) -> AsyncIterator[WorkerScrape]:
     )
     try:
         await ensure_search_attributes(env.client, search_attributes.ALL)
-        email = RoutingTable(
-            routes=[
-                Route(
-                    recipient=factories.CLINICIAN,
-                    channel=Channel.EMAIL,
-                    address="lege@example.invalid",
-                )
-            ]
-        )
-        delivery = DeliveryActivities(
-            pool, email, email=EmailChannel(SmtpSettings(host="127.0.0.1", port=smtp.port))
-        )
+        delivery = email_delivery(pool, smtp)
         async with running_pathways(env.client, pool, task_queue, delivery=delivery) as api:
             now = await env.get_current_time()
             data = factories.referral_data(now)
@@ -359,7 +344,7 @@ async def test_every_metric_and_label_the_rules_and_dashboard_name_is_served(
     runtime = prometheus_runtime(f"127.0.0.1:{port}")
     await PathwayGauges(dev_server.client, runtime.metric_meter).refresh()
     gauges = await _scrape(f"http://127.0.0.1:{port}/metrics")
-    app = create_app(_no_connections)
+    app = create_app(without_connections)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api.local"
     ) as http:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 
 from starter.api.app import create_app
-from starter.api.context import ApiContext
-
-
-@contextlib.asynccontextmanager
-async def _no_connections() -> AsyncIterator[ApiContext]:
-    raise AssertionError("the docs need no connections")
-    yield  # pragma: no cover
+from tests.api_harness import without_connections
 
 
 async def test_the_api_explorer_and_its_assets_come_from_the_api_itself() -> None:
-    app = create_app(_no_connections)
+    app = create_app(without_connections)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api.local"
     ) as http:

@@ -68,8 +68,8 @@ def stored_at_noon(value: datetime) -> bool:
 
 
 def day_of(value: datetime) -> date:
-    """The day a day-valued search attribute means, stored either way."""
-    return value.astimezone(calendar.OSLO).date()
+    """The day a day-valued search attribute means, stored either way: its date in Norway."""
+    return calendar.local_date(value)
 
 
 def pathway_values(
