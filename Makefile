@@ -43,16 +43,17 @@ histories: $(STAMP)
 clean:
 	rm -rf $(VENV) .rop .mypy_cache .ruff_cache .pytest_cache
 
-# The benchmark (not a test): N full pathways and a baseline on the local dev server, in
-# ROUNDS alternating rounds.
-N ?= 30
+# The benchmark (not a test): for each N of BENCH_N, N full pathways and N baselines on the
+# local dev server, in ROUNDS alternating rounds.
+BENCH_N ?= 30 100
 ROUNDS ?= 3
 bench: $(STAMP)
 	$(BYTECODE)
-	$(BIN)/python -m bench.pathways --pathways $(N) --rounds $(ROUNDS)
+	$(BIN)/python -m bench.pathways --pathways $(BENCH_N) --rounds $(ROUNDS)
 
 # The deadline storm (not a test): N pathways whose meeting deadline passed before they
 # started; BUSY CPU-bound processes beside the worker.
+N ?= 30
 BUSY ?= 0
 storm: $(STAMP)
 	$(BYTECODE)

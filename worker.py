@@ -20,7 +20,8 @@ import httpx
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.database import WORKER_ROLE, MigrationsPending, open_records
 from activities.delivery import DeliveryActivities
@@ -79,16 +80,40 @@ class WorkerTuning:
         )
 
 
+def deployment_version(settings: RopSettings) -> WorkerDeploymentVersion | None:
+    """The worker deployment version `ROP_WORKER_DEPLOYMENT_NAME` and `ROP_WORKER_BUILD_ID`
+    name; None: worker versioning is off."""
+    if settings.worker_deployment_name is None or settings.worker_build_id is None:
+        return None
+    return WorkerDeploymentVersion(settings.worker_deployment_name, settings.worker_build_id)
+
+
+def versioned(version: WorkerDeploymentVersion) -> WorkerDeploymentConfig:
+    """Worker versioning with pathways pinned: a pathway stays on the version it started on
+    until an operator moves it forward (deploy/README, "Rolling out new workflow code"), so
+    a faulty new version reaches only pathways started on it, and rolling back never asks
+    old code to replay what new code wrote."""
+    return WorkerDeploymentConfig(
+        version=version,
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
+
+
 def build_worker(
     client: Client,
     pool: asyncpg.Pool,
     task_queue: str,
     delivery: DeliveryActivities | None = None,
     tuning: WorkerTuning | None = None,
+    version: WorkerDeploymentVersion | None = None,
+    pathway: type[RopPathway] = RopPathway,
 ) -> Worker:
     """A worker with every workflow and activity of the pathway, its activities bound to `pool`.
 
     Without `delivery`, tasks stay on the task list (no e-mail or webhook is configured).
+    With `version`, the worker is that worker deployment version (`versioned`); `pathway` is
+    the workflow class (a later version's, in the rollout test).
     """
     tuning = tuning or WorkerTuning.from_settings(RopSettings())
     delivery = delivery or DeliveryActivities(pool, RoutingTable(email_unrouted_addresses=False))
@@ -96,7 +121,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RopPathway],
+        workflows=[pathway],
         workflow_runner=workflow_runner(tuning.sandboxed),
         activities=[
             records.open_pathway,
@@ -108,6 +133,7 @@ def build_worker(
         max_concurrent_workflow_tasks=tuning.workflow_task_slots,
         max_concurrent_local_activities=tuning.local_activity_slots,
         max_cached_workflows=tuning.cached_workflows or cache_size_for_memory(),
+        deployment_config=versioned(version) if version else None,
     )
 
 
@@ -125,6 +151,7 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                 settings.task_queue,
                 build_delivery(settings, pool, http),
                 WorkerTuning.from_settings(settings),
+                deployment_version(settings),
             ),
         ):
             ready = _readiness(settings.worker_ready_file)
@@ -132,6 +159,7 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                 "worker polling",
                 task_queue=settings.task_queue,
                 workflow_runner=runner_name(settings.worker_sandbox),
+                version=settings.worker_build_id,
                 metrics=(
                     f"http://{settings.worker_metrics_address}/metrics"
                     if settings.worker_metrics_address

@@ -291,12 +291,19 @@ async def first_run_events(client: Client, workflow_id: str) -> tuple[int, int]:
     return first, total
 
 
-async def main(count: int, concurrency: int, rounds: int) -> None:
+async def main(counts: list[int], concurrency: int, rounds: int) -> None:
+    """Benchmark each N of `counts` in turn on the same servers and worker process."""
+    medians: list[tuple[int, float]] = []
     async with local_servers("bench") as (client, database_url):
         address = client.service_client.config.target_host
         async with worker_process("bench.pathways", address, database_url) as worker:
-            await run_benchmark(client, worker, count, concurrency, rounds)
+            for count in counts:
+                medians.append(
+                    (count, await run_benchmark(client, worker, count, concurrency, rounds))
+                )
+                print()
         print(f"duplicate steps: {await duplicate_steps(database_url)}")
+    print("ratio ours/baseline: " + ", ".join(f"N={n} {ratio:.2f}" for n, ratio in medians))
 
 
 async def duplicate_steps(database_url: str) -> int:
@@ -428,7 +435,9 @@ BENCH_CODEC = EncryptionCodec({"bench": bytes(32)}, "bench")
 
 async def run_benchmark(
     client: Client, worker: psutil.Process, count: int, concurrency: int, rounds: int
-) -> None:
+) -> float:
+    """Run `rounds` alternating rounds of `count` pathways of each kind, print what they
+    took, and return the median ratio."""
     pathways = Pathways(client, task_queue=OURS_QUEUE)
     server = temporal_server_process()
     rss = PeakRss(worker)
@@ -469,12 +478,16 @@ async def run_benchmark(
     print(f"worker peak RSS (both workers' process): {rss.peak / 2**20:.0f} MiB")
     print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"ratio per round: {' '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"ratio ours/baseline: {statistics.median(ratios):.2f} (median of {rounds} rounds)")
+    median = statistics.median(ratios)
+    print(f"ratio ours/baseline: {median:.2f} (median of {rounds} rounds)")
+    return median
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pathways", type=int, default=30)
+    parser.add_argument(
+        "--pathways", type=int, nargs="+", default=[30, 100], help="N of each kind per round"
+    )
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds")
     worker_process_arguments(parser)

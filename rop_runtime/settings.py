@@ -51,6 +51,18 @@ class RopSettings(BaseSettings):
         default=False,
         description="run workflow code in Temporal's sandbox (slower; tests check it either way)",
     )
+    worker_deployment_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,100}$",
+        description="Temporal worker deployment this worker belongs to (with ROP_WORKER_BUILD_ID: "
+        "worker versioning, pathways pinned to the version they start on)",
+    )
+    worker_build_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,99}$",
+        description="this worker's code version within ROP_WORKER_DEPLOYMENT_NAME, e.g. the "
+        "image tag",
+    )
     worker_metrics_address: str | None = Field(
         default=None,
         pattern=r"^[^\s:]+:\d{1,5}$",
@@ -134,7 +146,12 @@ class RopSettings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _tls_is_whole(self) -> Self:
+    def _pairs_are_whole(self) -> Self:
+        if (self.worker_deployment_name is None) != (self.worker_build_id is None):
+            raise ValueError(
+                "set ROP_WORKER_DEPLOYMENT_NAME and ROP_WORKER_BUILD_ID together "
+                "(a worker deployment version is both)"
+            )
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
             raise ValueError(
                 "set ROP_TEMPORAL_TLS_CERT and ROP_TEMPORAL_TLS_KEY together (mTLS needs both)"

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import AliasChoices, ValidationError
+from temporalio.common import WorkerDeploymentVersion
 
 from rop_domain.calendar import WorkingDayRule
 from rop_domain.models import ObjectionMode
@@ -161,3 +162,19 @@ def test_without_any_configuration_the_local_server(
         "target_host": "localhost:7233",
         "namespace": "default",
     }
+
+
+def test_a_worker_deployment_version_is_a_name_and_a_build_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker import deployment_version
+
+    assert deployment_version(RopSettings()) is None
+    monkeypatch.setenv("ROP_WORKER_DEPLOYMENT_NAME", "rop-forlop")
+    with pytest.raises(ValidationError, match="ROP_WORKER_BUILD_ID together"):
+        RopSettings()
+    monkeypatch.setenv("ROP_WORKER_BUILD_ID", "1.4.0")
+    assert deployment_version(RopSettings()) == WorkerDeploymentVersion("rop-forlop", "1.4.0")
+    monkeypatch.setenv("ROP_WORKER_BUILD_ID", "1.4.0; rm -rf")
+    with pytest.raises(ValidationError, match="worker_build_id"):
+        RopSettings()
