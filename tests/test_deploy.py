@@ -306,3 +306,116 @@ def test_the_compose_stack_hangs_together() -> None:
     for secret in compose["secrets"].values():
         assert secret["file"].startswith("./secrets/")
     assert "deploy/secrets/" in (REPO / ".gitignore").read_text()
+
+
+def test_workers_are_a_worker_deployment_version_named_by_their_image_tag() -> None:
+    """Worker versioning (deploy/README, "Rolling out new workflow code"): the build id is
+    the tag of the image the worker runs, in Kubernetes and in compose alike."""
+    [(_, _, container)] = [c for c in _containers() if c[0] == "rop-worker"]
+    k8s = {e["name"]: e["value"] for e in container["env"]}
+    compose = _compose()["services"]["rop-worker"]
+    for environment, image in (
+        (k8s, container["image"]),
+        (compose["environment"], compose["image"]),
+    ):
+        settings = RopSettings(
+            worker_deployment_name=environment["ROP_WORKER_DEPLOYMENT_NAME"],
+            worker_build_id=environment["ROP_WORKER_BUILD_ID"],
+        )
+        assert settings.worker_build_id == image.rsplit(":", 1)[1]
+        assert settings.worker_deployment_name == "rop-forlop"
+
+
+TEMPORAL_VALUES = REPO / "deploy" / "temporal" / "values.postgresql.yaml"
+CHART_VALUES = REPO / "tests" / "data" / "temporal-chart-1.6.0-values.yaml"
+
+
+def _key_paths(node: object, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every key path of a YAML mapping (lists' items are not entered)."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield (*prefix, str(key))
+            yield from _key_paths(value, (*prefix, str(key)))
+
+
+def test_the_temporal_chart_values_use_only_keys_the_chart_knows() -> None:
+    """Our values for Temporal's chart name no key the chart lacks (a typo would be silently
+    ignored by Helm). A datastore's keys are documented in the chart's comments only."""
+    chart_text = CHART_VALUES.read_text(encoding="utf-8")
+    chart = yaml.safe_load(chart_text)
+    known = set(_key_paths(chart))
+    # What the chart leaves `{}` (resources, annotations) takes any keys.
+    open_maps = {path for path in known if _at(chart, path) == {}}
+    documented = set(re.findall(r"^\s*#\s+(\w+):", chart_text, re.MULTILINE))
+    datastores = ("server", "config", "persistence", "datastores")
+    ours = yaml.safe_load(TEMPORAL_VALUES.read_text(encoding="utf-8"))
+    unknown = [
+        path
+        for path in _key_paths(ours)
+        if path not in known
+        and not any(path[:n] in open_maps for n in range(1, len(path)))
+        and not (path[:4] == datastores and len(path) > 5 and path[-1] in documented)
+    ]
+    assert unknown == []
+    assert "databseName" not in documented  # the check would catch a typo
+
+
+def test_temporal_keeps_its_data_in_postgresql_with_secrets_apart() -> None:
+    values = yaml.safe_load(TEMPORAL_VALUES.read_text(encoding="utf-8"))
+    persistence = values["server"]["config"]["persistence"]
+    assert persistence["numHistoryShards"] == 512
+    for name in (persistence["defaultStore"], persistence["visibilityStore"]):
+        sql = persistence["datastores"][name]["sql"]
+        assert sql["pluginName"] == "postgres12"
+        assert "password" not in sql
+        assert sql["existingSecret"]
+        assert sql["tls"]["enabled"] is True
+    [namespace] = values["server"]["config"]["namespaces"]["namespace"]
+    assert namespace["name"] == _by_kind("ConfigMap")["rop-config"]["data"]["TEMPORAL_NAMESPACE"]
+    ui = {e["name"]: e["value"] for e in values["web"]["additionalEnv"]}
+    assert ui["TEMPORAL_CODEC_ENDPOINT"].startswith("https://")
+    assert ui["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "true"
+
+
+def _at(node: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        node = node[key]
+    return node
+
+
+@pytest.mark.parametrize("profile", ["cloud-api-key", "cloud-mtls"])
+def test_the_temporal_cloud_profiles_connect_as_documented(
+    profile: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rop_runtime.client import connect_config
+
+    monkeypatch.setenv(
+        "TEMPORAL_CONFIG_FILE", str(REPO / "deploy" / "temporal" / "temporal-cloud.toml")
+    )
+    monkeypatch.setenv("TEMPORAL_PROFILE", profile)
+    for name in ("ROP_TEMPORAL_ADDRESS", "ROP_TEMPORAL_NAMESPACE", "TEMPORAL_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    if profile == "cloud-api-key":
+        monkeypatch.setenv("TEMPORAL_API_KEY", "key-from-a-secret")
+    else:
+        # The profile names where the Secret is mounted; here, files of our own there.
+        mounted = _by_kind("Secret")["rop-temporal-client"]["stringData"]
+        profile_tls = tomllib.loads(
+            (REPO / "deploy" / "temporal" / "temporal-cloud.toml").read_text(encoding="utf-8")
+        )["profile"][profile]["tls"]
+        assert profile_tls["client_cert_path"] == mounted["TEMPORAL_TLS_CLIENT_CERT_PATH"]
+        assert profile_tls["client_key_path"] == mounted["TEMPORAL_TLS_CLIENT_KEY_PATH"]
+        for name, content in (("CERT", b"cert"), ("KEY", b"key")):
+            (tmp_path / name).write_bytes(content)
+            monkeypatch.setenv(f"TEMPORAL_TLS_CLIENT_{name}_PATH", str(tmp_path / name))
+    config = connect_config(RopSettings())
+    assert config["namespace"] == "rop-forlop.a1b2c"
+    if profile == "cloud-api-key":
+        assert config["target_host"].endswith(".api.temporal.io:7233")
+        assert config["api_key"] == "key-from-a-secret"
+    else:
+        assert config["target_host"] == "rop-forlop.a1b2c.tmprl.cloud:7233"
+        tls = config["tls"]
+        assert not isinstance(tls, bool)
+        assert tls.client_cert == b"cert"
+        assert tls.client_private_key == b"key"
