@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest histories clean bench storm ui-check
+.PHONY: install run test lint pytest histories clean bench bench-scale storm ui-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ ROUNDS ?= 3
 bench: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m bench.pathways --pathways $(BENCH_N) --rounds $(ROUNDS)
+
+# Scaled out (not a test): two HTTP API processes, one then two workers, one of them killed.
+SCALE_N ?= 60
+bench-scale: $(STAMP)
+	$(BYTECODE)
+	$(BIN)/python -m bench.scale --pathways $(SCALE_N)
 
 # The deadline storm (not a test): N pathways whose meeting deadline passed before they
 # started; BUSY CPU-bound processes beside the worker.

@@ -20,13 +20,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psutil
+from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -83,112 +84,95 @@ class Timer:
         return result
 
 
+def bench_referral(now: datetime) -> dict[str, Any]:
+    """A referral as the benchmark submits it (JSON, as the HTTP API takes it)."""
+    return {
+        "referral_id": f"BENCH-{uuid.uuid4().hex[:12]}",
+        "received_at": now.isoformat(),
+        "source": "fastlege",
+        "referrer": "9000001",
+        "receiving_unit": "TSB",
+        "health_trust": "helse-bergen",
+        "municipality": "4601",
+        "responsible_clinician": CLINICIAN,
+        "general_practitioner": "9000001",
+        "patient": {"reference": "bench"},
+    }
+
+
+def bench_steps(now: datetime) -> Iterator[tuple[StepName, BaseModel]]:
+    """The six steps of a benchmark pathway, each made when it is due (the meeting is held
+    after its invite)."""
+    yield (
+        StepName.ASSESS,
+        Assessment(assessor=CLINICIAN, decision=AssessmentDecision.IN_TARGET_GROUP, reason="bench"),
+    )
+    yield (
+        StepName.INVITE_TO_MEETING,
+        MeetingInvite(
+            invited_by=CLINICIAN,
+            meeting_at=now + timedelta(days=1),
+            location="DPS",
+            participants=[
+                Participant(role=ParticipantRole.TSB, name="TSB", address="tsb@example.invalid")
+            ],
+            # Each recommended party not invited needs a reason (issue 13).
+            absent_reasons={
+                role: "bench"
+                for role in (ParticipantRole.PHV, ParticipantRole.FASTLEGE, ParticipantRole.KOMMUNE)
+            },
+        ),
+    )
+    yield (
+        StepName.RECORD_MEETING,
+        MeetingOutcome(
+            recorded_by=CLINICIAN,
+            held_at=datetime.now(UTC),
+            attendees=["TSB", "PHV"],
+            koordinator=CLINICIAN,
+            individual_plan=IndividualPlanStatus.ACCEPTED,
+            crisis_plan_responsible=CLINICIAN,
+            measures=[
+                Measure(
+                    id="poliklinikk",
+                    kind=MeasureKind.OUTPATIENT,
+                    provider=Provider.TSB,
+                    responsible=CLINICIAN,
+                ),
+                Measure(
+                    id="bolig",
+                    kind=MeasureKind.MUNICIPAL_HOUSING,
+                    provider=Provider.KOMMUNE,
+                    responsible="kommune",
+                    depends_on=["poliklinikk"],
+                ),
+            ],
+        ),
+    )
+    yield (
+        StepName.REGISTER_CRISIS_PLAN,
+        CrisisPlan(
+            registered_by=CLINICIAN,
+            version=1,
+            made_with_patient=True,
+            relatives_involved=False,
+            next_revision=now.date() + timedelta(days=90),
+        ),
+    )
+    yield (
+        StepName.COMPLETE_REVIEW,
+        Review(reviewed_by=CLINICIAN, outcome=ReviewOutcome.CONTINUE),
+    )
+    yield StepName.CLOSE_PATHWAY, Closure(closed_by=CLINICIAN, reason=ClosureReason.COMPLETED)
+
+
 async def one_pathway(pathways: Pathways, timer: Timer) -> str:
+    """A whole benchmark pathway through the Python API, each step's Update timed."""
     now = datetime.now(UTC)
-    referral = parse_referral(
-        {
-            "referral_id": f"BENCH-{uuid.uuid4().hex[:12]}",
-            "received_at": now.isoformat(),
-            "source": "fastlege",
-            "referrer": "9000001",
-            "receiving_unit": "TSB",
-            "health_trust": "helse-bergen",
-            "municipality": "4601",
-            "responsible_clinician": CLINICIAN,
-            "general_practitioner": "9000001",
-            "patient": {"reference": "bench"},
-        },
-        ValidationPolicy(),
-    )
+    referral = parse_referral(bench_referral(now), ValidationPolicy())
     workflow_id = (await pathways.submit(referral)).workflow_id
-    await timer(
-        pathways.send(
-            StepName.ASSESS,
-            workflow_id,
-            Assessment(
-                assessor=CLINICIAN, decision=AssessmentDecision.IN_TARGET_GROUP, reason="bench"
-            ),
-        )
-    )
-    await timer(
-        pathways.send(
-            StepName.INVITE_TO_MEETING,
-            workflow_id,
-            MeetingInvite(
-                invited_by=CLINICIAN,
-                meeting_at=now + timedelta(days=1),
-                location="DPS",
-                participants=[
-                    Participant(role=ParticipantRole.TSB, name="TSB", address="tsb@example.invalid")
-                ],
-                # Each recommended party not invited needs a reason (issue 13).
-                absent_reasons={
-                    role: "bench"
-                    for role in (
-                        ParticipantRole.PHV,
-                        ParticipantRole.FASTLEGE,
-                        ParticipantRole.KOMMUNE,
-                    )
-                },
-            ),
-        )
-    )
-    await timer(
-        pathways.send(
-            StepName.RECORD_MEETING,
-            workflow_id,
-            MeetingOutcome(
-                recorded_by=CLINICIAN,
-                held_at=datetime.now(UTC),
-                attendees=["TSB", "PHV"],
-                koordinator=CLINICIAN,
-                individual_plan=IndividualPlanStatus.ACCEPTED,
-                crisis_plan_responsible=CLINICIAN,
-                measures=[
-                    Measure(
-                        id="poliklinikk",
-                        kind=MeasureKind.OUTPATIENT,
-                        provider=Provider.TSB,
-                        responsible=CLINICIAN,
-                    ),
-                    Measure(
-                        id="bolig",
-                        kind=MeasureKind.MUNICIPAL_HOUSING,
-                        provider=Provider.KOMMUNE,
-                        responsible="kommune",
-                        depends_on=["poliklinikk"],
-                    ),
-                ],
-            ),
-        )
-    )
-    await timer(
-        pathways.send(
-            StepName.REGISTER_CRISIS_PLAN,
-            workflow_id,
-            CrisisPlan(
-                registered_by=CLINICIAN,
-                version=1,
-                made_with_patient=True,
-                relatives_involved=False,
-                next_revision=now.date() + timedelta(days=90),
-            ),
-        )
-    )
-    await timer(
-        pathways.send(
-            StepName.COMPLETE_REVIEW,
-            workflow_id,
-            Review(reviewed_by=CLINICIAN, outcome=ReviewOutcome.CONTINUE),
-        )
-    )
-    await timer(
-        pathways.send(
-            StepName.CLOSE_PATHWAY,
-            workflow_id,
-            Closure(closed_by=CLINICIAN, reason=ClosureReason.COMPLETED),
-        )
-    )
+    for name, body in bench_steps(now):
+        await timer(pathways.send(name, workflow_id, body))
     return workflow_id
 
 
@@ -383,7 +367,8 @@ async def worker_process(
     try:
         yield psutil.Process(process.pid)
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):  # killed by the benchmark itself
+            process.terminate()
         await process.wait()
 
 
@@ -429,7 +414,8 @@ class PeakRss:
 
 
 OURS_QUEUE, BASELINE_QUEUE = "rop-bench", "rop-bench-baseline"
-BENCH_CODEC = EncryptionCodec({"bench": bytes(32)}, "bench")
+BENCH_KEYS = {"bench": bytes(32)}
+BENCH_CODEC = EncryptionCodec(BENCH_KEYS, "bench")
 """Payloads are encrypted in the benchmark as in production; the key protects nothing here."""
 
 
