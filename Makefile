@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest histories clean bench bench-scale storm ui-check
+.PHONY: install run test lint pytest histories clean bench bench-scale footprint storm ui-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ SCALE_N ?= 60
 bench-scale: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m bench.scale --pathways $(SCALE_N)
+
+# What one pathway leaves behind (not a test): history, rows and bytes, CPU per step.
+footprint: $(STAMP)
+	$(BYTECODE)
+	$(BIN)/python -m bench.footprint --pathways 200
 
 # The deadline storm (not a test): N pathways whose meeting deadline passed before they
 # started; BUSY CPU-bound processes beside the worker.

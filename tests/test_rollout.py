@@ -163,6 +163,14 @@ async def test_version_two_takes_new_pathways_and_running_ones_move_forward_when
                 assert info.versioning_override.pinned.version.build_id == "v2"
 
             await eventually(moved)
+            # What the operator looks at before retiring version 1 (drainage is computed
+            # by the server over minutes, so only the command is checked here).
+            described = await temporal(
+                dev_server,
+                "worker", "deployment", "describe-version",
+                "--deployment-name", name, "--build-id", "v1",
+            )  # fmt: skip
+            assert "v1" in described
             # Nothing is left on version 1: its worker stops.
             await first.shutdown()
             await first_running
