@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import time, timedelta
 
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
@@ -41,8 +41,10 @@ async def test_indicators_from_real_pathways(
         await api.send(StepName.ASSESS, late_id, factories.assessment())
         on_time = await api.send(StepName.INVITE_TO_MEETING, on_time_id, factories.invite(now))
         deadline = on_time.meeting_deadline
+        # Invited late on the first working day after the deadline (whatever weekday today is).
+        first_late_day = calendar.add_working_days(deadline, 1)
         await env.sleep(
-            calendar.end_of_day(deadline) - await env.get_current_time() + timedelta(hours=1)
+            calendar.at_local_time(first_late_day, time(9)) - await env.get_current_time()
         )
         await eventually(api, late_id, lambda s: s.meeting_escalated)
         late = await api.send(

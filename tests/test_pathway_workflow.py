@@ -194,6 +194,12 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
         ]
         assert [t["recipient"] for t in escalation] == ["tsb.leder@example.invalid"]
 
+        # Invited on the first working day after the deadline (whatever weekday today is).
+        first_late_day = calendar.add_working_days(status.meeting_deadline, 1)
+        await time_skipping_env.sleep(
+            calendar.at_local_time(first_late_day, time(9))
+            - await time_skipping_env.get_current_time()
+        )
         late = await time_skipping_env.get_current_time()
         invited = await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(late))
         assert invited.invite is not None
