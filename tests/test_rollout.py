@@ -135,6 +135,10 @@ async def test_version_two_takes_new_pathways_and_running_ones_move_forward_when
 
         async with build_worker(client, pool, queue, version=v2, pathway=RopPathwayV2):
             await set_current(dev_server, v2)
+            deployment = await temporal(
+                dev_server, "worker", "deployment", "describe", "--name", name
+            )
+            assert "v2" in deployment
             new, new_handle = await start(client, api, factories.referral_data(now))
             await api.send(StepName.ASSESS, new, factories.assessment())
             assert await running_on(client, new) == ("v2", PINNED)
