@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
@@ -34,6 +35,7 @@ from rop_runtime.logs import configure_logging
 from rop_runtime.metrics import PathwayGauges, prometheus_runtime
 from rop_runtime.settings import RopSettings
 from rop_runtime.tracing import TracingConfigError, client_interceptors, provider_from_environment
+from rop_runtime.validation import one_line
 from workflows.pathway import RopPathway
 from workflows.sandbox import runner_name, workflow_runner
 
@@ -205,7 +207,10 @@ async def observed_client(
 
 def main() -> None:
     """Entry point of `rop worker`: needs DATABASE_URL and a reachable Temporal server."""
-    settings = RopSettings()
+    try:
+        settings = RopSettings()
+    except ValidationError as error:
+        raise SystemExit(f"error: invalid settings: {one_line(error)}") from None
     configure_logging(settings.log_format)
     if not settings.database_url:
         raise SystemExit(

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from rop_runtime.codec import KeyConfigurationError
 from rop_runtime.settings import RopSettings
+from rop_runtime.validation import one_line
 from starter import cli_operations as operations
 from starter import cli_steps as steps
 from starter.cli_support import UsageError
@@ -56,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         configure_logging(settings.log_format)
         asyncio.run(args.handler(args, settings))
     except ValidationError as error:
-        return _fail(f"invalid {_model_name(error)}: {_one_line(error)}")
+        return _fail(f"invalid {_model_name(error)}: {one_line(error)}")
     except PathwayDidNotAnswer as error:
         key = getattr(args, "idempotency_key", None)
         if key is None:  # `rop task complete`: the step's own command made its key
@@ -89,15 +90,6 @@ def _model_name(error: ValidationError) -> str:
         "MeetingOutcome": "meeting record",
         "CrisisPlan": "crisis plan",
     }.get(error.title, error.title)
-
-
-def _one_line(error: ValidationError) -> str:
-    """Every problem of a validation error on one line, each naming its field."""
-    parts = []
-    for item in error.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in item["loc"]) or "input"
-        parts.append(f"{field}: {item['msg']}")
-    return "; ".join(parts)
 
 
 # --- commands ---------------------------------------------------------------------------

@@ -178,3 +178,17 @@ def test_a_worker_deployment_version_is_a_name_and_a_build_id(
     monkeypatch.setenv("ROP_WORKER_BUILD_ID", "1.4.0; rm -rf")
     with pytest.raises(ValidationError, match="worker_build_id"):
         RopSettings()
+
+
+def test_the_worker_refuses_invalid_settings_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker import main as worker_main
+
+    monkeypatch.setenv("ROP_WORKER_DEPLOYMENT_NAME", "rop-forlop")
+    with pytest.raises(SystemExit) as stopped:
+        worker_main()
+    message = str(stopped.value)
+    assert message.startswith("error: invalid settings: ")
+    assert "ROP_WORKER_BUILD_ID together" in message
+    assert "\n" not in message
