@@ -35,7 +35,8 @@ RECORD_TABLES = ("pathways", "pathway_events", "tasks", "deliveries")
 
 
 async def history_sizes(client: Client, workflow_ids: list[str]) -> tuple[list[int], list[int]]:
-    """(events, bytes) of each pathway's history, all runs."""
+    """(events, bytes) of each pathway's latest run: a benchmark pathway is one run
+    (`make bench` prints its runs' events)."""
     events, sizes = [], []
     for workflow_id in workflow_ids:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
