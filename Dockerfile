@@ -17,11 +17,18 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY starter ./starter
 # Our own code, without resolving anything again: every dependency is already in place.
+# Then pip and setuptools go: the running image installs nothing.
 RUN /opt/rop/bin/pip install --no-deps --no-build-isolation . \
+    && /opt/rop/bin/python -m pip uninstall --yes --quiet pip setuptools \
     && /opt/rop/bin/python -m compileall -q /opt/rop/lib
 
 FROM ${PYTHON_IMAGE} AS runtime
-RUN groupadd --system --gid 10001 rop \
+# The base image's own pip and setuptools, where it has them (python:*-slim does; Debian's
+# python3 package does not): nothing in the running image can install anything.
+RUN if python -m pip --version > /dev/null 2>&1; then \
+        python -m pip uninstall --yes --quiet pip setuptools wheel; \
+    fi \
+    && groupadd --system --gid 10001 rop \
     && useradd --system --uid 10001 --gid rop --no-create-home --shell /usr/sbin/nologin rop
 COPY --from=build /opt/rop /opt/rop
 ENV PATH=/opt/rop/bin:$PATH \

@@ -1,13 +1,14 @@
 # Two commands do everything on a fresh machine (Python 3.11+, git, make):
 #   make run    the local stack (PostgreSQL, Temporal dev server + UI, worker) and a demo pathway
-#   make test   lint, type-check and the whole test suite, starting every server it needs
+#   make test   lint, type-check, the whole test suite (starting every server it needs) and the
+#               image check (the container image built and run as Kubernetes runs it)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest histories clean bench bench-scale footprint storm ui-check
+.PHONY: install run test lint pytest image-check histories clean bench bench-scale footprint storm ui-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,13 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint pytest
+test: lint pytest image-check
+
+# The image as it ships (tests/image_check.py): podman and debootstrap from Debian's packages
+# where missing, a base image from Debian's own packages (cached in .image-check/), the
+# Dockerfile built unchanged, and a whole pathway through its locked-down containers.
+image-check: $(STAMP)
+	$(BIN)/python -m tests.image_check
 
 # Record new replay histories beside the kept ones (which are never overwritten), after a
 # change to the workflow's commands made with workflow.patched.
@@ -41,7 +48,7 @@ histories: $(STAMP)
 		tests/test_integrity.py
 
 clean:
-	rm -rf $(VENV) .rop .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .rop .mypy_cache .ruff_cache .pytest_cache .image-check
 
 # The benchmark (not a test): for each N of BENCH_N, N full pathways and N baselines on the
 # local dev server, in ROUNDS alternating rounds.

@@ -34,12 +34,17 @@ from rop_runtime.delivery_setup import build_delivery
 from rop_runtime.logs import configure_logging
 from rop_runtime.metrics import PathwayGauges, prometheus_runtime
 from rop_runtime.settings import RopSettings
+from rop_runtime.stopping import stop_on_signals
 from rop_runtime.tracing import TracingConfigError, client_interceptors, provider_from_environment
 from rop_runtime.validation import one_line
 from workflows.pathway import RopPathway
 from workflows.sandbox import runner_name, workflow_runner
 
 log = structlog.get_logger(__name__)
+
+DRAIN_SECONDS = 20
+"""How long a stopping worker lets its running activities finish: below Kubernetes'
+default grace period (30 s), so a rollout never kills a worker mid-delivery."""
 
 MIB_PER_CACHED_PATHWAY = 0.3
 """Memory of one pathway in the worker's cache (measured: 0.285 MiB)."""
@@ -110,12 +115,14 @@ def build_worker(
     tuning: WorkerTuning | None = None,
     version: WorkerDeploymentVersion | None = None,
     pathway: type[RopPathway] = RopPathway,
+    drain: timedelta = timedelta(0),
 ) -> Worker:
     """A worker with every workflow and activity of the pathway, its activities bound to `pool`.
 
     Without `delivery`, tasks stay on the task list (no e-mail or webhook is configured).
     With `version`, the worker is that worker deployment version (`versioned`); `pathway` is
-    the workflow class (a later version's, in the rollout test).
+    the workflow class (a later version's, in the rollout test). `drain`: how long a
+    shutdown waits for running activities before it cancels them.
     """
     tuning = tuning or WorkerTuning.from_settings(RopSettings())
     delivery = delivery or DeliveryActivities(pool, RoutingTable(email_unrouted_addresses=False))
@@ -136,6 +143,7 @@ def build_worker(
         max_concurrent_local_activities=tuning.local_activity_slots,
         max_cached_workflows=tuning.cached_workflows or cache_size_for_memory(),
         deployment_config=versioned(version) if version else None,
+        graceful_shutdown_timeout=drain,
     )
 
 
@@ -154,6 +162,7 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                 build_delivery(settings, pool, http),
                 WorkerTuning.from_settings(settings),
                 deployment_version(settings),
+                drain=timedelta(seconds=DRAIN_SECONDS),
             ),
         ):
             ready = _readiness(settings.worker_ready_file)
@@ -217,16 +226,23 @@ def main() -> None:
             "error: set DATABASE_URL for the worker (or use `make run` for a local stack)"
         )
     try:
-        asyncio.run(run_worker(settings, settings.database_url, asyncio.Event()))
+        asyncio.run(_run_until_stopped(settings, settings.database_url))
     except (
         KeyConfigurationError,
         MigrationsPending,
         TemporalConfigError,
         TracingConfigError,
+        ConnectionError,
     ) as error:
         raise SystemExit(f"error: {error}") from None
-    except KeyboardInterrupt:
-        log.info("worker stopped")
+    log.info("worker stopped")
+
+
+async def _run_until_stopped(settings: RopSettings, database_url: str) -> None:
+    """Run the worker until SIGTERM or SIGINT, then drain (`DRAIN_SECONDS`) and return."""
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await run_worker(settings, database_url, stop)
 
 
 if __name__ == "__main__":

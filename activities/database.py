@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import TypeAlias
+from urllib.parse import urlsplit
 
 import asyncpg
 import structlog
@@ -29,20 +30,48 @@ API_ROLE = "rop_api"
 writes the access log and its idempotency answers, and completes informational tasks."""
 
 
+class DatabaseUnavailable(ConnectionError):
+    """The record database refused the login or could not be reached. The message names the
+    login, host and database, never the password, so a service can stop with one line."""
+
+
 async def create_pool(database_url: str, *, role: str | None = None) -> asyncpg.Pool:
     """A small pool: activities hold a connection only for one short transaction.
 
     With `role`, every connection acts as that role (the login must be a member of it).
+    Raises `DatabaseUnavailable` when the first connection is refused or cannot be made.
     """
-    pool = await asyncpg.create_pool(
-        database_url,
-        min_size=1,
-        max_size=10,
-        server_settings={"role": role} if role else None,
-        reset=_no_session_reset,
-    )
+    try:
+        pool = await asyncpg.create_pool(
+            database_url,
+            min_size=1,
+            max_size=10,
+            server_settings={"role": role} if role else None,
+            reset=_no_session_reset,
+        )
+    except (
+        asyncpg.InvalidAuthorizationSpecificationError,
+        asyncpg.InvalidCatalogNameError,
+        OSError,
+    ) as error:
+        raise database_unavailable(error, database_url) from None
     assert pool is not None
     return pool
+
+
+def database_unavailable(error: Exception, database_url: str) -> DatabaseUnavailable:
+    """`error` of connecting to `database_url` as one line without the password."""
+    try:
+        parts = urlsplit(database_url)
+        where = f"login {parts.username or '(default)'!r} at {parts.hostname or 'a local socket'}"
+        database = parts.path.lstrip("/") or "(default)"
+    except ValueError:
+        where, database = "DATABASE_URL", "(unknown)"
+    if isinstance(error, asyncpg.InvalidAuthorizationSpecificationError):
+        return DatabaseUnavailable(f"the record database refused {where}: {error}")
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return DatabaseUnavailable(f"the record database has no database {database!r}: {error}")
+    return DatabaseUnavailable(f"cannot reach the record database ({where}): {error}")
 
 
 async def _no_session_reset(connection: asyncpg.Connection) -> None:
@@ -55,6 +84,41 @@ async def _no_session_reset(connection: asyncpg.Connection) -> None:
     connection given back inside a transaction (a call cancelled mid-way) is still rolled
     back: the pool does that before it calls this.
     """
+
+
+SERVICE_ROLES = (WORKER_ROLE, API_ROLE)
+"""The group roles a service's login may be made a member of (`grant_service_login`)."""
+
+
+async def grant_service_login(pool: asyncpg.Pool, login: str, password: str, role: str) -> bool:
+    """Make `login` a login with `password` that is a member of the service role `role`,
+    as the schema owner (deploy/README, "Database logins"); True if it was created.
+
+    Idempotent: an existing login gets the password and the membership again, so a
+    one-shot that runs at every start (compose's `rop-logins`) never fails on its second
+    run and a changed secret takes effect. Identifiers and the password are quoted by the
+    server (`format` with %I and %L), never pasted into SQL.
+    """
+    if role not in SERVICE_ROLES:
+        raise ValueError(f"{role!r} is not a service role ({', '.join(SERVICE_ROLES)})")
+    async with pool.acquire() as connection, connection.transaction():
+        exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", login)
+        template = (
+            "ALTER ROLE %I LOGIN PASSWORD %L"
+            if exists
+            else "CREATE ROLE %I LOGIN PASSWORD %L IN ROLE %I"
+        )
+        statement = await connection.fetchval(
+            f"SELECT format('{template}', $1::text, $2::text, $3::text)", login, password, role
+        )
+        await connection.execute(statement)
+        if exists:
+            await connection.execute(
+                await connection.fetchval(
+                    "SELECT format('GRANT %I TO %I', $1::text, $2::text)", role, login
+                )
+            )
+    return not exists
 
 
 class MigrationsPending(RuntimeError):

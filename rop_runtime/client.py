@@ -169,10 +169,22 @@ async def connect(
     interceptors: Sequence[Interceptor] = (),
 ) -> Client:
     """A Temporal client as `connect_config` says, encrypting payloads; `runtime` serves
-    the worker's metrics (`rop_runtime.metrics`), `interceptors` trace (`rop_runtime.tracing`)."""
-    return await Client.connect(
-        **connect_config(settings),
-        data_converter=data_converter(codec_from_settings(settings)),
-        runtime=runtime,
-        interceptors=interceptors,
-    )
+    the worker's metrics (`rop_runtime.metrics`), `interceptors` trace (`rop_runtime.tracing`).
+    Raises `TemporalUnreachable` when no frontend answers at the configured address."""
+    config = connect_config(settings)
+    try:
+        return await Client.connect(
+            **config,
+            data_converter=data_converter(codec_from_settings(settings)),
+            runtime=runtime,
+            interceptors=interceptors,
+        )
+    except RuntimeError as error:
+        if not str(error).startswith("Failed client connect"):
+            raise
+        address = config.get("target_host", "localhost:7233")
+        raise TemporalUnreachable(f"cannot reach Temporal at {address}: {error}") from None
+
+
+class TemporalUnreachable(ConnectionError):
+    """No Temporal frontend answered where the settings point: one line for the operator."""

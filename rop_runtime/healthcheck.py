@@ -31,14 +31,29 @@ def role_of(cmdline: list[str]) -> str | None:
     return None
 
 
-def check(role: str, settings: RopSettings) -> str | None:
-    """Why `role` is unhealthy, or None if it is healthy."""
+def port_of(cmdline: list[str]) -> int | None:
+    """The port a command line names (`--port 47800` or `--port=47800`), or None."""
+    for at, argument in enumerate(cmdline):
+        value = None
+        if argument == "--port" and at + 1 < len(cmdline):
+            value = cmdline[at + 1]
+        elif argument.startswith("--port="):
+            value = argument.removeprefix("--port=")
+        if value is not None and value.isdigit():
+            return int(value)
+    return None
+
+
+def check(role: str, settings: RopSettings, port: int | None = None) -> str | None:
+    """Why `role` is unhealthy, or None if it is healthy. `port`: where the process
+    listens, if its command line says (it wins over the settings, as in `rop api`)."""
     if role == "worker":
         ready = settings.worker_ready_file
         if ready is None:
             return "ROP_WORKER_READY_FILE is not set: the worker's readiness cannot be seen"
         return None if ready.exists() else f"the worker is not polling (no {ready})"
-    port = settings.api_port if role == "api" else settings.codec_server_port
+    if port is None:
+        port = settings.api_port if role == "api" else settings.codec_server_port
     try:
         answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)
     except httpx.HTTPError as error:
@@ -52,7 +67,7 @@ def main() -> None:
     if role not in ROLES:
         print(f"unhealthy: PID 1 runs none of {', '.join(ROLES)}: {' '.join(cmdline)}")
         sys.exit(1)
-    problem = check(role, RopSettings())
+    problem = check(role, RopSettings(), port_of(cmdline))
     print(f"unhealthy: {problem}" if problem else f"{role}: healthy")
     sys.exit(1 if problem else 0)
 

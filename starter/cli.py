@@ -72,7 +72,28 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        problem = _database_problem(error, os.environ.get("DATABASE_URL"))
+        if problem is None:
+            raise
+        return _fail(problem)
     return 0
+
+
+def _database_problem(error: Exception, database_url: str | None) -> str | None:
+    """One line for a database that refused the login or a DATABASE_URL asyncpg cannot read
+    (commands that connect without a pool); None for any other error."""
+    import asyncpg
+
+    from activities.database import database_unavailable
+
+    if isinstance(error, asyncpg.ClientConfigurationError):
+        return f"DATABASE_URL is not a PostgreSQL URL: {error}"
+    if isinstance(
+        error, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidCatalogNameError
+    ):
+        return str(database_unavailable(error, database_url or ""))
+    return None
 
 
 def _fail(message: str) -> int:
@@ -186,6 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
         dest="db_command", required=True, metavar="COMMAND"
     )
     command("migrate", operations.migrate, "apply pending migrations", db)
+    login = command(
+        "login",
+        operations.service_login,
+        "as the schema owner: create (or update) a service's login, a member of its role only",
+        db,
+    )
+    login.add_argument(
+        "logins",
+        nargs="+",
+        metavar="ROLE=ENV_FILE",
+        help="rop_worker or rop_api, and the service's env file, whose DATABASE_URL names "
+        "the login and its password",
+    )
 
     commands.add_parser("worker", help="run the worker (needs DATABASE_URL)")
 
@@ -217,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "codec-server", operations.codec_server, "decode payloads for the Temporal UI and CLI"
     )
     codec.add_argument("--host", default="127.0.0.1")
+    codec.add_argument("--port", type=int, help="default ROP_CODEC_SERVER_PORT or 8234")
 
     stack = command("stack", operations.stack, "run the local stack with a demo pathway (make run)")
     stack.add_argument("--demo", default=str(_seed("demo-referral.example.json")))

@@ -166,6 +166,48 @@ async def migrate(args: argparse.Namespace, settings: RopSettings) -> None:
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
 
 
+async def service_login(args: argparse.Namespace, settings: RopSettings) -> None:
+    """`rop db login ROLE=ENV_FILE ...`, run with the schema owner's DATABASE_URL after
+    `rop db migrate` (which creates the roles). Everything is read before anything is done."""
+    from activities.database import SERVICE_ROLES, create_pool, grant_service_login
+
+    wanted = []
+    for pair in args.logins:
+        role, equals, file = str(pair).partition("=")
+        if not equals or role not in SERVICE_ROLES:
+            raise UsageError(f"{pair!r}: give ROLE=ENV_FILE with ROLE one of {SERVICE_ROLES}")
+        wanted.append((role, *login_of_env_file(Path(file))))
+    pool = await create_pool(require_database(settings))
+    try:
+        for role, login, password in wanted:
+            created = await grant_service_login(pool, login, password, role)
+            print(f"{'created' if created else 'updated'} login {login} (member of {role})")
+    finally:
+        await pool.close()
+
+
+def login_of_env_file(path: Path) -> tuple[str, str]:
+    """The login and password of the DATABASE_URL an env file (`KEY=value` lines) sets."""
+    from urllib.parse import unquote, urlsplit
+
+    values = dict(
+        line.split("=", 1)
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
+    url = values.get("DATABASE_URL", "").strip().strip("'\"")
+    if not url:
+        raise UsageError(f"{path}: no DATABASE_URL= line")
+    try:
+        parts = urlsplit(url)
+        login, password = parts.username, parts.password
+    except ValueError as error:
+        raise UsageError(f"{path}: DATABASE_URL is not a URL ({error})") from None
+    if not login or not password:
+        raise UsageError(f"{path}: DATABASE_URL names no login with a password")
+    return unquote(login), unquote(password)
+
+
 async def _require_current_schema(database_url: str, role: str) -> None:
     """Stop with one line, before serving, if the schema is behind this code."""
     from activities.database import MigrationsPending, open_records
@@ -180,6 +222,7 @@ async def _require_current_schema(database_url: str, role: str) -> None:
 async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
     from activities.database import API_ROLE, MigrationsPending, open_records
     from rop_runtime.client import codec_from_settings
+    from rop_runtime.stopping import stop_on_signals
     from starter.codec_server import NotLoopback, door_from_settings, start_codec_server
 
     database_url = require_database(settings)
@@ -198,12 +241,14 @@ async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
                 door,
                 ui_origin=settings.ui_origin,
                 host=args.host,
-                port=settings.codec_server_port,
+                port=args.port or settings.codec_server_port,
             )
         except NotLoopback as error:
             raise UsageError(str(error)) from None
+        stop = asyncio.Event()
+        stop_on_signals(stop)  # SIGTERM: a graceful stop, also as a container's PID 1
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
     finally:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import stat
+import subprocess
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,9 +23,11 @@ from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from temporalio.testing import WorkflowEnvironment
 
-from rop_runtime.healthcheck import check, role_of
+from rop_runtime.codec import read_key_file
+from rop_runtime.healthcheck import check, port_of, role_of
 from rop_runtime.settings import RopSettings
 from starter.cli import build_parser
+from starter.cli_operations import login_of_env_file
 from tests.api_harness import Api
 from tests.channel_servers import free_port
 from worker import run_worker
@@ -177,6 +182,7 @@ def test_the_dockerfile_builds_from_the_lock_without_compilers_and_runs_unprivil
         for source in copy.split()[:-1]:
             assert (REPO / source).exists(), source
             assert not any(source == i or source.startswith(f"{i}/") for i in ignored), source
+    assert "deploy/secrets" in ignored  # never sent to a build
 
 
 def test_the_lock_pins_every_dependency_with_hashes() -> None:
@@ -208,6 +214,10 @@ def test_the_health_check_knows_which_process_it_checks() -> None:
     assert role_of(["rop", "codec-server", "--host", "0.0.0.0"]) == "codec-server"  # noqa: S104
     assert role_of(["rop", "worker"]) == "worker"
     assert role_of(["python", "-m", "http.server"]) is None
+    # ... and the port it listens on, where its command line says (`rop api --port 47800`).
+    assert port_of(["/opt/rop/bin/rop", "api", "--host", "0.0.0.0", "--port", "47800"]) == 47800  # noqa: S104
+    assert port_of(["rop", "codec-server", "--port=8235"]) == 8235
+    assert port_of(["rop", "worker"]) is None
 
 
 async def test_the_health_check_of_the_api(api: Api) -> None:
@@ -217,6 +227,9 @@ async def test_the_health_check_of_the_api(api: Api) -> None:
     problem = await asyncio.to_thread(check, "api", RopSettings(api_port=free_port()))
     assert problem is not None
     assert "does not answer" in problem
+    # The port of the process's command line wins over the setting.
+    settings = RopSettings(api_port=free_port())
+    assert await asyncio.to_thread(check, "api", settings, port) is None
 
 
 async def test_the_worker_says_it_polls_while_it_does(
@@ -248,9 +261,10 @@ COMPOSE = REPO / "deploy" / "compose.yaml"
 
 
 def _compose() -> dict[str, Any]:
-    """The compose file as Compose reads it: YAML merge keys resolved (compose-spec's parser
-    reads plain documents)."""
-    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    """The compose file as Compose reads it with no variables set: `${NAME:-default}` as its
+    default, YAML merge keys resolved (compose-spec's parser reads plain documents)."""
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", COMPOSE.read_text(encoding="utf-8"))
+    data: dict[str, Any] = yaml.safe_load(text)
     return data
 
 
@@ -294,11 +308,25 @@ def test_the_compose_stack_hangs_together() -> None:
             assert service["read_only"] is True, name
     published = {name for name, s in services.items() if s.get("ports")}
     assert published == {"temporal-ui", "rop-api", "rop-codec-server"}
+    for name in published:  # on loopback unless ROP_PUBLISH_ADDRESS says otherwise
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
+    assert "${ROP_PUBLISH_ADDRESS:-127.0.0.1}:8000:8000" in COMPOSE.read_text()
     assert services["temporal-ui"]["ports"] == ["127.0.0.1:8080:8080"]
     assert services["rop-worker"]["deploy"]["replicas"] == 2
-    assert services["rop-worker"]["depends_on"]["rop-migrate"] == {
-        "condition": "service_completed_successfully"
-    }
+    # The migration, then the services' logins (made from their own env files), then them.
+    done = {"condition": "service_completed_successfully"}
+    assert services["rop-logins"]["depends_on"]["rop-migrate"] == done
+    for name in ("rop-worker", "rop-api", "rop-codec-server"):
+        assert services[name]["depends_on"]["rop-logins"] == done, name
+    logins = parser.parse_args(services["rop-logins"]["command"]).logins
+    files = {s: compose["secrets"][s]["file"] for s in services["rop-logins"]["secrets"]}
+    assert sorted(logins) == [
+        f"rop_api=/run/secrets/{next(s for s, f in files.items() if f.endswith('rop-api.env'))}",
+        f"rop_worker=/run/secrets/{next(s for s, f in files.items() if f.endswith('rop-worker.env'))}",
+    ]
+    assert services["rop-logins"]["env_file"] == ["./secrets/rop-owner.env"]
+    init = services["postgres"]["volumes"][1].split(":")[0]
+    assert "CREATE DATABASE rop OWNER rop_owner" in (COMPOSE.parent / init).read_text()
     assert services["temporal"]["depends_on"]["temporal-schema"] == {
         "condition": "service_completed_successfully"
     }
@@ -306,6 +334,47 @@ def test_the_compose_stack_hangs_together() -> None:
     for secret in compose["secrets"].values():
         assert secret["file"].startswith("./secrets/")
     assert "deploy/secrets/" in (REPO / ".gitignore").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="make-secrets.sh gives files to other users: root")
+def test_the_secrets_script_makes_files_each_container_can_read(tmp_path: Path) -> None:
+    """Compose bind-mounts file secrets with the host's owner and mode: the files
+    make-secrets.sh writes are readable by the user of the container that reads them (10001
+    for ours, 999 for the postgres image), by nobody else, and what they hold parses."""
+    script = COMPOSE.parent / "compose" / "make-secrets.sh"
+    subprocess.run(["sh", str(script), str(tmp_path)], check=True, capture_output=True)
+    compose = _compose()
+    secret_files = {name: Path(s["file"]).name for name, s in compose["secrets"].items()}
+    readers = {"postgres": 999, **{n: 10001 for n in compose["services"] if n.startswith("rop-")}}
+    for service, gid in readers.items():
+        definition = compose["services"][service]
+        files = [secret_files[s] for s in definition.get("secrets", [])]
+        files += [Path(f).name for f in definition.get("env_file", [])]
+        for name in files:
+            status = (tmp_path / name).stat()
+            assert (status.st_uid, status.st_gid) == (0, gid), (service, name)
+            assert stat.S_IMODE(status.st_mode) == 0o440, (service, name)
+    keys, current = read_key_file(tmp_path / "payload-keys.json")
+    assert len(keys[current]) == 32
+    assert login_of_env_file(tmp_path / "rop-worker.env")[0] == "rop_worker_login"
+    assert login_of_env_file(tmp_path / "rop-api.env")[0] == "rop_api_login"
+    owner, password = login_of_env_file(tmp_path / "rop-owner.env")
+    assert (owner, password) == ("rop_owner", (tmp_path / "rop-owner-password").read_text())
+    # A second run keeps every password a database may already have.
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    subprocess.run(["sh", str(script), str(tmp_path)], check=True, capture_output=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_secret_volumes_are_readable_by_the_containers_user() -> None:
+    """Kubernetes writes Secret files as root; with `fsGroup` their group is the pod's, so a
+    mode with group read lets uid 10001 read them (without it every pod exits at start)."""
+    for name, pod, _ in _containers():
+        secret_volumes = [v["secret"] for v in pod.get("volumes", []) if "secret" in v]
+        for volume in secret_volumes:
+            assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"], name
+            assert volume["defaultMode"] & 0o040, (name, volume["secretName"])
+            assert not volume["defaultMode"] & 0o007, (name, volume["secretName"])
 
 
 def test_workers_are_a_worker_deployment_version_named_by_their_image_tag() -> None:

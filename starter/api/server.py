@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from activities.database import API_ROLE, open_records
 from rop_runtime.settings import RopSettings
+from rop_runtime.stopping import STOP_SIGNALS
 from rop_runtime.tracing import client_interceptors, instrument_api, provider_from_environment
 from starter.api.app import create_app
 from starter.api.auth import Authenticator, JwtSettings, JwtVerifier, read_tokens_file
@@ -124,10 +125,31 @@ def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
 
 
 async def serve(settings: RopSettings, database_url: str, host: str, port: int) -> None:
-    """`rop api`: serve until interrupted."""
-    await uvicorn.Server(
+    """`rop api`: serve until SIGTERM or SIGINT, then finish the requests in flight."""
+    await _StoppedBySignal(
         server_config(app_from_settings(settings, database_url), host, port)
     ).serve()
+
+
+class _StoppedBySignal(uvicorn.Server):
+    """uvicorn, whose graceful stop on SIGTERM ends in exit status 0.
+
+    uvicorn shuts down gracefully on SIGTERM and then raises the signal again, so the
+    process dies of it (status 143) and a container runtime or Kubernetes reports an error
+    for every rollout. Here SIGTERM and SIGINT only ask the server to stop (`handle_exit`),
+    as `rop worker` and `rop codec-server` do (`rop_runtime.stopping`).
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for number in STOP_SIGNALS:
+            loop.add_signal_handler(number, self.handle_exit, number, None)
+        try:
+            yield
+        finally:
+            for number in STOP_SIGNALS:
+                loop.remove_signal_handler(number)
 
 
 def local_tokens(data_dir: Path) -> Path:
