@@ -9,6 +9,7 @@ triggers off, become the owner, or read what their role may not, not even after
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -336,3 +337,28 @@ async def _decode_through_the_codec_server(api: Api, api_login: str, workflow_id
 def _api_settings(api: Api) -> RopSettings:
     """The running API's key file: the codec server lets in whom the API lets in."""
     return RopSettings(api_tokens_file=api.tokens_file)
+
+
+async def test_a_refused_login_and_an_unreachable_temporal_are_one_line(logins: Logins) -> None:
+    """What an operator sees when a secret or an address is wrong: one line naming what was
+    refused or unreachable (not a traceback), and never the password."""
+    nobody = as_login(logins.owner, "nobody_has_this_login")
+    for command in (["db", "migrate"], ["worker"], ["tasks"]):
+        code, output = await _rop(nobody, *command)
+        assert code == 1, command
+        [line] = output.splitlines()[-1:]
+        assert line.startswith("error: the record database refused login 'nobody_has_this_login'")
+        assert "Traceback" not in output
+        assert PASSWORD not in output
+
+    cli = Cli(
+        {
+            **os.environ,
+            "DATABASE_URL": logins.worker,
+            "ROP_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        }
+    )
+    code, out, err = await cli("worker")
+    assert code == 1
+    assert "Traceback" not in out + err
+    assert err.strip().splitlines()[-1].startswith("error: cannot reach Temporal at 127.0.0.1:")
