@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,38 +44,40 @@ LINT_CONFIGURATION = {"ruff.toml"}
 """Files in the package folders that configure our tools and are never read at run time."""
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built from this tree as a release is (an isolated build)."""
-    folder = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "-w",
-            str(folder),
-            str(REPO),
-        ],
+def _source_files() -> list[str]:
+    """The files a clean checkout of this tree has (tracked, or new and not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
         check=True,
         capture_output=True,
-    )
+        text=True,
+    ).stdout
+    return [path for path in listed.split("\0") if path and (REPO / path).is_file()]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built as a release is: from a clean copy of the tree (no build state such
+    as an editable install's egg-info, which can hide a wrong package-data glob), isolated."""
+    source = tmp_path_factory.mktemp("source")
+    for path in _source_files():
+        (source / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / path, source / path)
+    folder = tmp_path_factory.mktemp("wheel")
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder)]
+    subprocess.run([*build, str(source)], check=True, capture_output=True)
     [built] = folder.glob("rop_forlop-*.whl")
     return built
 
 
 def test_the_wheel_holds_every_file_the_code_reads(wheel: Path) -> None:
-    tracked = subprocess.run(
-        ["git", "ls-files", *PACKAGES, "worker.py"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    wanted = {path for path in tracked if Path(path).name not in LINT_CONFIGURATION}
+    wanted = {
+        path
+        for path in _source_files()
+        if (path.split("/")[0] in PACKAGES or path == "worker.py")
+        and Path(path).name not in LINT_CONFIGURATION
+    }
     with zipfile.ZipFile(wheel) as archive:
         shipped = set(archive.namelist())
     missing = sorted(wanted - shipped)
