@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.step_statement import write_step
+from rop_domain import parties
 from rop_domain.commands import (
     FIND_UNIT_LEADER,
     OPEN_PATHWAY,
@@ -106,7 +107,9 @@ class RecordActivities:
                     details={"source": referral.source.value},
                 )
                 await write_step(
-                    connection, PathwayStep(events=[received], notifications=pathway.notifications)
+                    connection,
+                    PathwayStep(events=[received], notifications=pathway.notifications),
+                    parties.of_referral(pathway.workflow_id, referral, received.idempotency_key),
                 )
         return bool(inserted)
 

@@ -14,6 +14,7 @@ step, never the ones it raises (as when closing ran before queueing).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,7 @@ import asyncpg
 from activities.database import Connection
 from activities.rendering import render_task
 from rop_domain.commands import PathwayStep, SummaryChange
+from rop_domain.parties import Party, of_step
 
 _STATEMENT = """
 WITH first AS (
@@ -59,6 +61,13 @@ WITH first AS (
     WHERE EXISTS (SELECT FROM first)
     ORDER BY n.ord
     ON CONFLICT (idempotency_key) DO NOTHING
+), named AS (
+    INSERT INTO pathway_parties (workflow_id, party_type, party, named_as, step_key)
+    SELECT $2, g.party_type, g.party, g.named_as, g.step_key
+    FROM unnest($25::text[], $26::text[], $27::text[], $28::text[])
+         AS g(party_type, party, named_as, step_key)
+    WHERE EXISTS (SELECT FROM first)
+    ON CONFLICT DO NOTHING
 ){summary}
 SELECT EXISTS (SELECT FROM first)
 """
@@ -67,19 +76,24 @@ _SUMMARY = """, summary AS (
     UPDATE pathways SET {assignments}, updated_at = now()
     WHERE workflow_id = $2 AND EXISTS (SELECT FROM first)
 )"""
-_FIRST_SUMMARY_ARGUMENT = 25
+_FIRST_SUMMARY_ARGUMENT = 29
 
 
-async def write_step(database: asyncpg.Pool | Connection, step: PathwayStep) -> bool:
+async def write_step(
+    database: asyncpg.Pool | Connection, step: PathwayStep, parties: Sequence[Party] = ()
+) -> bool:
     """Write `step` (on a pool, or on a connection inside a caller's transaction); False if
-    an earlier attempt wrote it already."""
-    statement, arguments = step_statement(step)
+    an earlier attempt wrote it already. `parties`: more parties the pathway names than the
+    step's own (a new pathway's, from its referral)."""
+    statement, arguments = step_statement(step, parties)
     written: bool = await database.fetchval(statement, *arguments)
     return written
 
 
-def step_statement(step: PathwayStep) -> tuple[str, list[Any]]:
-    """The statement that records `step`, and its arguments; it returns whether it wrote."""
+def step_statement(step: PathwayStep, parties: Sequence[Party] = ()) -> tuple[str, list[Any]]:
+    """The statement that records `step`, and its arguments; it returns whether it wrote.
+    With the step it writes the parties the step names (`rop_domain.parties`): the grounds
+    of need of service commit with the step or not at all."""
     first, *others = step.events
     summary = _summary(step)
     columns = list(summary)
@@ -92,6 +106,7 @@ def step_statement(step: PathwayStep) -> tuple[str, list[Any]]:
     texts = [render_task(n.kind.value, n.params, redacted=n.redacted) for n in step.notifications]
     closes = step.close_tasks
     notifications = step.notifications
+    named = [*parties, *of_step(step)]
     arguments: list[Any] = [
         first.idempotency_key,
         first.workflow_id,
@@ -117,6 +132,10 @@ def step_statement(step: PathwayStep) -> tuple[str, list[Any]]:
         [json.dumps(n.params) for n in notifications],
         [n.redacted for n in notifications],
         [n.status.value for n in notifications],
+        [p.party_type.value for p in named],
+        [p.party for p in named],
+        [p.named_as.value for p in named],
+        [p.step_key for p in named],
         *[summary[column] for column in columns],
     ]
     return statement, arguments

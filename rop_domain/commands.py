@@ -176,6 +176,14 @@ class Notification(StrictModel):
         default=TaskStatus.REQUESTED,
         description="completed for a notice that asks nothing of anyone (the task table says)",
     )
+    party: str | None = Field(
+        default=None,
+        description="The recipient's role or unit as the step named it (e.g. an invited "
+        "party's role): what `rop_domain.parties` reads, with `person`",
+    )
+    person: str | None = Field(
+        default=None, description="The HPR number of the person the task names, where known"
+    )
 
 
 class PathwayStep(StrictModel):

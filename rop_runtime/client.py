@@ -24,6 +24,7 @@ from rop_runtime.codec import (
     KeyConfigurationError,
     parse_keys,
     read_key_file,
+    refusal_of,
 )
 from rop_runtime.settings import RopSettings
 
@@ -52,8 +53,8 @@ class RefusedPlainPayloads(EncodingPayloadConverter):
 
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
         raise ApplicationError(
-            "refused: a payload not encrypted with a known key (pathways are driven through "
-            "the rop API or CLI; see deploy/README, 'Temporal access')",
+            f"refused: a payload {refusal_of(payload)} (pathways are driven through the rop "
+            "API or CLI; see deploy/README, 'Temporal access')",
             type=PLAIN_PAYLOAD_REFUSED,
             non_retryable=True,
         )

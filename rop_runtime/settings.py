@@ -139,6 +139,11 @@ class RopSettings(BaseSettings):
         default="rop_units", description="a person's units: ['helse-bergen/TSB', ...]"
     )
     api_jwt_email_claim: str = "email"
+    api_jwt_trust_email: bool = Field(
+        default=False,
+        description="let a token's e-mail address ground need of service (only with "
+        "email_verified: true): for invitations that name a person by address",
+    )
     local_mode: bool = Field(
         default=False,
         description="the local stack (make run): API keys for persons may name nobody, "

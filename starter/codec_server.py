@@ -9,25 +9,33 @@ server asks what the API asks:
   static token is accepted, and a request with no token at all is the local Temporal UI,
   which the dev server cannot give a token: it gets the full view, so the server then
   listens on a loopback address only and says so when it starts.
-- **What they may see.** A service (role system) sees payloads in full. A person sees
-  them in full for a pathway they have a need of service for, which the request must
-  name (`X-Workflow-Id`), or by breaking the glass (`X-Break-Glass: <reason>`).
-  Everyone else, operators among them, gets the **summary view**: payloads that are a
-  plain string (the summaries and details the workflow writes for the UI, which never
-  carry personal data) and `[withheld]` in place of everything else.
-- **Logged.** Each decode is a row in `access_log`: the caller, namespace, pathway (or
-  `-`), the view and its grounds. Never what was decoded.
-- `/encode` mints ciphertext the worker would accept, so it needs role system. A body
-  that is not a Payloads message is 400; CORS allows the configured UI origin only.
+- **What they may see.** Every payload names, verifiably, the pathway it belongs to (its
+  binding, `rop_runtime.codec`), so the decision is made per payload from that binding,
+  never from what the request claims (`X-Workflow-Id` is not read). A service (role
+  system) sees payloads in full. A person sees a pathway's payloads in full when they have
+  a need of service for it, or by breaking the glass (`X-Break-Glass: <reason>`); payloads
+  sealed before binding, of another namespace, or of a pathway they have no grounds for
+  get the **summary view**, as operators always do: payloads that are a plain string (the
+  summaries and details the workflow writes for the UI, which never carry personal data)
+  and `[withheld]` in place of everything else.
+- **Logged.** Each decode is written to `access_log` after it was tried, against the
+  pathway whose payloads were shown: the caller, the configured namespace, the view and
+  its grounds (never what was decoded); one row per caller, pathway, view and minute, as
+  the UI decodes a page's payloads in many requests. `rop access-log <id>` shows them.
+- A payload that does not open (a key this server lacks, a ciphertext or binding that does
+  not verify) is a 400, logged. `/encode` mints ciphertext the worker would accept, so it
+  needs role system. A body that is not a Payloads message is 400; CORS allows the
+  configured UI origin only.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-import re
+import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import asyncpg
@@ -36,8 +44,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from rop_domain.models import WORKFLOW_ID_PATTERN
-from rop_runtime.codec import EncryptionCodec
+from rop_runtime.codec import Binding, EncryptionCodec, binding_of, refusal_of
 from rop_runtime.settings import RopSettings
 from starter import access_log
 from starter.access_log import NO_PATHWAY, Access, Grounds, Outcome
@@ -47,9 +54,6 @@ from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Rol
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_WORKFLOW_ID = re.compile(WORKFLOW_ID_PATTERN)
-_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 WITHHELD = Payload(metadata={"encoding": b"json/plain"}, data=b'"[withheld]"')
 """What the summary view shows in place of a payload that may carry clinical content."""
@@ -82,6 +86,22 @@ class CodecDoor:
     """A single static token: local mode only."""
     local_ui: bool = False
     """Local mode: a request without a token is the local Temporal UI (loopback only)."""
+    namespace: str = "default"
+    """The Temporal namespace whose payloads this server shows (from configuration)."""
+    logged: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(caller, pathway, view) -> the minute it was last logged: one row per minute."""
+
+    def first_this_minute(self, caller: str, workflow_id: str, view: str) -> bool:
+        """Whether this caller's decode of this pathway in this view is new this minute."""
+        minute = int(time.time() // 60)
+        key = (caller, workflow_id, view)
+        if self.logged.get(key) == minute:
+            return False
+        if len(self.logged) > 100_000:  # forget old minutes; a bound on memory
+            for stale in [k for k, m in self.logged.items() if m != minute]:
+                del self.logged[stale]
+        self.logged[key] = minute
+        return True
 
     async def caller(self, request: web.Request) -> Principal:
         given = request.headers.get("Authorization", "")
@@ -121,31 +141,24 @@ def build_app(codec: EncryptionCodec, door: CodecDoor, *, ui_origin: str) -> web
     viewer = codec.for_display()
 
     async def decode(request: web.Request, principal: Principal, payloads: Payloads) -> bytes:
-        namespace = request.headers.get("X-Namespace")
-        if namespace is not None and not _NAMESPACE.match(namespace):
-            raise web.HTTPBadRequest(text="X-Namespace: not a namespace name")
-        named = request.headers.get("X-Workflow-Id")
-        workflow_id = named if named and _WORKFLOW_ID.match(named) else None
-        view, admitted = await _view_for(door, request, principal, workflow_id)
-        await access_log.record(
-            door.pool,
-            [
-                Access(
-                    principal=principal.identity,
-                    roles=principal.roles_text,
-                    workflow_id=workflow_id or NO_PATHWAY,
-                    action=f"decode {len(payloads.payloads)} payloads ({view.value} view)",
-                    outcome=Outcome.OK,
-                    grounds=admitted.grounds,
-                    reason=admitted.break_glass_reason,
-                    namespace=namespace,
-                )
-            ],
+        sealed = list(payloads.payloads)
+        opened = [viewer.open(payload) for payload in sealed]
+        reason = need_of_service.break_glass_reason(
+            request.headers.get(need_of_service.BREAK_GLASS_HEADER)
         )
-        decoded = await viewer.decode(payloads.payloads)
-        if view is View.SUMMARY:
-            decoded = _summary_view(decoded)
-        return json_format.MessageToJson(Payloads(payloads=decoded)).encode()
+        bindings = [binding_of(payload) for payload in sealed]
+        views: dict[Binding | None, tuple[View, Principal]] = {}
+        for binding in dict.fromkeys(bindings):
+            views[binding] = await _view_for(door, principal, binding, reason)
+        broken = [why for payload in opened if (why := refusal_of(payload)) is not None]
+        await _log_decodes(door, principal, bindings, views, failed=bool(broken))
+        if broken:
+            raise web.HTTPBadRequest(text=f"a payload does not open: {broken[0]}")
+        shown = [
+            payload if views[binding][0] is View.FULL else _summary_view([payload])[0]
+            for payload, binding in zip(opened, bindings, strict=True)
+        ]
+        return json_format.MessageToJson(Payloads(payloads=shown)).encode()
 
     def endpoint(is_decode: bool) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -162,7 +175,7 @@ def build_app(codec: EncryptionCodec, door: CodecDoor, *, ui_origin: str) -> web
             if not is_decode and Role.SYSTEM not in principal.roles:
                 return problem(request, 403, "encode needs role system")
             try:
-                payloads = json_format.Parse(await request.read(), Payloads())
+                payloads = _payloads_of(await request.read())
             except (json_format.ParseError, UnicodeDecodeError, ValueError) as error:
                 return problem(request, 400, f"the body is not a Payloads message: {error}")
             try:
@@ -194,21 +207,27 @@ def build_app(codec: EncryptionCodec, door: CodecDoor, *, ui_origin: str) -> web
     return app
 
 
+def _payloads_of(body: bytes) -> Payloads:
+    """A Payloads message from a JSON body: an object with a list of payloads, nothing else."""
+    content = json.loads(body)
+    if not isinstance(content, dict) or not isinstance(content.get("payloads"), list):
+        raise ValueError('expected {"payloads": [...]}')
+    return json_format.ParseDict(content, Payloads())
+
+
 async def _view_for(
-    door: CodecDoor, request: web.Request, principal: Principal, workflow_id: str | None
+    door: CodecDoor, principal: Principal, binding: Binding | None, reason: str | None
 ) -> tuple[View, Principal]:
-    """The view the caller gets, and the caller with the grounds the access log shows."""
+    """The view the caller gets of one pathway's payloads (`binding`: the pathway they are
+    bound to, None for payloads from before binding), and the grounds the log shows."""
     if not principal.may(frozenset({Role.SYSTEM, Role.CLINICIAN})):
         return View.SUMMARY, principal  # operators: no clinical content
     if not principal.is_person:
         return View.FULL, _with_grounds(principal, Grounds.SERVICE)
-    reason = need_of_service.break_glass_reason(
-        request.headers.get(need_of_service.BREAK_GLASS_HEADER)
-    )
-    if workflow_id is None:
-        return View.SUMMARY, principal
+    if binding is None or binding.namespace != door.namespace:
+        return View.SUMMARY, principal  # no verifiable pathway: nothing to have grounds for
     try:
-        grounds = await need_of_service.grounds_for(door.pool, principal, workflow_id)
+        grounds = await need_of_service.grounds_for(door.pool, principal, binding.workflow_id)
     except need_of_service.NoRecord:
         return View.SUMMARY, principal
     if grounds is not None:
@@ -216,6 +235,43 @@ async def _view_for(
     if reason is not None:
         return View.FULL, _with_grounds(principal, Grounds.BREAK_GLASS, reason)
     return View.SUMMARY, principal
+
+
+async def _log_decodes(
+    door: CodecDoor,
+    principal: Principal,
+    bindings: Sequence[Binding | None],
+    views: dict[Binding | None, tuple[View, Principal]],
+    *,
+    failed: bool,
+) -> None:
+    """One access row per pathway the request showed (per caller, view and minute), after
+    the decode was tried: its outcome is known."""
+    counts: dict[Binding | None, int] = {}
+    for binding in bindings:
+        counts[binding] = counts.get(binding, 0) + 1
+    rows = []
+    for binding, count in counts.items():
+        view, admitted = views[binding]
+        workflow_id = binding.workflow_id if binding else NO_PATHWAY
+        if not failed and not door.first_this_minute(
+            principal.identity, workflow_id, f"{view.value}/{admitted.grounds}"
+        ):
+            continue
+        rows.append(
+            Access(
+                principal=principal.identity,
+                roles=principal.roles_text,
+                workflow_id=workflow_id,
+                action=f"decode {count} payloads ({view.value} view)",
+                outcome=Outcome.FAILED if failed else Outcome.OK,
+                grounds=admitted.grounds,
+                reason=admitted.break_glass_reason,
+                namespace=door.namespace,
+            )
+        )
+    if rows:
+        await access_log.record(door.pool, rows)
 
 
 def _local_aliases(origin: str) -> set[str]:
@@ -295,9 +351,12 @@ def door_from_settings(settings: RopSettings, pool: asyncpg.Pool) -> CodecDoor:
         if token is None:
             raise
         authenticator = None
+    from rop_runtime.client import DEFAULT_NAMESPACE, connect_config
+
     return CodecDoor(
         pool=pool,
         authenticator=authenticator,
         local_token=token.get_secret_value() if token is not None else None,
         local_ui=settings.local_mode,
+        namespace=connect_config(settings).get("namespace") or DEFAULT_NAMESPACE,
     )

@@ -147,6 +147,7 @@ async def running_api(
             api_jwt_issuer=ISSUER,
             api_jwt_audience=AUDIENCE,
             api_jwt_actor_claim="hpr",
+            api_jwt_trust_email=True,  # verified addresses only (tests/test_need_of_service.py)
             answer_timeout_seconds=3,
         )
         port = free_port()

@@ -7,6 +7,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -16,8 +17,11 @@ import pytest_asyncio
 from google.protobuf import json_format
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.testing import ActivityEnvironment
 
-from rop_runtime.codec import EncryptionCodec
+from activities.records import RecordActivities
+from rop_domain.commands import NewPathway
+from rop_runtime.codec import Binding, EncryptionCodec
 from rop_runtime.settings import RopSettings
 from starter.access_log import NO_PATHWAY
 from starter.api.auth import (
@@ -37,6 +41,7 @@ from starter.codec_server import (
 from tests import factories
 from tests.api_harness import AUDIENCE, ISSUER, IdentityProvider, identity_provider
 from tests.channel_servers import free_port
+from tests.cli_harness import Cli
 from tests.conftest import TEST_KEY, TEST_KEY_ID
 
 UI = "http://localhost:8233"
@@ -66,8 +71,11 @@ class CodecServer:
             return await http.post(path, content=body, headers=headers)
 
 
-async def _sealed(*payloads: Payload) -> str:
-    return json_format.MessageToJson(Payloads(payloads=await CODEC.encode(list(payloads))))
+async def _sealed(*payloads: Payload, workflow_id: str | None = None) -> str:
+    """Payloads as a worker stores them for `workflow_id` (bound to it), or as they were
+    sealed before binding (None)."""
+    codec = CODEC.bound_to(Binding("default", workflow_id) if workflow_id else None)
+    return json_format.MessageToJson(Payloads(payloads=await codec.encode(list(payloads))))
 
 
 def _payloads(response: httpx.Response) -> list[Payload]:
@@ -75,20 +83,23 @@ def _payloads(response: httpx.Response) -> list[Payload]:
     return list(json_format.Parse(response.content, Payloads()).payloads)
 
 
-async def _record_pathway(owner_pool: asyncpg.Pool) -> str:
-    """A pathway's record as the intake writes it, for need of service to find."""
-    workflow_id = f"rop-C-{uuid.uuid4().hex[:10]}"
-    await owner_pool.execute(
-        """INSERT INTO pathways (workflow_id, referral_id, received_at, source, referrer,
-               receiving_unit, health_trust, municipality, responsible_clinician,
-               patient_reference, phase, meeting_deadline)
-           VALUES ($1, $1, now(), 'fastlege', $2, 'TSB', 'helse-bergen', '4601', $3,
-                   'pseudo-1', 'awaiting-assessment', current_date + 14)""",
-        workflow_id,
-        factories.GP,
-        factories.CLINICIAN,
+async def _record_pathway(owner_pool: asyncpg.Pool, health_trust: str = "helse-bergen") -> str:
+    """A pathway's record as the intake writes it (the record service's own activity), for
+    need of service to find."""
+    referral = factories.parse_referral_for_test(
+        factories.referral_data(
+            datetime.now(UTC), referral_id=f"C-{uuid.uuid4().hex[:10]}", health_trust=health_trust
+        )
     )
-    return workflow_id
+    await ActivityEnvironment().run(
+        RecordActivities(owner_pool).open_pathway,
+        NewPathway(
+            workflow_id=referral.workflow_id,
+            referral=referral,
+            meeting_deadline=datetime.now(UTC).date() + timedelta(days=14),
+        ),
+    )
+    return referral.workflow_id
 
 
 @pytest_asyncio.fixture
@@ -134,16 +145,15 @@ async def test_a_clinician_of_the_unit_decodes_the_pathway_and_it_is_logged(
 ) -> None:
     sub = f"dr-{uuid.uuid4().hex[:6]}"
     token = codec_server.idp.token(sub, ["clinician"], hpr="9000444")
-    body = await _sealed(SUMMARY, REFERRAL)
+    body = await _sealed(SUMMARY, REFERRAL, workflow_id=codec_server.workflow_id)
+    # As the Temporal UI asks: no X-Workflow-Id; the payloads say whose they are.
     decoded = await codec_server.post(
-        "/decode",
-        body,
-        token,
-        **{"X-Namespace": "default", "X-Workflow-Id": codec_server.workflow_id, "Origin": UI},
+        "/decode", body, token, **{"X-Namespace": "default", "Origin": UI}
     )
-    assert _payloads(decoded) == [SUMMARY, REFERRAL]
+    again = await codec_server.post("/decode", body, token, Origin=UI)
+    assert _payloads(decoded) == _payloads(again) == [SUMMARY, REFERRAL]
     assert decoded.headers["Access-Control-Allow-Origin"] == UI
-    [row] = await _logged(owner_pool, f"jwt:{sub}@{ISSUER}")
+    [row] = await _logged(owner_pool, f"jwt:{sub}@{ISSUER}")  # one row a pathway and minute
     assert dict(row) == {
         "workflow_id": codec_server.workflow_id,
         "action": "decode 2 payloads (full view)",
@@ -159,14 +169,14 @@ async def test_without_a_need_of_service_a_clinician_gets_the_summary_view(
 ) -> None:
     sub = f"stranger-{uuid.uuid4().hex[:6]}"
     token = codec_server.idp.token(sub, ["clinician"], hpr="9000999", units=["helse-bergen/PHV"])
-    body = await _sealed(SUMMARY, REFERRAL)
-    named = {"X-Workflow-Id": codec_server.workflow_id}
-    refused = await codec_server.post("/decode", body, token, **named)
-    unnamed = await codec_server.post("/decode", body, token)
+    bound = await _sealed(SUMMARY, REFERRAL, workflow_id=codec_server.workflow_id)
+    legacy = await _sealed(SUMMARY, REFERRAL)  # sealed before payloads were bound
+    refused = await codec_server.post("/decode", bound, token)
+    unbound = await codec_server.post("/decode", legacy, token)
     glass = await codec_server.post(
-        "/decode", body, token, **named, **{"X-Break-Glass": "Akutt innleggelse, trenger planen"}
+        "/decode", bound, token, **{"X-Break-Glass": "Akutt innleggelse, trenger planen"}
     )
-    for summary in (refused, unnamed):
+    for summary in (refused, unbound):
         assert [p.data for p in _payloads(summary)] == [SUMMARY.data, b'"[withheld]"']
         assert NATIONAL_ID not in summary.text
     assert _payloads(glass) == [SUMMARY, REFERRAL]
@@ -179,6 +189,52 @@ async def test_without_a_need_of_service_a_clinician_gets_the_summary_view(
         (NO_PATHWAY, "decode 2 payloads (summary view)", None),
         (codec_server.workflow_id, "decode 2 payloads (full view)", "break-glass"),
     ]
+    # Payloads from before binding: in full for a service, never for a person.
+    assert _payloads(await codec_server.post("/decode", legacy, codec_server.service_key)) == [
+        SUMMARY,
+        REFERRAL,
+    ]
+
+
+async def test_another_pathways_payloads_are_judged_by_their_own_binding(
+    codec_server: CodecServer, owner_pool: asyncpg.Pool, database_url: str
+) -> None:
+    """A clinician who names their own pathway cannot read another's payloads through it,
+    and the log names the pathway whose payloads were asked for."""
+    theirs = await _record_pathway(owner_pool, health_trust="helse-stavanger")
+    sub = f"dr-{uuid.uuid4().hex[:6]}"
+    token = codec_server.idp.token(sub, ["clinician"], hpr="9000444")  # helse-bergen/TSB
+    body = await _sealed(SUMMARY, REFERRAL, workflow_id=theirs)
+    answer = await codec_server.post(
+        "/decode", body, token, **{"X-Workflow-Id": codec_server.workflow_id}
+    )
+    assert [p.data for p in _payloads(answer)] == [SUMMARY.data, b'"[withheld]"']
+    assert NATIONAL_ID not in answer.text
+    [row] = await _logged(owner_pool, f"jwt:{sub}@{ISSUER}")
+    assert (row["workflow_id"], row["action"]) == (theirs, "decode 2 payloads (summary view)")
+    # What the UI showed is in the pathway's own access log, as `rop access-log` prints it.
+    code, out, _ = await Cli.on_database(database_url)("access-log", theirs)
+    assert code == 0
+    assert f"jwt:{sub}@{ISSUER}" in out
+
+
+async def test_a_payload_that_does_not_open_is_a_400_and_logged(
+    codec_server: CodecServer, owner_pool: asyncpg.Pool
+) -> None:
+    [sealed] = await CODEC.bound_to(Binding("default", codec_server.workflow_id)).encode([REFERRAL])
+    tampered = Payload()
+    tampered.CopyFrom(sealed)
+    tampered.metadata["rop-workflow-id"] = b"rop-C-someone-else"
+    unknown = Payload()
+    unknown.CopyFrom(sealed)
+    unknown.metadata["encryption-key-id"] = b"nokey"
+    for payload, why in ((tampered, "does not verify"), (unknown, "key this process")):
+        body = json_format.MessageToJson(Payloads(payloads=[payload]))
+        answer = await codec_server.post("/decode", body, codec_server.service_key)
+        assert answer.status_code == 400, answer.text
+        assert why in answer.text
+    failed = [r for r in await _logged(owner_pool, "key:svc") if r["outcome"] == "failed"]
+    assert len(failed) >= 2
 
 
 async def test_operators_get_the_summary_view_and_services_the_full_one(
@@ -209,7 +265,7 @@ async def test_no_token_a_bad_body_and_an_encode_by_a_person_are_refused(
     assert (anonymous.status_code, guessed.status_code) == (401, 401)
     assert NATIONAL_ID not in anonymous.text + guessed.text
     assert "Access-Control-Allow-Origin" not in elsewhere.headers
-    for bad in ("{not json", '{"payloads": "many"}', b"\xff\xfe"):
+    for bad in ("{not json", '{"payloads": "many"}', b"\xff\xfe", "[]", "{}"):
         answer = await codec_server.post("/decode", bad, codec_server.service_key)
         assert answer.status_code == 400, answer.text
         assert "not a Payloads message" in answer.text

@@ -15,7 +15,11 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
-from temporalio.converter import DataConverter
+from temporalio.converter import (
+    ActivitySerializationContext,
+    DataConverter,
+    WorkflowSerializationContext,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain.followup import CrisisPlan
@@ -24,9 +28,13 @@ from rop_runtime.client import SharedPydanticPayloadConverter, data_converter
 from rop_runtime.codec import (
     ENCODING,
     REFUSED_PLAIN,
+    Binding,
     EncryptionCodec,
     KeyConfigurationError,
+    Refusal,
+    binding_of,
     parse_keys,
+    refusal_of,
 )
 from starter.codec_server import CodecDoor, start_codec_server
 from tests import factories
@@ -144,12 +152,14 @@ async def test_keys_rotate_without_breaking_old_payloads() -> None:
     assert sealed_old.metadata["encryption-key-id"] == b"k1"
     assert sealed_new.metadata["encryption-key-id"] == b"k2"
     assert await after.decode([sealed_old, sealed_new]) == [original, original]
-    with pytest.raises(KeyConfigurationError, match="unknown key id 'k2'"):
-        await before.decode([sealed_new])
+    # A key this process lacks refuses the payload (it never fails the workflow task).
+    [unknown] = await before.decode([sealed_new])
+    assert refusal_of(unknown) == Refusal.UNKNOWN_KEY
     # A payload not encrypted is refused, unless plain payloads are let through (migration).
     [refused] = await after.decode([original])
     assert refused.metadata["encoding"] == REFUSED_PLAIN
     assert refused.data == b""
+    assert refusal_of(refused) == Refusal.PLAIN
     migrating = EncryptionCodec({"k1": old}, "k1", accept_plain=True)
     assert await migrating.decode([original]) == [original]
     assert await after.for_display().decode([original, sealed_new]) == [original, original]
@@ -184,3 +194,43 @@ async def test_every_data_converter_the_sdk_makes_shares_one_payload_converter()
     assert encrypted[0].metadata["encoding"] == ENCODING
     assert await again.decode(encrypted, [CrisisPlan]) == [plan]
     assert cached._type_adapter.cache_info().hits == hits + 1  # found, not built again
+
+
+async def test_each_payload_is_bound_to_its_pathway() -> None:
+    """The SDK's serialization context binds each payload to its namespace and workflow:
+    the binding is readable, sealed into the ciphertext, and checked where it is opened."""
+    codec = EncryptionCodec({"k1": bytes(32)}, "k1")
+    original = Payload(metadata={"encoding": b"json/plain"}, data=b'{"national_id": "x"}')
+    mine = WorkflowSerializationContext(namespace="default", workflow_id="rop-A")
+    theirs = WorkflowSerializationContext(namespace="default", workflow_id="rop-B")
+    [sealed] = await codec.with_context(mine).encode([original])
+    assert binding_of(sealed) == Binding("default", "rop-A")
+    # Its own pathway opens it (as workflow or as its activities), and so does a viewer.
+    activity = ActivitySerializationContext(
+        namespace="default", activity_id="1", activity_type="record", activity_task_queue="q",
+        workflow_id="rop-A", workflow_type="RopPathway", is_local=True,
+    )  # fmt: skip
+    assert await codec.with_context(mine).decode([sealed]) == [original]
+    assert await codec.with_context(activity).decode([sealed]) == [original]
+    assert await codec.decode([sealed]) == [original]
+    # Another pathway's worker refuses it, and so does another namespace's.
+    [other] = await codec.with_context(theirs).decode([sealed])
+    assert refusal_of(other) == Refusal.OTHER_PATHWAY
+    elsewhere = WorkflowSerializationContext(namespace="prod", workflow_id="rop-A")
+    assert refusal_of((await codec.with_context(elsewhere).decode([sealed]))[0])
+    # The readable binding cannot be rewritten: the ciphertext no longer verifies.
+    relabelled = Payload()
+    relabelled.CopyFrom(sealed)
+    relabelled.metadata["rop-workflow-id"] = b"rop-B"
+    assert refusal_of((await codec.decode([relabelled]))[0]) == Refusal.TAMPERED
+    assert refusal_of((await codec.with_context(theirs).decode([relabelled]))[0]) == (
+        Refusal.TAMPERED
+    )
+    broken = Payload()
+    broken.CopyFrom(sealed)
+    broken.data = sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
+    assert refusal_of((await codec.decode([broken]))[0]) == Refusal.TAMPERED
+    # Payloads sealed before binding (the key id alone) still open, everywhere.
+    [legacy] = await codec.encode([original])
+    assert binding_of(legacy) is None
+    assert await codec.with_context(theirs).decode([legacy]) == [original]

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import pytest
 import pytest_asyncio
 
+from rop_domain.followup import Measure, MeasureKind, Provider
+from rop_domain.models import Participant, ParticipantRole
 from starter.api.auth import Authenticator, Role, StaticToken, token_digest
 from tests import factories
 from tests.api_harness import Api, problem_of
@@ -20,22 +22,54 @@ OTHER_UNIT = "helse-bergen/PHV"
 REASON = "Pasienten er innlagt akutt og trenger kriseplanen"
 
 
+INVITED_PERSON = "9000888"
+"""The HPR number of a person the invite names (a NAV counsellor)."""
+RELATIVE_ADDRESS = "Ola.Nordmann@Example.invalid"
+"""A relative invited at their own address (case as the clinician typed it)."""
+NOTED_HPR = "9000333"
+"""An HPR number that stands only in free text (the assessment's reason)."""
+
+
 @pytest_asyncio.fixture(scope="module")
 async def pathway(api: Api) -> str:
-    """A pathway of helse-bergen/TSB, invited to its meeting (so the invitees are named)."""
+    """A pathway of helse-bergen/TSB, invited to its meeting (so the invitees are named): the
+    TSB unit by its address, a NAV counsellor by HPR number, a relative by e-mail address;
+    assessed with an HPR number as the reason, and with a municipality's measure after the
+    meeting (so a task goes to the kommunenummer 4601)."""
+    invited = [
+        Participant(role=ParticipantRole.TSB, name="TSB Bergen", address="tsb@example.invalid"),
+        Participant(
+            role=ParticipantRole.NAV,
+            name="NAV Bergenhus",
+            address="nav@example.invalid",
+            person=INVITED_PERSON,
+        ),
+        Participant(role=ParticipantRole.RELATIVE, name="Pårørende", address=RELATIVE_ADDRESS),
+    ]
+    assessment = factories.assessment().model_copy(update={"reason": NOTED_HPR})
+    housing = Measure(  # a municipality's measure: its kommunenummer receives the task
+        id="bolig",
+        kind=MeasureKind.MUNICIPAL_HOUSING,
+        provider=Provider.KOMMUNE,
+        responsible="4601",
+    )
     async with api.client(Role.SYSTEM) as system:
         response = await system.post("/referrals", json=factories.referral_data(datetime.now(UTC)))
         workflow_id: str = response.json()["workflow_id"]
         assessed = await system.post(
-            f"/pathways/{workflow_id}/assessment",
-            json=factories.assessment().model_dump(mode="json"),
+            f"/pathways/{workflow_id}/assessment", json=assessment.model_dump(mode="json")
         )
         assert assessed.status_code == 200, assessed.text
-        invited = await system.post(
-            f"/pathways/{workflow_id}/meeting-invite",
-            json=factories.invite(datetime.now(UTC)).model_dump(mode="json"),
+        invite = factories.invite(datetime.now(UTC), invited)
+        answer = await system.post(
+            f"/pathways/{workflow_id}/meeting-invite", json=invite.model_dump(mode="json")
         )
-        assert invited.status_code == 200, invited.text
+        assert answer.status_code == 200, answer.text
+        held = factories.meeting_held(datetime.now(UTC), plan=[housing])
+        answer = await system.post(
+            f"/pathways/{workflow_id}/meeting", json=held.model_dump(mode="json")
+        )
+        assert answer.status_code == 200, answer.text
     return workflow_id
 
 
@@ -83,7 +117,17 @@ async def test_a_clinician_of_another_unit_gets_403_everywhere_and_it_is_logged(
     [
         ("unit-member", {"hpr": "9000444"}, "unit"),  # the factories' unit, by default
         ("the-gp", {"hpr": factories.GP, "units": []}, "participant"),
-        ("invited", {"hpr": "9000888", "units": [], "email": "tsb@example.invalid"}, "participant"),
+        ("invited", {"hpr": INVITED_PERSON, "units": []}, "participant"),
+        (
+            "relative",
+            {
+                "hpr": "9000889",
+                "units": [],
+                "email": "ola.nordmann@example.INVALID",
+                "email_verified": True,
+            },
+            "participant",
+        ),
     ],
 )
 async def test_the_unit_and_the_people_the_pathway_names_are_admitted(
@@ -170,9 +214,9 @@ async def test_a_person_completes_no_task_of_a_pathway_they_do_not_need(
 ) -> None:
     async with api.client(Role.SYSTEM) as system:
         listed = await system.get("/tasks", params={"workflow_id": pathway})
-    [invitation, *_] = [t for t in listed.json() if t["kind"] == "meeting-invitation"]
+    [task, *_] = listed.json()  # an open task of the pathway (the measure's, after the meeting)
     async with api.client(token=_stranger(api)) as stranger:
-        refused = await stranger.post(f"/tasks/{invitation['id']}/complete", json={})
+        refused = await stranger.post(f"/tasks/{task['id']}/complete", json={})
     assert refused.status_code == 403
     assert problem_of(refused)["title"] == "No need of service"
 
@@ -205,3 +249,67 @@ async def test_an_api_key_for_a_person_must_name_them_outside_local_mode() -> No
         frozenset({"helse-bergen/TSB"}),
         True,
     )
+
+
+@pytest.mark.parametrize(
+    ("who", "claims", "why"),
+    [
+        ("noted", {"hpr": NOTED_HPR, "units": []}, "an HPR number in free text names nobody"),
+        ("kommune", {"hpr": "4601", "units": []}, "a municipality's number is not an HPR number"),
+        (
+            "unverified",
+            {"hpr": "9000890", "units": [], "email": RELATIVE_ADDRESS},
+            "an address nobody verified",
+        ),
+        (
+            "falsely-verified",
+            {"hpr": "9000891", "units": [], "email": RELATIVE_ADDRESS, "email_verified": "true"},
+            "email_verified must be the JSON true",
+        ),
+        (
+            "a-service-address",
+            {"hpr": "9000892", "units": [], "email": "tsb@example.invalid", "email_verified": True},
+            "a unit's address invited is a service, not a person",
+        ),
+    ],
+)
+async def test_only_typed_fields_ground_need_of_service(
+    api: Api, pathway: str, who: str, claims: dict[str, object], why: str
+) -> None:
+    token = api.idp.token(who, ["clinician"], **claims)  # type: ignore[arg-type]
+    async with api.client(token=token) as person:
+        read = await person.get(f"/pathways/{pathway}")
+        listed = await person.get("/pathways")
+        tasks = await person.get("/tasks")
+    assert read.status_code == 403, why
+    assert pathway not in {p["workflow_id"] for p in listed.json()}, why
+    assert pathway not in {t["workflow_id"] for t in tasks.json()}, why
+
+
+async def test_a_step_taken_by_breaking_the_glass_leaves_no_lasting_access(
+    api: Api, pathway: str
+) -> None:
+    token = _stranger(api, "one-time")
+    async with api.client(token=token) as stranger:
+        refused = await stranger.post(
+            f"/pathways/{pathway}/objection", json={"recorded_by": "9000999"}
+        )
+        step = await stranger.post(
+            f"/pathways/{pathway}/objection",
+            json={"recorded_by": "9000999"},
+            headers={"X-Break-Glass": REASON},
+        )
+        later_read = await stranger.get(f"/pathways/{pathway}")
+        later_bundle = await stranger.get(f"/pathways/{pathway}/fhir")
+        listed = await stranger.get("/pathways")
+    assert refused.status_code == 403
+    assert step.status_code == 200, step.text
+    assert (later_read.status_code, later_bundle.status_code) == (403, 403)
+    assert pathway not in {p["workflow_id"] for p in listed.json()}
+    grounds = [
+        (row["action"], row["grounds"])
+        for row in await _access_log(api, pathway)
+        if str(row["principal"]).startswith("jwt:one-time@")
+    ]
+    assert ("record objection", "break-glass") in grounds
+    assert ("read status", "participant") not in grounds

@@ -167,9 +167,12 @@ class StepRecord:
         party_unit: str | None = None,
         due_at: datetime | None = None,
         reference: str | None = None,
+        person: str | None = None,
     ) -> StepRecord:
         """Raise a task. `party_unit`: the recipient's unit or organisation, for the kinds
-        that are external or not by who gets them (`rop_domain.tasks.is_external`).
+        that are external or not by who gets them (`rop_domain.tasks.is_external`);
+        `person`: the HPR number of the person the task is for, where known. Both are kept
+        on the task for the grounds of need of service (`rop_domain.parties`).
 
         After the patient objected to sharing, an external recipient gets a task with
         no patient-related content, or none at all, as the pathway's settings say.
@@ -194,6 +197,8 @@ class StepRecord:
                 due_at=due_at,
                 reference=reference,
                 status=tasks.TASKS[kind].opens_as,
+                party=party_unit,
+                person=person,
             )
         )
         if tasks.step_for(kind) is not None:

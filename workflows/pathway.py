@@ -765,6 +765,7 @@ class RopPathway(PathwayWatchers):
                 message=message,
                 party_unit=participant.role.value,
                 due_at=invite.meeting_at,
+                person=participant.person,
             )
 
     # --- Measures and closure, as parts of a step ---------------------------------------

@@ -150,6 +150,9 @@ class JwtSettings:
     actor_claim: str | None = None
     units_claim: str = "rop_units"
     email_claim: str = "email"
+    trust_email: bool = False
+    """Whether a verified e-mail address (`email_verified: true`) may ground need of
+    service: an address is only as good as the identity provider that checked it."""
     max_lifetime: timedelta = timedelta(hours=12)
     """A token may be valid for at most this long (exp - iat; exp - now without iat)."""
 
@@ -226,6 +229,8 @@ class JwtVerifier:
                 "'<health trust>/<TSB|PHV>'"
             )
         email = claims.get(settings.email_claim)
+        if not (settings.trust_email and claims.get("email_verified") is True):
+            email = None  # an address nobody verified names nobody (need of service)
         return Principal(
             name=subject,
             roles=roles,

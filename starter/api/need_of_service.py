@@ -3,9 +3,10 @@
 Pasientjournalloven § 22 and Normen allow a person to see a patient's records only when
 they need them for the care they give. Here that means: the pathway belongs to one of
 the person's units (`helse-bergen/TSB`), or it names them (receiving clinician, GP,
-koordinator, crisis-plan responsible, measure responsible, an invited party, anyone who
-recorded a step). The database answers (`rop_need_of_service`, migration 0008), so the
-API needs no right to read the steps it checks.
+koordinator, crisis-plan responsible, measure responsible, an invited person). Who a pathway
+names is kept as data when each step is written (`rop_domain.parties`, table
+`pathway_parties`, migration 0012), so a check is one indexed read, and a list is filtered
+by a join in the same query that fetches it; the API never reads the steps themselves.
 
 In an emergency a person may "break the glass": the request carries `X-Break-Glass` with
 the reason, the access is allowed, and the access log marks it for follow-up
@@ -22,6 +23,7 @@ import asyncpg
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from activities.database import Connection
+from rop_domain.parties import email_party
 from starter.access_log import Grounds
 from starter.api.auth import Principal
 
@@ -62,6 +64,30 @@ RECORD_WAIT = 2.0
 accepted, so a person who reads a pathway at once still finds it."""
 
 
+def names_caller(units: str, person: str, email: str) -> str:
+    """SQL: the rows of `pathway_parties` (alias g) that name the caller, given the
+    placeholders of the caller's units, HPR number and case-folded e-mail address
+    (`parties_arguments`). Types never mix: an HPR number matches only a person's row,
+    never a unit's or an organisation's."""
+    return (
+        f"((g.party_type = 'unit' AND g.party = ANY ({units}::text[])) "
+        f"OR (g.party_type = 'person' AND g.party = {person}) "
+        f"OR (g.party_type = 'email' AND g.party = {email}))"
+    )
+
+
+NAMES_CALLER = names_caller("$2", "$3", "$4")
+
+GROUNDS_OF_ROWS = "CASE WHEN bool_or(g.party_type = 'unit') THEN 'unit' ELSE 'participant' END"
+"""The grounds several matching rows give: the unit's, else being named."""
+
+
+def parties_arguments(principal: Principal) -> tuple[list[str], str | None, str | None]:
+    """The caller as `NAMES_CALLER` compares it: units, HPR number, trusted e-mail."""
+    email = email_party(principal.email) if principal.email else None
+    return sorted(principal.units), principal.actor, email
+
+
 async def grounds_for(
     database: asyncpg.Pool | Connection, principal: Principal, workflow_id: str
 ) -> Grounds | None:
@@ -73,15 +99,16 @@ async def grounds_for(
     if not principal.is_person:
         return Grounds.SERVICE
     for attempt in range(int(RECORD_WAIT / 0.1) + 1):
-        answer = await database.fetchval(
-            "SELECT rop_need_of_service($1, $2, $3, $4)",
+        row = await database.fetchrow(
+            f"""SELECT (SELECT {GROUNDS_OF_ROWS} FROM pathway_parties g
+                        WHERE g.workflow_id = p.workflow_id AND {NAMES_CALLER}
+                        HAVING count(*) > 0) AS grounds
+                FROM pathways p WHERE p.workflow_id = $1""",  # noqa: S608 - fixed SQL
             workflow_id,
-            sorted(principal.units),
-            principal.actor,
-            principal.email,
+            *parties_arguments(principal),
         )
-        if answer is not None:
-            return None if answer == "none" else Grounds(answer)
+        if row is not None:
+            return None if row["grounds"] is None else Grounds(row["grounds"])
         if attempt * 0.1 < RECORD_WAIT:
             await asyncio.sleep(0.1)
     raise NoRecord(workflow_id)
@@ -95,11 +122,43 @@ async def visible(
     if not principal.is_person:
         return dict.fromkeys(workflow_ids, Grounds.SERVICE)
     rows = await database.fetch(
-        "SELECT w, g FROM unnest($1::text[]) AS w, rop_need_of_service(w, $2, $3, $4) AS g "
-        "WHERE g IN ('unit', 'participant')",
+        f"""SELECT g.workflow_id, {GROUNDS_OF_ROWS} AS grounds FROM pathway_parties g
+            WHERE g.workflow_id = ANY ($1::text[]) AND {NAMES_CALLER}
+            GROUP BY g.workflow_id""",  # noqa: S608 - fixed SQL
         list(dict.fromkeys(workflow_ids)),
-        sorted(principal.units),
-        principal.actor,
-        principal.email,
+        *parties_arguments(principal),
     )
-    return {row["w"]: Grounds(row["g"]) for row in rows}
+    return {row["workflow_id"]: Grounds(row["grounds"]) for row in rows}
+
+
+async def pathways_naming(
+    database: asyncpg.Pool | Connection,
+    principal: Principal,
+    *,
+    phase: str | None,
+    health_trust: str | None,
+    overdue: bool | None,
+    limit: int,
+) -> list[tuple[asyncpg.Record, Grounds]]:
+    """A person's pathways, newest first, as the record holds them, with their grounds: one
+    query, the scope joined by index (a person's list never comes from all pathways filtered
+    afterwards, which at a region's size would mostly be other people's)."""
+    rows = await database.fetch(
+        f"""WITH scope AS (
+                SELECT g.workflow_id, {GROUNDS_OF_ROWS} AS grounds FROM pathway_parties g
+                WHERE {names_caller("$1", "$2", "$3")} GROUP BY g.workflow_id)
+            SELECT p.workflow_id, p.phase, p.health_trust, p.municipality, p.receiving_unit,
+                   p.meeting_deadline, p.invited_on_time, p.crisis_plan_version,
+                   p.next_review_due, p.overdue, scope.grounds
+            FROM scope JOIN pathways p ON p.workflow_id = scope.workflow_id
+            WHERE ($4::text IS NULL OR p.phase = $4)
+              AND ($5::text IS NULL OR p.health_trust = $5)
+              AND ($6::boolean IS NULL OR p.overdue = $6)
+            ORDER BY p.received_at DESC, p.workflow_id LIMIT $7""",  # noqa: S608 - fixed SQL
+        *parties_arguments(principal),
+        phase,
+        health_trust,
+        overdue,
+        limit,
+    )
+    return [(row, Grounds(row["grounds"])) for row in rows]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field, ValidationError
 
 from rop_domain.models import (
+    FINAL_PHASES,
     WORKFLOW_ID_PATTERN,
     Identifier,
     Phase,
@@ -174,16 +176,46 @@ async def find_pathways(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     ctx = context(request)
-    try:
-        found = await ctx.pathways.find(
-            phase=phase, health_trust=health_trust, overdue=overdue, limit=limit
+    if principal.is_person:
+        # A person sees only the pathways that name them: found from the record, by index.
+        rows = await need_of_service.pathways_naming(
+            ctx.pool,
+            principal,
+            phase=phase.value if phase else None,
+            health_trust=health_trust,
+            overdue=overdue,
+            limit=limit,
         )
-    except PathwayError as error:
-        raise from_pathway_error(error) from None
-    # A person sees only the pathways they have a need of service for.
-    shown = await need_of_service.visible(ctx.pool, principal, [p.workflow_id for p in found])
+        found = [summary_of_record(row) for row, _ in rows]
+        shown = {row["workflow_id"]: grounds for row, grounds in rows}
+    else:
+        try:
+            found = await ctx.pathways.find(
+                phase=phase, health_trust=health_trust, overdue=overdue, limit=limit
+            )
+        except PathwayError as error:
+            raise from_pathway_error(error) from None
+        shown = await need_of_service.visible(ctx.pool, principal, [p.workflow_id for p in found])
     await ctx.audit_listed(principal, shown, "list pathways")
     return JSONResponse([p.model_dump(mode="json") for p in found if p.workflow_id in shown])
+
+
+def summary_of_record(row: asyncpg.Record) -> PathwaySummary:
+    """A pathway's summary as its record row holds it (the same fields as visibility's)."""
+    return PathwaySummary(
+        workflow_id=row["workflow_id"],
+        running=Phase(row["phase"]) not in FINAL_PHASES,
+        phase=Phase(row["phase"]),
+        health_trust=row["health_trust"],
+        municipality=row["municipality"],
+        receiving_unit=row["receiving_unit"],
+        meeting_deadline=row["meeting_deadline"],
+        meeting_invited_on_time=row["invited_on_time"],
+        has_crisis_plan=row["crisis_plan_version"] is not None,
+        next_review_due=row["next_review_due"],
+        overdue=row["overdue"],
+        delivery_failed=None,  # an operator's figure (visibility); a person acts on tasks
+    )
 
 
 @router.get(

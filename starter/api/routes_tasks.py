@@ -29,8 +29,7 @@ from rop_domain.models import (
 from rop_domain.steps import STEP, Step, StepName
 from rop_domain.tasks import step_for
 from rop_domain.view import PathwayStatus
-from starter.access_log import Outcome
-from starter.api import need_of_service
+from starter.access_log import Grounds, Outcome
 from starter.api.auth import Principal
 from starter.api.context import INDICATORS, TASKS, admit, check_actor, context, require
 from starter.api.idempotency import update_id_for
@@ -59,7 +58,7 @@ from starter.task_list import (
     Viewer,
     complete_informational,
     find_task,
-    list_tasks,
+    list_tasks_with_grounds,
 )
 
 router = APIRouter()
@@ -133,10 +132,10 @@ async def tasks(
         ),
     )
     async with ctx.pool.acquire() as connection:
-        found = await list_tasks(connection, where, limit)
-        shown = await need_of_service.visible(connection, principal, [t.workflow_id for t in found])
+        found = await list_tasks_with_grounds(connection, where, limit)
+    shown = {task.workflow_id: Grounds(grounds) for task, grounds in found}
     await ctx.audit_listed(principal, shown, "list tasks")
-    return JSONResponse([t.model_dump(mode="json") for t in found if t.workflow_id in shown])
+    return JSONResponse([task.model_dump(mode="json") for task, _ in found])
 
 
 @router.post(

@@ -48,6 +48,7 @@ def authenticator_from_settings(settings: RopSettings) -> Authenticator:
                 actor_claim=settings.api_jwt_actor_claim,
                 units_claim=settings.api_jwt_units_claim,
                 email_claim=settings.api_jwt_email_claim,
+                trust_email=settings.api_jwt_trust_email,
             )
         )
     return Authenticator(tokens, verifier, local_mode=settings.local_mode)
