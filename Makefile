@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest image-check histories clean bench bench-scale footprint storm ui-check
+.PHONY: install run test lint pytest image-check histories clean bench bench-scale footprint storm ui-check record-scale
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ bench-scale: $(STAMP)
 footprint: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m bench.footprint --pathways 200
+
+# A clinician's reads at a region's size (not a test): N pathways' records through the step
+# statement, then GET /tasks, GET /pathways and a FHIR bundle through the real API.
+record-scale: $(STAMP)
+	$(BYTECODE)
+	$(BIN)/python -m bench.record_scale --pathways $(N)
 
 # The deadline storm (not a test): N pathways whose meeting deadline passed before they
 # started; BUSY CPU-bound processes beside the worker.

@@ -12,6 +12,7 @@ import hmac
 import json
 import time
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -93,13 +94,41 @@ def verify(
 
 
 class WebhookChannel:
-    """POSTs one task as JSON, signed with HMAC-SHA256 over timestamp and body."""
+    """POSTs one task as JSON, signed with HMAC-SHA256 over timestamp and body.
 
-    def __init__(self, secret: SecretStr, client: httpx.AsyncClient) -> None:
-        self._secret = secret.get_secret_value().encode()
+    Each receiver may have a secret of its own (the route's `secret_file`), and the body
+    names the recipient it is for, inside what is signed: a body meant for one receiver
+    neither verifies at another nor passes for another recipient's there.
+    """
+
+    def __init__(self, secret: SecretStr | None, client: httpx.AsyncClient) -> None:
+        self._secret = secret.get_secret_value().encode() if secret else None
         self._client = client
+        self._secrets: dict[Path, bytes] = {}
 
-    async def send(self, url: str, payload: dict[str, Any], delivery_id: str) -> None:
+    def secret_for(self, secret_file: Path | None) -> bytes:
+        """The receiver's own secret (read once), else the shared one; raises if neither."""
+        if secret_file is None:
+            if self._secret is None:
+                raise RuntimeError(
+                    "this webhook route has no secret_file and no ROP_WEBHOOK_SECRET is set"
+                )
+            return self._secret
+        if secret_file not in self._secrets:
+            secret = secret_file.read_bytes().strip()
+            if len(secret) < 16:
+                raise RuntimeError(f"webhook secret in {secret_file} is shorter than 16 bytes")
+            self._secrets[secret_file] = secret
+        return self._secrets[secret_file]
+
+    async def send(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        delivery_id: str,
+        secret_file: Path | None = None,
+    ) -> None:
+        secret = self.secret_for(secret_file)
         body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
         timestamp = int(time.time())
         response = await self._client.post(
@@ -108,7 +137,7 @@ class WebhookChannel:
             headers={
                 "Content-Type": "application/json",
                 TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+                SIGNATURE_HEADER: sign(secret, timestamp, body),
                 DELIVERY_HEADER: delivery_id,
             },
         )

@@ -24,7 +24,7 @@ from activities.channels import EmailChannel, WebhookChannel
 from activities.rendering import RenderedMessage, render_task
 from rop_domain.commands import DELIVER, DELIVERY_FAILED, GIVE_UP, Delivery, DeliveryStatus
 from rop_domain.models import StrictModel
-from rop_domain.routing import Channel, RoutingTable
+from rop_domain.routing import Channel, Route, RoutingTable
 
 
 class DeliveryOutcome(StrictModel):
@@ -104,9 +104,7 @@ class DeliveryActivities:
             task["kind"], params, route.standard, redacted=task["redacted"], link=link
         )
         try:
-            await self._send(
-                route.channel, route.address or "", message, task, delivery.task_key, link
-            )
+            await self._send(route, message, task, delivery.task_key, link)
         except Exception as error:
             final = (
                 delivery.max_attempts is not None
@@ -184,14 +182,14 @@ class DeliveryActivities:
 
     async def _send(
         self,
-        channel: Channel,
-        address: str,
+        route: Route,
         message: RenderedMessage,
         task: asyncpg.Record,
         task_key: str,
         link: str | None,
     ) -> None:
-        if channel is Channel.EMAIL:
+        address = route.address or ""
+        if route.channel is Channel.EMAIL:
             if self._email is None:
                 raise RuntimeError("e-mail is routed but no SMTP server is configured")
             await self._email.send(address, message, message_id(task_key))
@@ -202,6 +200,7 @@ class DeliveryActivities:
             address,
             {
                 "delivery_id": message_id(task_key),
+                "recipient": task["recipient"],
                 "task_id": task["id"],
                 "kind": task["kind"],
                 "subject": message.subject,
@@ -210,6 +209,7 @@ class DeliveryActivities:
                 "link": link,
             },
             message_id(task_key),
+            route.secret_file,
         )
 
 

@@ -36,6 +36,11 @@ class Route(StrictModel):
     channel: Channel
     address: str | None = Field(default=None, description="E-mail address or webhook URL")
     standard: WrittenStandard = WrittenStandard.BOKMAL
+    secret_file: Path | None = Field(
+        default=None,
+        description="Webhooks: a file holding this receiver's own HMAC secret, so a body "
+        "signed for one receiver never verifies at another (ROP_WEBHOOK_SECRET otherwise)",
+    )
 
     @model_validator(mode="after")
     def _address_for_a_channel(self) -> Self:

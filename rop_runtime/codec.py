@@ -59,6 +59,8 @@ NAMESPACE = "rop-namespace"
 WORKFLOW_ID = "rop-workflow-id"
 """Metadata of a bound payload: the namespace and workflow it belongs to (also sealed)."""
 _NONCE_BYTES = 12
+REPLAY_NAMESPACE = "ReplayNamespace"
+"""The namespace `temporalio.worker.Replayer` gives its serialization context by default."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,14 @@ class Binding:
 
     namespace: str
     workflow_id: str
+
+    def admits(self, payload: Binding) -> bool:
+        """Whether a payload bound to `payload` belongs here. The SDK's Replayer names the
+        namespace `ReplayNamespace` unless told otherwise: it replays a history fetched from
+        its own namespace already, so there only the workflow id must match."""
+        if self.namespace == REPLAY_NAMESPACE:
+            return payload.workflow_id == self.workflow_id
+        return payload == self
 
     def associated_data(self, key_id: str) -> bytes:
         """What AES-GCM authenticates besides the ciphertext: key id, namespace, workflow."""
@@ -96,7 +106,7 @@ def binding_for(context: SerializationContext) -> Binding | None:
 class Refusal:
     """Why a payload was refused (the value of its `rop-refused` metadata)."""
 
-    PLAIN = "not encrypted"
+    PLAIN = "not encrypted with a known key"
     UNKNOWN_KEY = "encrypted with a key this process does not have"
     TAMPERED = "its ciphertext or binding does not verify"
     OTHER_PATHWAY = "bound to another pathway"
@@ -176,7 +186,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         if cipher is None:
             return refused(Refusal.UNKNOWN_KEY)
         binding = binding_of(payload)
-        if binding is not None and self._binding is not None and binding != self._binding:
+        if binding is not None and self._binding is not None and not self._binding.admits(binding):
             return refused(Refusal.OTHER_PATHWAY)
         associated = binding.associated_data(key_id) if binding else key_id.encode()
         nonce, sealed = payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:]

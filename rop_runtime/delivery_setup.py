@@ -7,7 +7,7 @@ import httpx
 
 from activities.channels import EmailChannel, SmtpSettings, WebhookChannel
 from activities.delivery import DeliveryActivities
-from rop_domain.routing import RoutingTable
+from rop_domain.routing import Channel, RoutingTable
 from rop_runtime.settings import RopSettings
 
 
@@ -33,7 +33,13 @@ def build_delivery(
         if settings.routing_file
         else RoutingTable(email_unrouted_addresses=email is not None)
     )
-    webhook = WebhookChannel(settings.webhook_secret, http) if settings.webhook_secret else None
+    # A webhook route signs with its own secret (its `secret_file`) or the shared one.
+    routes_webhooks = any(route.channel is Channel.WEBHOOK for route in routing.routes)
+    webhook = (
+        WebhookChannel(settings.webhook_secret, http)
+        if settings.webhook_secret or routes_webhooks
+        else None
+    )
     return DeliveryActivities(
         pool, routing, email=email, webhook=webhook, task_link_base=settings.task_link_base
     )

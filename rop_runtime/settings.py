@@ -138,6 +138,15 @@ class RopSettings(BaseSettings):
     api_jwt_units_claim: str = Field(
         default="rop_units", description="a person's units: ['helse-bergen/TSB', ...]"
     )
+    api_max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="larger request bodies get 413 before parsing"
+    )
+    api_auth_failures_per_minute: int = Field(
+        default=30, ge=1, description="refused tokens per source address a minute before 429"
+    )
+    break_glass_per_hour: int = Field(
+        default=10, ge=1, description="break-glass accesses one person may make in an hour"
+    )
     api_jwt_email_claim: str = "email"
     api_jwt_trust_email: bool = Field(
         default=False,

@@ -88,6 +88,8 @@ class CodecDoor:
     """Local mode: a request without a token is the local Temporal UI (loopback only)."""
     namespace: str = "default"
     """The Temporal namespace whose payloads this server shows (from configuration)."""
+    break_glass_per_hour: int = 10
+    """How often one person may break the glass in an hour (`ROP_BREAK_GLASS_PER_HOUR`)."""
     logged: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """(caller, pathway, view) -> the minute it was last logged: one row per minute."""
 
@@ -233,6 +235,12 @@ async def _view_for(
     if grounds is not None:
         return View.FULL, _with_grounds(principal, grounds)
     if reason is not None:
+        try:
+            await need_of_service.check_break_glass_rate(
+                door.pool, principal, door.break_glass_per_hour
+            )
+        except need_of_service.TooManyBreakGlass as error:
+            raise web.HTTPTooManyRequests(text=str(error)) from None
         return View.FULL, _with_grounds(principal, Grounds.BREAK_GLASS, reason)
     return View.SUMMARY, principal
 
@@ -359,4 +367,5 @@ def door_from_settings(settings: RopSettings, pool: asyncpg.Pool) -> CodecDoor:
         local_token=token.get_secret_value() if token is not None else None,
         local_ui=settings.local_mode,
         namespace=connect_config(settings).get("namespace") or DEFAULT_NAMESPACE,
+        break_glass_per_hour=settings.break_glass_per_hour,
     )

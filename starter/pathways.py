@@ -76,6 +76,20 @@ class ReferralConflict(PathwayError):
         self.workflow_id, self.fields = workflow_id, fields
 
 
+class WorkflowIdTaken(ReferralConflict):
+    """The referral's workflow id is held by something that is not its pathway: another
+    workflow type or task queue, or a run that failed (e.g. started around the API with a
+    payload the worker refused). Nothing was started; an operator must look at it."""
+
+    def __init__(self, workflow_id: str, what: str) -> None:
+        PathwayError.__init__(
+            self,
+            f"workflow id {workflow_id} is taken by {what}, not by this referral's pathway; "
+            "nothing was started (an operator can see it with `temporal workflow describe`)",
+        )
+        self.workflow_id, self.fields = workflow_id, []
+
+
 class PathwayDidNotAnswer(PathwayError):
     """The pathway did not answer in time; the step may still be applied.
 
@@ -148,7 +162,7 @@ class Pathways:
                 PathwayInput(referral=referral, settings=self._pathway_settings),
                 id=workflow_id,
                 task_queue=self._task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 task_timeout=self._workflow_task_timeout,
                 search_attributes=TypedSearchAttributes(
@@ -161,6 +175,7 @@ class Pathways:
                 ),
             )
         except WorkflowAlreadyStartedError:
+            await self._refuse_a_squatter(workflow_id)
             await self._refuse_a_different_referral(referral)
             return Submitted(workflow_id=workflow_id, created=False)
         return Submitted(workflow_id=workflow_id, created=True)
@@ -187,6 +202,27 @@ class Pathways:
     ) -> PathwayStatus:
         """Deliver again a task whose delivery failed."""
         return await self._update(workflow_id, "resend_notification", task_key, update_id)
+
+    async def _refuse_a_squatter(self, workflow_id: str) -> None:
+        """Raise `WorkflowIdTaken` unless the workflow holding the id is a pathway of ours
+        that can answer (running or completed)."""
+        try:
+            described = await self._client.get_workflow_handle(workflow_id).describe(
+                rpc_timeout=self._answer_timeout
+            )
+        except RPCError as error:
+            raise await self._explain(workflow_id, error) from None
+        if described.workflow_type != RopPathway.__name__:
+            raise WorkflowIdTaken(workflow_id, f"a workflow of type {described.workflow_type}")
+        if described.task_queue != self._task_queue:
+            raise WorkflowIdTaken(workflow_id, f"a workflow on task queue {described.task_queue}")
+        if described.status not in (
+            WorkflowExecutionStatus.RUNNING,
+            WorkflowExecutionStatus.COMPLETED,
+            WorkflowExecutionStatus.CONTINUED_AS_NEW,
+        ):
+            status = described.status.name if described.status else "unknown"
+            raise WorkflowIdTaken(workflow_id, f"a run that ended {status}")
 
     async def _refuse_a_different_referral(self, referral: Referral) -> None:
         """A resubmission is welcome only as the same referral: raise `ReferralConflict`

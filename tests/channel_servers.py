@@ -75,12 +75,16 @@ class Receiver:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    secret: str = SECRET
+    received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    """Every request as it came (body and headers), to send on elsewhere in a test."""
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        self.received.append((body, dict(request.headers)))
         delivery = request.headers.get(DELIVERY_HEADER, "")
         valid = verify(
-            SECRET.encode(),
+            self.secret.encode(),
             timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
             body=body,
             signature=request.headers.get(SIGNATURE_HEADER, ""),
@@ -93,9 +97,9 @@ class Receiver:
         return web.Response(status=204)
 
 
-async def start_receiver() -> tuple[str, Receiver, web.AppRunner]:
-    """Start a webhook receiver on a free local port."""
-    state = Receiver()
+async def start_receiver(secret: str = SECRET) -> tuple[str, Receiver, web.AppRunner]:
+    """Start a webhook receiver on a free local port, verifying with `secret`."""
+    state = Receiver(secret=secret)
     app = web.Application()
     app.router.add_post("/rop", state.handle)
     runner = web.AppRunner(app)

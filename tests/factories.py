@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pydantic import JsonValue
+
+from rop_domain.commands import EventKind, Notification, PathwayEvent, SummaryChange, TaskKind
 from rop_domain.followup import (
     Closure,
     ClosureReason,
@@ -185,3 +188,47 @@ TASK_PARAMS = {
     "reason": "completed",
 }
 """Parameters enough for every task template."""
+
+
+def event(
+    workflow_id: str,
+    label: str,
+    kind: EventKind,
+    actor: str,
+    details: dict[str, JsonValue],
+    *,
+    at: datetime | None = None,
+    change: SummaryChange | None = None,
+) -> PathwayEvent:
+    """An event as the workflow gives the record service one (key `<id>/<label>`)."""
+    return PathwayEvent(
+        idempotency_key=f"{workflow_id}/{label}",
+        workflow_id=workflow_id,
+        kind=kind,
+        actor=actor,
+        occurred_at=at or datetime.now(UTC),
+        change=change or SummaryChange(),
+        details=details,
+    )
+
+
+def task(
+    workflow_id: str,
+    label: str,
+    kind: TaskKind,
+    recipient: str,
+    *,
+    party: str | None = None,
+    due: datetime | None = None,
+) -> Notification:
+    """A task as the workflow raises one, with the generic text (for tests and benchmarks
+    that read who a task is for, not what it says)."""
+    return Notification(
+        idempotency_key=f"{workflow_id}/{label}",
+        workflow_id=workflow_id,
+        kind=kind,
+        recipient=recipient,
+        due_at=due,
+        party=party,
+        redacted=True,
+    )

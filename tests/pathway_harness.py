@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
@@ -22,6 +22,7 @@ from rop_domain.models import PathwaySettings, ValidationPolicy, parse_referral
 from rop_domain.state import PathwayOutcome
 from rop_domain.steps import StepName
 from rop_domain.view import PathwayStatus
+from rop_runtime.codec import binding_of
 from starter.pathways import Pathways
 from tests import factories
 from worker import WorkerTuning, build_worker
@@ -184,3 +185,17 @@ async def to_follow_up(
     invited = await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(now))
     held = await hold_meeting(env, api, invited, **outcome)
     return workflow_id, handle, held
+
+
+def kept_history(path: Path) -> WorkflowHistory:
+    """A kept history with the workflow id it was recorded under, where its payloads name
+    it (payloads bound to their pathway, `rop_runtime.codec`, open only there); older
+    recordings, whose payloads name no pathway, replay under a name made from the file's."""
+    text = path.read_text(encoding="utf-8")
+    history = WorkflowHistory.from_json(f"rop-replay-{path.stem}", text)
+    started = history.events[0].workflow_execution_started_event_attributes
+    for payload in started.input.payloads:
+        binding = binding_of(payload)
+        if binding is not None:
+            return WorkflowHistory(binding.workflow_id, history.events)
+    return history

@@ -174,7 +174,7 @@ async def test_without_a_need_of_service_a_clinician_gets_the_summary_view(
     refused = await codec_server.post("/decode", bound, token)
     unbound = await codec_server.post("/decode", legacy, token)
     glass = await codec_server.post(
-        "/decode", bound, token, **{"X-Break-Glass": "Akutt innleggelse, trenger planen"}
+        "/decode", bound, token, **{"X-Break-Glass": "emergency: Akutt innleggelse, trenger planen"}
     )
     for summary in (refused, unbound):
         assert [p.data for p in _payloads(summary)] == [SUMMARY.data, b'"[withheld]"']

@@ -51,7 +51,7 @@ from rop_domain.commands import (
 )
 from rop_domain.models import ReceivingUnit
 from rop_domain.routing import RoutingTable
-from rop_runtime.codec import EncryptionCodec
+from rop_runtime.codec import Binding, EncryptionCodec
 from rop_runtime.settings import RopSettings
 from starter import access_log
 from starter.access_log import Access, Outcome
@@ -300,7 +300,8 @@ async def _drive_every_route(api: Api) -> str:
 async def _decode_through_the_codec_server(api: Api, api_login: str, workflow_id: str) -> None:
     codec = EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID)
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"x": 1}')
-    body = json_format.MessageToJson(Payloads(payloads=await codec.encode([plain])))
+    bound = codec.bound_to(Binding("default", workflow_id))  # as the worker seals them
+    body = json_format.MessageToJson(Payloads(payloads=await bound.encode([plain])))
     pool = await open_records(api_login, API_ROLE, migrate_first=False)
     port = free_port()
     runner = await start_codec_server(
@@ -315,10 +316,7 @@ async def _decode_through_the_codec_server(api: Api, api_login: str, workflow_id
             decoded = await http.post(
                 "/decode",
                 content=body,
-                headers={
-                    "Authorization": f"Bearer {api.tokens[Role.CLINICIAN]}",
-                    "X-Workflow-Id": workflow_id,
-                },
+                headers={"Authorization": f"Bearer {api.tokens[Role.CLINICIAN]}"},
             )
         assert decoded.status_code == 200, decoded.text
         assert json_format.Parse(decoded.content, Payloads()).payloads == [plain]

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -38,7 +39,7 @@ from rop_domain.commands import (
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
 from tests import factories
-from tests.channel_servers import SECRET, Receiver, SmtpServer
+from tests.channel_servers import SECRET, Receiver, SmtpServer, start_receiver
 
 NATIONAL_ID = factories.national_id("150586951")
 
@@ -201,6 +202,57 @@ async def test_webhook_is_signed_and_verified(
     assert payload["kind"] == "start-measure"
     assert payload["subject"].startswith("Start tiltak bolig i ROP-forløp")
     assert NATIONAL_ID not in json.dumps(payload)
+
+
+async def test_each_receiver_has_its_own_secret_and_the_body_names_its_recipient(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A body signed for one receiver does not verify at another (finding: one shared
+    secret let a body for /kommune verify anywhere), and it says whom it is for."""
+    secrets = {name: f"{name}-secret-{uuid.uuid4().hex}" for name in ("kommune", "bolig")}
+    receivers = {name: await start_receiver(secret) for name, secret in secrets.items()}
+    files = {}
+    for name, secret in secrets.items():
+        files[name] = tmp_path / f"{name}.secret"
+        files[name].write_text(secret + "\n")
+    routing = RoutingTable(
+        routes=[
+            Route(
+                recipient="kommune-4601",
+                channel=Channel.WEBHOOK,
+                address=receivers["kommune"][0],
+                secret_file=files["kommune"],
+            ),
+            Route(
+                recipient="bergen-bolig",
+                channel=Channel.WEBHOOK,
+                address=receivers["bolig"][0],
+                secret_file=files["bolig"],
+            ),
+        ]
+    )
+    key = await _queue_task(pool, "kommune-4601", TaskKind.START_MEASURE)
+    try:
+        async with httpx.AsyncClient() as http:
+            deliveries = DeliveryActivities(pool, routing, webhook=WebhookChannel(None, http))
+            await ActivityEnvironment().run(
+                deliveries.deliver, Delivery(task_key=key, max_attempts=3)
+            )
+            _, kommune, _ = receivers["kommune"]
+            [payload] = kommune.accepted
+            assert payload["recipient"] == "kommune-4601"
+            [(body, headers)] = kommune.received
+            forwarded = {
+                name: headers[name]
+                for name in (TIMESTAMP_HEADER, SIGNATURE_HEADER, DELIVERY_HEADER)
+            }
+            other_url, bolig, _ = receivers["bolig"]
+            refused = await http.post(other_url, content=body, headers=forwarded)
+        assert refused.status_code == 401
+        assert bolig.accepted == []
+    finally:
+        for _, _, runner in receivers.values():
+            await runner.cleanup()
 
 
 async def test_receiver_refuses_a_tampered_body_and_a_replay(

@@ -19,7 +19,7 @@ from tests.api_harness import Api, problem_of
 from tests.cli_harness import Cli
 
 OTHER_UNIT = "helse-bergen/PHV"
-REASON = "Pasienten er innlagt akutt og trenger kriseplanen"
+REASON = "emergency: Pasienten er innlagt akutt og trenger kriseplanen"
 
 
 INVITED_PERSON = "9000888"
@@ -217,8 +217,16 @@ async def test_a_person_completes_no_task_of_a_pathway_they_do_not_need(
     [task, *_] = listed.json()  # an open task of the pathway (the measure's, after the meeting)
     async with api.client(token=_stranger(api)) as stranger:
         refused = await stranger.post(f"/tasks/{task['id']}/complete", json={})
-    assert refused.status_code == 403
-    assert problem_of(refused)["title"] == "No need of service"
+        missing = await stranger.post(f"/tasks/{2**62}/complete", json={})
+    # Another unit's task answers as one that does not exist: ids reveal no pathways.
+    assert refused.status_code == missing.status_code == 404
+    assert problem_of(refused)["title"] == problem_of(missing)["title"] == "Task not found"
+    denied = [
+        row["outcome"]
+        for row in await _access_log(api, pathway)
+        if str(row["action"]).startswith(f"complete task {task['id']}")
+    ]
+    assert denied == ["denied"]  # the refusal is still in the access log
 
 
 async def test_tokens_whose_units_are_malformed_are_refused(api: Api, pathway: str) -> None:
@@ -313,3 +321,34 @@ async def test_a_step_taken_by_breaking_the_glass_leaves_no_lasting_access(
     ]
     assert ("record objection", "break-glass") in grounds
     assert ("read status", "participant") not in grounds
+
+
+async def test_a_break_glass_reason_is_a_code_and_words_and_its_use_is_limited(
+    api: Api, pathway: str
+) -> None:
+    token = _stranger(api, "hasty")
+    async with api.client(token=token) as stranger:
+        for junk in (
+            "aaaaaaaaaaaa",
+            "emergency: aaaaaaaaaaaa",
+            "urgent: Pasienten trenger hjelp straks",
+        ):
+            answer = await stranger.get(f"/pathways/{pathway}", headers={"X-Break-Glass": junk})
+            assert answer.status_code == 400, junk
+            assert "X-Break-Glass" in problem_of(answer)["detail"]
+        allowed = [
+            await stranger.get(f"/pathways/{pathway}", headers={"X-Break-Glass": REASON})
+            for _ in range(10)  # ROP_BREAK_GLASS_PER_HOUR's default
+        ]
+        over = await stranger.get(f"/pathways/{pathway}", headers={"X-Break-Glass": REASON})
+        async with api.client(Role.OPERATOR) as operator:
+            scraped = (await operator.get("/metrics")).text
+    assert [a.status_code for a in allowed] == [200] * 10
+    assert over.status_code == 429
+    assert "the limit is 10" in problem_of(over)["detail"]
+    [counted] = [
+        line
+        for line in scraped.splitlines()
+        if line.startswith('rop_api_break_glass_total{code="emergency"}')
+    ]
+    assert float(counted.split()[-1]) >= 10

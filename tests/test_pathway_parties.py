@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest_asyncio
-from pydantic import JsonValue
 from temporalio.testing import ActivityEnvironment
 
 from activities.database import create_pool, migrate, migration_files
@@ -34,10 +33,7 @@ from activities.records import RecordActivities
 from rop_domain.commands import (
     EventKind,
     NewPathway,
-    Notification,
-    PathwayEvent,
     PathwayStep,
-    SummaryChange,
     TaskKind,
 )
 from rop_domain.followup import IndividualPlanStatus, Measure, MeasureKind, MeetingOutcome, Provider
@@ -77,33 +73,6 @@ async def owner(database_server_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-def _event(
-    workflow_id: str, label: str, kind: EventKind, actor: str, details: dict[str, JsonValue]
-) -> PathwayEvent:
-    return PathwayEvent(
-        idempotency_key=f"{workflow_id}/{label}",
-        workflow_id=workflow_id,
-        kind=kind,
-        actor=actor,
-        occurred_at=datetime.now(UTC),
-        change=SummaryChange(),
-        details=details,
-    )
-
-
-def _task(
-    workflow_id: str, label: str, kind: TaskKind, recipient: str, party: str | None = None
-) -> Notification:
-    return Notification(
-        idempotency_key=f"{workflow_id}/{label}",
-        workflow_id=workflow_id,
-        kind=kind,
-        recipient=recipient,
-        party=party,
-        redacted=True,  # the generic text: this test reads who, not what
-    )
-
-
 async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
     chance = random.Random(seed)  # noqa: S311 - a test's script, not a secret
     records = RecordActivities(pool)
@@ -129,7 +98,9 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
                 referral=referral,
                 meeting_deadline=datetime.now(UTC).date(),
                 notifications=[
-                    _task(wid, "1-assess", TaskKind.ASSESS_REFERRAL, referral.responsible_clinician)
+                    factories.task(
+                        wid, "1-assess", TaskKind.ASSESS_REFERRAL, referral.responsible_clinician
+                    )
                 ],
             ),
         )
@@ -144,7 +115,7 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
         steps = [
             PathwayStep(
                 events=[
-                    _event(
+                    factories.event(
                         wid,
                         "2-assessed",
                         EventKind.ASSESSED,
@@ -160,7 +131,7 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
             steps.append(
                 PathwayStep(
                     events=[
-                        _event(
+                        factories.event(
                             wid,
                             "3-invited",
                             EventKind.MEETING_INVITED,
@@ -169,19 +140,19 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
                         )
                     ],
                     notifications=[
-                        _task(
+                        factories.task(
                             wid,
                             "3-tsb",
                             TaskKind.MEETING_INVITATION,
                             "tsb@example.invalid",
-                            ParticipantRole.TSB.value,
+                            party=ParticipantRole.TSB.value,
                         ),
-                        _task(
+                        factories.task(
                             wid,
                             "3-kommune",
                             TaskKind.MEETING_INVITATION,
                             "4601",
-                            ParticipantRole.KOMMUNE.value,
+                            party=ParticipantRole.KOMMUNE.value,
                         ),
                     ],
                 )
@@ -212,7 +183,7 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
             steps.append(
                 PathwayStep(
                     events=[
-                        _event(
+                        factories.event(
                             wid,
                             "4-held",
                             EventKind.MEETING_HELD,
@@ -221,14 +192,14 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
                         )
                     ],
                     notifications=[
-                        _task(
+                        factories.task(
                             wid,
                             "4-crisis",
                             TaskKind.MAKE_CRISIS_PLAN,
                             outcome.crisis_plan_responsible,
                         ),
                         *(
-                            _task(wid, f"4-{m.id}", TaskKind.START_MEASURE, m.responsible)
+                            factories.task(wid, f"4-{m.id}", TaskKind.START_MEASURE, m.responsible)
                             for m in measures
                         ),
                     ],
@@ -241,7 +212,7 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
                 steps.append(
                     PathwayStep(
                         events=[
-                            _event(
+                            factories.event(
                                 wid,
                                 "5-revised",
                                 EventKind.PLAN_REVISED,

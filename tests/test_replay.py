@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tests.conftest import DATA_CONVERTER
-from tests.pathway_harness import KEPT, digest, new_history_name
+from tests.pathway_harness import KEPT, digest, kept_history, new_history_name
 from workflows.pathway import RopPathway
 from workflows.sandbox import workflow_runner
 
@@ -56,7 +55,7 @@ def test_histories_are_kept_for_every_tested_path() -> None:
 async def test_history_replays(path: Path, sandboxed: bool) -> None:
     """Replays as the worker runs (unsandboxed), and in the sandbox, which also refuses a
     non-deterministic call on every path the kept histories take."""
-    history = WorkflowHistory.from_json(f"rop-replay-{path.stem}", path.read_text(encoding="utf-8"))
+    history = kept_history(path)
     replayer = Replayer(
         workflows=[RopPathway],
         data_converter=DATA_CONVERTER,

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType, VersioningBehavior
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -27,7 +27,7 @@ from rop_domain.steps import StepName
 from starter.local_stack import packaged_binary
 from tests import factories
 from tests.conftest import DATA_CONVERTER
-from tests.pathway_harness import close_and_end, pathways, start
+from tests.pathway_harness import close_and_end, kept_history, pathways, start
 from tests.test_replay import HISTORIES
 from worker import build_worker
 from workflows.pathway import RopPathway
@@ -219,7 +219,7 @@ async def test_version_two_takes_new_pathways_and_running_ones_move_forward_when
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_every_kept_history_replays_on_version_two(path: Path) -> None:
     """Version 2 may run any pathway moved forward to it: every kept history replays on it."""
-    history = WorkflowHistory.from_json(f"rop-v2-{path.stem}", path.read_text(encoding="utf-8"))
+    history = kept_history(path)
     replayer = Replayer(
         workflows=[RopPathwayV2], data_converter=DATA_CONVERTER, workflow_runner=workflow_runner()
     )

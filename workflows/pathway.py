@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from temporalio import workflow
+from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, JsonValue, ValidationError
@@ -744,6 +745,13 @@ class RopPathway(PathwayWatchers):
             workflow_id=self._workflow_id,
             recording_stalled=self._recording_stalled,
         )
+
+    @workflow.signal(dynamic=True)
+    def ignore_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """No Signal drives a pathway (its steps are Updates, validated before they enter
+        history). One sent straight to Temporal, with any payload, even one the codec
+        refused, is logged and ignored: never buffered, never a failed workflow task."""
+        workflow.logger.warning("signal ignored", extra={"signal": name[:100]})
 
     @workflow.query
     def referral_differences(self, referral: Referral) -> list[str]:

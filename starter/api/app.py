@@ -24,6 +24,7 @@ from starter.api import (
 )
 from starter.api.auth import Principal
 from starter.api.context import ApiContext, audit_invalid
+from starter.api.guard import Guard
 
 log = structlog.get_logger(__name__)
 
@@ -37,8 +38,12 @@ Every pathway step is the same Temporal Update the `rop` CLI sends. Send
 
 def create_app(
     open_context: Callable[[], AbstractAsyncContextManager[ApiContext]],
+    *,
+    max_body_bytes: int = 1_000_000,
+    auth_failures_per_minute: int = 30,
 ) -> FastAPI:
-    """The API, with its connections opened by `open_context` for the app's lifetime."""
+    """The API, with its connections opened by `open_context` for the app's lifetime, behind
+    its guard (`starter.api.guard`: body limit, no-store, refused tokens throttled)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +97,10 @@ def create_app(
         )
         return response
 
+    # Last added, so outermost: it answers 413 and 429 before anything else runs.
+    app.add_middleware(
+        Guard, max_body_bytes=max_body_bytes, auth_failures_per_minute=auth_failures_per_minute
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

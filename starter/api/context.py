@@ -19,7 +19,7 @@ from rop_domain.models import WORKFLOW_ID_PATTERN, ValidationPolicy
 from rop_domain.steps import Step, actor_of
 from starter import access_log
 from starter.access_log import Access, Grounds, Outcome
-from starter.api import need_of_service, strict_json
+from starter.api import metrics, need_of_service, strict_json
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
 from starter.api.idempotency import IdempotencyStore
 from starter.api.problems import ProblemError
@@ -36,6 +36,8 @@ class ApiContext:
     pool: asyncpg.Pool
     authenticator: Authenticator
     policy: ValidationPolicy
+    break_glass_per_hour: int = 10
+    """How often one person may break the glass in an hour (`ROP_BREAK_GLASS_PER_HOUR`)."""
 
     @property
     def idempotency(self) -> IdempotencyStore:
@@ -153,6 +155,14 @@ async def admit(request: Request, principal: Principal, workflow_id: str, action
     if grounds is not None:
         return replace(principal, grounds=grounds)
     if reason is not None:
+        try:
+            await need_of_service.check_break_glass_rate(
+                ctx.pool, principal, ctx.break_glass_per_hour
+            )
+        except need_of_service.TooManyBreakGlass as error:
+            await ctx.audit(principal, [workflow_id], action, Outcome.DENIED)
+            raise ProblemError(429, "Too many break-glass accesses", str(error)) from None
+        metrics.count_break_glass(request.app, reason)
         return replace(principal, grounds=Grounds.BREAK_GLASS, break_glass_reason=reason)
     await ctx.audit(principal, [workflow_id], action, Outcome.DENIED)
     units = ", ".join(sorted(principal.units)) or "none"

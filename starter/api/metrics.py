@@ -10,6 +10,7 @@ at the network (deploy/), where Prometheus scrapes it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -17,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 
 from starter.api import offline_docs
+from starter.api.need_of_service import BreakGlassCode
 
 UNMATCHED = "unmatched"
 
@@ -43,6 +45,16 @@ def install(app: FastAPI) -> Observe:
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
     )
 
+    broken = Counter(
+        "rop_api_break_glass",
+        "Accesses on the grounds of breaking the glass, by the reason's code",
+        ["code"],
+        registry=registry,
+    )
+    for code in BreakGlassCode:
+        broken.labels(code.value)  # exported at 0, so a rate can be taken from the start
+    app.state.break_glass = broken
+
     def observe(request: Request, status: int, seconds: float) -> None:
         route = _route_template(request)
         requests.labels(request.method, route, str(status)).inc()
@@ -64,3 +76,11 @@ def _route_template(request: Request) -> str:
     if request.url.path.startswith(f"{offline_docs.ASSETS}/"):
         return offline_docs.ASSETS
     return UNMATCHED
+
+
+def count_break_glass(app: Any, reason: str) -> None:
+    """Count one access on the grounds of breaking the glass (`reason`: `<code>: <text>`);
+    the alert rule `RopBreakGlassBurst` watches its rate (deploy/monitoring)."""
+    counter = getattr(app.state, "break_glass", None)
+    if counter is not None:
+        counter.labels(reason.partition(":")[0]).inc()

@@ -17,6 +17,7 @@ scoped; operators see no clinical content at all, so there is nothing to scope.
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from typing import Annotated
 
 import asyncpg
@@ -28,15 +29,25 @@ from starter.access_log import Grounds
 from starter.api.auth import Principal
 
 BREAK_GLASS_HEADER = "X-Break-Glass"
-"""The request header that breaks the glass; its value is the reason, in words."""
+"""The request header that breaks the glass: `<code>: <reason in words>`."""
 
-BreakGlassReason = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=10, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
-]
-_REASON = TypeAdapter(BreakGlassReason)
+
+class BreakGlassCode(StrEnum):
+    """Why the glass is broken: the short list the privacy officer follows up by."""
+
+    EMERGENCY = "emergency"  # akutt: the patient needs help now
+    PATIENT_CONSENT = "patient-consent"  # the patient asked for or agreed to this access
+    CONTINUITY_OF_CARE = "continuity-of-care"  # taking over care before the record says so
+
+
+_TEXT = TypeAdapter(
+    Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=10, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$"
+        ),
+    ]
+)
 
 
 class NoRecord(Exception):
@@ -44,19 +55,48 @@ class NoRecord(Exception):
 
 
 class InvalidReason(ValueError):
-    """The break-glass reason is too short, too long or not plain text."""
+    """The break-glass reason names no code from the list, or its words say nothing."""
+
+
+class TooManyBreakGlass(Exception):
+    """The person broke the glass more often than `ROP_BREAK_GLASS_PER_HOUR` allows."""
 
 
 def break_glass_reason(header: str | None) -> str | None:
-    """The stated reason from the header, or None when the glass is not being broken."""
+    """The reason as `<code>: <text>` from the header, or None when the glass is not being
+    broken. The text must say something: two words or more, not one character repeated."""
     if header is None:
         return None
+    code, _, text = header.partition(":")
+    codes = ", ".join(c.value for c in BreakGlassCode)
     try:
-        return _REASON.validate_python(header)
-    except ValidationError:
+        reason = BreakGlassCode(code.strip())
+        words = _TEXT.validate_python(text)
+    except (ValueError, ValidationError):
         raise InvalidReason(
-            f"{BREAK_GLASS_HEADER}: state the reason in 10 to 300 characters of plain text"
+            f"{BREAK_GLASS_HEADER}: write `<code>: <reason>`, the code one of {codes} and the "
+            "reason 10 to 300 characters of plain text"
         ) from None
+    if len(words.split()) < 2 or len({c.casefold() for c in words if c.isalpha()}) < 5:
+        raise InvalidReason(f"{BREAK_GLASS_HEADER}: the reason must say why, in words")
+    return f"{reason.value}: {words}"
+
+
+async def check_break_glass_rate(
+    database: asyncpg.Pool | Connection, principal: Principal, per_hour: int
+) -> None:
+    """Raise `TooManyBreakGlass` when the person broke the glass `per_hour` times in the
+    last hour (counted in the access log, so every API and codec-server process agrees)."""
+    recent = await database.fetchval(
+        "SELECT count(*) FROM access_log WHERE grounds = 'break-glass' AND principal = $1 "
+        "AND at > now() - interval '1 hour'",
+        principal.identity,
+    )
+    if recent >= per_hour:
+        raise TooManyBreakGlass(
+            f"{principal.name} broke the glass {recent} times in the last hour (the limit is "
+            f"{per_hour}): call the privacy officer, who sees each of them"
+        )
 
 
 RECORD_WAIT = 2.0

@@ -161,7 +161,14 @@ async def complete_task(
         if task is None:
             raise ProblemError(404, "Task not found", f"no task {task_id}")
         action = _action(task)
-        admitted = await admit(request, principal, task.workflow_id, action)
+        try:
+            admitted = await admit(request, principal, task.workflow_id, action)
+        except ProblemError as error:
+            if error.problem.status != 403:
+                raise
+            # Another unit's task answers as one that does not exist (the refusal is in the
+            # access log): task ids cannot be used to learn which pathways exist.
+            raise ProblemError(404, "Task not found", f"no task {task_id}") from None
         step = step_for(task.kind)
         status: PathwayStatus | None = None
         if step is None:

@@ -85,6 +85,7 @@ def app_from_settings(
                 pool=pool,
                 authenticator=authenticator,
                 policy=settings.validation_policy(),
+                break_glass_per_hour=settings.break_glass_per_hour,
             )
         finally:
             purging.cancel()
@@ -92,7 +93,11 @@ def app_from_settings(
                 await purging
             await pool.close()
 
-    app = create_app(open_context)
+    app = create_app(
+        open_context,
+        max_body_bytes=settings.api_max_body_bytes,
+        auth_failures_per_minute=settings.api_auth_failures_per_minute,
+    )
     instrument_api(app, tracing)
     return app
 
