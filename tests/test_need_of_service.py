@@ -352,3 +352,34 @@ async def test_a_break_glass_reason_is_a_code_and_words_and_its_use_is_limited(
         if line.startswith('rop_api_break_glass_total{code="emergency"}')
     ]
     assert float(counted.split()[-1]) >= 10
+
+
+async def test_both_shapes_of_a_persons_task_list_agree(
+    api: Api, pathway: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person named in many pathways gets their tasks found task by task, one named in a
+    few pathway by pathway (`task_list.LARGE_SCOPE`): the same tasks, the same grounds."""
+    from starter import task_list
+
+    people = [
+        api.tokens[Role.CLINICIAN],  # a unit's member
+        api.idp.token("the-gp-list", ["clinician"], hpr=factories.GP, units=[]),
+        _stranger(api, "stranger-list"),
+    ]
+
+    async def lists() -> list[list[dict[str, object]]]:
+        found = []
+        for token in people:
+            async with api.client(token=token) as person:
+                answer = await person.get("/tasks", params={"include_closed": True})
+                assert answer.status_code == 200, answer.text
+                found.append(answer.json())
+        return found
+
+    by_pathway = await lists()
+    monkeypatch.setattr(task_list, "LARGE_SCOPE", 0)
+    by_task = await lists()
+    assert by_task == by_pathway
+    assert pathway in {t["workflow_id"] for t in by_pathway[0]}
+    assert pathway in {t["workflow_id"] for t in by_pathway[1]}
+    assert pathway not in {t["workflow_id"] for t in by_pathway[2]}
