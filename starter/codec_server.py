@@ -149,6 +149,7 @@ def build_app(codec: EncryptionCodec, door: CodecDoor, *, ui_origin: str) -> web
             request.headers.get(need_of_service.BREAK_GLASS_HEADER)
         )
         bindings = [binding_of(payload) for payload in sealed]
+        await _refuse_a_contradicted_claim(door, request, principal, bindings)
         views: dict[Binding | None, tuple[View, Principal]] = {}
         for binding in dict.fromkeys(bindings):
             views[binding] = await _view_for(door, principal, binding, reason)
@@ -243,6 +244,38 @@ async def _view_for(
             raise web.HTTPTooManyRequests(text=str(error)) from None
         return View.FULL, _with_grounds(principal, Grounds.BREAK_GLASS, reason)
     return View.SUMMARY, principal
+
+
+async def _refuse_a_contradicted_claim(
+    door: CodecDoor,
+    request: web.Request,
+    principal: Principal,
+    bindings: Sequence[Binding | None],
+) -> None:
+    """A person who names a pathway (`X-Workflow-Id`, as the CLI lets them) and sends another
+    pathway's payloads gets 403, logged against the pathway whose payloads they sent: the
+    claim never decides, and a contradicted one is an attempt worth following up."""
+    claimed = request.headers.get("X-Workflow-Id")
+    if not claimed or not principal.is_person:
+        return
+    others = sorted({b.workflow_id for b in bindings if b is not None and b.workflow_id != claimed})
+    if not others:
+        return
+    await access_log.record(
+        door.pool,
+        [
+            Access(
+                principal=principal.identity,
+                roles=principal.roles_text,
+                workflow_id=workflow_id,
+                action="decode (payloads of another pathway than the one named)",
+                outcome=Outcome.DENIED,
+                namespace=door.namespace,
+            )
+            for workflow_id in others
+        ],
+    )
+    raise web.HTTPForbidden(text="the payloads belong to another pathway than X-Workflow-Id names")
 
 
 async def _log_decodes(

@@ -205,13 +205,22 @@ async def test_another_pathways_payloads_are_judged_by_their_own_binding(
     sub = f"dr-{uuid.uuid4().hex[:6]}"
     token = codec_server.idp.token(sub, ["clinician"], hpr="9000444")  # helse-bergen/TSB
     body = await _sealed(SUMMARY, REFERRAL, workflow_id=theirs)
-    answer = await codec_server.post(
+    claimed = await codec_server.post(
         "/decode", body, token, **{"X-Workflow-Id": codec_server.workflow_id}
     )
-    assert [p.data for p in _payloads(answer)] == [SUMMARY.data, b'"[withheld]"']
-    assert NATIONAL_ID not in answer.text
-    [row] = await _logged(owner_pool, f"jwt:{sub}@{ISSUER}")
-    assert (row["workflow_id"], row["action"]) == (theirs, "decode 2 payloads (summary view)")
+    assert claimed.status_code == 403
+    assert NATIONAL_ID not in claimed.text
+    as_the_ui = await codec_server.post("/decode", body, token)  # the UI names no pathway
+    assert [p.data for p in _payloads(as_the_ui)] == [SUMMARY.data, b'"[withheld]"']
+    assert NATIONAL_ID not in as_the_ui.text
+    rows = [
+        (r["workflow_id"], r["outcome"], r["action"])
+        for r in await _logged(owner_pool, f"jwt:{sub}@{ISSUER}")
+    ]
+    assert rows == [
+        (theirs, "denied", "decode (payloads of another pathway than the one named)"),
+        (theirs, "ok", "decode 2 payloads (summary view)"),
+    ]
     # What the UI showed is in the pathway's own access log, as `rop access-log` prints it.
     code, out, _ = await Cli.on_database(database_url)("access-log", theirs)
     assert code == 0
