@@ -131,6 +131,28 @@ async def test_removed_rows_are_found_in_the_middle_and_at_the_end(chain_databas
     assert line.endswith("removed: the newest rows after position 9 (the head says 10)")
 
 
+async def test_the_check_names_a_bounded_number_of_problems(
+    chain_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the rows that break the chain leave the database, and at most `MOST_PROBLEMS`
+    of them are named (memory stays bounded over a long log)."""
+    await _as_owner_past_the_trigger(
+        chain_database, "UPDATE access_log SET principal = 'x' WHERE chain_seq IN (2, 4, 6)"
+    )
+    monkeypatch.setattr(access_log, "MOST_PROBLEMS", 2)
+    connection = await asyncpg.connect(chain_database)
+    try:
+        rows, problems = await access_log.verify_chain(connection)
+    finally:
+        await connection.close()
+    assert rows == 10
+    assert problems == [
+        "changed: row id 2 (position 2)",
+        "changed: row id 4 (position 4)",
+        "... and 1 more",
+    ]
+
+
 async def test_rows_written_after_a_check_extend_the_chain(chain_database: str) -> None:
     owner = await create_pool(chain_database)
     try:
