@@ -144,6 +144,11 @@ class RopSettings(BaseSettings):
     api_auth_failures_per_minute: int = Field(
         default=30, ge=1, description="refused tokens per source address a minute before 429"
     )
+    indicator_small_cell: int = Field(
+        default=5,
+        ge=1,
+        description="counts from 1 below this in the indicators' breakdowns read `<5` (1: none)",
+    )
     break_glass_per_hour: int = Field(
         default=10, ge=1, description="break-glass accesses one person may make in an hour"
     )

@@ -66,7 +66,7 @@ class AccessRecord(Access):
     at: datetime
 
 
-async def record(pool: asyncpg.Pool, accesses: Iterable[Access]) -> None:
+async def record(pool: asyncpg.Pool | Connection, accesses: Iterable[Access]) -> None:
     """Write the accesses in one statement; the caller answers only once this returned."""
     rows = [
         (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -18,10 +19,13 @@ from starter.cli_support import UsageError, connect_pathways, require_database
 async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
     import asyncpg
 
+    from starter import access_log
+    from starter.access_log import Access
     from starter.indicators import (
         IndicatorQuery,
         Period,
         SeriesPoint,
+        check_breakdown_period,
         compute_indicators,
         compute_series,
         render_table,
@@ -33,13 +37,35 @@ async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
     )
     if args.json and args.csv:
         raise UsageError("give --json or --csv, not both")
+    today = datetime.now(OSLO).date()
+    try:
+        check_breakdown_period(query, today)
+    except ValueError as error:
+        raise UsageError(f"--from: {error}") from None
+    small = settings.indicator_small_cell
     connection = await asyncpg.connect(require_database(settings))
     try:
         if args.by is not None:
-            today = datetime.now(OSLO).date()
-            series = await compute_series(connection, query, Period(args.by), today)
+            series = await compute_series(
+                connection, query, Period(args.by), today, small_cell=small
+            )
         else:
-            whole = await compute_indicators(connection, query)
+            whole = await compute_indicators(connection, query, small_cell=small)
+        await access_log.record(
+            connection,
+            [
+                Access(
+                    principal=f"cli:{getpass.getuser()}",
+                    roles="operator",
+                    workflow_id=access_log.NO_PATHWAY,
+                    action=(
+                        f"read indicators ({query.from_date or '…'}..{query.to_date or '…'}, "
+                        f"trust {query.health_trust or 'all'})"
+                    ),
+                    outcome=access_log.Outcome.OK,
+                )
+            ],
+        )
     finally:
         await connection.close()
     if args.by is None:

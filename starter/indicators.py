@@ -12,7 +12,7 @@ import csv
 import io
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from pydantic import Field, model_validator
@@ -62,13 +62,48 @@ class IndicatorQuery(StrictModel):
         return self
 
 
+SMALL_CELL = 5
+"""Counts from 1 below this in a breakdown are withheld (`ROP_INDICATOR_SMALL_CELL`)."""
+
+Count: TypeAlias = int | str
+"""A count, or `<5` (as the small-cell rule writes it) where it is withheld."""
+
+
+def withheld(small_cell: int) -> str:
+    return f"<{small_cell}"
+
+
+def suppress(counts: dict[str, int], small_cell: int) -> tuple[dict[str, Count], bool]:
+    """A breakdown with its small cells withheld, and whether its total must be withheld too.
+
+    A count from 1 to `small_cell - 1` could single out a patient (one minor in prison in a
+    municipality), so it reads `<5`; 0 stays 0. A single withheld cell could be worked out
+    from the total and the cells shown, so the next smallest cell is withheld with it; where
+    there is no other cell, the total is the withheld count, and is withheld instead.
+    """
+    if small_cell <= 1:
+        return dict(counts), False
+    hidden = {key for key, n in counts.items() if 0 < n < small_cell}
+    total_withheld = False
+    if len(hidden) == 1:
+        shown = sorted((n, key) for key, n in counts.items() if n > 0 and key not in hidden)
+        if shown:
+            hidden.add(shown[0][1])
+        else:
+            total_withheld = True
+    mark = withheld(small_cell)
+    return {key: mark if key in hidden else n for key, n in counts.items()}, total_withheld
+
+
 class FactCoverage(StrictModel):
     """FACT teams of one health trust (example data never counts)."""
 
     health_trust: str
     fact_teams: int
-    patients_with_fact_measure: int = Field(
-        default=0, description="Pathways in scope whose current plan has an ACT/FACT measure"
+    patients_with_fact_measure: Count = Field(
+        default=0,
+        description="Pathways in scope whose current plan has an ACT/FACT measure (`<5`: a small "
+        "count, withheld)",
     )
 
 
@@ -76,7 +111,9 @@ class Indicators(StrictModel):
     """The indicators for one query."""
 
     query: IndicatorQuery
-    active_pathways: int
+    active_pathways: Count = Field(
+        description="`<5` where a breakdown's only small cell would otherwise be this total"
+    )
     with_crisis_plan: int
     crisis_plan_share: float | None = Field(description="Of active pathways")
     with_crisis_plan_at_period_end: int = Field(
@@ -113,15 +150,15 @@ class Indicators(StrictModel):
     overdue_review: int
     overdue_crisis_plan: int
     overdue_review_or_crisis_plan: int
-    active_by_municipality: dict[str, int]
-    active_by_health_trust: dict[str, int]
-    active_by_age_group: dict[str, int] = Field(
+    active_by_municipality: dict[str, Count]
+    active_by_health_trust: dict[str, Count]
+    active_by_age_group: dict[str, Count] = Field(
         description="Age at receipt: under 18, 18-25 (unge voksne), 26-64, 65 and over, unknown"
     )
-    active_by_residence: dict[str, int] = Field(
+    active_by_residence: dict[str, Count] = Field(
         description="Where the patient lived when referred (home, institution, prison...)"
     )
-    by_pathway_reason: dict[str, int] = Field(
+    by_pathway_reason: dict[str, Count] = Field(
         description="Pathways in scope by why a ROP pathway (the local start condition)"
     )
     fact_coverage: list[FactCoverage]
@@ -211,8 +248,12 @@ _BREAKDOWNS = {
 """Counts by a column or expression: (key, over active pathways only)."""
 
 
-async def compute_indicators(connection: Connection, query: IndicatorQuery) -> Indicators:
-    """Run the indicator queries in one read-only snapshot."""
+async def compute_indicators(
+    connection: Connection, query: IndicatorQuery, *, small_cell: int = 1
+) -> Indicators:
+    """Run the indicator queries in one read-only snapshot. With `small_cell` above 1 (what
+    the API and the CLI pass: `ROP_INDICATOR_SMALL_CELL`), breakdowns withhold their small
+    counts (`suppress`); 1 gives every count, for the library's own callers and tests."""
     args: list[Any] = [query.from_date, query.to_date, query.health_trust]
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         totals = await _one(connection, _TOTALS, args)
@@ -226,11 +267,17 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         fact_by_trust = await _counts(connection, _FACT_PATIENTS, args)
         coverage = await connection.fetch(_COVERAGE, *args)
     median = totals["median_days"]
+    shown: dict[str, dict[str, Count]] = {}
+    total_withheld = False
+    for name, counts in breakdowns.items():
+        shown[name], withholds = suppress(counts, small_cell)
+        total_withheld |= withholds and _BREAKDOWNS[name][1]  # over active pathways
+    fact_counts, _ = suppress(fact_by_trust, small_cell)
     return Indicators(
         query=query,
-        active_pathways=totals["active"],
+        active_pathways=withheld(small_cell) if total_withheld else totals["active"],
         with_crisis_plan=totals["crisis"],
-        crisis_plan_share=_share(totals["crisis"], totals["active"]),
+        crisis_plan_share=None if total_withheld else _share(totals["crisis"], totals["active"]),
         with_crisis_plan_at_period_end=plans["crisis_at_end"],
         ever_with_crisis_plan=totals["crisis_ever"],
         in_target_group=totals["in_target"],
@@ -252,12 +299,12 @@ async def compute_indicators(connection: Connection, query: IndicatorQuery) -> I
         overdue_review=totals["review_overdue"],
         overdue_crisis_plan=totals["crisis_overdue"],
         overdue_review_or_crisis_plan=totals["either_overdue"],
-        **breakdowns,
+        **shown,
         fact_coverage=[
             FactCoverage(
                 health_trust=r["trust"],
                 fact_teams=r["teams"],
-                patients_with_fact_measure=fact_by_trust.get(r["trust"], 0),
+                patients_with_fact_measure=fact_counts.get(r["trust"], 0),
             )
             for r in coverage
         ],
@@ -410,7 +457,7 @@ def periods(first: date, last: date, by: Period) -> list[tuple[str, date, date]]
 
 
 async def compute_series(
-    connection: Connection, query: IndicatorQuery, by: Period, today: date
+    connection: Connection, query: IndicatorQuery, by: Period, today: date, *, small_cell: int = 1
 ) -> list[SeriesPoint]:
     """The indicators per month or quarter of the query's period (the last 12 months to
     `today` unless it says), each point over the referrals received in it."""
@@ -424,7 +471,9 @@ async def compute_series(
         SeriesPoint(
             period=label,
             indicators=await compute_indicators(
-                connection, query.model_copy(update={"from_date": start, "to_date": end})
+                connection,
+                query.model_copy(update={"from_date": start, "to_date": end}),
+                small_cell=small_cell,
             ),
         )
         for label, start, end in periods(first, last, by)
@@ -452,4 +501,25 @@ def series_csv(points: list[SeriesPoint]) -> str:
 
 
 def _is_number(value: object) -> bool:
+    """A figure for a CSV column: a number, none, or a withheld count (`<5`)."""
+    if isinstance(value, str):
+        return value.startswith("<")
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+MIN_BREAKDOWN_DAYS = 28
+"""The shortest period whose breakdowns are shown: a day's or a week's could single out a
+patient even with small cells withheld (who was referred when is known to many)."""
+
+
+def check_breakdown_period(query: IndicatorQuery, today: date) -> None:
+    """Raise ValueError for a period shorter than a month (the query's own; a series' points
+    are whole months or quarters, cut only at the period's ends)."""
+    if query.from_date is None:
+        return
+    last = query.to_date or today
+    if (last - query.from_date).days + 1 < MIN_BREAKDOWN_DAYS:
+        raise ValueError(
+            f"a period of at least {MIN_BREAKDOWN_DAYS} days: the indicators' breakdowns of a "
+            "shorter one could single out a patient"
+        )

@@ -362,7 +362,8 @@ async def test_tasks_are_listed_and_completed_through_their_step(api: Api) -> No
 
         indicators = await clinician.get("/indicators", params={"health_trust": "helse-bergen"})
         assert indicators.status_code == 200
-        assert indicators.json()["active_pathways"] >= 1
+        active = indicators.json()["active_pathways"]  # "<5" where a small cell gives it away
+        assert active == "<5" or active >= 5
         backwards = await clinician.get(
             "/indicators", params={"from_date": "2026-02-01", "to_date": "2026-01-01"}
         )

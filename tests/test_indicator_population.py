@@ -56,6 +56,8 @@ class Scripted:
     """The parties recommended for the meeting (none: a meeting recorded before they were)."""
     came: list[str] = field(default_factory=list)
     """Who came, as roles (`attended`) or as free text (`attendees`)."""
+    fact_cancelled: bool = False
+    """The current plan's ACT/FACT measure was cancelled (no FACT follow-up)."""
 
 
 def _population(seed: int) -> list[Scripted]:
@@ -101,6 +103,10 @@ def _population(seed: int) -> list[Scripted]:
                 came=rng.choice([["phv", "tsb"], ["PHV", "TSB", "kommune"], ["tsb"]]),
             )
         )
+    # Every third pathway with a FACT measure has it cancelled: a fixed rule, so the random
+    # script above stays as it was.
+    for number, p in enumerate(p for p in people if _has_fact(p)):
+        p.fact_cancelled = number % 3 == 0
     return people
 
 
@@ -149,6 +155,13 @@ async def _write(owner: asyncpg.Pool, trust: str, people: list[Scripted]) -> Non
                 if p.recommended:
                     details["recommended_roles"] = p.recommended
             events.append(("meeting-held" if number == 0 else "plan-revised", details))
+        if _fact_cancelled(p):  # the current plan's FACT measure, cancelled since
+            [fact_id] = [
+                f"m{i}" for i, kind in enumerate(p.measure_kinds[-1]) if kind == "ambulant-act-fact"
+            ]
+            events.append(
+                ("measure-cancelled", {"measure_id": fact_id, "by": "x", "reason": "flyttet"})
+            )
         for version, (with_patient, relatives) in enumerate(p.crisis_plans, start=1):
             events.append(
                 (
@@ -169,6 +182,15 @@ async def _write(owner: asyncpg.Pool, trust: str, people: list[Scripted]) -> Non
                 kind,
                 json.dumps(details),
             )
+
+
+def _has_fact(p: Scripted) -> bool:
+    """The current plan holds an ACT/FACT measure."""
+    return bool(p.measure_kinds) and "ambulant-act-fact" in p.measure_kinds[-1]
+
+
+def _fact_cancelled(p: Scripted) -> bool:
+    return p.fact_cancelled
 
 
 def _active(p: Scripted) -> bool:
@@ -229,7 +251,7 @@ async def test_indicators_equal_the_scripts_own_counts(
     invited = [p for p in people if p.invited_on_time is not None]
     late = [p for p in people if _late_without_invite(p)]
     on_time = [p for p in invited if p.invited_on_time]
-    fact = [p for p in active if p.measure_kinds and "ambulant-act-fact" in p.measure_kinds[-1]]
+    fact = [p for p in active if _has_fact(p) and not _fact_cancelled(p)]  # FACT follow-up
     municipalities = {p.municipality for p in active}
 
     def share(part: int, whole: int) -> float | None:
@@ -290,6 +312,7 @@ async def test_indicators_equal_the_scripts_own_counts(
     # The population is varied enough for each count to mean something.
     assert 0 < len(late) < len(people)
     assert 0 < len(fact) < len(active)
+    assert any(_fact_cancelled(p) for p in active)  # a cancelled FACT measure is not counted
     assert 0 < found.crisis_plans_made_with_patient < len(current)
 
 

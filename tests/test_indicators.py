@@ -102,7 +102,16 @@ async def test_indicators_from_real_pathways(
     assert "With a crisis plan" in table
     assert "1 (33%)" in table
 
+    # Three pathways: every breakdown's cells are small, so the CLI withholds them (and the
+    # total their only cells would give away); with the rule off it gives the library's.
     rop = Cli.on_database(database_url)
+    code, out, err = await rop("indicators", "--health-trust", trust, "--json")
+    assert code == 0, err
+    withheld = json.loads(out)
+    assert withheld["active_pathways"] == "<5"
+    assert withheld["active_by_health_trust"] == {trust: "<5"}
+    assert withheld["with_crisis_plan"] == with_fact.with_crisis_plan  # not a breakdown
+    rop = Cli({**rop.env, "ROP_INDICATOR_SMALL_CELL": "1"})
     code, out, err = await rop("indicators", "--health-trust", trust, "--json")
     assert code == 0, err
     assert json.loads(out) == json.loads(with_fact.model_dump_json())

@@ -38,6 +38,8 @@ class ApiContext:
     policy: ValidationPolicy
     break_glass_per_hour: int = 10
     """How often one person may break the glass in an hour (`ROP_BREAK_GLASS_PER_HOUR`)."""
+    indicator_small_cell: int = 5
+    """Breakdown counts below this are withheld (`ROP_INDICATOR_SMALL_CELL`)."""
 
     @property
     def idempotency(self) -> IdempotencyStore:

@@ -6,8 +6,9 @@
 - **Bodies have a limit.** A body over `ROP_API_MAX_BODY_BYTES` is refused with 413 before
   it is parsed (a 10 MB body was read and parsed, then refused with 422).
 - **Guessing tokens is slow.** Refused tokens (401) are counted per source address; past
-  `ROP_API_AUTH_FAILURES_PER_MINUTE` in a minute, that address gets 429 with Retry-After
-  until the minute is over. Each refusal is logged with the address, never the token.
+  `ROP_API_AUTH_FAILURES_PER_MINUTE` within a minute, that address gets 429 with
+  Retry-After until the oldest of them is a minute old. Each refusal is logged with the
+  address, never the token.
 
 A pure ASGI middleware: it sees every request, including those no route matches.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,33 +34,42 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+WINDOW_SECONDS = 60.0
+"""Refused tokens count against an address for this long."""
+
 SECURITY_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
 
 
 @dataclass
 class AuthFailures:
-    """Refused tokens per source address in the current minute."""
+    """Refused tokens per source address over the last minute (a sliding window)."""
 
     per_minute: int
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    minute: int = 0
+    refused: dict[str, deque[float]] = field(default_factory=dict)
 
-    def _roll(self) -> None:
-        now = int(time.time() // 60)
-        if now != self.minute:
-            self.minute, self.counts = now, defaultdict(int)
+    def _recent(self, source: str, now: float) -> deque[float]:
+        times = self.refused.setdefault(source, deque())
+        while times and now - times[0] >= WINDOW_SECONDS:
+            times.popleft()
+        return times
 
     def blocked(self, source: str) -> bool:
-        self._roll()
-        return self.counts.get(source, 0) >= self.per_minute
+        return len(self._recent(source, time.monotonic())) >= self.per_minute
 
     def count(self, source: str) -> int:
-        self._roll()
-        self.counts[source] += 1
-        return self.counts[source]
+        now = time.monotonic()
+        times = self._recent(source, now)
+        times.append(now)
+        if len(self.refused) > 10_000:  # a bound on memory: forget quiet addresses
+            for quiet in [a for a, t in self.refused.items() if not self._recent(a, now)]:
+                del self.refused[quiet]
+        return len(times)
 
-    def seconds_left(self) -> int:
-        return max(1, 60 - int(time.time() % 60))
+    def seconds_left(self, source: str) -> int:
+        times = self._recent(source, time.monotonic())
+        if not times:
+            return 1
+        return max(1, int(WINDOW_SECONDS - (time.monotonic() - times[0])) + 1)
 
 
 class Guard:
@@ -82,7 +92,7 @@ class Guard:
                 429,
                 "Too many refused tokens",
                 "this address sent too many invalid tokens; try again later",
-                [(b"retry-after", str(self.failures.seconds_left()).encode())],
+                [(b"retry-after", str(self.failures.seconds_left(source)).encode())],
             )
             return
         body = await self._body_within_limit(scope, receive)

@@ -29,7 +29,7 @@ from rop_domain.models import (
 from rop_domain.steps import STEP, Step, StepName
 from rop_domain.tasks import step_for
 from rop_domain.view import PathwayStatus
-from starter.access_log import Grounds, Outcome
+from starter.access_log import NO_PATHWAY, Grounds, Outcome
 from starter.api.auth import Principal
 from starter.api.context import INDICATORS, TASKS, admit, check_actor, context, require
 from starter.api.idempotency import update_id_for
@@ -47,6 +47,7 @@ from starter.indicators import (
     Indicators,
     Period,
     SeriesPoint,
+    check_breakdown_period,
     compute_indicators,
     compute_series,
     series_csv,
@@ -238,9 +239,14 @@ def _indicator_query(
 ) -> IndicatorQuery:
     """The period and health trust both indicator routes take, validated together."""
     try:
-        return IndicatorQuery(from_date=from_date, to_date=to_date, health_trust=health_trust)
+        query = IndicatorQuery(from_date=from_date, to_date=to_date, health_trust=health_trust)
     except ValidationError as error:
         raise from_validation_error(error) from None
+    try:
+        check_breakdown_period(query, datetime.now(OSLO).date())
+    except ValueError as error:
+        raise invalid([FieldProblem(field="from_date", message=str(error))]) from None
+    return query
 
 
 @router.get(
@@ -251,12 +257,22 @@ def _indicator_query(
 )
 async def indicators(
     request: Request,
-    _: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
+    principal: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
     query: Annotated[IndicatorQuery, Depends(_indicator_query)],
 ) -> Response:
-    async with context(request).pool.acquire() as connection:
-        result = await compute_indicators(connection, query)
+    ctx = context(request)
+    async with ctx.pool.acquire() as connection:
+        result = await compute_indicators(connection, query, small_cell=ctx.indicator_small_cell)
+    await _audit_indicators(request, principal, query, "read indicators")
     return JSONResponse(result.model_dump(mode="json"))
+
+
+async def _audit_indicators(
+    request: Request, principal: Principal, query: IndicatorQuery, what: str
+) -> None:
+    """An indicator read in the access log, with its scope (trust, period), not per pathway."""
+    scope = f"{query.from_date or '…'}..{query.to_date or '…'}, trust {query.health_trust or 'all'}"
+    await context(request).audit(principal, [NO_PATHWAY], f"{what} ({scope})", Outcome.OK)
 
 
 @router.get(
@@ -273,13 +289,17 @@ async def indicators(
 )
 async def indicator_series(
     request: Request,
-    _: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
+    principal: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
     query: Annotated[IndicatorQuery, Depends(_indicator_query)],
     by: Period = Period.MONTH,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
-    async with context(request).pool.acquire() as connection:
-        series = await compute_series(connection, query, by, datetime.now(OSLO).date())
+    ctx = context(request)
+    async with ctx.pool.acquire() as connection:
+        series = await compute_series(
+            connection, query, by, datetime.now(OSLO).date(), small_cell=ctx.indicator_small_cell
+        )
+    await _audit_indicators(request, principal, query, f"read indicator series by {by.value}")
     if format == "csv":
         return Response(series_csv(series), media_type="text/csv; charset=utf-8")
     return JSONResponse([point.model_dump(mode="json") for point in series])

@@ -86,6 +86,7 @@ def app_from_settings(
                 authenticator=authenticator,
                 policy=settings.validation_policy(),
                 break_glass_per_hour=settings.break_glass_per_hour,
+                indicator_small_cell=settings.indicator_small_cell,
             )
         finally:
             purging.cancel()
