@@ -28,6 +28,7 @@ async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
         check_breakdown_period,
         compute_indicators,
         compute_series,
+        read_action,
         render_table,
         series_csv,
     )
@@ -58,10 +59,7 @@ async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
                     principal=f"cli:{getpass.getuser()}",
                     roles="operator",
                     workflow_id=access_log.NO_PATHWAY,
-                    action=(
-                        f"read indicators ({query.from_date or '…'}..{query.to_date or '…'}, "
-                        f"trust {query.health_trust or 'all'})"
-                    ),
+                    action=read_action(query),
                     outcome=access_log.Outcome.OK,
                 )
             ],

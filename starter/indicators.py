@@ -507,6 +507,12 @@ def _is_number(value: object) -> bool:
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
+def read_action(query: IndicatorQuery, what: str = "read indicators") -> str:
+    """How an indicator read stands in the access log: what, and its scope (no pathway)."""
+    period = f"{query.from_date or '…'}..{query.to_date or '…'}"
+    return f"{what} ({period}, trust {query.health_trust or 'all'})"
+
+
 MIN_BREAKDOWN_DAYS = 28
 """The shortest period whose breakdowns are shown: a day's or a week's could single out a
 patient even with small cells withheld (who was referred when is known to many)."""

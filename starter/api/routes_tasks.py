@@ -50,6 +50,7 @@ from starter.indicators import (
     check_breakdown_period,
     compute_indicators,
     compute_series,
+    read_action,
     series_csv,
 )
 from starter.pathways import PathwayError
@@ -271,8 +272,7 @@ async def _audit_indicators(
     request: Request, principal: Principal, query: IndicatorQuery, what: str
 ) -> None:
     """An indicator read in the access log, with its scope (trust, period), not per pathway."""
-    scope = f"{query.from_date or '…'}..{query.to_date or '…'}, trust {query.health_trust or 'all'}"
-    await context(request).audit(principal, [NO_PATHWAY], f"{what} ({scope})", Outcome.OK)
+    await context(request).audit(principal, [NO_PATHWAY], read_action(query, what), Outcome.OK)
 
 
 @router.get(
