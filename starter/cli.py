@@ -189,7 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     deadline = command(
         "deadline", operations.deadline, "the meeting deadline for a receipt date", cal
     )
-    deadline.add_argument("--received", required=True, help="YYYY-MM-DD")
+    deadline.add_argument(
+        "--received",
+        required=True,
+        help="YYYY-MM-DD, or an instant with its zone (its date in Norway counts)",
+    )
     deadline.add_argument(
         "--working-days", type=int, help="default: ROP_MEETING_WORKING_DAYS or 10"
     )

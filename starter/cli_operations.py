@@ -83,11 +83,28 @@ MAX_WORKING_DAYS = 260
 """A year of working days: the most `rop calendar deadline` counts."""
 
 
-async def deadline(args: argparse.Namespace, settings: RopSettings) -> None:
+def received_day(given: str) -> date:
+    """The day of receipt from `--received`: a date, or an instant with its zone, taken as
+    the pathway takes it (its date in Norway: 22:30 UTC on 31 March is 1 April in Oslo)."""
     try:
-        received = date.fromisoformat(args.received)
+        if "T" not in given:
+            return date.fromisoformat(given)
+        instant = datetime.fromisoformat(given)
     except ValueError:
-        raise UsageError(f"--received {args.received!r}: write a date as YYYY-MM-DD") from None
+        raise UsageError(
+            f"--received {given!r}: write a date as YYYY-MM-DD, or an instant with its zone "
+            "(2026-03-31T22:30:00Z)"
+        ) from None
+    if instant.tzinfo is None:
+        raise UsageError(
+            f"--received {given!r}: give the instant's zone (Z or +01:00): the day of receipt "
+            "is its date in Norway"
+        )
+    return calendar.local_date(instant)
+
+
+async def deadline(args: argparse.Namespace, settings: RopSettings) -> None:
+    received = received_day(args.received)
     working_days = settings.meeting_working_days if args.working_days is None else args.working_days
     if not 1 <= working_days <= MAX_WORKING_DAYS:
         raise UsageError(f"--working-days must be from 1 to {MAX_WORKING_DAYS}")
