@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from activities.database import Connection
 from rop_domain.commands import TaskKind, TaskStatus
 from rop_domain.models import StrictModel
-from rop_domain.parties import email_party
 from starter.api.need_of_service import GROUNDS_OF_ROWS, names_caller
 
 
@@ -37,7 +36,8 @@ _COLUMNS = "t.id, t.workflow_id, t.kind, t.recipient, t.status, t.due_at, t.subj
 
 @dataclass(frozen=True)
 class Viewer:
-    """A person, for their need of service: their units, HPR number and e-mail."""
+    """A person, for their need of service, as `need_of_service.parties_arguments` gives
+    them: their units, HPR number and trusted e-mail address (case folded)."""
 
     units: list[str]
     person: str | None
@@ -95,7 +95,7 @@ async def list_tasks_with_grounds(
     viewer = where.visible_to
     scope, visible, grounds = "", "", "'service'"
     if viewer is not None:
-        caller = [viewer.units, viewer.person, email_party(viewer.email or "") or None]
+        caller = [viewer.units, viewer.person, viewer.email]
         arguments += caller
         named = names_caller("$9", "$10", "$11")
         mine = f"SELECT {GROUNDS_OF_ROWS} FROM pathway_parties g WHERE g.workflow_id = t.workflow_id AND {named} HAVING count(*) > 0"  # noqa: S608 - fixed SQL

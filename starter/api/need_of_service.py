@@ -154,23 +154,6 @@ async def grounds_for(
     raise NoRecord(workflow_id)
 
 
-async def visible(
-    database: asyncpg.Pool | Connection, principal: Principal, workflow_ids: list[str]
-) -> dict[str, Grounds]:
-    """The pathways among `workflow_ids` the caller may see, each with its grounds (lists
-    show only these; breaking the glass is for one pathway at a time, never for a list)."""
-    if not principal.is_person:
-        return dict.fromkeys(workflow_ids, Grounds.SERVICE)
-    rows = await database.fetch(
-        f"""SELECT g.workflow_id, {GROUNDS_OF_ROWS} AS grounds FROM pathway_parties g
-            WHERE g.workflow_id = ANY ($1::text[]) AND {NAMES_CALLER}
-            GROUP BY g.workflow_id""",  # noqa: S608 - fixed SQL
-        list(dict.fromkeys(workflow_ids)),
-        *parties_arguments(principal),
-    )
-    return {row["workflow_id"]: Grounds(row["grounds"]) for row in rows}
-
-
 async def pathways_naming(
     database: asyncpg.Pool | Connection,
     principal: Principal,

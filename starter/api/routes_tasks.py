@@ -30,6 +30,7 @@ from rop_domain.steps import STEP, Step, StepName
 from rop_domain.tasks import step_for
 from rop_domain.view import PathwayStatus
 from starter.access_log import NO_PATHWAY, Grounds, Outcome
+from starter.api import need_of_service
 from starter.api.auth import Principal
 from starter.api.context import INDICATORS, TASKS, admit, check_actor, context, require
 from starter.api.idempotency import update_id_for
@@ -128,9 +129,7 @@ async def tasks(
         overdue=overdue,
         include_closed=include_closed,
         visible_to=(
-            Viewer(sorted(principal.units), principal.actor, principal.email)
-            if principal.is_person
-            else None
+            Viewer(*need_of_service.parties_arguments(principal)) if principal.is_person else None
         ),
     )
     async with ctx.pool.acquire() as connection:
