@@ -10,8 +10,11 @@ dev server, in the clinician's unit, for the FHIR bundle (it needs the workflow'
 
 Then, as a clinician of helse-bergen/TSB (one unit of eight: an eighth of the pathways) with
 a system's view beside, it times `GET /tasks`, `GET /pathways` and one pathway's
-`GET /pathways/{id}/fhir` through the real API (p50 and p99 of ROUNDS requests each), and
-prints the tables' size per pathway and the machine's load average.
+`GET /pathways/{id}/fhir` through the real API (p50 and p99 of ROUNDS requests each); as a
+system, the region's indicator reads (one set over the three years, a 37-point monthly series,
+the quarterly CSV); then fills the access log to ACCESS_LOG_ROWS rows and runs
+`rop access-log verify` as its own process (seconds and peak memory); and prints the tables'
+size per pathway and the machine's load average.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import os
 import random
 import secrets
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -198,14 +203,17 @@ async def timed(
         answer = await call()
         seconds.append(time.perf_counter() - began)
         assert answer.status_code == 200, answer.text[:300]
+        if answer.headers["content-type"].startswith("text/csv"):
+            items = len(answer.text.splitlines()) - 1  # rows under the header
+            continue
         body = answer.json()
-        items = len(body) if isinstance(body, list) else len(body.get("entry", []))
+        items = len(body) if isinstance(body, list) else len(body.get("entry", [1]))
     seconds.sort()
     p99 = seconds[min(len(seconds) - 1, int(len(seconds) * 0.99))]
     return statistics.median(seconds) * 1000, p99 * 1000, items
 
 
-async def main(count: int, rounds: int) -> None:
+async def main(count: int, rounds: int, access_log_rows: int) -> None:
     # The request log would print a line per timed request: warnings only.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     async with local_servers("scale") as (client, database_url):
@@ -261,6 +269,23 @@ async def main(count: int, rounds: int) -> None:
                         ),
                     }
                     results = {name: await timed(call, rounds) for name, call in reads.items()}
+                async with httpx.AsyncClient(
+                    base_url=api, headers={"Authorization": f"Bearer {system_key}"}, timeout=120
+                ) as system:
+                    today = datetime.now(UTC).date()
+                    three_years = f"from_date={today.year - 3}-{today.month:02d}-01&to_date={today}"
+                    reads = {
+                        "GET /indicators (3 years)": lambda: system.get(
+                            f"/indicators?{three_years}"
+                        ),
+                        "GET /indicators/series (37 months)": lambda: system.get(
+                            f"/indicators/series?by=month&{three_years}"
+                        ),
+                        "GET /indicators/series quarter CSV": lambda: system.get(
+                            f"/indicators/series?by=quarter&format=csv&{three_years}"
+                        ),
+                    }
+                    results |= {name: await timed(call, rounds) for name, call in reads.items()}
         finally:
             server.should_exit = True
             await serving
@@ -278,7 +303,9 @@ async def main(count: int, rounds: int) -> None:
             )
         }
         rows = {table: await owner.fetchval(f"SELECT count(*) FROM {table}") for table in sizes}  # noqa: S608
+        logged = await fill_access_log(owner, access_log_rows)
         await owner.close()
+        verify_seconds, verify_mib, verified = verify_as_a_process(database_url)
     load = os.getloadavg()
     print(
         f"\n{count} pathways, {rounds} requests each, as a clinician of {MY_UNIT} (one unit of 8)"
@@ -286,6 +313,10 @@ async def main(count: int, rounds: int) -> None:
     print(f"{'read':32} {'p50 ms':>8} {'p99 ms':>8} {'items':>6}")
     for name, (p50, p99, items) in results.items():
         print(f"{name:32} {p50:8.1f} {p99:8.1f} {items:6}")
+    print(
+        f"\nrop access-log verify over {logged} rows: {verify_seconds:.1f} s, "
+        f"peak {verify_mib:.0f} MiB ({verified})"
+    )
     print("\ntable sizes per pathway (rows, bytes with indexes)")
     for table, size in sizes.items():
         print(f"  {table:16} {rows[table] / (count + 1):6.1f} rows  {size / (count + 1):8.0f} B")
@@ -294,12 +325,53 @@ async def main(count: int, rounds: int) -> None:
     )
 
 
+async def fill_access_log(owner: asyncpg.Pool, rows: int) -> int:
+    """Fill the access log up to `rows` rows (reads of pathways by clinicians, chained by the
+    log's own trigger, as the API writes them); return how many it holds."""
+    have: int = await owner.fetchval("SELECT count(*) FROM access_log")
+    while have < rows:
+        batch = min(10_000, rows - have)
+        await owner.execute(
+            """INSERT INTO access_log (principal, roles, workflow_id, action, outcome, grounds)
+               SELECT 'jwt:9' || (100000 + g % 400) || '@bench', 'clinician',
+                      'rop-SCALE-' || lpad((g % 100000)::text, 7, '0'), 'read status', 'ok', 'unit'
+               FROM generate_series(1, $1) g""",
+            batch,
+        )
+        have += batch
+    return have
+
+
+def verify_as_a_process(database_url: str) -> tuple[float, float, str]:
+    """`rop access-log verify` as an operator runs it: (seconds, peak MiB of its process, its
+    answer). A wrapper process waits for it, so the peak is the verify's alone."""
+    rop = Path(sys.executable).with_name("rop")
+    wrapper = (
+        "import resource, subprocess, sys; "
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+        "print((done.stdout or done.stderr).strip())"
+    )
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, str(rop), "access-log", "verify"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = time.monotonic() - began
+    peak_kib, answer = done.stdout.split("\n", 1)
+    return seconds, int(peak_kib) / 1024, answer.strip()
+
+
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--pathways", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--access-log-rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    asyncio.run(main(args.pathways, args.rounds))
+    asyncio.run(main(args.pathways, args.rounds, args.access_log_rows))
 
 
 if __name__ == "__main__":

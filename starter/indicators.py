@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeAlias
 
@@ -18,34 +18,31 @@ import asyncpg
 from pydantic import Field, model_validator
 
 from activities.database import Connection
+from rop_domain.calendar import OSLO
 from rop_domain.models import Identifier, IsoDate, StrictModel
 
-_ACTIVE = "phase NOT IN ('closed', 'not-in-target-group')"
-_IN_TARGET = "assessment_decision = 'in-target-group'"
-# At the end of the period (its last day in Oslo, or today): in the pathway, not ended, and
-# with a crisis plan registered by then.
-_PERIOD_END = "(coalesce($2::date, (now() AT TIME ZONE 'Europe/Oslo')::date) + 1)"
-_AT_PERIOD_END = f"""(f.first_crisis_plan_at AT TIME ZONE 'Europe/Oslo' < {_PERIOD_END}
-    AND assessment_decision IS DISTINCT FROM 'not-in-target-group'
-    AND (closed_at IS NULL OR closed_at AT TIME ZONE 'Europe/Oslo' >= {_PERIOD_END}))"""
-# Age at receipt, in the groups the regional plan speaks of ("unge voksne": 18-25).
-_AGE_GROUP = """CASE
-    WHEN birth_year IS NULL THEN 'unknown'
-    WHEN extract(year FROM received_at AT TIME ZONE 'Europe/Oslo') - birth_year < 18
-        THEN 'under 18'
-    WHEN extract(year FROM received_at AT TIME ZONE 'Europe/Oslo') - birth_year <= 25
-        THEN '18-25'
-    WHEN extract(year FROM received_at AT TIME ZONE 'Europe/Oslo') - birth_year <= 64
-        THEN '26-64'
-    ELSE '65 and over' END"""
-# Past its meeting deadline (an Oslo date) with no invite, and not ended before it.
-_LATE_WITHOUT_INVITE = """(invited_at IS NULL
-    AND assessment_decision IS DISTINCT FROM 'not-in-target-group'
-    AND meeting_deadline < (now() AT TIME ZONE 'Europe/Oslo')::date
-    AND (closed_at IS NULL OR (closed_at AT TIME ZONE 'Europe/Oslo')::date > meeting_deadline))"""
-_SCOPE = """(($1::date IS NULL OR (received_at AT TIME ZONE 'Europe/Oslo')::date >= $1)
-    AND ($2::date IS NULL OR (received_at AT TIME ZONE 'Europe/Oslo')::date <= $2)
-    AND ($3::text IS NULL OR health_trust = $3))"""
+_ACTIVE = "f.active"  # neither closed nor assessed as not in the target group
+_IN_TARGET = "f.assessment_decision = 'in-target-group'"
+_TODAY = "(now() AT TIME ZONE 'Europe/Oslo')::date"
+# At the end of the point's period (its last day in Oslo, or today): in the pathway, not
+# ended, and with a crisis plan registered by then.
+_AT_PERIOD_END = """(f.first_crisis_plan_at AT TIME ZONE 'Europe/Oslo' < b.period_end + 1
+    AND f.assessment_decision IS DISTINCT FROM 'not-in-target-group'
+    AND (f.closed_at IS NULL OR f.closed_at AT TIME ZONE 'Europe/Oslo' >= b.period_end + 1))"""
+# Past a deadline (an Oslo date) without the step, and not ended before it.
+_LATE = """(f.assessment_decision IS DISTINCT FROM 'not-in-target-group'
+    AND {deadline} < {today}
+    AND (f.closed_at IS NULL OR (f.closed_at AT TIME ZONE 'Europe/Oslo')::date > {deadline}))"""
+_LATE_WITHOUT_INVITE = (
+    "(f.invited_at IS NULL AND " + _LATE.format(deadline="f.meeting_deadline", today=_TODAY) + ")"
+)
+_LATE_WITHOUT_ASSESSMENT = (
+    "(f.assessed_at IS NULL AND "
+    + _LATE.format(deadline="f.assessment_deadline", today=_TODAY)
+    + ")"
+)
+_ASSESSED_IN_TIME = """(f.assessed_at IS NOT NULL
+    AND (f.assessed_at AT TIME ZONE 'Europe/Oslo')::date <= f.assessment_deadline)"""
 
 
 class IndicatorQuery(StrictModel):
@@ -131,6 +128,18 @@ class Indicators(StrictModel):
     crisis_plans_with_relatives: int
     made_with_patient_share: float | None
     with_relatives_share: float | None
+    assessed: int = Field(description="Referrals in scope the specialist service has assessed")
+    assessed_in_time: int = Field(
+        description="Of those, assessed within 10 working days of receipt (the assessment "
+        "deadline, pasient- og brukerrettighetsloven § 2-2)"
+    )
+    late_without_assessment: int = Field(
+        description="Past their assessment deadline, not assessed, not ended before it"
+    )
+    assessed_in_time_share: float | None = Field(
+        description="In time, of those assessed and those past their deadline unassessed "
+        "(Helsedirektoratet reports the rest: the share not assessed in time)"
+    )
     invited: int
     invited_on_time: int
     late_without_invite: int = Field(
@@ -140,6 +149,10 @@ class Indicators(StrictModel):
         description="On time, of those invited and those past their deadline without an invite"
     )
     median_working_days_to_invite: float | None
+    meetings_held: int = Field(description="Pathways in scope whose avklaringsmøte was held")
+    median_working_days_to_meeting: float | None = Field(
+        description="Median working days from receipt to the first clarification meeting"
+    )
     meetings_compared: int = Field(
         description="Meetings held whose recommended parties are known (recorded since issue 13)"
     )
@@ -180,156 +193,267 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 3) if whole else None
 
 
-# One statement per kind of figure; `_SCOPE`'s $1..$3 bind the query.
-_TOTALS = f"""SELECT
+# The pathways in scope with their facts (migration 0014), each with its point of a series
+# (`b.bucket`) and that point's last day (`b.period_end`). $1..$2: the period of receipt,
+# $3: a health trust, $4: the last day of the whole period (its end, or today).
+_FROM_SCOPED = """FROM pathway_facts f
+    CROSS JOIN LATERAL (SELECT {bucket} AS bucket, least({bucket_end}, $4::date) AS period_end) b"""
+_IN_SCOPE = """($1::date IS NULL OR f.received_on >= $1::date)
+      AND ($2::date IS NULL OR f.received_on <= $2::date)
+      AND ($3::text IS NULL OR f.health_trust = $3::text)"""
+
+# Every count and median of a point, in one pass over its pathways.
+_TOTALS = f"""SELECT b.bucket,
       count(*) FILTER (WHERE {_ACTIVE}) AS active,
-      count(*) FILTER (WHERE {_ACTIVE} AND crisis_plan_version IS NOT NULL) AS crisis,
-      count(*) FILTER (WHERE crisis_plan_version IS NOT NULL) AS crisis_ever,
+      count(*) FILTER (WHERE {_ACTIVE} AND f.crisis_plan_version IS NOT NULL) AS crisis,
+      count(*) FILTER (WHERE f.crisis_plan_version IS NOT NULL) AS crisis_ever,
+      count(*) FILTER (WHERE {_AT_PERIOD_END}) AS crisis_at_end,
       count(*) FILTER (WHERE {_IN_TARGET}) AS in_target,
-      count(*) FILTER (WHERE invited_at IS NOT NULL) AS invited,
-      count(*) FILTER (WHERE invited_on_time) AS on_time,
+      count(*) FILTER (WHERE f.has_crisis_plan) AS plans,
+      count(*) FILTER (WHERE f.made_with_patient) AS with_patient,
+      count(*) FILTER (WHERE f.relatives_involved) AS with_relatives,
+      count(*) FILTER (WHERE f.assessed_at IS NOT NULL) AS assessed,
+      count(*) FILTER (WHERE {_ASSESSED_IN_TIME}) AS assessed_in_time,
+      count(*) FILTER (WHERE {_LATE_WITHOUT_ASSESSMENT}) AS late_without_assessment,
+      count(*) FILTER (WHERE f.invited_at IS NOT NULL) AS invited,
+      count(*) FILTER (WHERE f.invited_on_time) AS on_time,
       count(*) FILTER (WHERE {_LATE_WITHOUT_INVITE}) AS late_without_invite,
-      percentile_cont(0.5) WITHIN GROUP (ORDER BY invite_working_days)
-          FILTER (WHERE invited_at IS NOT NULL) AS median_days,
-      count(*) FILTER (WHERE {_ACTIVE} AND review_overdue) AS review_overdue,
-      count(*) FILTER (WHERE {_ACTIVE} AND crisis_plan_overdue) AS crisis_overdue,
-      count(*) FILTER (WHERE {_ACTIVE} AND (review_overdue OR crisis_plan_overdue))
+      percentile_cont(0.5) WITHIN GROUP (ORDER BY f.invite_working_days)
+          FILTER (WHERE f.invited_at IS NOT NULL) AS median_days,
+      count(*) FILTER (WHERE f.meeting_working_days IS NOT NULL) AS meetings_held,
+      percentile_cont(0.5) WITHIN GROUP (ORDER BY f.meeting_working_days)
+          FILTER (WHERE f.meeting_working_days IS NOT NULL) AS median_days_to_meeting,
+      count(*) FILTER (WHERE f.all_recommended_attended IS NOT NULL) AS meetings,
+      count(*) FILTER (WHERE f.all_recommended_attended) AS all_attended,
+      count(*) FILTER (WHERE {_ACTIVE} AND f.review_overdue) AS review_overdue,
+      count(*) FILTER (WHERE {_ACTIVE} AND f.crisis_plan_overdue) AS crisis_overdue,
+      count(*) FILTER (WHERE {_ACTIVE} AND (f.review_overdue OR f.crisis_plan_overdue))
           AS either_overdue
-    FROM pathways WHERE {_SCOPE}"""  # noqa: S608 - fixed fragments, values bound
+    {_FROM_SCOPED}
+    WHERE {_IN_SCOPE}
+    GROUP BY b.bucket"""
 
-# Each pathway's current crisis plan and plan of measures (migration 0009).
-_PLANS = f"""SELECT count(*) FILTER (WHERE f.made_with_patient) AS with_patient,
-           count(*) FILTER (WHERE {_AT_PERIOD_END}) AS crisis_at_end,
-           count(*) FILTER (WHERE f.relatives_involved) AS with_relatives,
-           count(*) FILTER (WHERE f.has_crisis_plan) AS plans,
-           count(*) FILTER (WHERE f.all_recommended_attended IS NOT NULL) AS meetings,
-           count(*) FILTER (WHERE f.all_recommended_attended) AS all_attended
-    FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
-    WHERE {_SCOPE}"""  # noqa: S608
+# Every breakdown of a point, in one pass: a row per cell, its key in the one column of its
+# breakdown that is not NULL.
+_BREAKDOWNS = f"""SELECT b.bucket, f.municipality, f.health_trust, f.age_group,
+           coalesce(f.residence, 'unknown') AS residence,
+           coalesce(f.pathway_reason, 'unknown') AS reason,
+           count(*) AS pathways,
+           count(*) FILTER (WHERE {_ACTIVE}) AS active,
+           count(*) FILTER (WHERE {_ACTIVE} AND f.has_fact_measure) AS fact_patients
+    {_FROM_SCOPED}
+    WHERE {_IN_SCOPE}
+    GROUP BY GROUPING SETS ((1, 2), (1, 3), (1, 4), (1, 5), (1, 6))"""
 
-_FACT_PATIENTS = f"""SELECT p.health_trust AS key, count(*) AS n
-    FROM pathways p JOIN rop_pathway_facts() f USING (workflow_id)
-    WHERE {_ACTIVE} AND {_SCOPE} AND f.has_fact_measure
-    GROUP BY p.health_trust"""  # noqa: S608
+BREAKDOWNS = {
+    "active_by_municipality": True,
+    "active_by_health_trust": True,
+    "active_by_age_group": True,
+    "active_by_residence": True,
+    "by_pathway_reason": False,
+}
+"""The breakdowns an indicator set shows: name -> whether it counts active pathways only."""
 
-_COVERAGE = f"""SELECT trust, count(f.id) AS teams FROM (
-        SELECT health_trust AS trust FROM fact_teams WHERE NOT example_data
-        UNION SELECT health_trust FROM pathways WHERE {_SCOPE}
-    ) trusts
-    LEFT JOIN fact_teams f ON f.health_trust = trusts.trust AND NOT f.example_data
-    WHERE $3::text IS NULL OR trust = $3
-    GROUP BY trust ORDER BY trust"""  # noqa: S608
-
-_MUNICIPALITIES = f"""SELECT count(*) AS with_pathways,
-           count(*) FILTER (WHERE EXISTS (
-               SELECT FROM fact_teams f
-               WHERE NOT f.example_data AND m.municipality = ANY (f.municipalities)))
-               AS covered
-    FROM (SELECT DISTINCT municipality FROM pathways WHERE {_ACTIVE} AND {_SCOPE}) m"""  # noqa: S608
-
-# Municipalities with active pathways, and those with an established arena with the pathway's
-# health trust by the period's end (or today); example data never counts.
-_ARENAS = f"""SELECT count(*) AS municipalities,
+# Municipalities with active pathways, those a FACT team covers, and the pairs of health
+# trust and municipality with an established arena for samhandling by the point's last day.
+# Example data never counts.
+_PLACES = f"""SELECT m.bucket,
+           count(DISTINCT m.municipality) AS municipalities,
+           count(DISTINCT m.municipality) FILTER (WHERE EXISTS (
+               SELECT FROM fact_teams t
+               WHERE NOT t.example_data AND m.municipality = ANY (t.municipalities))) AS covered,
+           count(*) AS pairs,
            count(*) FILTER (WHERE EXISTS (
                SELECT FROM cooperation_arenas a
                WHERE NOT a.example_data AND a.health_trust = m.health_trust
                  AND a.municipality = m.municipality
-                 AND a.established <= coalesce($2::date, current_date))) AS with_arena
-    FROM (SELECT DISTINCT health_trust, municipality FROM pathways
-          WHERE {_ACTIVE} AND {_SCOPE}) m"""  # noqa: S608
+                 AND a.established <= m.period_end)) AS with_arena
+    FROM (SELECT DISTINCT b.bucket, b.period_end, f.health_trust, f.municipality
+          {_FROM_SCOPED}
+          WHERE {_ACTIVE} AND {_IN_SCOPE}) m
+    GROUP BY m.bucket"""  # noqa: S608
 
-_BREAKDOWNS = {
-    "active_by_municipality": ("municipality", True),
-    "active_by_health_trust": ("health_trust", True),
-    "active_by_age_group": (_AGE_GROUP, True),
-    "active_by_residence": ("coalesce(residence, 'unknown')", True),
-    "by_pathway_reason": ("coalesce(pathway_reason, 'unknown')", False),
-}
-"""Counts by a column or expression: (key, over active pathways only)."""
+_FACT_TEAMS = """SELECT health_trust, count(*) AS teams FROM fact_teams
+    WHERE NOT example_data AND ($1::text IS NULL OR health_trust = $1::text)
+    GROUP BY health_trust"""
+
+_WHOLE_PERIOD = ("''", "$4::date")
+"""One point: the whole period."""
+_POINTS = {
+    "month": ("to_char(f.received_on, 'YYYY-MM')",
+              "(date_trunc('month', f.received_on) + interval '1 month - 1 day')::date"),
+    "quarter": ("to_char(f.received_on, 'YYYY-\"Q\"Q')",
+                "(date_trunc('quarter', f.received_on) + interval '3 months - 1 day')::date"),
+}  # fmt: skip
+"""A series' points: (label, last day) of the month or quarter a referral was received in."""
 
 
 async def compute_indicators(
-    connection: Connection, query: IndicatorQuery, *, small_cell: int = 1
+    connection: Connection, query: IndicatorQuery, *, small_cell: int = 1, today: date | None = None
 ) -> Indicators:
-    """Run the indicator queries in one read-only snapshot. With `small_cell` above 1 (what
-    the API and the CLI pass: `ROP_INDICATOR_SMALL_CELL`), breakdowns withhold their small
-    counts (`suppress`); 1 gives every count, for the library's own callers and tests."""
-    args: list[Any] = [query.from_date, query.to_date, query.health_trust]
+    """The indicators of one query. With `small_cell` above 1 (what the API and the CLI pass:
+    `ROP_INDICATOR_SMALL_CELL`), breakdowns withhold their small counts (`suppress`); 1 gives
+    every count, for the library's own callers and tests. The period's last day is its
+    `to_date`, or `today` (Norway's, unless given)."""
+    last = query.to_date or today or datetime.now(OSLO).date()
+    [(_, found)] = await _compute(connection, query, last, _WHOLE_PERIOD, [("", query)], small_cell)
+    return found
+
+
+async def _compute(
+    connection: Connection,
+    query: IndicatorQuery,
+    last: date,
+    points: tuple[str, str],
+    labelled: list[tuple[str, IndicatorQuery]],
+    small_cell: int,
+) -> list[tuple[str, Indicators]]:
+    """Each labelled point's indicators, from four grouped statements in one read-only
+    snapshot, however many points there are."""
+    bucket, bucket_end = points
+    args: list[Any] = [query.from_date, query.to_date, query.health_trust, last]
+
+    def grouped(sql: str) -> str:
+        return sql.replace("{bucket}", bucket).replace("{bucket_end}", bucket_end)
+
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        totals = await _one(connection, _TOTALS, args)
-        plans = await _one(connection, _PLANS, args)
-        municipalities = await _one(connection, _MUNICIPALITIES, args)
-        arenas = await _one(connection, _ARENAS, args)
-        breakdowns = {
-            name: await _counts(connection, _by(key, active), args)
-            for name, (key, active) in _BREAKDOWNS.items()
+        totals = {r["bucket"]: r for r in await connection.fetch(grouped(_TOTALS), *args)}
+        places = {r["bucket"]: r for r in await connection.fetch(grouped(_PLACES), *args)}
+        cells: dict[str, dict[str, dict[str, int]]] = {}
+        for r in await connection.fetch(grouped(_BREAKDOWNS), *args):
+            for breakdown, key, count in _cells(r):
+                if count:
+                    cells.setdefault(r["bucket"], {}).setdefault(breakdown, {})[key] = count
+        teams = {
+            r["health_trust"]: r["teams"]
+            for r in await connection.fetch(_FACT_TEAMS, query.health_trust)
         }
-        fact_by_trust = await _counts(connection, _FACT_PATIENTS, args)
-        coverage = await connection.fetch(_COVERAGE, *args)
-    median = totals["median_days"]
+    return [
+        (
+            label,
+            _indicators(
+                point, totals.get(label), places.get(label), cells.get(label, {}), teams, small_cell
+            ),
+        )
+        for label, point in labelled
+    ]
+
+
+def _cells(row: asyncpg.Record) -> list[tuple[str, str, int]]:
+    """The cells one row of `_BREAKDOWNS` gives: (breakdown, key, count)."""
+    if row["municipality"] is not None:
+        return [("active_by_municipality", row["municipality"], row["active"])]
+    if row["health_trust"] is not None:
+        trust = row["health_trust"]
+        return [
+            ("active_by_health_trust", trust, row["active"]),
+            ("fact_patients", trust, row["fact_patients"]),
+            ("trusts", trust, row["pathways"]),
+        ]
+    if row["age_group"] is not None:
+        return [("active_by_age_group", row["age_group"], row["active"])]
+    if row["residence"] is not None:
+        return [("active_by_residence", row["residence"], row["active"])]
+    return [("by_pathway_reason", row["reason"], row["pathways"])]
+
+
+_COUNTS = [
+    "active",
+    "crisis",
+    "crisis_ever",
+    "crisis_at_end",
+    "in_target",
+    "plans",
+    "with_patient",
+    "with_relatives",
+    "assessed",
+    "assessed_in_time",
+    "late_without_assessment",
+    "invited",
+    "on_time",
+    "late_without_invite",
+    "meetings_held",
+    "meetings",
+    "all_attended",
+    "review_overdue",
+    "crisis_overdue",
+    "either_overdue",
+]
+"""The counts of `_TOTALS`, by column name."""
+
+
+def _indicators(
+    query: IndicatorQuery,
+    totals: asyncpg.Record | None,
+    places: asyncpg.Record | None,
+    cells: dict[str, dict[str, int]],
+    teams: dict[str, int],
+    small_cell: int,
+) -> Indicators:
+    """One point's indicators from its rows of the grouped statements (none: no pathways)."""
+    t: dict[str, Any] = dict(totals) if totals else {}
+    n = {key: int(t.get(key) or 0) for key in _COUNTS}
+    p: dict[str, Any] = dict(places) if places else {}
+    m = {key: int(p.get(key) or 0) for key in ("municipalities", "covered", "pairs", "with_arena")}
     shown: dict[str, dict[str, Count]] = {}
     total_withheld = False
-    for name, counts in breakdowns.items():
-        shown[name], withholds = suppress(counts, small_cell)
-        total_withheld |= withholds and _BREAKDOWNS[name][1]  # over active pathways
-    fact_counts, _ = suppress(fact_by_trust, small_cell)
+    for name, active_only in BREAKDOWNS.items():
+        shown[name], withholds = suppress(cells.get(name, {}), small_cell)
+        total_withheld |= withholds and active_only
+    fact_counts, _ = suppress(cells.get("fact_patients", {}), small_cell)
+    trusts = sorted(set(teams) | set(cells.get("trusts", {})))
     return Indicators(
         query=query,
-        active_pathways=withheld(small_cell) if total_withheld else totals["active"],
-        with_crisis_plan=totals["crisis"],
-        crisis_plan_share=None if total_withheld else _share(totals["crisis"], totals["active"]),
-        with_crisis_plan_at_period_end=plans["crisis_at_end"],
-        ever_with_crisis_plan=totals["crisis_ever"],
-        in_target_group=totals["in_target"],
-        ever_crisis_plan_share=_share(totals["crisis_ever"], totals["in_target"]),
-        crisis_plans_made_with_patient=plans["with_patient"],
-        crisis_plans_with_relatives=plans["with_relatives"],
-        made_with_patient_share=_share(plans["with_patient"], plans["plans"]),
-        with_relatives_share=_share(plans["with_relatives"], plans["plans"]),
-        invited=totals["invited"],
-        invited_on_time=totals["on_time"],
-        late_without_invite=totals["late_without_invite"],
-        invited_on_time_share=_share(
-            totals["on_time"], totals["invited"] + totals["late_without_invite"]
+        active_pathways=withheld(small_cell) if total_withheld else n["active"],
+        with_crisis_plan=n["crisis"],
+        crisis_plan_share=None if total_withheld else _share(n["crisis"], n["active"]),
+        with_crisis_plan_at_period_end=n["crisis_at_end"],
+        ever_with_crisis_plan=n["crisis_ever"],
+        in_target_group=n["in_target"],
+        ever_crisis_plan_share=_share(n["crisis_ever"], n["in_target"]),
+        crisis_plans_made_with_patient=n["with_patient"],
+        crisis_plans_with_relatives=n["with_relatives"],
+        made_with_patient_share=_share(n["with_patient"], n["plans"]),
+        with_relatives_share=_share(n["with_relatives"], n["plans"]),
+        assessed=n["assessed"],
+        assessed_in_time=n["assessed_in_time"],
+        late_without_assessment=n["late_without_assessment"],
+        assessed_in_time_share=_share(
+            n["assessed_in_time"], n["assessed"] + n["late_without_assessment"]
         ),
-        median_working_days_to_invite=None if median is None else float(median),
-        meetings_compared=plans["meetings"],
-        meetings_with_all_recommended=plans["all_attended"],
-        all_recommended_share=_share(plans["all_attended"], plans["meetings"]),
-        overdue_review=totals["review_overdue"],
-        overdue_crisis_plan=totals["crisis_overdue"],
-        overdue_review_or_crisis_plan=totals["either_overdue"],
+        invited=n["invited"],
+        invited_on_time=n["on_time"],
+        late_without_invite=n["late_without_invite"],
+        invited_on_time_share=_share(n["on_time"], n["invited"] + n["late_without_invite"]),
+        median_working_days_to_invite=_median(t.get("median_days")),
+        meetings_held=n["meetings_held"],
+        median_working_days_to_meeting=_median(t.get("median_days_to_meeting")),
+        meetings_compared=n["meetings"],
+        meetings_with_all_recommended=n["all_attended"],
+        all_recommended_share=_share(n["all_attended"], n["meetings"]),
+        overdue_review=n["review_overdue"],
+        overdue_crisis_plan=n["crisis_overdue"],
+        overdue_review_or_crisis_plan=n["either_overdue"],
         **shown,
         fact_coverage=[
             FactCoverage(
-                health_trust=r["trust"],
-                fact_teams=r["teams"],
-                patients_with_fact_measure=fact_counts.get(r["trust"], 0),
+                health_trust=trust,
+                fact_teams=teams.get(trust, 0),
+                patients_with_fact_measure=fact_counts.get(trust, 0),
             )
-            for r in coverage
+            for trust in trusts
         ],
-        health_trusts_with_fact=sum(1 for r in coverage if r["teams"]),
-        municipalities_with_active_pathways=municipalities["with_pathways"],
-        municipalities_covered_by_fact=municipalities["covered"],
-        trust_municipalities_with_active_pathways=arenas["municipalities"],
-        trust_municipalities_with_arena=arenas["with_arena"],
-        arena_share=_share(arenas["with_arena"], arenas["municipalities"]),
+        health_trusts_with_fact=sum(1 for trust in trusts if teams.get(trust)),
+        municipalities_with_active_pathways=m["municipalities"],
+        municipalities_covered_by_fact=m["covered"],
+        trust_municipalities_with_active_pathways=m["pairs"],
+        trust_municipalities_with_arena=m["with_arena"],
+        arena_share=_share(m["with_arena"], m["pairs"]),
     )
 
 
-def _by(key: str, active_only: bool) -> str:
-    where = f"{_ACTIVE} AND {_SCOPE}" if active_only else _SCOPE
-    return f"SELECT {key} AS key, count(*) AS n FROM pathways WHERE {where} GROUP BY 1 ORDER BY 1"  # noqa: S608
-
-
-async def _one(connection: Connection, sql: str, args: list[Any]) -> asyncpg.Record:
-    row = await connection.fetchrow(sql, *args)
-    assert row is not None  # an aggregate always has its one row
-    return row
-
-
-async def _counts(connection: Connection, sql: str, args: list[Any]) -> dict[str, int]:
-    return {row["key"]: row["n"] for row in await connection.fetch(sql, *args)}
+def _median(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def render_table(indicators: Indicators) -> str:
@@ -368,6 +492,12 @@ def render_table(indicators: Indicators) -> str:
             f"{indicators.crisis_plans_with_relatives} ({pct(indicators.with_relatives_share)})",
         ),
         (
+            "Referrals assessed in time",
+            f"{indicators.assessed_in_time} of {indicators.assessed} assessed and "
+            f"{indicators.late_without_assessment} late without an assessment "
+            f"({pct(indicators.assessed_in_time_share)})",
+        ),
+        (
             "Meetings invited on time",
             f"{indicators.invited_on_time} of {indicators.invited} invited and "
             f"{indicators.late_without_invite} late without an invite "
@@ -381,6 +511,13 @@ def render_table(indicators: Indicators) -> str:
         (
             "Median working days to invite",
             "-" if median is None else f"{median:g}",
+        ),
+        (
+            "Median working days to the meeting",
+            "-"
+            if indicators.median_working_days_to_meeting is None
+            else f"{indicators.median_working_days_to_meeting:g} "
+            f"({indicators.meetings_held} meetings held)",
         ),
         ("Overdue review", str(indicators.overdue_review)),
         ("Overdue crisis plan", str(indicators.overdue_crisis_plan)),
@@ -460,24 +597,21 @@ async def compute_series(
     connection: Connection, query: IndicatorQuery, by: Period, today: date, *, small_cell: int = 1
 ) -> list[SeriesPoint]:
     """The indicators per month or quarter of the query's period (the last 12 months to
-    `today` unless it says), each point over the referrals received in it."""
+    `today` unless it says), each point over the referrals received in it: one grouped pass
+    gives every point, not a pass per point."""
     last = query.to_date or today
     if query.from_date is not None:
         first = query.from_date
     else:  # the first day of the month eleven months before `last`'s
         month = last.year * 12 + last.month - 1 - 11
         first = date(month // 12, month % 12 + 1, 1)
-    return [
-        SeriesPoint(
-            period=label,
-            indicators=await compute_indicators(
-                connection,
-                query.model_copy(update={"from_date": start, "to_date": end}),
-                small_cell=small_cell,
-            ),
-        )
+    labelled = [
+        (label, query.model_copy(update={"from_date": start, "to_date": end}))
         for label, start, end in periods(first, last, by)
     ]
+    whole = query.model_copy(update={"from_date": first, "to_date": last})
+    found = await _compute(connection, whole, last, _POINTS[by.value], labelled, small_cell)
+    return [SeriesPoint(period=label, indicators=indicators) for label, indicators in found]
 
 
 def series_csv(points: list[SeriesPoint]) -> str:

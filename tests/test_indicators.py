@@ -79,6 +79,13 @@ async def test_indicators_from_real_pathways(
     assert (indicators.invited, indicators.invited_on_time) == (2, 1)
     assert indicators.invited_on_time_share == 0.5
     assert indicators.median_working_days_to_invite == 5.5
+    # The national indicators, from facts the steps' own statements kept (migration 0014).
+    assert (indicators.assessed, indicators.assessed_in_time) == (2, 2)
+    assert indicators.assessed_in_time_share == 1.0  # the third is not yet due
+    assert indicators.meetings_held == 2
+    assert indicators.median_working_days_to_meeting == calendar.working_days_between(
+        calendar.local_date(now), calendar.local_date(held.meeting.held_at)
+    )
     assert (indicators.overdue_crisis_plan, indicators.overdue_review) == (1, 0)
     assert indicators.overdue_review_or_crisis_plan == 1
     assert indicators.active_by_municipality == {"4601": 2, "4627": 1}
