@@ -298,6 +298,7 @@ async def main(count: int, rounds: int, access_log_rows: int) -> None:
                 "pathway_events",
                 "tasks",
                 "pathway_parties",
+                "pathway_facts",
                 "deliveries",
                 "access_log",
             )
@@ -310,9 +311,9 @@ async def main(count: int, rounds: int, access_log_rows: int) -> None:
     print(
         f"\n{count} pathways, {rounds} requests each, as a clinician of {MY_UNIT} (one unit of 8)"
     )
-    print(f"{'read':32} {'p50 ms':>8} {'p99 ms':>8} {'items':>6}")
+    print(f"{'read':36} {'p50 ms':>8} {'p99 ms':>8} {'items':>6}")
     for name, (p50, p99, items) in results.items():
-        print(f"{name:32} {p50:8.1f} {p99:8.1f} {items:6}")
+        print(f"{name:36} {p50:8.1f} {p99:8.1f} {items:6}")
     print(
         f"\nrop access-log verify over {logged} rows: {verify_seconds:.1f} s, "
         f"peak {verify_mib:.0f} MiB ({verified})"
