@@ -20,12 +20,23 @@ import httpx
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+)
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.database import WORKER_ROLE, MigrationsPending, open_records
 from activities.delivery import DeliveryActivities
+from activities.reconcile import ReconcileActivities
 from activities.records import RecordActivities
 from rop_domain.routing import RoutingTable
 from rop_runtime.client import TemporalConfigError, connect
@@ -38,6 +49,7 @@ from rop_runtime.stopping import stop_on_signals
 from rop_runtime.tracing import TracingConfigError, client_interceptors, provider_from_environment
 from rop_runtime.validation import one_line
 from workflows.pathway import RopPathway
+from workflows.reconcile import RECONCILE_WORKFLOW, RopReconcile
 from workflows.sandbox import runner_name, workflow_runner
 
 log = structlog.get_logger(__name__)
@@ -127,10 +139,11 @@ def build_worker(
     tuning = tuning or WorkerTuning.from_settings(RopSettings())
     delivery = delivery or DeliveryActivities(pool, RoutingTable(email_unrouted_addresses=False))
     records = RecordActivities(pool, delivery.routing)
+    reconciliation = ReconcileActivities(client, pool)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[pathway],
+        workflows=[pathway, RopReconcile],
         workflow_runner=workflow_runner(tuning.sandboxed),
         activities=[
             records.open_pathway,
@@ -138,6 +151,7 @@ def build_worker(
             records.find_unit_leader,
             delivery.deliver,
             delivery.give_up,
+            reconciliation.reconcile_records,
         ],
         max_concurrent_workflow_tasks=tuning.workflow_task_slots,
         max_concurrent_local_activities=tuning.local_activity_slots,
@@ -165,6 +179,7 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                 drain=timedelta(seconds=DRAIN_SECONDS),
             ),
         ):
+            await ensure_nightly_check(client, settings.task_queue)
             ready = _readiness(settings.worker_ready_file)
             log.info(
                 "worker polling",
@@ -186,6 +201,46 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
         await pool.close()
         if tracing is not None:
             tracing.shutdown()
+
+
+def nightly_schedule(task_queue: str) -> str:
+    """The id of the Schedule that checks the pathways of one task queue every night."""
+    return f"rop-reconcile-nightly-{task_queue}"
+
+
+NIGHTLY_AT = (2, 30)
+"""When the nightly reconciliation runs, Norwegian time (hour, minute): after the backups."""
+
+
+async def ensure_nightly_check(client: Client, task_queue: str) -> bool:
+    """Create the Schedule that runs the reconciliation every night, once: a worker's start
+    makes it where it is missing, and leaves one that exists (an operator may have paused
+    it). True if this call created it."""
+    hour, minute = NIGHTLY_AT
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            RECONCILE_WORKFLOW,
+            id=f"{nightly_schedule(task_queue)}-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])
+            ],
+            time_zone_name="Europe/Oslo",
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(nightly_schedule(task_queue), schedule)
+    except ScheduleAlreadyRunningError:
+        return False
+    log.info(
+        "nightly reconciliation scheduled",
+        schedule=nightly_schedule(task_queue),
+        at=f"{hour}:{minute:02d}",
+    )
+    return True
 
 
 def _readiness(path: Path | None) -> Path | None:

@@ -18,6 +18,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.database import Connection
 from activities.step_statement import write_step
 from rop_domain import parties
 from rop_domain.commands import (
@@ -67,51 +68,8 @@ class RecordActivities:
         return Intake(participants=participants, deliveries=self._to_deliver(pathway.notifications))
 
     async def _open(self, pathway: NewPathway) -> bool:
-        referral = pathway.referral
         async with self._pool.acquire() as connection, connection.transaction():
-            inserted = await connection.fetchval(
-                """INSERT INTO pathways (
-                       workflow_id, referral_id, received_at, source, referrer, receiving_unit,
-                       health_trust, municipality, responsible_clinician, general_practitioner,
-                       patient_reference, patient_national_id, phase, meeting_deadline,
-                       pathway_reason, birth_year, residence)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                           'awaiting-assessment', $13, $14, $15, $16)
-                   ON CONFLICT (workflow_id) DO NOTHING
-                   RETURNING true""",
-                pathway.workflow_id,
-                referral.referral_id,
-                referral.received_at,
-                referral.source.value,
-                referral.referrer,
-                referral.receiving_unit.value,
-                referral.health_trust,
-                referral.municipality,
-                referral.responsible_clinician,
-                referral.general_practitioner,
-                referral.patient.reference,
-                referral.patient.national_id,
-                pathway.meeting_deadline,
-                referral.pathway_reason,
-                referral.birth_year,
-                referral.residence,
-            )
-            if inserted:
-                received = PathwayEvent(
-                    idempotency_key=f"{pathway.workflow_id}/referral-received",
-                    workflow_id=pathway.workflow_id,
-                    kind=EventKind.REFERRAL_RECEIVED,
-                    actor=referral.referrer,
-                    occurred_at=referral.received_at,
-                    change=SummaryChange(),
-                    details={"source": referral.source.value},
-                )
-                await write_step(
-                    connection,
-                    PathwayStep(events=[received], notifications=pathway.notifications),
-                    parties.of_referral(pathway.workflow_id, referral, received.idempotency_key),
-                )
-        return bool(inserted)
+            return await open_record(connection, pathway)
 
     @activity.defn(name=RECORD_STEP)
     async def record_step(self, step: PathwayStep) -> list[str]:
@@ -174,6 +132,55 @@ class RecordActivities:
             query.receiving_unit.value,
         )
         return address
+
+
+async def open_record(connection: Connection, pathway: NewPathway) -> bool:
+    """Write a new pathway's row, its first event and first tasks, in the caller's
+    transaction; False if the row is there already (an earlier attempt, or a repair)."""
+    referral = pathway.referral
+    inserted = await connection.fetchval(
+        """INSERT INTO pathways (
+               workflow_id, referral_id, received_at, source, referrer, receiving_unit,
+               health_trust, municipality, responsible_clinician, general_practitioner,
+               patient_reference, patient_national_id, phase, meeting_deadline,
+               pathway_reason, birth_year, residence)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                   'awaiting-assessment', $13, $14, $15, $16)
+           ON CONFLICT (workflow_id) DO NOTHING
+           RETURNING true""",
+        pathway.workflow_id,
+        referral.referral_id,
+        referral.received_at,
+        referral.source.value,
+        referral.referrer,
+        referral.receiving_unit.value,
+        referral.health_trust,
+        referral.municipality,
+        referral.responsible_clinician,
+        referral.general_practitioner,
+        referral.patient.reference,
+        referral.patient.national_id,
+        pathway.meeting_deadline,
+        referral.pathway_reason,
+        referral.birth_year,
+        referral.residence,
+    )
+    if inserted:
+        received = PathwayEvent(
+            idempotency_key=f"{pathway.workflow_id}/referral-received",
+            workflow_id=pathway.workflow_id,
+            kind=EventKind.REFERRAL_RECEIVED,
+            actor=referral.referrer,
+            occurred_at=referral.received_at,
+            change=SummaryChange(),
+            details={"source": referral.source.value},
+        )
+        await write_step(
+            connection,
+            PathwayStep(events=[received], notifications=pathway.notifications),
+            parties.of_referral(pathway.workflow_id, referral, received.idempotency_key),
+        )
+    return bool(inserted)
 
 
 @contextlib.contextmanager

@@ -141,6 +141,21 @@ def step_statement(step: PathwayStep, parties: Sequence[Party] = ()) -> tuple[st
     return statement, arguments
 
 
+async def write_summary(connection: Connection, step: PathwayStep) -> None:
+    """Apply `step`'s summary change to its pathway row again (a repair that wrote earlier
+    steps after it puts the row back as this later step left it)."""
+    summary = _summary(step)
+    if not summary:
+        return
+    columns = list(summary)
+    assignments = ", ".join(f"{column} = ${index}" for index, column in enumerate(columns, 2))
+    await connection.execute(
+        f"UPDATE pathways SET {assignments}, updated_at = now() WHERE workflow_id = $1",  # noqa: S608 - column names from SummaryChange's fields
+        step.events[0].workflow_id,
+        *[summary[column] for column in columns],
+    )
+
+
 def _summary(step: PathwayStep) -> dict[str, object]:
     """The summary columns the step's events change, later events over earlier ones
     (field names are column names; enums as their values)."""

@@ -32,6 +32,7 @@ RECORD_STEP = "record_step"
 FIND_UNIT_LEADER = "find_unit_leader"
 DELIVER = "deliver"
 GIVE_UP = "give_up"
+RECONCILE_RECORDS = "reconcile_records"
 """Activity names: the record service's local activities, then the notification service's."""
 
 RECORD_REFUSED = "RecordRefused"

@@ -122,6 +122,12 @@ class PlanRevision(StrictModel):
     revised_by: Identifier
     reason: ShortText
     measures: list[Measure] = Field(max_length=MAX_LIST)
+    replaces_version: int | None = Field(
+        default=None,
+        ge=1,
+        description="The plan version this revision replaces (the status's plan_version): a "
+        "late repeat of a revision already made is refused, however many steps came between",
+    )
 
 
 class ReviewOutcome(StrEnum):

@@ -7,6 +7,8 @@ pathway can run for years in short Temporal runs.
 
 from __future__ import annotations
 
+import base64
+import zlib
 from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,8 +61,14 @@ class ReviewCycle(MutableModel):
 ANSWERS_KEPT_FOR = timedelta(days=7)
 """How long a step's first answer is kept for a repeat of its Update id: longer than the
 HTTP API keeps Idempotency-Key answers (ROP_API_IDEMPOTENCY_HOURS, 72 by default)."""
-MAX_ANSWERS_KEPT = 25
-"""At most this many answers are kept, the newest: a bound on the state's size."""
+MAX_ANSWER_BYTES = 384 * 1024
+"""The answers kept take at most this many bytes, packed (the newest kept): the bound on the
+state's size, and so on continue-as-new's input, well under Temporal's 2 MB payload limit. A
+count would let a retry after that many other steps be applied twice; at ~1 KiB a packed
+answer this holds hundreds of steps, more than a pathway takes in `ANSWERS_KEPT_FOR`."""
+ANSWERS_KEPT_BEFORE_BYTES = 25
+"""Runs from before `MAX_ANSWER_BYTES` (workflow patch `answers-bounded-by-bytes`) kept at
+most this many answers, unpacked; they replay so."""
 
 
 class KeptAnswer(MutableModel):
@@ -75,6 +83,44 @@ class KeptAnswer(MutableModel):
     update_name: str
     at: datetime
     answer: str
+    packed: bool = Field(
+        default=False,
+        description="`answer` is zlib-compressed, base64 (answers kept since "
+        "the byte bound); runs from before kept it as JSON",
+    )
+
+    def text(self) -> str:
+        """The answer as JSON."""
+        return unpack(self.answer) if self.packed else self.answer
+
+    def size(self) -> int:
+        return len(self.answer) + len(self.update_id) + len(self.update_name)
+
+
+RECORDED_STEPS_KEPT_FOR = timedelta(days=14)
+"""How long the workflow keeps each step it recorded, whole: what `rop reconcile` compares the
+record with, and writes back from after a restore of the record from a backup (nightly or
+weekly backups are younger than this)."""
+MAX_RECORDED_STEP_BYTES = 384 * 1024
+"""The steps kept take at most this many bytes, packed (the newest kept)."""
+
+
+def pack(text: str) -> str:
+    """Text compressed for the state (zlib, base64): deterministic, as workflow code must be."""
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def unpack(packed: str) -> str:
+    return zlib.decompress(base64.b64decode(packed)).decode()
+
+
+class KeptStep(MutableModel):
+    """A step the workflow recorded: the intake (`NewPathway`) or a `PathwayStep`, as JSON,
+    packed. What the record must hold; `rop reconcile` reads them through a query."""
+
+    at: datetime
+    intake: bool = False
+    packed: str
 
 
 class PathwayState(MutableModel):
@@ -114,18 +160,66 @@ class PathwayState(MutableModel):
     answers: list[KeptAnswer] = Field(
         default_factory=list, description="Recent Updates' first answers, by Update id"
     )
+    record_behind: bool = Field(
+        default=False, description="As the last reconciliation found (`rop reconcile`)"
+    )
+    recorded_steps: list[KeptStep] = Field(
+        default_factory=list,
+        description="The steps recorded in the last `RECORDED_STEPS_KEPT_FOR`, oldest first",
+    )
 
     def kept_answer(self, update_id: str) -> KeptAnswer | None:
         """The kept answer to Update `update_id`, if it was accepted in an earlier run."""
         return next((a for a in self.answers if a.update_id == update_id), None)
 
-    def keep_answer(self, update_id: str, update_name: str, at: datetime, answer: str) -> None:
-        """Keep an Update's answer; forget those past `ANSWERS_KEPT_FOR` or the oldest."""
+    def keep_answer(
+        self,
+        update_id: str,
+        update_name: str,
+        at: datetime,
+        answer: str,
+        *,
+        bounded_by_bytes: bool = True,
+    ) -> None:
+        """Keep an Update's answer; forget those past `ANSWERS_KEPT_FOR`, and the oldest beyond
+        `MAX_ANSWER_BYTES` (`bounded_by_bytes=False`: beyond `ANSWERS_KEPT_BEFORE_BYTES`, as
+        runs from before the byte bound did)."""
         recent = [a for a in self.answers if at - a.at < ANSWERS_KEPT_FOR]
+        if not bounded_by_bytes:
+            recent.append(
+                KeptAnswer(update_id=update_id, update_name=update_name, at=at, answer=answer)
+            )
+            self.answers = recent[-ANSWERS_KEPT_BEFORE_BYTES:]
+            return
         recent.append(
-            KeptAnswer(update_id=update_id, update_name=update_name, at=at, answer=answer)
+            KeptAnswer(
+                update_id=update_id,
+                update_name=update_name,
+                at=at,
+                answer=pack(answer),
+                packed=True,
+            )
         )
-        self.answers = recent[-MAX_ANSWERS_KEPT:]
+        kept, total = 0, 0
+        for kept_answer in reversed(recent):
+            total += kept_answer.size()
+            if total > MAX_ANSWER_BYTES:
+                break
+            kept += 1
+        self.answers = recent[len(recent) - kept :]
+
+    def keep_recorded_step(self, at: datetime, step_json: str, *, intake: bool = False) -> None:
+        """Keep a step just recorded; forget those older than `RECORDED_STEPS_KEPT_FOR` and
+        the oldest beyond `MAX_RECORDED_STEP_BYTES`."""
+        recent = [s for s in self.recorded_steps if at - s.at < RECORDED_STEPS_KEPT_FOR]
+        recent.append(KeptStep(at=at, intake=intake, packed=pack(step_json)))
+        kept, total = 0, 0
+        for step in reversed(recent):
+            total += len(step.packed)
+            if total > MAX_RECORDED_STEP_BYTES:
+                break
+            kept += 1
+        self.recorded_steps = recent[len(recent) - kept :]
 
     def measure(self, measure_id: str) -> MeasureEntry | None:
         return next((e for e in self.measures if e.measure.id == measure_id), None)

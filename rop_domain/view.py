@@ -111,3 +111,8 @@ class PathwayStatus(StrictModel):
     recording_stalled: bool = Field(
         default=False, description="The record service has kept failing; steps wait for it"
     )
+    record_behind: bool = Field(
+        default=False,
+        description="The last reconciliation found steps the workflow applied missing from "
+        "the record (as after a restore from a backup): `rop reconcile --repair` writes them",
+    )

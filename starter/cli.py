@@ -251,6 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     access.add_argument("--json", action="store_true")
 
+    reconcile = command(
+        "reconcile",
+        operations.reconcile,
+        "compare each pathway's record with what its workflow applied (after a restore)",
+    )
+    reconcile.add_argument("--pathway", help="one pathway's workflow id")
+    reconcile.add_argument(
+        "--since",
+        type=date.fromisoformat,
+        help="only pathways running, or closed since this date (the backup's; YYYY-MM-DD)",
+    )
+    reconcile.add_argument(
+        "--repair",
+        action="store_true",
+        help="write what the record lacks, from the workflows (never deletes)",
+    )
+    reconcile.add_argument("--json", action="store_true")
+
     codec = command(
         "codec-server", operations.codec_server, "decode payloads for the Temporal UI and CLI"
     )

@@ -367,3 +367,52 @@ async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> No
         print("\n".join(record.model_dump_json() for record in records))
     else:
         print(access_log.render(records))
+
+
+async def reconcile(args: argparse.Namespace, settings: RopSettings) -> None:
+    import getpass
+
+    from activities.database import create_pool
+    from activities.reconcile import reconcile
+    from rop_domain.reconcile import ReconcileRequest
+    from starter import access_log
+    from starter.access_log import Access
+    from starter.cli_support import connect_client
+
+    client = await connect_client(settings)
+    principal = f"cli:{getpass.getuser()}"
+    request = ReconcileRequest(
+        pathway=args.pathway,
+        since=args.since,
+        repair=args.repair,
+        requested_by=principal,
+        task_queue=settings.task_queue,
+    )
+    pool = await create_pool(require_database(settings))
+    try:
+        report = await reconcile(client, pool, request)
+        what = "reconcile and repair" if args.repair else "reconcile"
+        await access_log.record(
+            pool,
+            [
+                Access(
+                    principal=principal,
+                    roles="operator",
+                    workflow_id=args.pathway or access_log.NO_PATHWAY,
+                    action=f"{what} ({report.checked} pathways, since {args.since or '…'})",
+                    outcome=access_log.Outcome.OK,
+                )
+            ],
+        )
+    finally:
+        await pool.close()
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print("\n".join(report.lines()))
+    if (report.behind and not args.repair) or report.unanswered:
+        raise UsageError(
+            "the record is behind its workflows: `rop reconcile --repair` writes what it lacks"
+            if report.behind and not args.repair
+            else "some pathways did not answer: is a worker running?"
+        )

@@ -253,12 +253,23 @@ def _revise_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", required=True)
     parser.add_argument("--reason", required=True)
     parser.add_argument("--measures", required=True, help="JSON file: a list of measures")
+    parser.add_argument(
+        "--replaces-version",
+        type=int,
+        help="the plan version this replaces (plan_version in `rop status`); "
+        "refused if that version is already replaced",
+    )
 
 
 async def _revision(args: argparse.Namespace, _: Pathways) -> BaseModel:
     return _body(
         StepName.REVISE_PLAN,
-        {"revised_by": args.by, "reason": args.reason, "measures": _measures(args.measures)},
+        {
+            "revised_by": args.by,
+            "reason": args.reason,
+            "measures": _measures(args.measures),
+            "replaces_version": args.replaces_version,
+        },
     )
 
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 from pydantic import BaseModel
+from temporalio.client import Client
 
 from rop_runtime.settings import RopSettings
 from starter.pathways import (
@@ -26,6 +27,17 @@ def print_model(model: BaseModel) -> None:
 
 
 async def connect_pathways(settings: RopSettings) -> Pathways:
+    return Pathways(
+        await connect_client(settings),
+        task_queue=settings.task_queue,
+        pathway_settings=settings.pathway_settings(),
+        answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
+        workflow_task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
+    )
+
+
+async def connect_client(settings: RopSettings) -> Client:
+    """A Temporal client as settings say, or one line saying why there is none."""
     from rop_runtime.client import TemporalConfigError, connect, connect_config
 
     try:
@@ -38,13 +50,7 @@ async def connect_pathways(settings: RopSettings) -> Pathways:
             f"cannot reach Temporal at {address} (is `make run` running?): "
             f"{str(error).splitlines()[0]}"
         ) from None
-    return Pathways(
-        client,
-        task_queue=settings.task_queue,
-        pathway_settings=settings.pathway_settings(),
-        answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
-        workflow_task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
-    )
+    return client
 
 
 LOCAL_DATABASE_URL = "database-url"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -28,11 +29,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from rop_domain.deadlines import meeting_deadline
 from rop_domain.models import PathwaySettings, Phase, Referral, StrictModel
+from rop_domain.reconcile import ReconcileReport, ReconcileRequest
 from rop_domain.state import PathwayInput
 from rop_domain.steps import STEP, StepName
 from rop_domain.view import PathwayStatus
 from workflows import search_attributes
 from workflows.pathway import TASK_QUEUE, RopPathway
+from workflows.reconcile import RECONCILE_WORKFLOW
 from workflows.status_view import pathway_summary
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -239,6 +242,23 @@ class Pathways:
             raise await self._explain(referral.workflow_id, error) from None
         if differing:
             raise ReferralConflict(referral.workflow_id, differing)
+
+    @property
+    def task_queue(self) -> str:
+        """The task queue this deployment's pathways and worker use."""
+        return self._task_queue
+
+    async def reconcile(self, request: ReconcileRequest) -> ReconcileReport:
+        """Run a reconciliation on the worker (`workflows.reconcile`), which has the record
+        role that may repair, and wait for its report."""
+        report: ReconcileReport = await self._client.execute_workflow(
+            RECONCILE_WORKFLOW,
+            request,
+            id=f"rop-reconcile-{uuid.uuid4().hex[:12]}",
+            task_queue=self._task_queue,
+            result_type=ReconcileReport,
+        )
+        return report
 
     async def status(self, workflow_id: str) -> PathwayStatus:
         """The pathway's phase, deadline, what is done and what is due."""

@@ -129,9 +129,10 @@ async def running_api(
     database_url: str,
     folder: Path,
     tracing: TracerProvider | None = None,
+    **more_settings: Any,
 ) -> AsyncIterator[Api]:
-    """Worker and API on their own task queue; the API wired from settings, as `rop api`;
-    both traced by `tracing` if given."""
+    """Worker and API on their own task queue; the API wired from settings, as `rop api`
+    (and `more_settings`); both traced by `tracing` if given."""
     task_queue = f"rop-api-{uuid.uuid4().hex[:8]}"
     tokens = {role: secrets.token_urlsafe(24) for role in Role}
     tokens_file = folder / "api-tokens.json"
@@ -149,6 +150,7 @@ async def running_api(
             api_jwt_actor_claim="hpr",
             api_jwt_trust_email=True,  # verified addresses only (tests/test_need_of_service.py)
             answer_timeout_seconds=3,
+            **more_settings,
         )
         port = free_port()
         server = EmbeddedServer(

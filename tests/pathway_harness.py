@@ -24,7 +24,7 @@ from rop_domain.steps import StepName
 from rop_domain.view import PathwayStatus
 from rop_runtime.codec import binding_of
 from starter.pathways import Pathways
-from tests import factories
+from tests import factories, history_manifest
 from worker import WorkerTuning, build_worker
 from workflows.pathway import RopPathway
 
@@ -152,6 +152,27 @@ async def save_history_if_recording(handle: WorkflowHandle[Any, Any], name: str)
     path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n", encoding="utf-8")
     with KEPT.open("a", encoding="utf-8") as kept:
         kept.write(f"{digest(path)}  {path.name}\n")
+    recorded_with = history_manifest.code_digest(history_manifest.current_sources())
+    commit = history_manifest.head_commit()
+    if commit != "unknown" and recorded_with != history_manifest.code_digest(
+        history_manifest.sources_at(commit)
+    ):
+        commit += "+"  # recorded with changes to the workflow's code, committed next
+    history_manifest.add_to_manifest(path.name, recorded_with, commit)
+
+
+_WORKFLOW_TASK_EVENTS = frozenset({5, 6, 7, 8, 9})
+"""Workflow task scheduled, started, completed, timed out, failed: bookkeeping, no step."""
+
+
+async def applied_events(handle: WorkflowHandle[Any, Any]) -> int:
+    """How many events of the pathway's history record something it did or was asked to do:
+    all but workflow-task bookkeeping. A refused Update adds none (its validator runs before
+    it enters history), though the server may keep the empty workflow task that ran it: it
+    does for these pathways since they carry more than two patch markers (not for a toy
+    workflow with four; left open)."""
+    history = await handle.fetch_history()
+    return sum(1 for event in history.events if event.event_type not in _WORKFLOW_TASK_EVENTS)
 
 
 def new_history_name(name: str, folder: Path = HISTORIES) -> str:

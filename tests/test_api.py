@@ -25,6 +25,7 @@ from starter.api.auth import Role
 from starter.pathways import Pathways
 from tests import factories
 from tests.api_harness import Api, problem_of
+from tests.pathway_harness import applied_events
 from worker import build_worker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,8 +55,7 @@ async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15)
 
 
 async def _history_length(dev_server: WorkflowEnvironment, workflow_id: str) -> int:
-    history = await dev_server.client.get_workflow_handle(workflow_id).fetch_history()
-    return len(history.events)
+    return await applied_events(dev_server.client.get_workflow_handle(workflow_id))
 
 
 async def test_a_service_drives_a_pathway_to_follow_up_over_http(

@@ -40,8 +40,14 @@ async def api(
     # must not reach pathways whose workers (other tests' modules) have stopped.
     dev_server = await start_dev_server()
     try:
+        # Schemathesis sends a bad token to every operation on purpose: the throttle that
+        # refuses an address sending many (tests/test_api_guard.py) must not answer for them.
         async with running_api(
-            dev_server, pool, database_url, tmp_path_factory.mktemp("api-schema")
+            dev_server,
+            pool,
+            database_url,
+            tmp_path_factory.mktemp("api-schema"),
+            api_auth_failures_per_minute=10_000,
         ) as running:
             yield running
     finally:

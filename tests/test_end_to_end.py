@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests import factories
 from tests.cli_harness import Cli
 from tests.conftest import REPO, TEST_KEYS_ENV
+from tests.pathway_harness import applied_events
 from worker import build_worker
 from workflows import search_attributes
 
@@ -50,7 +51,7 @@ def _write(tmp_path: Path, data: object) -> str:
 
 
 async def _history_length(client: Client, workflow_id: str) -> int:
-    return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+    return await applied_events(client.get_workflow_handle(workflow_id))
 
 
 async def test_cli_drives_a_pathway_from_referral_to_meeting(

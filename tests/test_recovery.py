@@ -30,6 +30,7 @@ from worker import build_worker
 from workflows import search_attributes as sa
 
 OUTAGE = timedelta(seconds=30)
+LONG_OUTAGE = timedelta(seconds=60)
 STALLED_AFTER = 5
 """Seconds of failing before the pathway says so (60 by default; shorter for the test)."""
 
@@ -162,6 +163,71 @@ async def test_steps_sent_while_postgresql_is_down_resume_soon_after_it_is_back(
             )
             assert invitations == len(factories.invite(now).participants)
             await close_and_end(api, handle)
+    finally:
+        await pool.close()
+
+
+async def test_the_status_answers_at_once_while_postgresql_is_down(
+    dev_server: WorkflowEnvironment, database: Database
+) -> None:
+    """The status needs no database: twenty pathways with a step waiting on the record
+    answer their status query in under a second all through a minute's outage."""
+    owner = await create_pool(database.url)
+    try:
+        await migrate(owner)
+        await load_directory(owner, EXAMPLE_CONTACTS)
+    finally:
+        await owner.close()
+    pool = await create_pool(database.url, role=WORKER_ROLE)
+    task_queue = f"rop-recovery-{uuid.uuid4().hex[:8]}"
+    client = dev_server.client
+    api = Pathways(
+        client,
+        task_queue=task_queue,
+        pathway_settings=PathwaySettings(recording_stalled_seconds=STALLED_AFTER),
+        answer_timeout=timedelta(minutes=3),
+    )
+    policy = ValidationPolicy(allow_synthetic_ids=True)
+    try:
+        async with build_worker(client, pool, task_queue):
+            now = datetime.now(UTC)
+            workflow_ids = [
+                (await api.submit(parse_referral(factories.referral_data(now), policy))).workflow_id
+                for _ in range(20)
+            ]
+            for workflow_id in workflow_ids:
+                await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+
+            loop = asyncio.get_running_loop()
+            database.stop()
+            stopped = loop.time()
+            waiting = [
+                asyncio.create_task(
+                    api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(now))
+                )
+                for workflow_id in workflow_ids
+            ]
+
+            async def answered_in(workflow_id: str) -> float:
+                began = loop.time()
+                status = await asyncio.wait_for(api.status(workflow_id), timeout=10)
+                assert status.workflow_id == workflow_id
+                return loop.time() - began
+
+            slowest: list[float] = []
+            try:
+                while loop.time() - stopped < LONG_OUTAGE.total_seconds():
+                    slowest.append(max(await asyncio.gather(*map(answered_in, workflow_ids))))
+                    await asyncio.sleep(0.5)
+                assert not any(step.done() for step in waiting)
+            finally:  # a failure must not leave the worker waiting on a database that is gone
+                database.start()
+            for step in waiting:
+                assert (await step).phase.value == "meeting-invited"
+            assert len(slowest) > 20
+            assert max(slowest) < 1.0, f"slowest status answers each round: {slowest}"
+            for workflow_id in workflow_ids:
+                await close_and_end(api, client.get_workflow_handle(workflow_id))
     finally:
         await pool.close()
 

@@ -14,6 +14,7 @@ import pytest
 from temporalio.worker import Replayer
 
 from tests.conftest import DATA_CONVERTER
+from tests.history_manifest import code_digest, current_sources, read_manifest
 from tests.pathway_harness import KEPT, digest, kept_history, new_history_name
 from workflows.pathway import RopPathway
 from workflows.sandbox import workflow_runner
@@ -36,6 +37,21 @@ def test_kept_histories_are_never_changed_or_removed() -> None:
     assert sorted(kept) == [path.name for path in HISTORIES]
     for path in HISTORIES:
         assert digest(path) == kept[path.name], f"{path.name} was changed"
+
+
+def test_every_kept_history_names_the_code_it_was_recorded_with() -> None:
+    assert sorted(read_manifest()) == [path.name for path in HISTORIES]
+
+
+def test_the_workflow_code_of_today_has_kept_histories() -> None:
+    """A change to what the workflow may issue ships with histories recorded from it, so the
+    next release is proven to continue the pathways it starts."""
+    today = code_digest(current_sources())
+    recorded = {digest for digest, _ in read_manifest().values()}
+    assert today in recorded, (
+        "workflows/ or rop_domain/ changed since the newest recording: run `make histories` "
+        "and commit the new histories beside the kept ones"
+    )
 
 
 def test_histories_are_kept_for_every_tested_path() -> None:
@@ -63,3 +79,11 @@ async def test_history_replays(path: Path, sandboxed: bool) -> None:
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+def test_the_code_digest_counts_code_not_comments_or_docstrings() -> None:
+    documented = {"workflows/x.py": 'def f() -> int:\n    """Why."""\n    return 1\n'}
+    commented = {"workflows/x.py": "# Why.\ndef f() -> int:\n    return 1  # one\n"}
+    changed = {"workflows/x.py": "def f() -> int:\n    return 2\n"}
+    assert code_digest(documented) == code_digest(commented)
+    assert code_digest(commented) != code_digest(changed)

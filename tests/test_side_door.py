@@ -21,7 +21,7 @@ from rop_domain.steps import StepName
 from rop_runtime.client import PLAIN_PAYLOAD_REFUSED
 from starter.local_stack import packaged_binary
 from tests import factories
-from tests.pathway_harness import close_and_end, running_pathways, start
+from tests.pathway_harness import applied_events, close_and_end, running_pathways, start
 from worker import build_worker
 
 
@@ -48,7 +48,7 @@ async def test_a_plain_update_sent_with_the_temporal_cli_is_not_applied(
     async with running_pathways(client, pool, task_queue) as api:
         workflow_id, handle = await start(client, api, factories.referral_data(datetime.now(UTC)))
         await api.send(StepName.ASSESS, workflow_id, factories.assessment())
-        events_before = len((await handle.fetch_history()).events)
+        events_before = await applied_events(handle)
 
         code, output = await _temporal(
             address,
@@ -65,7 +65,7 @@ async def test_a_plain_update_sent_with_the_temporal_cli_is_not_applied(
         assert code != 0
         assert "not encrypted with a known key" in output
 
-        assert len((await handle.fetch_history()).events) == events_before
+        assert await applied_events(handle) == events_before
         assert (await api.status(workflow_id)).objection is None
         forged = await pool.fetchval(
             "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = "

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import random
 from datetime import UTC, datetime, timedelta
 
-from rop_domain.state import ANSWERS_KEPT_FOR, MAX_ANSWERS_KEPT, PathwayState
+from rop_domain.state import (
+    ANSWERS_KEPT_BEFORE_BYTES,
+    ANSWERS_KEPT_FOR,
+    MAX_ANSWER_BYTES,
+    PathwayState,
+)
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -14,18 +21,57 @@ def test_an_answer_is_found_by_its_update_id() -> None:
     state.keep_answer("u1", "assess", T0, '{"phase": "awaiting-invite"}')
     kept = state.kept_answer("u1")
     assert kept is not None
-    assert (kept.update_name, kept.answer) == ("assess", '{"phase": "awaiting-invite"}')
+    assert kept.packed
+    assert (kept.update_name, kept.text()) == ("assess", '{"phase": "awaiting-invite"}')
     assert state.kept_answer("u2") is None
 
 
-def test_only_the_newest_answers_are_kept() -> None:
+def test_the_answers_kept_are_bounded_by_bytes_not_by_a_count() -> None:
     state = PathwayState()
-    for number in range(MAX_ANSWERS_KEPT + 5):
-        state.keep_answer(f"u{number}", "start_measure", T0 + timedelta(minutes=number), "{}")
-    assert len(state.answers) == MAX_ANSWERS_KEPT
+    # A status a step answers with, much as the workflow's (it packs to ~1 KiB).
+    status = json.dumps(
+        {
+            "phase": "follow-up",
+            "open_tasks": [
+                {"key": f"rop-1/{n}", "kind": "start-measure", "recipient": f"90{n:05d}"}
+                for n in range(40)
+            ],
+        }
+    )
+    for number in range(300):
+        state.keep_answer(f"u{number}", "revise_plan", T0 + timedelta(minutes=number), status)
+    assert len(state.answers) == 300  # 300 steps in the window: the first still answered
+    first = state.kept_answer("u0")
+    assert first is not None
+    assert first.text() == status
+
+    # Answers that do not pack: the oldest go once the bytes are spent, the newest stay.
+    noise = random.Random(0)  # noqa: S311
+    for number in range(300, 600):
+        state.keep_answer(
+            f"u{number}", "revise_plan", T0 + timedelta(minutes=number), noise.randbytes(3000).hex()
+        )
+    assert sum(a.size() for a in state.answers) <= MAX_ANSWER_BYTES
+    assert state.kept_answer("u0") is None
+    assert state.kept_answer("u599") is not None
+    assert len(state.answers) > 50
+
+
+def test_runs_from_before_the_byte_bound_keep_the_newest_25() -> None:
+    state = PathwayState()
+    for number in range(ANSWERS_KEPT_BEFORE_BYTES + 5):
+        state.keep_answer(
+            f"u{number}",
+            "start_measure",
+            T0 + timedelta(minutes=number),
+            "{}",
+            bounded_by_bytes=False,
+        )
+    assert len(state.answers) == ANSWERS_KEPT_BEFORE_BYTES
     assert state.kept_answer("u4") is None
-    assert state.kept_answer("u5") is not None
-    assert state.kept_answer(f"u{MAX_ANSWERS_KEPT + 4}") is not None
+    kept = state.kept_answer("u5")
+    assert kept is not None
+    assert (kept.packed, kept.text()) == (False, "{}")
 
 
 def test_answers_older_than_the_window_are_forgotten() -> None:

@@ -88,6 +88,26 @@ RETRY = RetryPolicy(
     non_retryable_error_types=[RECORD_REFUSED],
 )
 SYSTEM_ACTOR = "rop-forlop"
+RECORD_RETRIES_ON_TIMERS = "record-retries-on-timers"
+"""Patch: a record-service call that fails is tried again after a durable timer, one attempt
+at a time, not in local retries that hold the workflow task open (a query waited for the
+task, up to its timeout, while the database was down). Runs started before it retried
+locally, within the stall bound, and replay so."""
+ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+RECORD_WAITS = (timedelta(seconds=1), timedelta(seconds=2), timedelta(seconds=4))
+"""The waits before a failed record-service call is tried again: after the last, it again
+and again until `LONG_OUTAGE`, so a step resumes within seconds of the database's return."""
+LONG_OUTAGE = timedelta(minutes=2)
+LONG_OUTAGE_WAIT = timedelta(seconds=15)
+"""Past `LONG_OUTAGE` the call is tried every 15 s: an outage of hours adds some hundreds
+of events to a waiting pathway's history, not tens of thousands."""
+
+
+def record_wait(failures: int, failing_for: timedelta) -> timedelta:
+    """How long to wait after the `failures`-th failure in a row, failing for `failing_for`."""
+    if failing_for >= LONG_OUTAGE:
+        return LONG_OUTAGE_WAIT
+    return RECORD_WAITS[min(failures, len(RECORD_WAITS)) - 1]
 
 
 def attempts_within(seconds: float) -> int:
@@ -104,6 +124,14 @@ def attempts_within(seconds: float) -> int:
 
 class RecordRefused(Exception):
     """The record database refused a step's content; nothing of it was written."""
+
+
+def _raise_if_refused(error: Exception) -> None:
+    """`RecordRefused` for a call the record refused (trying again cannot help)."""
+    # A local activity's failure may come as the activity's error itself.
+    cause = error.cause if isinstance(error, ActivityError) else error
+    if isinstance(cause, ApplicationError) and cause.type == RECORD_REFUSED:
+        raise RecordRefused(cause.message) from None
 
 
 class StepRecord:
@@ -219,6 +247,7 @@ class StepRecord:
         # and store (measured: the benchmark ratio drops by ~0.08). The step's kind shows in
         # the pathway's current details and event log instead.
         to_deliver: list[str] = await self._effects.record(RECORD_STEP, step, list[str])
+        self._effects.state.keep_recorded_step(workflow.now(), step.model_dump_json())
         self._effects.deliver(to_deliver)
 
 
@@ -232,6 +261,9 @@ class PathwayEffects:
         self.workflow_id = workflow.info().workflow_id
         self.on_delivery_failed: Callable[[str], None] = lambda key: None
         self.on_recording_stalled: Callable[[bool], None] = lambda stalled: None
+        self.retries_on_timers = False
+        """`RECORD_RETRIES_ON_TIMERS`, as the run's patch check says."""
+        self._stalled = False
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         # As many attempts as fit in the stall bound: a local activity's schedule-to-close
         # timeout does not end its local retries, an attempt limit does.
@@ -244,10 +276,53 @@ class PathwayEffects:
     ) -> Any:
         """Run a record-service call until it succeeds; `RecordRefused` if it never can.
 
-        A call that keeps failing (the database is down, or a fault in our code) is
-        retried for as long as it takes; after the settings' `recording_stalled_seconds`
-        the pathway is flagged as stalled, and the flag is lifted when the call goes through.
+        A call that keeps failing (the database is down, or a fault in our code) is tried
+        again for as long as it takes, one attempt at a time with a durable timer between
+        (`record_wait`), so the workflow task ends and queries answer meanwhile; after the
+        settings' `recording_stalled_seconds` the pathway is flagged as stalled, and the flag
+        is lifted when the call goes through.
         """
+        if not self.retries_on_timers:
+            return await self._record_locally_retried(activity, argument, result_type, summary)
+        stalled_after = timedelta(seconds=self.settings.recording_stalled_seconds)
+        failures, first_failure = 0, workflow.now()  # set again at the first failure
+        while True:
+            try:
+                result = await workflow.execute_local_activity(
+                    activity,
+                    argument,
+                    result_type=result_type,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ONE_ATTEMPT,
+                    summary=summary,
+                )
+            except (ActivityError, ApplicationError, ActivityTimeout) as error:
+                _raise_if_refused(error)
+                failures += 1
+                if failures == 1:
+                    first_failure = workflow.now()
+                failing_for = workflow.now() - first_failure
+                if failing_for >= stalled_after and not self._stalled:
+                    self._stalled_now(True)
+                await workflow.sleep(record_wait(failures, failing_for))
+                continue
+            if self._stalled:
+                self._stalled_now(False)
+            return result
+
+    def _stalled_now(self, stalled: bool) -> None:
+        self._stalled = stalled
+        if stalled:
+            workflow.logger.error("recording stalled: the record service keeps failing")
+        else:
+            workflow.logger.info("recording resumed")
+        self.on_recording_stalled(stalled)
+
+    async def _record_locally_retried(
+        self, activity: str, argument: Any, result_type: Any, summary: str | None
+    ) -> Any:
+        """`record` as runs from before `RECORD_RETRIES_ON_TIMERS` did: local retries for as
+        many attempts as fit in the stall bound, then the stall flag, and again."""
         stalled = False
         while True:
             try:
@@ -260,10 +335,7 @@ class PathwayEffects:
                     summary=summary,
                 )
             except (ActivityError, ApplicationError, ActivityTimeout) as error:
-                # A local activity's failure may come as the activity's error itself.
-                cause = error.cause if isinstance(error, ActivityError) else error
-                if isinstance(cause, ApplicationError) and cause.type == RECORD_REFUSED:
-                    raise RecordRefused(cause.message) from None
+                _raise_if_refused(error)
                 if not stalled:
                     stalled = True
                     workflow.logger.error("recording stalled: the record service keeps failing")
@@ -353,17 +425,19 @@ class PathwayEffects:
         self.state.task_raised(
             OpenTask(kind=task.kind, recipient=task.recipient, due_at=task.due_at)
         )
+        new_pathway = NewPathway(
+            workflow_id=self.workflow_id,
+            referral=referral,
+            meeting_deadline=meeting_deadline,
+            notifications=[task],
+        )
         intake: Intake = await self.record(
             OPEN_PATHWAY,
-            NewPathway(
-                workflow_id=self.workflow_id,
-                referral=referral,
-                meeting_deadline=meeting_deadline,
-                notifications=[task],
-            ),
+            new_pathway,
             Intake,
             summary="record the referral, ask for an assessment, find meeting participants",
         )
+        self.state.keep_recorded_step(workflow.now(), new_pathway.model_dump_json(), intake=True)
         self.deliver(intake.deliveries)
         return intake.participants
 

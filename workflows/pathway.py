@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         open_predecessors,
         validate_plan,
     )
+    from rop_domain.reconcile import RecordBehind, RecordedSteps, recorded_step
     from rop_domain.state import (
         Chase,
         MeasureEntry,
@@ -74,8 +75,9 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.steps import StepName
     from rop_domain.view import PathwayStatus
     from workflows import messages, status_view
-    from workflows.effects import PathwayEffects, StepRecord
+    from workflows.effects import RECORD_RETRIES_ON_TIMERS, PathwayEffects, StepRecord
     from workflows.pathway_base import (
+        ANSWERS_BOUNDED_BY_BYTES,
         CONTINUE_WHEN_LONG,
         RECORD_FIRST,
         REJECTED,
@@ -101,7 +103,7 @@ def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
     """An Update applied once per id, across runs: a repeat gets the first answer.
 
     Temporal itself answers a repeated Update id within a run; after continue-as-new
-    the answers kept in the state do, for `ANSWERS_KEPT_FOR`.
+    the answers kept in the state do, for `ANSWERS_KEPT_FOR` (within `MAX_ANSWER_BYTES`).
     """
 
     @functools.wraps(handler)
@@ -111,12 +113,18 @@ def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
         kept = self._state.kept_answer(info.id)
         if kept is not None:
             try:
-                return PathwayStatus.model_validate_json(kept.answer)
+                return PathwayStatus.model_validate_json(kept.text())
             except ValidationError:
                 # An answer kept before the public status took its shape: the status now.
                 return self.status()
         answer = await handler(self, argument)
-        self._state.keep_answer(info.id, info.name, workflow.now(), answer.model_dump_json())
+        self._state.keep_answer(
+            info.id,
+            info.name,
+            workflow.now(),
+            answer.model_dump_json(),
+            bounded_by_bytes=self._answers_by_bytes,
+        )
         return answer
 
     return answered_once
@@ -174,6 +182,8 @@ class RopPathway(PathwayWatchers):
         self._days_at_noon = None
         self._record_first = workflow.patched(RECORD_FIRST)
         self._continue_when_long = workflow.patched(CONTINUE_WHEN_LONG)
+        self._answers_by_bytes = workflow.patched(ANSWERS_BOUNDED_BY_BYTES)
+        self._effects.retries_on_timers = workflow.patched(RECORD_RETRIES_ON_TIMERS)
 
     @workflow.run
     async def run(self, pathway: PathwayInput) -> PathwayOutcome:
@@ -594,6 +604,15 @@ class RopPathway(PathwayWatchers):
     @_unless_answered
     def _validate_revision(self, revision: PlanRevision) -> None:
         self._require_follow_up()
+        current = self._state.plan_version
+        if revision.replaces_version is not None and revision.replaces_version != current:
+            raise reject(
+                f"plan version {revision.replaces_version} is already replaced "
+                f"(current: version {current})"
+                if revision.replaces_version < current
+                else f"there is no plan version {revision.replaces_version} "
+                f"(current: version {current})"
+            )
         self._check_revision(revision.measures)
 
     # --- Updates: reviews, objection, closure -------------------------------------------
@@ -745,6 +764,28 @@ class RopPathway(PathwayWatchers):
             workflow_id=self._workflow_id,
             recording_stalled=self._recording_stalled,
         )
+
+    @workflow.query
+    def recorded_steps(self) -> RecordedSteps:
+        """The steps this pathway recorded in the last two weeks, whole, and the phase they
+        brought it to: what its record must hold (`rop reconcile` compares, and repairs)."""
+        return RecordedSteps(
+            workflow_id=self._workflow_id,
+            phase=self._visible().phase,
+            record_behind=self._state.record_behind,
+            steps=[recorded_step(kept) for kept in self._state.recorded_steps],
+        )
+
+    @workflow.update
+    def note_reconciliation(self, finding: RecordBehind) -> PathwayStatus:
+        """What the last reconciliation found: a record behind the workflow is flagged where
+        operators look (RopStalled `record-behind`, the status, the UI's details) until a
+        check finds it caught up. Not a step: nothing is recorded."""
+        for state in (self._state, self._recorded):
+            if state is not None:
+                state.record_behind = finding.behind
+        self._publish()
+        return self.status()
 
     @workflow.signal(dynamic=True)
     def ignore_signal(self, name: str, args: Sequence[RawValue]) -> None:

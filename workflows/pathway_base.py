@@ -45,10 +45,22 @@ REVISION_CHASE = "crisis-plan-revision-chase"
 plan past it is overdue, reminded of and escalated. Runs started before it only raised the
 revision task."""
 
+ANSWERS_BOUNDED_BY_BYTES = "answers-bounded-by-bytes"
+"""Patch: the answers kept for repeated Update ids are bounded by age and bytes
+(`state.MAX_ANSWER_BYTES`), packed. Runs started before it kept the newest 25."""
+
+DEADLINE_DAY_AT_NOON = "deadline-day-at-noon-utc"
+"""Deprecated patch (71fcfd7, removed in 39f5f56 without deprecation): runs started between
+them carry its marker at their first publish, so the call stays, as
+`workflow.deprecate_patch`, until no running pathway can carry the marker. Which rule a
+pathway keeps is decided by its search attributes (`_store_days_at_noon`)."""
+
 REJECTED = "PathwayStepRejected"
 """ApplicationError type of an Update refused by its validator, or by the record."""
 
-_KEPT_THROUGH_A_REFUSAL = frozenset({"sequence", "failed_deliveries", "answers"})
+_KEPT_THROUGH_A_REFUSAL = frozenset(
+    {"sequence", "failed_deliveries", "answers", "recorded_steps", "record_behind"}
+)
 """State a refused step puts back as it found it: keys stay unique (a refused step's
 keys are never used again), and deliveries and answers are not the step's business."""
 
@@ -72,6 +84,7 @@ class PathwayBase:
     _step_lock: asyncio.Lock
     _record_first: bool
     _continue_when_long: bool
+    _answers_by_bytes: bool
     _recorded: PathwayState | None
     _recording_stalled: bool
     _fault: str | None
@@ -169,6 +182,8 @@ class PathwayBase:
         themselves decide, so no patch marker is needed. One started without them (not by
         the starter) keeps the rule from before too."""
         if self._days_at_noon is None:
+            # Where 71fcfd7-39f5f56 asked `workflow.patched`: their marker replays here.
+            workflow.deprecate_patch(DEADLINE_DAY_AT_NOON)
             stored = workflow.info().typed_search_attributes.get(sa.MEETING_DEADLINE)
             self._days_at_noon = stored is not None and sa.stored_at_noon(stored)
         return self._days_at_noon
@@ -187,13 +202,15 @@ class PathwayBase:
             invited_on_time=s.invite.on_time if s.invite else None,
             next_review_due=(s.review.due if s.review and not self._finished(s) else None),
             recording_stalled=self._recording_stalled,
+            record_behind=s.record_behind,
             days_at_noon=self._store_days_at_noon(),
         )
         # Only what changed: each upsert is a history event, and continue-as-new carries
         # the current values into the next run.
         current = workflow.info().typed_search_attributes
         changed = [key.value_set(value) for key, value in wanted if current.get(key) != value]
-        if not self._recording_stalled and current.get(sa.STALLED) is not None:
+        flagged = self._recording_stalled or s.record_behind
+        if not flagged and current.get(sa.STALLED) is not None:
             changed.append(sa.STALLED.value_unset())
         if changed:
             workflow.upsert_search_attributes(changed)

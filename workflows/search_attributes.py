@@ -32,6 +32,8 @@ STALLED = SearchAttributeKey.for_keyword("RopStalled")
 """Set to `recording` while the record service has kept failing for the pathway's steps
 (for longer than a minute); unset once a step is recorded again."""
 RECORDING_STALLED = "recording"
+RECORD_BEHIND = "record-behind"
+"""RopStalled's value while the last reconciliation found the record behind the workflow."""
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     PHASE,
@@ -83,6 +85,7 @@ def pathway_values(
     invited_on_time: bool | None = None,
     next_review_due: date | None = None,
     recording_stalled: bool = False,
+    record_behind: bool = False,
     days_at_noon: bool = True,
 ) -> list[tuple[SearchAttributeKey[Any], Any]]:
     """The search attribute values of a pathway: what the workflow keeps current, and what
@@ -103,4 +106,6 @@ def pathway_values(
         values.append((NEXT_REVIEW_DUE, day_value(next_review_due, at_noon=days_at_noon)))
     if recording_stalled:
         values.append((STALLED, RECORDING_STALLED))
+    elif record_behind:
+        values.append((STALLED, RECORD_BEHIND))
     return values

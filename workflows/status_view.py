@@ -113,6 +113,7 @@ def public_status(
         due=due(state, deadlines),
         failed_deliveries=len(state.failed_deliveries),
         recording_stalled=recording_stalled,
+        record_behind=state.record_behind,
     )
 
 
@@ -229,6 +230,11 @@ def current_details(
         lines.insert(0, headline)
     if recording_stalled:
         lines.append("STALLED: the record service keeps failing; steps wait (RopStalled).")
+    elif state.record_behind:
+        lines.append(
+            "RECORD BEHIND: steps this pathway applied are missing from the record (a restore?); "
+            "`rop reconcile --pathway <id> --repair` writes them (RopStalled)."
+        )
     if state.failed_deliveries:
         lines.append(
             f"DELIVERY FAILED: {len(state.failed_deliveries)} task(s) reached nobody; "

@@ -297,9 +297,10 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- The same facts recomputed from the event log, set-based: what fills the table below, and
--- what a check compares the kept rows with (`rop reconcile`, the tests). The owner's alone.
-CREATE FUNCTION rop_facts_from_events()
+-- The same facts recomputed from the event log (all pathways', or one's), set-based: what fills
+-- the table below, what a repair refreshes a pathway's row from (events written out of order
+-- by `rop reconcile --repair`), and what the tests hold the kept rows equal to. The owner's.
+CREATE FUNCTION rop_facts_from_events(only_pathway text DEFAULT NULL)
 RETURNS TABLE (workflow_id text, received_on date, health_trust text, municipality text,
                birth_year integer, residence text, pathway_reason text, phase text,
                assessment_decision text, meeting_deadline date, invited_at timestamptz,
@@ -357,8 +358,9 @@ LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
                        FROM pathway_events e
                        WHERE e.workflow_id = p.workflow_id AND e.kind = 'measure-cancelled'
                          AND e.details->>'measure_id' IS NOT NULL) cancelled ON true
+    WHERE only_pathway IS NULL OR p.workflow_id = only_pathway
 $$;
-REVOKE ALL ON FUNCTION rop_facts_from_events() FROM PUBLIC;
+REVOKE ALL ON FUNCTION rop_facts_from_events(text) FROM PUBLIC;
 
 -- From today's records.
 INSERT INTO pathway_facts (

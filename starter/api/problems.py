@@ -110,8 +110,12 @@ def openapi_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "The pathway is not ready for this step, or the request conflicts",
         415: "Unsupported content type",
         422: "Invalid input; `errors` names each field",
+        429: "This address sent too many invalid tokens (ROP_API_AUTH_FAILURES_PER_MINUTE); "
+        "try again later",
         503: "Temporal or the database is unavailable",
     }
+    if 401 in statuses:  # the guard refuses an address that keeps sending invalid tokens
+        statuses = (*statuses, 429)
     return {
         status: {
             "description": descriptions[status],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 import asyncpg
@@ -18,6 +19,7 @@ from rop_domain.models import (
     StrictModel,
     parse_referral,
 )
+from rop_domain.reconcile import ReconcileReport, ReconcileRequest
 from rop_domain.view import PathwayStatus
 from starter import access_log
 from starter.access_log import AccessRecord, Grounds, Outcome
@@ -294,3 +296,46 @@ async def pathway_access_log(
     # Reading who accessed a pathway is an access too (the next read shows this one).
     await ctx.audit(principal, [workflow_id], "read access log", Outcome.OK)
     return JSONResponse([r.model_dump(mode="json") for r in records])
+
+
+@router.post(
+    "/reconcile",
+    summary="Compare each pathway's record with what its workflow applied (operators); "
+    "with repair=true, write what the record lacks",
+    response_model=ReconcileReport,
+    responses=openapi_responses(401, 403, 422, 503),
+)
+async def reconcile_records(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(AUDIT, "reconcile"))],
+    pathway: Annotated[str | None, Query(pattern=WORKFLOW_ID_PATTERN)] = None,
+    since: date | None = None,
+    repair: bool = False,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """A reconciliation runs on the worker (it has the record role a repair needs); a repeat
+    with the same Idempotency-Key answers the first report, a repeat without one checks
+    again (a repair writes nothing twice)."""
+    ctx = context(request)
+    what = "reconcile and repair" if repair else "reconcile"
+    action = f"{what} (since {since or '…'})"
+
+    async def handle() -> Response:
+        report = await ctx.pathways.reconcile(
+            ReconcileRequest(
+                pathway=pathway,
+                since=since,
+                repair=repair,
+                requested_by=principal.identity,
+                task_queue=ctx.pathways.task_queue,
+            )
+        )
+        await ctx.audit(principal, [pathway or access_log.NO_PATHWAY], action, Outcome.OK)
+        return JSONResponse(report.model_dump(mode="json"))
+
+    async def replayed(_: Response) -> None:
+        await ctx.audit(
+            principal, [pathway or access_log.NO_PATHWAY], f"{action} (replayed)", Outcome.OK
+        )
+
+    return await ctx.idempotency.run(request, principal, idempotency_key, handle, replayed)
