@@ -207,16 +207,10 @@ class ReconcileActivities:
 
     @activity.defn(name=RECONCILE_RECORDS)
     async def reconcile_records(self, request: ReconcileRequest) -> ReconcileReport:
-        """Check (and repair, if asked); a whole check sets the gauge operators alert on."""
+        """Check (and repair, if asked). The pathways found behind show in `rop_pathways`
+        (state `record_behind`, from their search attribute); one whole check's report is
+        the activity's result, and logged."""
         report = await reconcile(self._client, self._pool, request)
-        if request.pathway is None and request.since is None:
-            meter = activity.metric_meter()
-            meter.create_gauge(
-                "rop_pathways_record_behind",
-                "pathways whose record lacks steps their workflow applied (last whole check)",
-            ).set(0 if request.repair else len(report.behind))
-            meter.create_gauge(
-                "rop_pathways_without_workflow",
-                "open pathways in the record that Temporal does not know (last whole check)",
-            ).set(len(report.without_workflow))
+        for line in report.lines():
+            log.info("reconcile report", line=line)
         return report

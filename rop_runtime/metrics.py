@@ -65,6 +65,7 @@ PATHWAY_GAUGES = (
     GaugeQuery("overdue", f"{RUNNING} AND RopOverdue = true"),
     GaugeQuery("delivery_failed", f"{RUNNING} AND RopDeliveryFailed > 0"),
     GaugeQuery("recording_stalled", f'{RUNNING} AND RopStalled = "recording"'),
+    GaugeQuery("record_behind", f'{RUNNING} AND RopStalled = "record-behind"'),
 )
 """`rop_pathways{state=...}`: what operators alert on across all pathways."""
 

@@ -184,7 +184,13 @@ async def test_pathway_gauges_count_what_visibility_shows(
                 break
         samples = await _scrape(f"http://127.0.0.1:{port}/metrics")
         await close_and_end(api, handle)
-    assert set(counts) == {"running", "overdue", "delivery_failed", "recording_stalled"}
+    assert set(counts) == {
+        "running",
+        "overdue",
+        "delivery_failed",
+        "recording_stalled",
+        "record_behind",
+    }
     assert counts["running"] >= 1
     for state, count in counts.items():
         assert _value(samples, "rop_pathways", state=state) == count
