@@ -65,6 +65,13 @@ asyncio.run(main())
 @pytest.fixture
 def old_release(tmp_path: Path) -> Iterator[Path]:
     """The old release's tree, checked out beside this one (git worktree)."""
+    present = subprocess.run(
+        ["git", "-C", str(REPO), "cat-file", "-e", f"{OLD_RELEASE}^{{commit}}"],
+        check=False,
+        capture_output=True,
+    )
+    if present.returncode != 0:
+        pytest.skip(f"{OLD_RELEASE} is not in this clone (a shallow one?): `git fetch --unshallow`")
     tree = tmp_path / OLD_RELEASE
     subprocess.run(
         ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), OLD_RELEASE],
