@@ -59,13 +59,13 @@ Keepable = BeforeValidator(keepable)
 """Part of every text type below: what a sender writes must be storable as it is."""
 
 Identifier = Annotated[
-    str, Keepable, StringConstraints(pattern=IDENTIFIER_PATTERN, strip_whitespace=True)
+    str, StringConstraints(pattern=IDENTIFIER_PATTERN, strip_whitespace=True), Keepable
 ]
 """An id from another system (referral id, HPR number, unit id): no spaces, at most 64 chars."""
 
-Kommunenummer = Annotated[str, Keepable, StringConstraints(pattern=r"^\d{4}$")]
+Kommunenummer = Annotated[str, StringConstraints(pattern=r"^\d{4}$"), Keepable]
 ShortText = Annotated[
-    str, Keepable, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)
+    str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True), Keepable
 ]
 """Free text a person writes (a reason, a note, a location): at most 2,000 characters."""
 
@@ -150,7 +150,7 @@ class Patient(StrictModel):
     """
 
     reference: Identifier
-    national_id: Annotated[str, Keepable, StringConstraints(max_length=20)] | None = Field(
+    national_id: Annotated[str, StringConstraints(max_length=20), Keepable] | None = Field(
         default=None, description="fødselsnummer or D-nummer, 11 digits", repr=False
     )
     name: ShortText | None = Field(

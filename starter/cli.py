@@ -23,7 +23,7 @@ from rop_runtime.settings import RopSettings
 from rop_runtime.validation import one_line
 from starter import cli_operations as operations
 from starter import cli_steps as steps
-from starter.cli_support import UsageError
+from starter.cli_support import OneLineParser, UsageError
 from starter.pathways import PathwayDidNotAnswer, PathwayError
 
 Command = Callable[[argparse.Namespace, RopSettings], Awaitable[None]]
@@ -120,7 +120,7 @@ def _model_name(error: ValidationError) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rop", description="Run the ROP patient pathway.")
+    parser = OneLineParser(prog="rop", description="Run the ROP patient pathway.")
     commands = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Command, help_text: str, parent: Any = commands) -> Any:

@@ -147,12 +147,26 @@ async def tasks(args: argparse.Namespace, settings: RopSettings) -> None:
         )
     finally:
         await connection.close()
+    if not rows:
+        print(_no_tasks(args))
     for task in rows:
         due = task.due_at.astimezone(calendar.OSLO).isoformat() if task.due_at else "-"
         print(
             f"{task.id:>5}  {task.workflow_id}  {task.kind.value:<30} {task.status:<10} "
             f"due {due}  to {task.recipient}: {task.subject}"
         )
+
+
+def _no_tasks(args: argparse.Namespace) -> str:
+    """What an empty task list means, in the words of the filters given."""
+    which = ("overdue " if args.overdue else "") + ("task" if args.all else "open task")
+    scope = [
+        f"of {args.workflow_id}" if args.workflow_id else "",
+        f"for {args.assignee}" if args.assignee else "",
+        f"in {args.unit}" if args.unit else "",
+        "that no channel could deliver" if args.failed else "",
+    ]
+    return " ".join(["no", which, *[part for part in scope if part]])
 
 
 async def resend(args: argparse.Namespace, settings: RopSettings) -> None:
@@ -365,6 +379,12 @@ async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> No
         return
     if args.json:
         print("\n".join(record.model_dump_json() for record in records))
+    elif not records:
+        print(
+            "no access by breaking the glass is recorded"
+            if args.break_glass
+            else f"no access to {args.workflow_id} is recorded (is the workflow id right?)"
+        )
     else:
         print(access_log.render(records))
 

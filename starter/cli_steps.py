@@ -23,6 +23,7 @@ from rop_domain.steps import STEP, STEPS, StepName
 from rop_domain.tasks import step_for
 from rop_runtime.settings import RopSettings
 from starter.cli_support import (
+    OneLineParser,
     UsageError,
     connect_pathways,
     print_model,
@@ -423,7 +424,7 @@ async def complete_task(args: argparse.Namespace, settings: RopSettings) -> None
             return
     finally:
         await connection.close()
-    options = argparse.ArgumentParser(
+    options = OneLineParser(
         prog=f"rop task complete {args.task_id}",
         description=f"a {task.kind.value} task: {STEP[step].action} ({CLI_STEPS[step].help})",
     )

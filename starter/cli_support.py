@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
 from datetime import timedelta
+from typing import NoReturn
 
 from pydantic import BaseModel
 from temporalio.client import Client
@@ -20,6 +22,15 @@ from starter.pathways import (
 
 class UsageError(Exception):
     """The command line itself is wrong; the message says how."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit 1, as every other error
+    of `rop` (argparse's own prints the whole usage block and exits 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def print_model(model: BaseModel) -> None:

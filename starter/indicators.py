@@ -55,7 +55,7 @@ class IndicatorQuery(StrictModel):
     @model_validator(mode="after")
     def _ordered(self) -> IndicatorQuery:
         if self.from_date and self.to_date and self.from_date > self.to_date:
-            raise ValueError("--from must not lie after --to")
+            raise ValueError("the period must not begin (from) after it ends (to)")
         return self
 
 

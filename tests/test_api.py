@@ -159,6 +159,26 @@ async def test_unknown_pathways_and_routes_are_404_problems(api: Api) -> None:
         problem_of(task)
 
 
+async def test_a_body_that_is_no_json_names_the_body_and_where_it_broke(api: Api) -> None:
+    async with api.client(Role.CLINICIAN) as clinician:
+        answer = await clinician.post(
+            "/pathways/rop-NO-SUCH-REFERRAL/assessment",
+            content=b'{"assessor": "9000123", "decision": ',
+            headers={"Content-Type": "application/json"},
+        )
+    assert answer.status_code == 422
+    [error] = problem_of(answer)["errors"]
+    assert error["field"] == "body"
+    assert error["message"].startswith("not valid JSON at character 36")
+    async with api.client(Role.SYSTEM) as system:
+        indicators = await system.get(
+            "/indicators", params={"from_date": "2026-05-01", "to_date": "2026-04-01"}
+        )
+    assert indicators.status_code == 422
+    assert "the period must not begin (from) after it ends (to)" in indicators.text
+    assert "--from" not in indicators.text
+
+
 async def test_referrals_are_refused_with_the_field_named_and_start_nothing(
     api: Api, dev_server: WorkflowEnvironment
 ) -> None:

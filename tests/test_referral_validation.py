@@ -136,3 +136,14 @@ def test_a_referral_received_in_the_future_is_refused_at_the_edge() -> None:
     assert (field, message) == ("received_at", "Value error, lies in the future")
     # Inside the worker (no policy) the clock is not consulted: replay must not depend on it.
     assert Referral.model_validate(data).received_at == tomorrow
+
+
+def test_text_over_its_length_says_characters() -> None:
+    from rop_domain.followup import PlanRevision
+
+    with pytest.raises(ValidationError) as refused:
+        PlanRevision(revised_by="9000123", reason="x" * 2001, measures=[])
+    [error] = refused.value.errors()
+    assert error["msg"] == "String should have at most 2000 characters"
+    with pytest.raises(ValidationError, match="contains U\\+0000 at position 1"):
+        PlanRevision(revised_by="9000123", reason="a\x00b", measures=[])

@@ -84,9 +84,19 @@ def invalid(errors: list[FieldProblem]) -> ProblemError:
 
 def from_validation_error(error: ValidationError | RequestValidationError) -> ProblemError:
     return invalid(
-        [FieldProblem(field=field_name(e["loc"]), message=e["msg"]) for e in error.errors()]
+        [_field_problem(e) for e in error.errors()]
         or [FieldProblem(field="(request)", message=str(error))]
     )
+
+
+def _field_problem(error: Any) -> FieldProblem:
+    """One field's problem; a body that is no JSON at all names the body and where it broke
+    (FastAPI places such an error at the character's offset, which reads as a field name)."""
+    if error.get("type") == "json_invalid":
+        where = error["loc"][-1] if error.get("loc") else "?"
+        reason = (error.get("ctx") or {}).get("error", "not JSON")
+        return FieldProblem(field="body", message=f"not valid JSON at character {where}: {reason}")
+    return FieldProblem(field=field_name(error["loc"]), message=error["msg"])
 
 
 def from_pathway_error(error: PathwayError) -> ProblemError:
