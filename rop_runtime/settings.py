@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Self
 
@@ -165,6 +166,19 @@ class RopSettings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _find_the_running_stack(self) -> Self:
+        """Outside the project folder, `rop` finds the local stack that runs (`make run`
+        names its folder in `running_stack_file()`), unless ROP_DATA_DIR says otherwise."""
+        if "data_dir" in self.model_fields_set or self.data_dir.exists():
+            return self
+        pointer = running_stack_file()
+        if pointer.is_file():
+            named = Path(pointer.read_text(encoding="utf-8").strip())
+            if named.is_dir():
+                self.data_dir = named
+        return self
+
+    @model_validator(mode="after")
     def _pairs_are_whole(self) -> Self:
         if (self.worker_deployment_name is None) != (self.worker_build_id is None):
             raise ValueError(
@@ -205,3 +219,10 @@ class RopSettings(BaseSettings):
     def validation_policy(self) -> ValidationPolicy:
         """What the edge accepts."""
         return ValidationPolicy(allow_synthetic_ids=self.allow_synthetic_ids)
+
+
+def running_stack_file() -> Path:
+    """Where the local stack names its folder while it runs, for `rop` run from elsewhere:
+    in the user's state directory (`XDG_STATE_HOME`, or ~/.local/state)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "rop-forlop" / "running-stack"

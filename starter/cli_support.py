@@ -11,7 +11,7 @@ from typing import NoReturn
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from rop_runtime.settings import RopSettings
+from rop_runtime.settings import RopSettings, running_stack_file
 from starter.pathways import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     Pathways,
@@ -76,7 +76,8 @@ def require_database(settings: RopSettings) -> str:
     if local.is_file():
         return local.read_text(encoding="utf-8").strip()
     raise UsageError(
-        f"set DATABASE_URL, or start the local stack (`make run`), which leaves its own in {local}"
+        f"set DATABASE_URL, or start the local stack (`make run`), which leaves its own in "
+        f"{local} (not there) and names its folder in {running_stack_file()} (not there either)"
     )
 
 

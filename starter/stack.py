@@ -19,7 +19,7 @@ from rop_domain.models import FINAL_PHASES, Phase, parse_referral
 from rop_domain.view import PathwayStatus
 from rop_runtime.client import LOCAL_KEY_FILE, codec_from_settings
 from rop_runtime.codec import write_new_key_file
-from rop_runtime.settings import RopSettings
+from rop_runtime.settings import RopSettings, running_stack_file
 from rop_runtime.tracing import provider_from_environment
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, server_config
@@ -133,9 +133,11 @@ async def _serve(
             submitted = await pathways.submit(referral)
             status = await pathways.status(submitted.workflow_id)
             found_by_the_cli = write_local_database_url(settings.data_dir, database_url)
+            named = name_the_running_stack(settings.data_dir)
             print(welcome(status, submitted.created, database_url, settings), flush=True)
             await _until_interrupted()
             found_by_the_cli.unlink(missing_ok=True)
+            named.unlink(missing_ok=True)
             await api.stop(serving)
     finally:
         if tracing is not None:
@@ -152,6 +154,15 @@ def write_local_database_url(data_dir: Path, database_url: str) -> Path:
     path.touch(mode=0o600)
     path.write_text(database_url, encoding="utf-8")
     return path
+
+
+def name_the_running_stack(data_dir: Path) -> Path:
+    """Name the stack's folder where `rop` run from another folder looks
+    (`settings.running_stack_file`); removed at Ctrl-C."""
+    pointer = running_stack_file()
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(str(data_dir.resolve()), encoding="utf-8")
+    return pointer
 
 
 def welcome(status: PathwayStatus, created: bool, database_url: str, settings: RopSettings) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -40,6 +41,9 @@ TEST_KEY = bytes(range(32))
 TEST_KEYS_ENV = f"{TEST_KEY_ID}:{base64.b64encode(TEST_KEY).decode()}"
 DATA_CONVERTER = data_converter(EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID))
 os.environ.setdefault("ROP_PAYLOAD_KEYS", TEST_KEYS_ENV)
+# A local stack a test runs names its folder in the user's state directory
+# (`running_stack_file`): the tests' own, never the user's.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="rop-test-state-")
 EXAMPLE_CONTACTS = REPO / "deploy" / "seed" / "contact-points.example.json"
 
 

@@ -192,3 +192,28 @@ def test_the_worker_refuses_invalid_settings_in_one_line(
     assert message.startswith("error: invalid settings: ")
     assert "ROP_WORKER_BUILD_ID together" in message
     assert "\n" not in message
+
+
+def test_rop_finds_the_running_local_stack_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starter.stack import name_the_running_stack
+
+    stack = tmp_path / "project" / ".rop"
+    stack.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("ROP_DATA_DIR", raising=False)
+    monkeypatch.chdir(elsewhere)
+    assert RopSettings().data_dir == Path(".rop")  # no stack runs
+    pointer = name_the_running_stack(stack)
+    assert RopSettings().data_dir == stack.resolve()
+    monkeypatch.setenv("ROP_DATA_DIR", str(elsewhere))  # a folder named by the setting wins
+    assert RopSettings().data_dir == elsewhere
+    monkeypatch.delenv("ROP_DATA_DIR")
+    pointer.unlink()  # the stack stopped: `rop` says where it looked
+    from starter.cli_support import UsageError, require_database
+
+    with pytest.raises(UsageError, match=r"names its folder in .*running-stack \(not there"):
+        require_database(RopSettings(database_url=None))
