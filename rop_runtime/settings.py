@@ -162,7 +162,7 @@ class RopSettings(BaseSettings):
     local_mode: bool = Field(
         default=False,
         description="the local stack (make run): API keys for persons may name nobody, "
-        "the codec server may use a static token",
+        "the codec server may use a static token, synthetic national ids are accepted",
     )
 
     @model_validator(mode="after")
@@ -217,8 +217,9 @@ class RopSettings(BaseSettings):
         )
 
     def validation_policy(self) -> ValidationPolicy:
-        """What the edge accepts."""
-        return ValidationPolicy(allow_synthetic_ids=self.allow_synthetic_ids)
+        """What the edge accepts: synthetic national ids where allowed, and always in the local
+        stack (its demo and README's examples use them; no real patient is there)."""
+        return ValidationPolicy(allow_synthetic_ids=self.allow_synthetic_ids or self.local_mode)
 
 
 def running_stack_file() -> Path:

@@ -121,6 +121,19 @@ async def run_count(client: Client, workflow_id: str) -> int:
     return runs
 
 
+async def settled(handle: WorkflowHandle[Any, Any], seconds: float = 15.0) -> None:
+    """Wait until the pathway has nothing under way: no workflow task and no activity
+    pending (its intake and first deliveries done), so its history stands still."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        described = (await handle.describe()).raw_description
+        if not described.pending_activities and not described.HasField("pending_workflow_task"):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the pathway did not settle")
+        await asyncio.sleep(0.05)
+
+
 async def eventually_runs(
     client: Client, workflow_id: str, runs: int, seconds: float = 15.0
 ) -> None:

@@ -25,7 +25,7 @@ from starter.api.auth import Role
 from starter.pathways import Pathways
 from tests import factories
 from tests.api_harness import Api, problem_of
-from tests.pathway_harness import applied_events
+from tests.pathway_harness import applied_events, settled
 from worker import build_worker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ async def test_a_service_drives_a_pathway_to_follow_up_over_http(
         assert status.json()["phase"] == "awaiting-assessment"
 
         # A step the pathway is not ready for: 409 with the validator's words, history unchanged.
-        await asyncio.sleep(1)  # let the intake settle before measuring history
+        await settled(dev_server.client.get_workflow_handle(workflow_id))
         before = await _history_length(dev_server, workflow_id)
         early = await clinician.post(
             f"/pathways/{workflow_id}/meeting",
@@ -525,7 +525,7 @@ async def test_control_characters_are_refused_for_a_referral_and_every_step(
             await dev_server.client.get_workflow_handle(f"rop-{data['referral_id']}").describe()
 
         workflow_id = await _submit(system)
-        await asyncio.sleep(1)  # let the intake settle before measuring history
+        await settled(dev_server.client.get_workflow_handle(workflow_id))
         before = await _history_length(dev_server, workflow_id)
         events = await pool.fetchval(
             "SELECT count(*) FROM pathway_events WHERE workflow_id = $1", workflow_id

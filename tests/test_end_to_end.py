@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests import factories
 from tests.cli_harness import Cli
 from tests.conftest import REPO, TEST_KEYS_ENV
-from tests.pathway_harness import applied_events
+from tests.pathway_harness import applied_events, settled
 from worker import build_worker
 from workflows import search_attributes
 
@@ -71,7 +71,7 @@ async def test_cli_drives_a_pathway_from_referral_to_meeting(
     assert "exists already" in err
 
     # A step the pathway is not ready for: one clear line, and history untouched.
-    await asyncio.sleep(1)  # let intake's activities settle before measuring history
+    await settled(client.get_workflow_handle(workflow_id))
     before = await _history_length(client, workflow_id)
     code, out, err = await cli(
         "meeting",
@@ -389,7 +389,7 @@ async def test_control_characters_get_one_line_and_nothing_is_sent(
     data = factories.referral_data(datetime.now(UTC))
     code, out, _ = await cli("referral", "submit", _write(tmp_path, data))
     workflow_id = out.strip().splitlines()[-1]
-    await asyncio.sleep(1)  # let intake's activities settle before measuring history
+    await settled(dev_server.client.get_workflow_handle(workflow_id))
     before = await _history_length(dev_server.client, workflow_id)
     assess = ["assess", workflow_id, "--assessor", factories.CLINICIAN, "--decision"]
     code, out, err = await cli(*assess, "in-target-group", "--reason", "a\x1bb")

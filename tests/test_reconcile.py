@@ -33,7 +33,7 @@ from starter.pathways import Pathways
 from tests import factories
 from tests.cli_harness import Cli
 from tests.conftest import EXAMPLE_CONTACTS, TEST_KEYS_ENV
-from tests.pathway_harness import running_pathways
+from tests.pathway_harness import running_pathways, settled
 from worker import ensure_nightly_check, nightly_schedule
 from workflows import search_attributes as sa
 
@@ -144,8 +144,7 @@ async def test_after_a_restore_reconcile_writes_back_what_the_record_lost(
                 for _ in range(PATHWAYS)
             ]
             for workflow_id in ids:  # each intake recorded before the backup
-                await api.status(workflow_id)
-            await asyncio.sleep(0.5)
+                await settled(client.get_workflow_handle(workflow_id))
             backup = tmp_path / "records.dump"
             _postgres_tool("pg_dump", "--format=custom", f"--file={backup}", records)
 

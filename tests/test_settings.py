@@ -217,3 +217,9 @@ def test_rop_finds_the_running_local_stack_from_another_folder(
 
     with pytest.raises(UsageError, match=r"names its folder in .*running-stack \(not there"):
         require_database(RopSettings(database_url=None))
+
+
+def test_the_local_stack_accepts_synthetic_national_ids() -> None:
+    assert not RopSettings(allow_synthetic_ids=False).validation_policy().allow_synthetic_ids
+    local = RopSettings(allow_synthetic_ids=False, local_mode=True)
+    assert local.validation_policy().allow_synthetic_ids
