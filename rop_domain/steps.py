@@ -4,8 +4,11 @@ A step is one Temporal Update of the pathway workflow. Each entry says everythin
 ways in need to offer it: its Update's name, the model of its body, the field that names
 who took it, its HTTP path, its `rop` command and a summary. The Python API
 (`starter.pathways.Pathways.send`), the HTTP routes, the CLI, task completion and the
-API's actor check are all driven by this table; adding a step is one entry here plus its
-handler in `workflows/pathway.py`. Which tasks a step closes is the task table's
+API's actor check are all driven by this table. Adding a step is one entry here, its
+Update handler in `workflows/pathway.py`, and its CLI options in `starter/cli_steps.py`
+(`CLI_STEPS`); a step a task stands for also names the completion field that carries it
+(`starter/api/routes_tasks.py`, `COMPLETION_FIELDS`). `tests/test_registry.py` fails,
+naming the piece, while one is missing. Which tasks a step closes is the task table's
 (`rop_domain/tasks.py`).
 """
 
