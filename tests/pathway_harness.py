@@ -76,6 +76,25 @@ async def tasks_of(
     )
 
 
+CHASE_TASKS = frozenset(
+    kind for kind in TaskKind if kind.value.endswith(("-reminder", "-escalation"))
+)
+"""The reminders and escalations: each is due when what it chases is due."""
+
+
+async def assert_chases_are_due(pool: asyncpg.Pool, workflow_id: str) -> int:
+    """Every reminder and escalation of the pathway has a due date (so `rop tasks --overdue`
+    lists it once past); return how many it has."""
+    rows = await pool.fetch(
+        "SELECT kind, due_at FROM tasks WHERE workflow_id = $1 AND kind = ANY ($2::text[])",
+        workflow_id,
+        sorted(CHASE_TASKS),
+    )
+    undated = [row["kind"] for row in rows if row["due_at"] is None]
+    assert undated == [], f"reminders or escalations without a due date: {undated}"
+    return len(rows)
+
+
 async def start(
     client: Client, api: Pathways, data: dict[str, Any]
 ) -> tuple[str, WorkflowHandle[Any, Any]]:

@@ -32,6 +32,7 @@ from rop_domain.view import PathwayStatus
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.pathway_harness import (
+    assert_chases_are_due,
     close_and_end,
     eventually,
     eventually_runs,
@@ -106,6 +107,7 @@ async def test_crisis_plan_reminder_then_escalation_then_registration(
         assert search.get(sa.HAS_CRISIS_PLAN) is True
         assert search.get(sa.OVERDUE) is False
         await close_and_end(api, handle)
+        assert await assert_chases_are_due(pool, handle.id) > 0
         await save_history_if_recording(handle, "crisis_plan_escalation")
 
 
@@ -257,6 +259,7 @@ async def test_review_due_overdue_escalated_then_completed_and_the_next_one_watc
         outcome = await close_and_end(api, handle)
         assert (outcome.reviews_completed, outcome.runs) == (1, 1)
         assert (await handle.describe()).run_id == first_run
+        assert await assert_chases_are_due(pool, handle.id) > 0
         await save_history_if_recording(handle, "review_cycles")
 
 
@@ -712,6 +715,7 @@ async def test_every_crisis_plan_version_is_chased_past_its_revision_date(
         reminders = await tasks_of(pool, workflow_id, TaskKind.CRISIS_PLAN_REVISION_REMINDER)
         assert ["versjon 2" in r["subject"] for r in reminders] == [False, True]
         await close_and_end(api, handle)
+        assert await assert_chases_are_due(pool, handle.id) > 0
         await save_history_if_recording(handle, "crisis_plan_revision_chase")
 
 

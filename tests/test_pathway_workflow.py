@@ -22,6 +22,7 @@ from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.pathway_harness import (
+    assert_chases_are_due,
     close_and_end,
     eventually,
     hold_meeting,
@@ -211,6 +212,7 @@ async def test_escalation_after_the_deadline_day_marks_the_pathway_overdue(
         outcome = await close_and_end(api, handle)
         assert outcome.invited_on_time is False
         assert (await _pathway_row(pool, workflow_id))["invited_on_time"] is False
+        assert await assert_chases_are_due(pool, handle.id) > 0
         await save_history_if_recording(handle, "escalation")
 
 

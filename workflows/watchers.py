@@ -57,6 +57,7 @@ class PathwayWatchers(PathwayBase):
                 TaskKind.MEETING_DEADLINE_ESCALATION,
                 messages.meeting_escalation(referral_id, self._deadline),
                 SummaryChange(overdue=True),
+                due_at=calendar.end_of_day(self._deadline),
             ),
         )
 
@@ -137,11 +138,21 @@ class PathwayWatchers(PathwayBase):
         metrics.count_chase(stage, task.value)
 
     async def _escalate(
-        self, event: EventKind, task: TaskKind, message: messages.Message, change: SummaryChange
+        self,
+        event: EventKind,
+        task: TaskKind,
+        message: messages.Message,
+        change: SummaryChange,
+        *,
+        due_at: datetime,
     ) -> None:
+        """Raise the escalation to the unit's leader, due when what it chases was due (so it
+        lists as overdue at once: a leader acts on what is already late)."""
         workflow.logger.warning("deadline escalated", extra={"escalation": task.value})
         leader = await self._effects.unit_leader()
-        await self._send_reminder(event, task, leader, message, change=change, stage="escalation")
+        await self._send_reminder(
+            event, task, leader, message, due_at=due_at, change=change, stage="escalation"
+        )
 
     async def _watch_crisis_plan_deadline(self) -> None:
         recorded = self._visible()
@@ -166,6 +177,7 @@ class PathwayWatchers(PathwayBase):
                 TaskKind.CRISIS_PLAN_ESCALATION,
                 messages.crisis_plan_escalation(referral_id, deadline),
                 SummaryChange(crisis_plan_overdue=True, overdue=True),
+                due_at=calendar.end_of_day(deadline),
             ),
         )
 
@@ -235,6 +247,7 @@ class PathwayWatchers(PathwayBase):
                         TaskKind.CRISIS_PLAN_REVISION_REMINDER,
                         responsible,
                         messages.crisis_plan_revision_reminder(referral_id, plan.version, due),
+                        due_at=calendar.end_of_day(due),
                         change=overdue,
                     ),
                 ),
@@ -247,6 +260,7 @@ class PathwayWatchers(PathwayBase):
                         TaskKind.CRISIS_PLAN_REVISION_ESCALATION,
                         messages.crisis_plan_revision_escalation(referral_id, plan.version, due),
                         overdue,
+                        due_at=calendar.end_of_day(due),
                     ),
                 ),
             ],
@@ -319,6 +333,7 @@ class PathwayWatchers(PathwayBase):
                         TaskKind.REVIEW_REMINDER,
                         meeting.koordinator,
                         messages.review_reminder(referral_id, cycle.number, cycle.due),
+                        due_at=calendar.end_of_day(cycle.due),
                         change=SummaryChange(review_overdue=True, overdue=True),
                     ),
                 ),
@@ -331,6 +346,7 @@ class PathwayWatchers(PathwayBase):
                         TaskKind.REVIEW_ESCALATION,
                         messages.review_escalation(referral_id, cycle.number, cycle.due),
                         SummaryChange(review_overdue=True, overdue=True),
+                        due_at=calendar.end_of_day(cycle.due),
                     ),
                 ),
             ],
