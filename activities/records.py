@@ -102,7 +102,11 @@ class RecordActivities:
     async def resolve_participants(
         self, health_trust: str, municipality: str, general_practitioner: str | None
     ) -> list[Participant]:
-        """The recommended meeting participants: the trust's PHV and TSB, the GP, the municipality.
+        """The parties recommended for the first meeting: PHV and TSB of the trust, the
+        referral's GP and the patient's municipality, always (the local pathway's rule). The
+        contact directory says how to reach them (and may add parties), never whether they
+        are recommended: a party it lacks is recommended with `NO_ADDRESS`, and the
+        clinician reaches it otherwise.
 
         Part of `open_pathway` (one round trip for the intake), not an activity of its own.
         """
@@ -116,10 +120,28 @@ class RecordActivities:
             municipality,
             general_practitioner,
         )
-        return [
+        found = [
             Participant(role=ParticipantRole(row["role"]), name=row["name"], address=row["address"])
             for row in rows
         ]
+        known = {p.role for p in found}
+        required = [
+            (ParticipantRole.PHV, f"PHV, {health_trust}"),
+            (ParticipantRole.TSB, f"TSB, {health_trust}"),
+            *(
+                [(ParticipantRole.FASTLEGE, f"Fastlege (HPR {general_practitioner})")]
+                if general_practitioner
+                else []
+            ),
+            (ParticipantRole.KOMMUNE, f"Kommune {municipality}"),
+        ]
+        order = [role for role, _ in required]
+        found += [
+            Participant(role=role, name=name, address=NO_ADDRESS)
+            for role, name in required
+            if role not in known
+        ]
+        return sorted(found, key=lambda p: order.index(p.role) if p.role in order else len(order))
 
     @activity.defn(name=FIND_UNIT_LEADER)
     async def find_unit_leader(self, query: LeaderQuery) -> str | None:
@@ -181,6 +203,10 @@ async def open_record(connection: Connection, pathway: NewPathway) -> bool:
             parties.of_referral(pathway.workflow_id, referral, received.idempotency_key),
         )
     return bool(inserted)
+
+
+NO_ADDRESS = "no address in the contact directory: reach the party otherwise"
+"""The address of a recommended party the contact directory lacks."""
 
 
 @contextlib.contextmanager

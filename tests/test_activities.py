@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.contact_directory import read_contact_points, upsert_contact_points
 from activities.database import create_pool, migrate
-from activities.records import RecordActivities
+from activities.records import NO_ADDRESS, RecordActivities
 from rop_domain.commands import (
     CloseTasks,
     EventKind,
@@ -307,6 +307,27 @@ async def test_closing_tasks_by_measure_reference(pool: asyncpg.Pool) -> None:
         workflow_id,
     )
     assert [(r["reference"], r["status"]) for r in rows] == [("a", "completed"), ("b", "requested")]
+
+
+async def test_the_seed_recommends_its_parties_whether_the_directory_has_them_or_not(
+    pool: asyncpg.Pool,
+) -> None:
+    records = RecordActivities(pool)
+    found = await records.resolve_participants("helse-nowhere", "5001", "9099999")
+    assert [(p.role.value, p.name, p.address) for p in found] == [
+        ("phv", "PHV, helse-nowhere", NO_ADDRESS),
+        ("tsb", "TSB, helse-nowhere", NO_ADDRESS),
+        ("fastlege", "Fastlege (HPR 9099999)", NO_ADDRESS),
+        ("kommune", "Kommune 5001", NO_ADDRESS),
+    ]
+    # The directory says how to reach a party it has; the others are still recommended.
+    mixed = await records.resolve_participants("helse-bergen", "5001", "9099999")
+    assert [(p.role.value, p.address) for p in mixed] == [
+        ("phv", "phv.kontakt@example.invalid"),
+        ("tsb", "tsb.kontakt@example.invalid"),
+        ("fastlege", NO_ADDRESS),
+        ("kommune", NO_ADDRESS),
+    ]
 
 
 async def test_participants_come_from_the_contact_directory(pool: asyncpg.Pool) -> None:

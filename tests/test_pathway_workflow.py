@@ -14,6 +14,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
+from activities.records import NO_ADDRESS
 from rop_domain import calendar
 from rop_domain.commands import TaskKind
 from rop_domain.models import AssessmentDecision, MeetingMove, PathwaySettings, Phase
@@ -494,4 +495,24 @@ async def test_a_pathway_started_before_noon_days_keeps_its_days_as_they_were(
         assert stored == calendar.at_local_time(deadline, time(0, 0))  # ...the day as before
         assert stored is not None
         assert search_attributes.day_of(stored) == deadline
+        await close_and_end(api, handle)
+
+
+async def test_the_seeds_parties_are_recommended_though_the_directory_lacks_them(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    async with running_pathways(client, pool, task_queue) as api:
+        now = await env.get_current_time()
+        data = factories.referral_data(now, municipality="5001", general_practitioner="9099999")
+        workflow_id, handle = await start(client, api, data)
+        await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+        status = await api.status(workflow_id)
+        recommended = {p.role.value: p for p in status.recommended_participants}
+        assert set(recommended) == {"phv", "tsb", "fastlege", "kommune"}
+        assert recommended["fastlege"].address == NO_ADDRESS  # reached otherwise
+        assert recommended["kommune"].name == "Kommune 5001"
+        only_tsb = factories.invite(now).model_copy(update={"absent_reasons": {}})
+        with pytest.raises(PathwayStepRejected, match="recommended parties not invited"):
+            await api.send(StepName.INVITE_TO_MEETING, workflow_id, only_tsb)
         await close_and_end(api, handle)
