@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import asyncpg
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
 from rop_domain.models import Identifier, Kommunenummer, ReceivingUnit, StrictModel
 
@@ -57,6 +57,27 @@ class ContactDirectoryFile(StrictModel):
     contact_points: list[ContactPoint]
     fact_teams: list[FactTeam] = Field(default_factory=list)
     cooperation_arenas: list[CooperationArena] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _every_unit_has_a_leader(self) -> ContactDirectoryFile:
+        """Escalations go to a unit's leader: a directory naming a PHV or TSB unit without
+        one is refused, the units named, before anything is loaded."""
+        units = {
+            (p.health_trust, p.role.upper())
+            for p in self.contact_points
+            if p.role in ("phv", "tsb") and p.health_trust
+        }
+        leaders = {
+            (p.health_trust, p.receiving_unit.value)
+            for p in self.contact_points
+            if p.role == "leder" and p.receiving_unit is not None
+        }
+        lacking = sorted(f"{trust}/{unit}" for trust, unit in units - leaders)
+        if lacking:
+            raise ValueError(
+                f"units without a leader (their escalations need one): {', '.join(lacking)}"
+            )
+        return self
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from rop_domain.commands import (
     PathwayStep,
     SummaryChange,
 )
-from rop_domain.models import Participant, ParticipantRole
+from rop_domain.models import NO_ADDRESS, Participant, ParticipantRole
 from rop_domain.routing import Channel, RoutingTable
 
 
@@ -203,10 +203,6 @@ async def open_record(connection: Connection, pathway: NewPathway) -> bool:
             parties.of_referral(pathway.workflow_id, referral, received.idempotency_key),
         )
     return bool(inserted)
-
-
-NO_ADDRESS = "no address in the contact directory: reach the party otherwise"
-"""The address of a recommended party the contact directory lacks."""
 
 
 @contextlib.contextmanager

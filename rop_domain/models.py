@@ -333,6 +333,10 @@ class ParticipantRole(StrEnum):
     OTHER = "other"
 
 
+NO_ADDRESS = "no address in the contact directory: reach the party otherwise"
+"""The address of a recommended party the contact directory lacks."""
+
+
 class Participant(StrictModel):
     """A party invited to the clarification meeting, by role: the services' contact points,
     and the patient and relatives where they take part."""

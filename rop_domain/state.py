@@ -163,6 +163,11 @@ class PathwayState(MutableModel):
     record_behind: bool = Field(
         default=False, description="As the last reconciliation found (`rop reconcile`)"
     )
+    escalated_to_unit: int = Field(
+        default=0,
+        ge=0,
+        description="Escalations sent to the unit itself: the directory names no leader",
+    )
     recorded_steps: list[KeptStep] = Field(
         default_factory=list,
         description="The steps recorded in the last `RECORDED_STEPS_KEPT_FOR`, oldest first",

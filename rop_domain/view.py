@@ -111,6 +111,11 @@ class PathwayStatus(StrictModel):
     recording_stalled: bool = Field(
         default=False, description="The record service has kept failing; steps wait for it"
     )
+    escalated_to_unit: int = Field(
+        default=0,
+        description="Escalations sent to the receiving unit itself, as the contact directory "
+        "names no leader for it (add one: `rop contacts load`)",
+    )
     record_behind: bool = Field(
         default=False,
         description="The last reconciliation found steps the workflow applied missing from "

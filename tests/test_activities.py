@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.contact_directory import read_contact_points, upsert_contact_points
 from activities.database import create_pool, migrate
-from activities.records import NO_ADDRESS, RecordActivities
+from activities.records import RecordActivities
 from rop_domain.commands import (
     CloseTasks,
     EventKind,
@@ -25,7 +26,7 @@ from rop_domain.commands import (
     TaskKind,
     TaskStatus,
 )
-from rop_domain.models import AssessmentDecision, Phase, ReceivingUnit
+from rop_domain.models import NO_ADDRESS, AssessmentDecision, Phase, ReceivingUnit
 from tests import factories
 from tests.conftest import EXAMPLE_CONTACTS
 
@@ -353,9 +354,9 @@ async def test_participants_come_from_the_contact_directory(pool: asyncpg.Pool) 
     assert leader == "phv.leder@example.invalid"
     nobody = await env.run(
         records.find_unit_leader,
-        LeaderQuery(health_trust="helse-fonna", receiving_unit=ReceivingUnit.PHV),
+        LeaderQuery(health_trust="helse-nowhere", receiving_unit=ReceivingUnit.PHV),
     )
-    assert nobody is None
+    assert nobody is None  # a trust the directory does not know
 
 
 async def test_loading_contacts_and_migrating_again_change_nothing(
@@ -373,6 +374,26 @@ def test_contact_file_is_validated(tmp_path: Path) -> None:
     bad.write_text('{"contact_points": [{"id": "x", "role": "lege", "name": "n", "address": "a"}]}')
     with pytest.raises(ValidationError, match="role"):
         read_contact_points(bad)
+
+
+def test_a_directory_naming_a_unit_without_a_leader_is_refused_naming_it(
+    tmp_path: Path,
+) -> None:
+    unit = {"role": "tsb", "health_trust": "helse-x", "name": "TSB X", "address": "tsb@x.invalid"}
+    leader = {
+        "id": "x-leder",
+        "role": "leder",
+        "health_trust": "helse-x",
+        "receiving_unit": "TSB",
+        "name": "Leder",
+        "address": "leder@x.invalid",
+    }
+    path = tmp_path / "contacts.json"
+    path.write_text(json.dumps({"contact_points": [{"id": "x-tsb", **unit}]}))
+    with pytest.raises(ValidationError, match=r"units without a leader .*: helse-x/TSB"):
+        read_contact_points(path)
+    path.write_text(json.dumps({"contact_points": [{"id": "x-tsb", **unit}, leader]}))
+    assert len(read_contact_points(path)) == 2
 
 
 async def test_the_event_log_is_append_only_and_the_worker_role_least_privileged(

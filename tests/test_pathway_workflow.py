@@ -14,10 +14,9 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from activities.records import NO_ADDRESS
 from rop_domain import calendar
 from rop_domain.commands import TaskKind
-from rop_domain.models import AssessmentDecision, MeetingMove, PathwaySettings, Phase
+from rop_domain.models import NO_ADDRESS, AssessmentDecision, MeetingMove, PathwaySettings, Phase
 from rop_domain.state import PathwayInput
 from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
@@ -515,4 +514,25 @@ async def test_the_seeds_parties_are_recommended_though_the_directory_lacks_them
         only_tsb = factories.invite(now).model_copy(update={"absent_reasons": {}})
         with pytest.raises(PathwayStepRejected, match="recommended parties not invited"):
             await api.send(StepName.INVITE_TO_MEETING, workflow_id, only_tsb)
+        await close_and_end(api, handle)
+
+
+async def test_an_escalation_without_a_leader_goes_to_the_unit_and_flags_the_pathway(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    async with running_pathways(client, pool, task_queue) as api:
+        now = await env.get_current_time()
+        # A trust the directory does not know: no leader, and no contact point for its TSB.
+        data = factories.referral_data(now, health_trust="helse-nowhere")
+        workflow_id, handle = await start(client, api, data)
+        await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+        status = await api.status(workflow_id)
+        await env.sleep(status.escalation_at - now + timedelta(minutes=1))
+        flagged = await eventually(api, workflow_id, lambda s: s.escalated_to_unit == 1)
+        assert flagged.overdue
+        escalation = await tasks_of(pool, workflow_id, TaskKind.MEETING_DEADLINE_ESCALATION)
+        assert [t["recipient"] for t in escalation] == ["helse-nowhere/TSB"]
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(search_attributes.ESCALATED_TO_UNIT) == 1
         await close_and_end(api, handle)

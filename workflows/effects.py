@@ -56,7 +56,13 @@ with workflow.unsafe.imports_passed_through():
         TaskKind,
         TaskStatus,
     )
-    from rop_domain.models import ObjectionMode, Participant, PathwaySettings, Referral
+    from rop_domain.models import (
+        NO_ADDRESS,
+        ObjectionMode,
+        Participant,
+        PathwaySettings,
+        Referral,
+    )
     from rop_domain.state import PathwayState
     from rop_domain.steps import StepName
     from rop_domain.view import OpenTask
@@ -441,8 +447,8 @@ class PathwayEffects:
         self.deliver(intake.deliveries)
         return intake.participants
 
-    async def unit_leader(self) -> str:
-        """The receiving unit's leader contact, or a role address if the directory has none."""
+    async def unit_leader(self) -> str | None:
+        """The receiving unit's leader contact from the directory, if it has one."""
         leader: str | None = await self.record(
             FIND_UNIT_LEADER,
             LeaderQuery(
@@ -452,5 +458,17 @@ class PathwayEffects:
             str | None,
             summary="find the unit leader",
         )
-        unit = self.referral.receiving_unit.value
-        return leader or f"leder:{self.referral.health_trust}:{unit}"
+        return leader
+
+    def unit_itself(self) -> str:
+        """Where an escalation goes when the unit has no leader in the directory: the unit's
+        own contact point (as recommended for the meeting), or the unit by its id."""
+        role = self.referral.receiving_unit.value.lower()
+        for party in self.state.participants:
+            if party.role.value == role and party.address != NO_ADDRESS:
+                return party.address
+        return f"{self.referral.health_trust}/{self.referral.receiving_unit.value}"
+
+    def leader_role_address(self) -> str:
+        """What runs from before `ESCALATION_TO_THE_UNIT` sent a leaderless escalation to."""
+        return f"leder:{self.referral.health_trust}:{self.referral.receiving_unit.value}"

@@ -55,6 +55,11 @@ them carry its marker at their first publish, so the call stays, as
 `workflow.deprecate_patch`, until no running pathway can carry the marker. Which rule a
 pathway keeps is decided by its search attributes (`_store_days_at_noon`)."""
 
+ESCALATION_TO_THE_UNIT = "escalation-to-the-unit"
+"""Patch: an escalation for a unit with no leader in the directory goes to the unit itself
+and flags the pathway (`RopEscalatedToUnit`). Runs from before sent it to a made-up
+`leder:<trust>:<unit>` address nobody receives."""
+
 REJECTED = "PathwayStepRejected"
 """ApplicationError type of an Update refused by its validator, or by the record."""
 
@@ -203,6 +208,7 @@ class PathwayBase:
             next_review_due=(s.review.due if s.review and not self._finished(s) else None),
             recording_stalled=self._recording_stalled,
             record_behind=s.record_behind,
+            escalated_to_unit=s.escalated_to_unit,
             days_at_noon=self._store_days_at_noon(),
         )
         # Only what changed: each upsert is a history event, and continue-as-new carries

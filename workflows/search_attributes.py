@@ -31,6 +31,9 @@ of the dev server and of many clusters has three Bool slots, and the others are 
 STALLED = SearchAttributeKey.for_keyword("RopStalled")
 """Set to `recording` while the record service has kept failing for the pathway's steps
 (for longer than a minute); unset once a step is recorded again."""
+ESCALATED_TO_UNIT = SearchAttributeKey.for_int("RopEscalatedToUnit")
+"""How many escalations went to the unit itself, as the directory names no leader for it (an
+Int: the SQL visibility store has three Bool slots, all taken); unset while none did."""
 RECORDING_STALLED = "recording"
 RECORD_BEHIND = "record-behind"
 """RopStalled's value while the last reconciliation found the record behind the workflow."""
@@ -47,6 +50,7 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     OVERDUE,
     DELIVERY_FAILED,
     STALLED,
+    ESCALATED_TO_UNIT,
 )
 """Every key the worker writes; the dev server and test servers register these."""
 
@@ -86,6 +90,7 @@ def pathway_values(
     next_review_due: date | None = None,
     recording_stalled: bool = False,
     record_behind: bool = False,
+    escalated_to_unit: int = 0,
     days_at_noon: bool = True,
 ) -> list[tuple[SearchAttributeKey[Any], Any]]:
     """The search attribute values of a pathway: what the workflow keeps current, and what
@@ -108,4 +113,6 @@ def pathway_values(
         values.append((STALLED, RECORDING_STALLED))
     elif record_behind:
         values.append((STALLED, RECORD_BEHIND))
+    if escalated_to_unit:
+        values.append((ESCALATED_TO_UNIT, escalated_to_unit))
     return values

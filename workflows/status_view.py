@@ -114,6 +114,7 @@ def public_status(
         failed_deliveries=len(state.failed_deliveries),
         recording_stalled=recording_stalled,
         record_behind=state.record_behind,
+        escalated_to_unit=state.escalated_to_unit,
     )
 
 
@@ -234,6 +235,11 @@ def current_details(
         lines.append(
             "RECORD BEHIND: steps this pathway applied are missing from the record (a restore?); "
             "`rop reconcile --pathway <id> --repair` writes them (RopStalled)."
+        )
+    if state.escalated_to_unit:
+        lines.append(
+            "NO LEADER: an escalation went to the unit itself; name the unit's leader in the "
+            "contact directory (RopEscalatedToUnit)."
         )
     if state.failed_deliveries:
         lines.append(

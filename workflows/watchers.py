@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.timers import settled_before
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
-from workflows.pathway_base import REVISION_CHASE, PathwayBase
+from workflows.pathway_base import ESCALATION_TO_THE_UNIT, REVISION_CHASE, PathwayBase
 
 
 class PathwayWatchers(PathwayBase):
@@ -149,9 +149,16 @@ class PathwayWatchers(PathwayBase):
         """Raise the escalation to the unit's leader, due when what it chases was due (so it
         lists as overdue at once: a leader acts on what is already late)."""
         workflow.logger.warning("deadline escalated", extra={"escalation": task.value})
-        leader = await self._effects.unit_leader()
+        recipient = await self._effects.unit_leader()
+        if recipient is None:
+            if workflow.patched(ESCALATION_TO_THE_UNIT):
+                workflow.logger.error("escalation without a unit leader: sent to the unit")
+                recipient = self._effects.unit_itself()
+                self._state.escalated_to_unit += 1
+            else:
+                recipient = self._effects.leader_role_address()
         await self._send_reminder(
-            event, task, leader, message, due_at=due_at, change=change, stage="escalation"
+            event, task, recipient, message, due_at=due_at, change=change, stage="escalation"
         )
 
     async def _watch_crisis_plan_deadline(self) -> None:
