@@ -120,6 +120,7 @@ class TaskKind(StrEnum):
     """What a clinician or leader is asked to do."""
 
     ASSESS_REFERRAL = "assess-referral"
+    INVITE_TO_MEETING = "invite-to-meeting"
     INVITE_TO_MEETING_REMINDER = "invite-to-meeting-reminder"
     MEETING_DEADLINE_ESCALATION = "meeting-deadline-escalation"
     MEETING_INVITATION = "meeting-invitation"

@@ -62,6 +62,10 @@ TASKS: dict[TaskKind, TaskRule] = {
         Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL, "the referral's intake",
         StepName.ASSESS, {StepName.ASSESS: TaskStatus.COMPLETED},
     ),
+    TaskKind.INVITE_TO_MEETING: TaskRule(
+        Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL, "an assessment: in the target group",
+        StepName.INVITE_TO_MEETING, {StepName.INVITE_TO_MEETING: TaskStatus.COMPLETED},
+    ),
     TaskKind.INVITE_TO_MEETING_REMINDER: TaskRule(
         Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL, "the meeting deadline's reminder",
         StepName.INVITE_TO_MEETING, _INVITED,

@@ -536,3 +536,30 @@ async def test_an_escalation_without_a_leader_goes_to_the_unit_and_flags_the_pat
         described = await handle.describe()
         assert described.typed_search_attributes.get(search_attributes.ESCALATED_TO_UNIT) == 1
         await close_and_end(api, handle)
+
+
+async def test_after_the_assessment_the_clinician_holds_the_invite_task_until_the_invite(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    async with running_pathways(client, pool, task_queue) as api:
+        now = await env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        assessed = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+        rows = await pool.fetch(
+            "SELECT recipient, status, due_at FROM tasks WHERE workflow_id = $1 AND kind = $2",
+            workflow_id,
+            TaskKind.INVITE_TO_MEETING.value,
+        )
+        assert [(r["recipient"], r["status"]) for r in rows] == [(factories.CLINICIAN, "requested")]
+        assert rows[0]["due_at"] == assessed.escalation_at  # the end of the deadline day
+        assert [t.kind for t in assessed.open_tasks] == [TaskKind.INVITE_TO_MEETING]
+        invited = await api.send(StepName.INVITE_TO_MEETING, workflow_id, factories.invite(now))
+        status = await pool.fetchval(
+            "SELECT status FROM tasks WHERE workflow_id = $1 AND kind = $2",
+            workflow_id,
+            TaskKind.INVITE_TO_MEETING.value,
+        )
+        assert status == "completed"
+        assert TaskKind.INVITE_TO_MEETING not in [t.kind for t in invited.open_tasks]
+        await close_and_end(api, handle)

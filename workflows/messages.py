@@ -30,6 +30,7 @@ def meeting_reminder(referral_id: str, deadline: date) -> Message:
     return {"referral_id": referral_id, "deadline": deadline.isoformat()}
 
 
+invite_to_meeting = meeting_reminder
 meeting_escalation = meeting_reminder
 make_crisis_plan = meeting_reminder
 crisis_plan_reminder = meeting_reminder

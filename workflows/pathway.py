@@ -79,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pathway_base import (
         ANSWERS_BOUNDED_BY_BYTES,
         CONTINUE_WHEN_LONG,
+        INVITE_TASK,
         RECORD_FIRST,
         REJECTED,
         reject,
@@ -263,6 +264,13 @@ class RopPathway(PathwayWatchers):
                 ),
                 details=assessment.model_dump(mode="json"),
             ).close_for(StepName.ASSESS)
+            if accepted and workflow.patched(INVITE_TASK):
+                step.notify(
+                    TaskKind.INVITE_TO_MEETING,
+                    recipient=self._referral.responsible_clinician,
+                    message=messages.invite_to_meeting(self._referral.referral_id, self._deadline),
+                    due_at=self._escalation_at,
+                )
             if not accepted:
                 step.close(tasks.MEETING_CHASE, TaskStatus.CANCELLED).notify(
                     TaskKind.REFERRAL_NOT_ACCEPTED,

@@ -55,6 +55,11 @@ them carry its marker at their first publish, so the call stays, as
 `workflow.deprecate_patch`, until no running pathway can carry the marker. Which rule a
 pathway keeps is decided by its search attributes (`_store_days_at_noon`)."""
 
+INVITE_TASK = "invite-task-after-assessment"
+"""Patch: an assessment that finds the patient in the target group gives the receiving
+clinician a task to invite to the avklaringsmøte, due on the meeting deadline. Runs from
+before left the clinician's list empty until the reminder."""
+
 ESCALATION_TO_THE_UNIT = "escalation-to-the-unit"
 """Patch: an escalation for a unit with no leader in the directory goes to the unit itself
 and flags the pathway (`RopEscalatedToUnit`). Runs from before sent it to a made-up
