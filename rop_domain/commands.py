@@ -45,6 +45,8 @@ class EventKind(StrEnum):
 
     REFERRAL_RECEIVED = "referral-received"
     ASSESSED = "assessed"
+    ASSESSMENT_REMINDER_SENT = "assessment-reminder-sent"
+    ASSESSMENT_OVERDUE = "assessment-overdue"
     MEETING_REMINDER_SENT = "meeting-reminder-sent"
     MEETING_OVERDUE = "meeting-overdue"
     MEETING_INVITED = "meeting-invited"
@@ -120,6 +122,8 @@ class TaskKind(StrEnum):
     """What a clinician or leader is asked to do."""
 
     ASSESS_REFERRAL = "assess-referral"
+    ASSESSMENT_REMINDER = "assessment-reminder"
+    ASSESSMENT_ESCALATION = "assessment-deadline-escalation"
     INVITE_TO_MEETING = "invite-to-meeting"
     INVITE_TO_MEETING_REMINDER = "invite-to-meeting-reminder"
     MEETING_DEADLINE_ESCALATION = "meeting-deadline-escalation"

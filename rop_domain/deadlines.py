@@ -18,6 +18,9 @@ from rop_domain import calendar
 if TYPE_CHECKING:
     from rop_domain.models import PathwaySettings
 
+ASSESSMENT_WORKING_DAYS = 10
+"""Working days from receipt (day zero) to the last day to assess the referral (the specialist
+service's assessment deadline: pasient- og brukerrettighetsloven § 2-2)."""
 MEETING_WORKING_DAYS = 10
 """Working days from receipt (day zero) to the last day to invite to the avklaringsmøte."""
 CRISIS_PLAN_WORKING_DAYS = 10
@@ -46,6 +49,16 @@ def meeting_deadline(received_at: datetime, settings: PathwaySettings) -> Meetin
     """The meeting deadline of a referral received at `received_at`, under `settings`."""
     day = calendar.deadline_after(
         received_at, settings.meeting_working_days, settings.working_day_rule
+    )
+    return MeetingDeadline(
+        day=day, reminder_at=reminder_at(day, settings), escalation_at=calendar.end_of_day(day)
+    )
+
+
+def assessment_deadline(received_at: datetime, settings: PathwaySettings) -> MeetingDeadline:
+    """The assessment deadline of a referral received at `received_at`, and its chase."""
+    day = calendar.deadline_after(
+        received_at, settings.assessment_working_days, settings.working_day_rule
     )
     return MeetingDeadline(
         day=day, reminder_at=reminder_at(day, settings), escalation_at=calendar.end_of_day(day)

@@ -263,6 +263,7 @@ class PathwaySettings(StrictModel):
     """Deadline rules, fixed for a pathway when it starts so a config change cannot move them."""
 
     meeting_working_days: int = Field(default=deadlines.MEETING_WORKING_DAYS, ge=1, le=60)
+    assessment_working_days: int = Field(default=deadlines.ASSESSMENT_WORKING_DAYS, ge=1, le=60)
     working_day_rule: WorkingDayRule = WorkingDayRule.MONDAY_TO_FRIDAY
     reminder_working_days_before: int = Field(
         default=deadlines.REMINDER_WORKING_DAYS_BEFORE, ge=0, le=20

@@ -132,6 +132,7 @@ class PathwayState(MutableModel):
     participants: list[Participant] = Field(default_factory=list)
     assessment: RecordedAssessment | None = None
     invite: RecordedInvite | None = None
+    assessment_chase: Chase = Field(default_factory=Chase)
     meeting_chase: Chase = Field(default_factory=Chase)
     meeting: MeetingOutcome | None = None
     crisis_plan: CrisisPlan | None = None

@@ -62,6 +62,14 @@ TASKS: dict[TaskKind, TaskRule] = {
         Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL, "the referral's intake",
         StepName.ASSESS, {StepName.ASSESS: TaskStatus.COMPLETED},
     ),
+    TaskKind.ASSESSMENT_REMINDER: TaskRule(
+        Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL, "the assessment deadline's reminder",
+        StepName.ASSESS, {StepName.ASSESS: TaskStatus.CANCELLED},
+    ),
+    TaskKind.ASSESSMENT_ESCALATION: TaskRule(
+        Recipient.UNIT_LEADER, Reach.INTERNAL, "the assessment deadline's escalation",
+        StepName.ASSESS, {StepName.ASSESS: TaskStatus.CANCELLED},
+    ),
     TaskKind.INVITE_TO_MEETING: TaskRule(
         Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL, "an assessment: in the target group",
         StepName.INVITE_TO_MEETING, {StepName.INVITE_TO_MEETING: TaskStatus.COMPLETED},

@@ -89,6 +89,10 @@ class PathwayStatus(StrictModel):
     reminder_sent: bool
     meeting_escalated: bool
     crisis_plan_deadline: date | None
+    assessment_deadline: date | None = Field(
+        default=None,
+        description="The last day to assess the referral (pathways started before this rule: none)",
+    )
     overdue: bool
     overdue_items: list[str]
     recommended_participants: list[Participant]

@@ -88,6 +88,7 @@ class RopSettings(BaseSettings):
     )
     data_dir: Path = Path(".rop")
     meeting_working_days: int = Field(default=deadlines.MEETING_WORKING_DAYS, ge=1, le=60)
+    assessment_working_days: int = Field(default=deadlines.ASSESSMENT_WORKING_DAYS, ge=1, le=60)
     count_saturdays: bool = False
     allow_synthetic_ids: bool = False
     crisis_plan_working_days: int = Field(default=deadlines.CRISIS_PLAN_WORKING_DAYS, ge=1, le=60)
@@ -210,6 +211,7 @@ class RopSettings(BaseSettings):
         )
         return PathwaySettings(
             meeting_working_days=self.meeting_working_days,
+            assessment_working_days=self.assessment_working_days,
             working_day_rule=rule,
             crisis_plan_working_days=self.crisis_plan_working_days,
             review_escalation_working_days=self.review_escalation_working_days,

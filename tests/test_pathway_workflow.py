@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -98,7 +98,8 @@ async def test_invite_on_time_cancels_timers_and_records_everything(
         assert invited.invite.on_time
         assert not invited.reminder_sent
         events = await _event_types(handle)
-        assert events.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 1  # the pending reminder
+        # The pending reminders: the assessment's (at the assessment) and the meeting's.
+        assert events.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 2
         assert EventType.EVENT_TYPE_TIMER_FIRED not in events
 
         held = await hold_meeting(time_skipping_env, api, invited)
@@ -562,4 +563,47 @@ async def test_after_the_assessment_the_clinician_holds_the_invite_task_until_th
         )
         assert status == "completed"
         assert TaskKind.INVITE_TO_MEETING not in [t.kind for t in invited.open_tasks]
+        await close_and_end(api, handle)
+
+
+async def test_the_assessment_deadline_is_reminded_and_escalated_across_christmas(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    async with running_pathways(client, pool, task_queue) as api:
+        # Received on the Monday ten days before Christmas Eve, the next such one ahead.
+        now = await env.get_current_time()
+        year = (
+            now.year
+            if now.astimezone(calendar.OSLO).date() < date(now.year, 12, 14)
+            else now.year + 1
+        )
+        monday = date(year, 12, 14) - timedelta(days=date(year, 12, 14).weekday())
+        await env.sleep(calendar.at_local_time(monday, time(10)) - now)
+        received = await env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(received))
+        status = await api.status(workflow_id)
+        deadline = calendar.add_working_days(calendar.local_date(received), 10)
+        assert status.assessment_deadline == deadline
+        assert (deadline - monday).days > 14  # Christmas Day and Boxing Day do not count
+
+        await env.sleep(calendar.end_of_day(deadline) - received + timedelta(minutes=5))
+        late = await eventually(api, workflow_id, lambda s: "assessment" in s.overdue_items)
+        assert late.overdue
+        reminder = await tasks_of(pool, workflow_id, TaskKind.ASSESSMENT_REMINDER)
+        escalation = await tasks_of(pool, workflow_id, TaskKind.ASSESSMENT_ESCALATION)
+        assert [t["recipient"] for t in reminder] == [factories.CLINICIAN]
+        assert [t["recipient"] for t in escalation] == ["tsb.leder@example.invalid"]
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(search_attributes.OVERDUE) is True
+
+        assessed = await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+        assert "assessment" not in assessed.overdue_items
+        closed = await pool.fetch(
+            "SELECT status FROM tasks WHERE workflow_id = $1 AND kind = ANY ($2::text[])",
+            workflow_id,
+            [TaskKind.ASSESSMENT_REMINDER.value, TaskKind.ASSESSMENT_ESCALATION.value],
+        )
+        assert {row["status"] for row in closed} == {"cancelled"}
+        assert await assert_chases_are_due(pool, workflow_id) >= 2
         await close_and_end(api, handle)

@@ -31,6 +31,8 @@ def meeting_reminder(referral_id: str, deadline: date) -> Message:
 
 
 invite_to_meeting = meeting_reminder
+assessment_reminder = meeting_reminder
+assessment_escalation = meeting_reminder
 meeting_escalation = meeting_reminder
 make_crisis_plan = meeting_reminder
 crisis_plan_reminder = meeting_reminder

@@ -78,6 +78,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.effects import RECORD_RETRIES_ON_TIMERS, PathwayEffects, StepRecord
     from workflows.pathway_base import (
         ANSWERS_BOUNDED_BY_BYTES,
+        ASSESSMENT_DEADLINE,
         CONTINUE_WHEN_LONG,
         INVITE_TASK,
         RECORD_FIRST,
@@ -171,6 +172,7 @@ class RopPathway(PathwayWatchers):
         self._effects = PathwayEffects(referral, settings, self._state)
         meeting = deadlines.meeting_deadline(referral.received_at, settings)
         self._deadline, self._escalation_at = meeting.day, meeting.escalation_at
+        self._assessment_deadline = deadlines.assessment_deadline(referral.received_at, settings)
         self._effects.on_delivery_failed = self._delivery_failed
         self._effects.on_recording_stalled = self._recording_stalls
         self._intake_done = pathway.state is not None
@@ -185,6 +187,7 @@ class RopPathway(PathwayWatchers):
         self._continue_when_long = workflow.patched(CONTINUE_WHEN_LONG)
         self._answers_by_bytes = workflow.patched(ANSWERS_BOUNDED_BY_BYTES)
         self._effects.retries_on_timers = workflow.patched(RECORD_RETRIES_ON_TIMERS)
+        self._chases_assessment = workflow.patched(ASSESSMENT_DEADLINE)
 
     @workflow.run
     async def run(self, pathway: PathwayInput) -> PathwayOutcome:
@@ -201,6 +204,8 @@ class RopPathway(PathwayWatchers):
             asyncio.create_task(self._watch_meeting_deadline()),
             asyncio.create_task(self._follow_up()),
         ]
+        if self._chases_assessment:
+            watchers.append(asyncio.create_task(self._watch_assessment_deadline()))
         await workflow.wait_condition(
             lambda: (
                 self._ended()

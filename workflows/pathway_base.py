@@ -55,6 +55,11 @@ them carry its marker at their first publish, so the call stays, as
 `workflow.deprecate_patch`, until no running pathway can carry the marker. Which rule a
 pathway keeps is decided by its search attributes (`_store_days_at_noon`)."""
 
+ASSESSMENT_DEADLINE = "assessment-deadline"
+"""Patch: the referral's assessment deadline (`assessment_working_days` from receipt) is
+chased like the meeting's: reminded, escalated, overdue. Runs from before chased the meeting
+deadline alone."""
+
 INVITE_TASK = "invite-task-after-assessment"
 """Patch: an assessment that finds the patient in the target group gives the receiving
 clinician a task to invite to the avklaringsmøte, due on the meeting deadline. Runs from
@@ -95,6 +100,8 @@ class PathwayBase:
     _record_first: bool
     _continue_when_long: bool
     _answers_by_bytes: bool
+    _chases_assessment: bool
+    _assessment_deadline: deadlines.MeetingDeadline
     _recorded: PathwayState | None
     _recording_stalled: bool
     _fault: str | None
@@ -171,6 +178,7 @@ class PathwayBase:
             meeting_reminder_at=deadlines.reminder_at(self._deadline, self._settings),
             meeting_escalation_at=self._escalation_at,
             crisis_plan=self._crisis_plan_deadline(state),
+            assessment=self._assessment_deadline.day if self._chases_assessment else None,
         )
 
     def _crisis_plan_deadline(self, state: PathwayState | None = None) -> date | None:

@@ -41,6 +41,7 @@ class Deadlines:
     meeting_reminder_at: datetime
     meeting_escalation_at: datetime
     crisis_plan: date | None
+    assessment: date | None = None
 
 
 def public_status(
@@ -65,6 +66,7 @@ def public_status(
         reminder_sent=state.meeting_chase.reminded,
         meeting_escalated=state.meeting_chase.escalated,
         crisis_plan_deadline=deadlines.crisis_plan,
+        assessment_deadline=deadlines.assessment,
         overdue=bool(late),
         overdue_items=late,
         recommended_participants=state.participants,
@@ -123,6 +125,8 @@ def overdue_items(state: PathwayState) -> list[str]:
     if state.phase in FINAL_PHASES:
         return []
     items: list[str] = []
+    if state.assessment_chase.escalated and state.assessment is None:
+        items.append("assessment")
     if state.meeting_chase.escalated and state.invite is None:
         items.append("meeting invite")
     if state.crisis_chase.escalated and state.crisis_plan is None:

@@ -61,6 +61,34 @@ class PathwayWatchers(PathwayBase):
             ),
         )
 
+    async def _watch_assessment_deadline(self) -> None:
+        """Remind before the assessment deadline, escalate when it has passed."""
+        if self._visible().phase is not Phase.AWAITING_ASSESSMENT:
+            return
+        await workflow.wait_condition(lambda: self._intake_done)
+        referral_id = self._referral.referral_id
+        day = self._assessment_deadline.day
+        await self._chase(
+            deadline=day,
+            settled=lambda: self._visible().assessment is not None or self._ended(),
+            chase=lambda: self._state.assessment_chase,
+            label="assess the referral",
+            remind=lambda: self._send_reminder(
+                EventKind.ASSESSMENT_REMINDER_SENT,
+                TaskKind.ASSESSMENT_REMINDER,
+                self._referral.responsible_clinician,
+                messages.assessment_reminder(referral_id, day),
+                due_at=calendar.end_of_day(day),
+            ),
+            escalate=lambda: self._escalate(
+                EventKind.ASSESSMENT_OVERDUE,
+                TaskKind.ASSESSMENT_ESCALATION,
+                messages.assessment_escalation(referral_id, day),
+                SummaryChange(overdue=True),
+                due_at=calendar.end_of_day(day),
+            ),
+        )
+
     async def _follow_up(self) -> None:
         """After the meeting: the crisis plan's deadline and revisions, and the review cycle."""
         await workflow.wait_condition(
