@@ -16,12 +16,14 @@ import pytest
 from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.careplan import CarePlan
+from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.task import Task
 from temporalio.testing import WorkflowEnvironment
 
-from rop_domain.models import ValidationPolicy, parse_referral
+from rop_domain.models import Participant, ParticipantRole, ValidationPolicy, parse_referral
 from rop_domain.steps import StepName
 from starter.api.auth import Role
+from starter.fhir import systems
 from starter.pathways import Pathways
 from tests import factories
 from tests.api_harness import Api, problem_of
@@ -226,7 +228,26 @@ async def test_a_fhir_service_request_starts_a_pathway_and_the_bundle_validates(
         await clinician.post(
             f"/pathways/{workflow_id}/assessment", json=_json(factories.assessment())
         )
-        invite = factories.invite(datetime.now(UTC))
+        invite = factories.invite(
+            datetime.now(UTC),
+            [
+                Participant(
+                    role=ParticipantRole.TSB,
+                    name="TSB Bergen",
+                    address="tsb@example.invalid",
+                    organisation="helse-bergen-tsb",
+                ),
+                Participant(
+                    role=ParticipantRole.FASTLEGE,
+                    name="Fastlegen",
+                    address="fastlege@example.invalid",
+                    person=factories.GP,
+                ),
+                Participant(
+                    role=ParticipantRole.RELATIVE, name="Søster", address="soster@example.invalid"
+                ),
+            ],
+        )
         await clinician.post(f"/pathways/{workflow_id}/meeting-invite", json=_json(invite))
         held = await clinician.post(
             f"/pathways/{workflow_id}/meeting",
@@ -250,8 +271,15 @@ async def test_a_fhir_service_request_starts_a_pathway_and_the_bundle_validates(
     assert len(appointments) == 1
     careplan, appointment = careplans[0], appointments[0]
     measure_ids = {m.id for m in factories.measures()}
-    details = [a.detail for a in careplan.activity or [] if a.detail is not None]
+    all_details = [a.detail for a in careplan.activity or [] if a.detail is not None]
+    details = [d for d in all_details if d.kind == "ServiceRequest"]
     assert {str(d.description).split(" ")[0] for d in details} == measure_ids
+    # The crisis plan as a coded activity, its involvement as data, not only as a note.
+    [crisis] = [
+        d for d in all_details if d.code and d.code.coding and d.code.coding[0].code == "kriseplan"
+    ]
+    involvement = {str(e.url): e.valueBoolean for e in crisis.extension or []}
+    assert involvement == {systems.MADE_WITH_PATIENT: True, systems.RELATIVES_INVOLVED: True}
     assert careplan.subject is not None
     assert careplan.subject.identifier is not None
     assert careplan.subject.identifier.value == "fhir-example-patient-1"
@@ -261,13 +289,35 @@ async def test_a_fhir_service_request_starts_a_pathway_and_the_bundle_validates(
         "laget sammen med pasienten: ja" in n and "pårørende involvert: ja" in n for n in notes
     ), notes
     assert appointment.start == invite.meeting_at
-    # The patient takes part; nobody's answer is recorded, so nobody is marked accepted.
+    # The meeting is held: who came (its record) accepted, the others declined.
     [patient, *parties] = appointment.participant
     assert patient.actor is not None
-    assert (patient.actor.type, patient.status) == ("Patient", "needs-action")
-    assert {p.status for p in parties} == {"needs-action"}
+    assert (patient.actor.type, patient.status) == ("Patient", "declined")  # not recorded
+    assert [(p.actor.type, p.status) for p in parties if p.actor] == [
+        ("Organization", "accepted"),  # TSB, by our id of the unit
+        ("Practitioner", "accepted"),  # the GP, by HPR number
+        ("RelatedPerson", "declined"),  # the sister did not come
+    ]
+    gp = parties[1].actor
+    assert gp is not None
+    assert gp.identifier is not None
+    assert (gp.identifier.system, gp.identifier.value) == (systems.HPR, factories.GP)
+    assert all(p.type and p.type[0].coding for p in parties)
+    [encounter] = [r for r in resources if isinstance(r, Encounter)]
+    assert encounter.status == "finished"
+    assert encounter.appointment is not None
+    assert [
+        (p.individual.type, p.individual.identifier.value)
+        for p in encounter.participant or []
+        if p.individual and p.individual.identifier
+    ] == [("Practitioner", factories.GP)]
+    # An address is never an Organization's id: a task for an address is named by display.
+    invitation = owners_of(tasks)["meeting-invitation"]
+    assert invitation is not None
+    assert (invitation.type, invitation.identifier) == (None, None)
+    assert "@" in str(invitation.display)
     # People by HPR number, units by our own id; every reference typed.
-    owners = {t.code.coding[0].code: t.owner for t in tasks if t.code and t.code.coding}
+    owners = owners_of(tasks)
     clinician_owner = owners["assess-referral"]
     assert clinician_owner is not None
     assert clinician_owner.identifier is not None
@@ -287,6 +337,10 @@ async def test_a_fhir_service_request_starts_a_pathway_and_the_bundle_validates(
     # The bundle names the patient only by the pseudonymous reference.
     assert "01819012365" not in exported.text
     assert "Testesen" not in exported.text
+
+
+def owners_of(tasks: list[Task]) -> dict[str, Any]:
+    return {str(t.code.coding[0].code): t.owner for t in tasks if t.code and t.code.coding}
 
 
 async def test_idempotency_key_returns_the_first_answer_and_runs_nothing_twice(

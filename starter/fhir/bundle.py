@@ -1,5 +1,10 @@
-"""A pathway as a FHIR R4 Bundle: a CarePlan with the measures as its activities, the
-pathway's Tasks, and an Appointment for the clarification meeting.
+"""A pathway as a FHIR R4 Bundle: a CarePlan with the measures (and the crisis plan, its
+involvement coded) as its activities, the pathway's Tasks, an Appointment for the
+clarification meeting, and once it is held an Encounter saying who took part.
+
+Every party is a typed reference: a person by HPR number (Practitioner), a relative
+(RelatedPerson), the patient, or a unit or organisation by our id (Organization); an e-mail
+address is never made an Organization's id (a task's owner is then named by display only).
 
 Built from the pathway's status (Temporal) and its tasks (the record service), then
 validated by `fhir.resources`' R4B models before it leaves. The patient appears only by
@@ -18,7 +23,7 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 
-from rop_domain.models import Phase
+from rop_domain.models import Participant, Phase
 from rop_domain.plan import MeasureStatus
 from rop_domain.view import PathwayStatus
 from starter.fhir import systems
@@ -87,6 +92,13 @@ def pathway_bundle(
         entries.append(
             {"fullUrl": appointment_url, "resource": _appointment(status, subject, careplan_url)}
         )
+    if status.invite is not None and status.meeting is not None:
+        entries.append(
+            {
+                "fullUrl": _full_url(workflow_id, "encounter"),
+                "resource": _encounter(status, subject, appointment_url),
+            }
+        )
     entries += [
         {
             "fullUrl": _full_url(workflow_id, f"task/{task.id}"),
@@ -146,6 +158,25 @@ def _careplan(
     notes = []
     plan = status.crisis_plan.current
     if plan is not None:
+        activities.append(
+            {
+                "detail": {
+                    "extension": [
+                        {"url": systems.MADE_WITH_PATIENT, "valueBoolean": plan.made_with_patient},
+                        {
+                            "url": systems.RELATIVES_INVOLVED,
+                            "valueBoolean": plan.relatives_involved,
+                        },
+                    ],
+                    "code": {
+                        "coding": [{"system": systems.CARE_ACTIVITY, "code": "kriseplan"}],
+                        "text": f"Kriseplan versjon {plan.version}",
+                    },
+                    "status": "in-progress",
+                    "scheduledString": f"neste revisjon {plan.next_revision.isoformat()}",
+                }
+            }
+        )
         notes.append(
             {
                 "text": f"Kriseplan versjon {plan.version}, "
@@ -194,16 +225,25 @@ def _appointment(
     else:
         appointment_status = "booked"
     start = invite.invite.meeting_at
-    # Nobody's answer to the invitation is recorded, so no party is marked as accepted.
+    # Before the meeting nobody's answer is recorded (needs-action); once it is held, who came
+    # (the meeting's record) accepted and the others declined.
+    came = _came(status)
+
+    def answer(role: str) -> str:
+        if came is None:
+            return "needs-action"
+        return "accepted" if role in came else "declined"
+
     participants: list[dict[str, Any]] = [
-        {"actor": subject, "required": "required", "status": "needs-action"},
+        {"actor": subject, "required": "required", "status": answer("patient")},
         *(
             {
-                "type": [{"text": participant.role.value}],
-                "actor": {"display": participant.name},
-                "status": "needs-action",
+                "type": [_role(participant.role.value)],
+                "actor": _party(participant, subject),
+                "status": answer(participant.role.value),
             }
             for participant in invite.invite.participants
+            if participant.role.value != "patient"
         ),
     ]
     resource: dict[str, Any] = {
@@ -224,6 +264,81 @@ def _appointment(
     return resource
 
 
+def _came(status: PathwayStatus) -> set[str] | None:
+    """The roles that took part in the held meeting (None before it): attended by role, or
+    named among the free-text attendees."""
+    if status.meeting is None:
+        return None
+    meeting = status.meeting
+    return {role.value for role in meeting.attended} | {name.lower() for name in meeting.attendees}
+
+
+def _role(role: str) -> dict[str, Any]:
+    return {"coding": [{"system": systems.PARTICIPANT_ROLE, "code": role}], "text": role}
+
+
+def _party(participant: Participant, subject: dict[str, Any]) -> dict[str, Any]:
+    """A meeting party as a typed reference: the patient, a relative, a person by HPR number,
+    or the unit or organisation by our id; a display alone where none is known."""
+    role = participant.role.value
+    if role == "patient":
+        return subject
+    if role == "parorende":
+        return {"type": "RelatedPerson", "display": participant.name}
+    if participant.person and _HPR_NUMBER.match(participant.person):
+        return {
+            "type": "Practitioner",
+            "identifier": {"system": systems.HPR, "value": participant.person},
+            "display": participant.name,
+        }
+    if participant.organisation:
+        return {
+            "type": "Organization",
+            "identifier": {"system": systems.LOCAL_ID, "value": participant.organisation},
+            "display": participant.name,
+        }
+    return {"type": "Organization", "display": participant.name}
+
+
+def _encounter(
+    status: PathwayStatus, subject: dict[str, Any], appointment_url: str
+) -> dict[str, Any]:
+    """The held avklaringsmøte: when, and the persons who took part (organisations show as
+    accepted on the Appointment: an Encounter's participant is a person)."""
+    meeting, invite = status.meeting, status.invite
+    assert meeting is not None
+    assert invite is not None
+    came = _came(status) or set()
+    individuals = [
+        {"type": [_role(p.role.value)], "individual": _party(p, subject)}
+        for p in invite.invite.participants
+        if p.role.value in came
+        and _party(p, subject).get("type") in ("Practitioner", "RelatedPerson")
+    ]
+    resource: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": systems.ACT_CODE, "code": "AMB", "display": "ambulatory"},
+        "type": [{"text": "Avklaringsmøte"}],
+        "subject": subject,
+        "appointment": [{"reference": appointment_url, "type": "Appointment"}],
+        "period": {
+            "start": meeting.held_at.isoformat(),
+            "end": (meeting.held_at + NOMINAL_MEETING_LENGTH).isoformat(),
+        },
+        "participant": individuals or None,
+    }
+    return {k: v for k, v in resource.items() if v is not None}
+
+
+def _owner(task: TaskView) -> dict[str, Any]:
+    """Whom a task is for: a person by HPR number, a unit by our id, or, for an address
+    (e-mail) with no identity behind it, a display alone."""
+    if "@" in task.recipient:
+        return {"display": task.recipient}
+    return _local(task.recipient)
+
+
 def _task(task: TaskView, subject: dict[str, Any], careplan_url: str) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Task",
@@ -238,7 +353,7 @@ def _task(task: TaskView, subject: dict[str, Any], careplan_url: str) -> dict[st
         "focus": {"reference": careplan_url, "type": "CarePlan"},
         "for": subject,
         "authoredOn": task.created_at.isoformat(),
-        "owner": _local(task.recipient),
+        "owner": _owner(task),
     }
     if task.due_at is not None:
         resource["restriction"] = {"period": {"end": task.due_at.isoformat()}}
