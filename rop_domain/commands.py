@@ -125,6 +125,7 @@ class TaskKind(StrEnum):
     ASSESSMENT_REMINDER = "assessment-reminder"
     ASSESSMENT_ESCALATION = "assessment-deadline-escalation"
     INVITE_TO_MEETING = "invite-to-meeting"
+    REACH_PARTY = "reach-party-otherwise"
     INVITE_TO_MEETING_REMINDER = "invite-to-meeting-reminder"
     MEETING_DEADLINE_ESCALATION = "meeting-deadline-escalation"
     MEETING_INVITATION = "meeting-invitation"

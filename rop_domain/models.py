@@ -370,6 +370,13 @@ class MeetingInvite(StrictModel):
         description="For each recommended party (the pathway's recommended_participants) not "
         "invited: why not",
     )
+    consented_after_objection: list[ParticipantRole] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="After the patient objected to sharing (helsepersonelloven § 25): the "
+        "invited parties outside the receiving unit the patient consents to be invited; the "
+        "others get no invitation, and the inviter a task to reach them otherwise",
+    )
 
     @model_validator(mode="after")
     def _somewhere_to_meet(self) -> Self:

@@ -74,6 +74,11 @@ TASKS: dict[TaskKind, TaskRule] = {
         Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL, "an assessment: in the target group",
         StepName.INVITE_TO_MEETING, {StepName.INVITE_TO_MEETING: TaskStatus.COMPLETED},
     ),
+    TaskKind.REACH_PARTY: TaskRule(
+        Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL,
+        "an invite after an objection, for a party without the patient's consent", None,
+        {StepName.RECORD_MEETING: TaskStatus.COMPLETED},
+    ),
     TaskKind.INVITE_TO_MEETING_REMINDER: TaskRule(
         Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL, "the meeting deadline's reminder",
         StepName.INVITE_TO_MEETING, _INVITED,

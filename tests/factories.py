@@ -186,6 +186,7 @@ TASK_PARAMS = {
     "measure_kind": "municipal-housing-follow-up",
     "review": "3",
     "reason": "completed",
+    "role": "fastlege",
 }
 """Parameters enough for every task template."""
 

@@ -25,7 +25,13 @@ from rop_domain.followup import (
     Review,
     ReviewOutcome,
 )
-from rop_domain.models import ObjectionMode, PathwaySettings, Phase
+from rop_domain.models import (
+    ObjectionMode,
+    Participant,
+    ParticipantRole,
+    PathwaySettings,
+    Phase,
+)
 from rop_domain.plan import MeasureStatus
 from rop_domain.steps import StepName
 from rop_domain.view import PathwayStatus
@@ -546,21 +552,64 @@ async def test_objection_keeps_patient_content_from_other_organisations(
         }
         internal = tasks["behandling"]
         assert internal["subject"] == f"Start tiltak behandling i ROP-forløp {objected.referral_id}"
-        if mode is ObjectionMode.REDACT:
-            external = tasks["bolig"]
-            assert external["subject"] == "Ny oppgave i ROP-forløp"
-            body = await pool.fetchval(
-                "SELECT body FROM tasks WHERE workflow_id = $1 AND reference = 'bolig'", workflow_id
-            )
-            assert workflow_id.removeprefix("rop-") not in external["subject"] + body
-        else:
-            assert "bolig" not in tasks
-            withheld = await pool.fetchval(
-                "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = 'notification-withheld'",
-                workflow_id,
-            )
-            assert withheld == 1
+        # Whatever the mode, a task leaving the unit is withheld, not sent redacted: a redacted
+        # task still told the party that a pathway exists (patch objection-asks-consent; runs
+        # from before redact as `objection_mode` says).
+        assert "bolig" not in tasks
+        withheld = await pool.fetchval(
+            "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = 'notification-withheld'",
+            workflow_id,
+        )
+        assert withheld == 1
         assert (await _row(pool, workflow_id))["objection"] is True
+        await close_and_end(api, handle)
+
+
+async def test_after_an_objection_only_consented_parties_outside_the_unit_are_invited(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    env, client = time_skipping_env, time_skipping_env.client
+    async with running_pathways(client, pool, task_queue) as api:
+        now = await env.get_current_time()
+        workflow_id, handle = await start(client, api, factories.referral_data(now))
+        await api.send(
+            StepName.RECORD_OBJECTION, workflow_id, Objection(recorded_by=factories.CLINICIAN)
+        )
+        await api.send(StepName.ASSESS, workflow_id, factories.assessment())
+        parties = [
+            Participant(role=ParticipantRole.TSB, name="TSB", address="tsb@example.invalid"),
+            Participant(
+                role=ParticipantRole.KOMMUNE, name="Bergen", address="bergen@example.invalid"
+            ),
+            Participant(role=ParticipantRole.FASTLEGE, name="GP", address="gp@example.invalid"),
+        ]
+        invite = factories.invite(now, parties).model_copy(
+            update={"consented_after_objection": [ParticipantRole.KOMMUNE]}
+        )
+        await api.send(StepName.INVITE_TO_MEETING, workflow_id, invite)
+
+        invitations = {
+            r["recipient"]: r["subject"]
+            for r in await tasks_of(pool, workflow_id, TaskKind.MEETING_INVITATION)
+        }
+        # The receiving unit's own, and the party the patient consented to: the full invitation.
+        assert set(invitations) == {"tsb@example.invalid", "bergen@example.invalid"}
+        assert all(
+            subject.startswith("Innkalling til avklaringsmøte") for subject in invitations.values()
+        )
+        # The GP, without consent: nothing, and the inviter is asked to reach them otherwise.
+        reach = await tasks_of(pool, workflow_id, TaskKind.REACH_PARTY)
+        assert [(r["recipient"], r["subject"]) for r in reach] == [
+            (
+                factories.CLINICIAN,
+                "Nå fastlege på annen måte: pasienten har reservert seg mot deling",
+            )
+        ]
+        withheld = await pool.fetchval(
+            "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = 'notification-withheld'",
+            workflow_id,
+        )
+        assert withheld == 1
         await close_and_end(api, handle)
 
 

@@ -202,6 +202,7 @@ class StepRecord:
         due_at: datetime | None = None,
         reference: str | None = None,
         person: str | None = None,
+        consented: bool = False,
     ) -> StepRecord:
         """Raise a task. `party_unit`: the recipient's unit or organisation, for the kinds
         that are external or not by who gets them (`rop_domain.tasks.is_external`);
@@ -213,8 +214,9 @@ class StepRecord:
         """
         effects = self._effects
         external = tasks.is_external(kind, effects.referral.receiving_unit, party_unit)
-        redacted = external and effects.state.objection is not None
-        if redacted and self._effects.settings.objection_mode is ObjectionMode.SUPPRESS:
+        redacted = external and effects.state.objection is not None and not consented
+        withhold = effects.settings.objection_mode is ObjectionMode.SUPPRESS
+        if redacted and (withhold or effects.objection_withholds):
             return self.event(
                 EventKind.NOTIFICATION_WITHHELD,
                 actor=SYSTEM_ACTOR,
@@ -269,6 +271,8 @@ class PathwayEffects:
         self.on_recording_stalled: Callable[[bool], None] = lambda stalled: None
         self.retries_on_timers = False
         """`RECORD_RETRIES_ON_TIMERS`, as the run's patch check says."""
+        self.objection_withholds = False
+        """`OBJECTION_ASKS_CONSENT`, as the run's patch check says."""
         self._stalled = False
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         # As many attempts as fit in the stall bound: a local activity's schedule-to-close

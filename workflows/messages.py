@@ -26,6 +26,10 @@ def meeting_invitation(referral_id: str, meeting_at: datetime, place: str) -> Me
     return {"referral_id": referral_id, "meeting_at": meeting_at.isoformat(), "place": place}
 
 
+def reach_party(referral_id: str, role: str, meeting_at: datetime) -> Message:
+    return {"referral_id": referral_id, "role": role, "meeting_at": meeting_at.isoformat()}
+
+
 def meeting_reminder(referral_id: str, deadline: date) -> Message:
     return {"referral_id": referral_id, "deadline": deadline.isoformat()}
 

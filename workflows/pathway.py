@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         AssessmentDecision,
         MeetingInvite,
         MeetingMove,
+        ParticipantRole,
         Phase,
         RecordedAssessment,
         RecordedInvite,
@@ -81,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         ASSESSMENT_DEADLINE,
         CONTINUE_WHEN_LONG,
         INVITE_TASK,
+        OBJECTION_ASKS_CONSENT,
         RECORD_FIRST,
         REJECTED,
         reject,
@@ -187,6 +189,7 @@ class RopPathway(PathwayWatchers):
         self._continue_when_long = workflow.patched(CONTINUE_WHEN_LONG)
         self._answers_by_bytes = workflow.patched(ANSWERS_BOUNDED_BY_BYTES)
         self._effects.retries_on_timers = workflow.patched(RECORD_RETRIES_ON_TIMERS)
+        self._effects.objection_withholds = workflow.patched(OBJECTION_ASKS_CONSENT)
         self._chases_assessment = workflow.patched(ASSESSMENT_DEADLINE)
 
     @workflow.run
@@ -820,7 +823,16 @@ class RopPathway(PathwayWatchers):
             invite.meeting_at,
             invite.location or str(invite.video_link),
         )
+        consented = set(invite.consented_after_objection)  # a move keeps the invite's
         for participant in invite.participants:
+            if self._withheld_after_objection(participant.role, consented):
+                step.notify(
+                    TaskKind.REACH_PARTY,
+                    recipient=invite.invited_by,
+                    message=messages.reach_party(
+                        self._referral.referral_id, participant.role.value, invite.meeting_at
+                    ),
+                )
             step.notify(
                 TaskKind.MEETING_INVITATION,
                 recipient=participant.address,
@@ -828,7 +840,22 @@ class RopPathway(PathwayWatchers):
                 party_unit=participant.role.value,
                 due_at=invite.meeting_at,
                 person=participant.person,
+                consented=participant.role in consented,
             )
+
+    def _withheld_after_objection(
+        self, role: ParticipantRole, consented: set[ParticipantRole]
+    ) -> bool:
+        """Whether a party's invitation is withheld: the patient objected to sharing, the
+        party is outside the receiving unit, and the invite records no consent for it."""
+        return (
+            self._effects.objection_withholds
+            and self._state.objection is not None
+            and role not in consented
+            and tasks.is_external(
+                TaskKind.MEETING_INVITATION, self._referral.receiving_unit, role.value
+            )
+        )
 
     # --- Measures and closure, as parts of a step ---------------------------------------
 

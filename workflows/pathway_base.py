@@ -65,6 +65,12 @@ INVITE_TASK = "invite-task-after-assessment"
 clinician a task to invite to the avklaringsmøte, due on the meeting deadline. Runs from
 before left the clinician's list empty until the reminder."""
 
+OBJECTION_ASKS_CONSENT = "objection-asks-consent"
+"""Patch: after an objection to sharing, a task leaving the receiving unit is withheld (not
+sent redacted, which still told the party a pathway exists), unless the invite records the
+patient's consent for that party; the inviter gets a task to reach the others otherwise.
+Runs from before followed `objection_mode` (redact by default)."""
+
 ESCALATION_TO_THE_UNIT = "escalation-to-the-unit"
 """Patch: an escalation for a unit with no leader in the directory goes to the unit itself
 and flags the pathway (`RopEscalatedToUnit`). Runs from before sent it to a made-up
