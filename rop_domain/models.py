@@ -351,6 +351,11 @@ class Participant(StrictModel):
     person: Identifier | None = Field(
         default=None, description="The person who comes, where known (e.g. HPR number)"
     )
+    reached_by: ShortText | None = Field(
+        default=None,
+        description="How the party was reached where no invitation can be sent to an address "
+        "(e.g. `telefon`): recorded with the invite; no invitation task is sent",
+    )
 
 
 class MeetingInvite(StrictModel):

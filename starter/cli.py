@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     indicators.add_argument("--from", dest="from_date", help="referrals received on or after")
     indicators.add_argument("--to", dest="to_date", help="referrals received on or before")
     indicators.add_argument("--health-trust")
+    indicators.add_argument("--municipality", help="kommunenummer, e.g. 4601")
     indicators.add_argument(
         "--by", choices=["month", "quarter"], help="a time series (default: the last 12 months)"
     )

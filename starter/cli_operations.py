@@ -34,7 +34,12 @@ async def indicators(args: argparse.Namespace, settings: RopSettings) -> None:
     )
 
     query = IndicatorQuery.model_validate(
-        {"from_date": args.from_date, "to_date": args.to_date, "health_trust": args.health_trust}
+        {
+            "from_date": args.from_date,
+            "to_date": args.to_date,
+            "health_trust": args.health_trust,
+            "municipality": args.municipality,
+        }
     )
     if args.json and args.csv:
         raise UsageError("give --json or --csv, not both")

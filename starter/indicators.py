@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from activities.database import Connection
 from rop_domain.calendar import OSLO
-from rop_domain.models import Identifier, IsoDate, StrictModel
+from rop_domain.models import Identifier, IsoDate, Kommunenummer, StrictModel
 
 _ACTIVE = "f.active"  # neither closed nor assessed as not in the target group
 _IN_TARGET = "f.assessment_decision = 'in-target-group'"
@@ -46,11 +46,13 @@ _ASSESSED_IN_TIME = """(f.assessed_at IS NOT NULL
 
 
 class IndicatorQuery(StrictModel):
-    """Which pathways count: referrals received from..to, optionally one health trust."""
+    """Which pathways count: referrals received from..to, optionally one health trust and
+    one municipality."""
 
     from_date: IsoDate | None = None
     to_date: IsoDate | None = None
     health_trust: Identifier | None = None
+    municipality: Kommunenummer | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> IndicatorQuery:
@@ -200,7 +202,8 @@ _FROM_SCOPED = """FROM pathway_facts f
     CROSS JOIN LATERAL (SELECT {bucket} AS bucket, least({bucket_end}, $4::date) AS period_end) b"""
 _IN_SCOPE = """($1::date IS NULL OR f.received_on >= $1::date)
       AND ($2::date IS NULL OR f.received_on <= $2::date)
-      AND ($3::text IS NULL OR f.health_trust = $3::text)"""
+      AND ($3::text IS NULL OR f.health_trust = $3::text)
+      AND ($5::text IS NULL OR f.municipality = $5::text)"""
 
 # Every count and median of a point, in one pass over its pathways.
 _TOTALS = f"""SELECT b.bucket,
@@ -311,7 +314,7 @@ async def _compute(
     """Each labelled point's indicators, from four grouped statements in one read-only
     snapshot, however many points there are."""
     bucket, bucket_end = points
-    args: list[Any] = [query.from_date, query.to_date, query.health_trust, last]
+    args: list[Any] = [query.from_date, query.to_date, query.health_trust, last, query.municipality]
 
     def grouped(sql: str) -> str:
         return sql.replace("{bucket}", bucket).replace("{bucket_end}", bucket_end)
@@ -644,7 +647,8 @@ def _is_number(value: object) -> bool:
 def read_action(query: IndicatorQuery, what: str = "read indicators") -> str:
     """How an indicator read stands in the access log: what, and its scope (no pathway)."""
     period = f"{query.from_date or '…'}..{query.to_date or '…'}"
-    return f"{what} ({period}, trust {query.health_trust or 'all'})"
+    place = f", municipality {query.municipality}" if query.municipality else ""
+    return f"{what} ({period}, trust {query.health_trust or 'all'}{place})"
 
 
 MIN_BREAKDOWN_DAYS = 28

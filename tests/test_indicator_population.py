@@ -244,6 +244,9 @@ async def test_indicators_equal_the_scripts_own_counts(
     )  # fmt: skip
     async with api_pool.acquire() as connection:
         found = await compute_indicators(connection, IndicatorQuery(health_trust=trust))
+        in_4601 = await compute_indicators(
+            connection, IndicatorQuery(health_trust=trust, municipality="4601")
+        )
 
     active = [p for p in people if _active(p)]
     with_plan = [p for p in people if p.crisis_plans]
@@ -258,6 +261,12 @@ async def test_indicators_equal_the_scripts_own_counts(
         return round(part / whole, 3) if whole else None
 
     assert found.active_pathways == len(active)
+    # One municipality's scope, applied in SQL as the period's and the trust's are.
+    assert in_4601.active_pathways == len([p for p in active if p.municipality == "4601"])
+    assert set(in_4601.active_by_municipality) == {"4601"}
+    assert in_4601.in_target_group == len(
+        [p for p in people if p.municipality == "4601" and p.decision == "in-target-group"]
+    )
     assert found.with_crisis_plan == len([p for p in active if p.crisis_plans])
     assert found.ever_with_crisis_plan == len(with_plan)
     # Registered (today, as the script writes them) and not ended by the period's end.

@@ -515,6 +515,29 @@ async def test_the_seeds_parties_are_recommended_though_the_directory_lacks_them
         only_tsb = factories.invite(now).model_copy(update={"absent_reasons": {}})
         with pytest.raises(PathwayStepRejected, match="recommended parties not invited"):
             await api.send(StepName.INVITE_TO_MEETING, workflow_id, only_tsb)
+        # Every recommended party invited as recommended: the two without an address must say
+        # how they were reached; then nothing is sent to them, and the invite records how.
+        everyone = factories.invite(now, list(status.recommended_participants))
+        with pytest.raises(PathwayStepRejected, match="no address for fastlege, kommune"):
+            await api.send(StepName.INVITE_TO_MEETING, workflow_id, everyone)
+        by_phone = everyone.model_copy(
+            update={
+                "participants": [
+                    p.model_copy(update={"reached_by": "telefon"}) if p.address == NO_ADDRESS else p
+                    for p in everyone.participants
+                ]
+            }
+        )
+        await api.send(StepName.INVITE_TO_MEETING, workflow_id, by_phone)
+        sent = await tasks_of(pool, workflow_id, TaskKind.MEETING_INVITATION)
+        assert NO_ADDRESS not in {t["recipient"] for t in sent}
+        assert len(sent) == 2  # PHV and TSB, whatever the directory gives for them
+        reached = await pool.fetchval(
+            "SELECT details->'reached_by' FROM pathway_events WHERE workflow_id = $1 "
+            "AND kind = 'meeting-invited'",
+            workflow_id,
+        )
+        assert json.loads(reached) == {"fastlege": "telefon", "kommune": "telefon"}
         await close_and_end(api, handle)
 
 

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewOutcome,
     )
     from rop_domain.models import (
+        NO_ADDRESS,
         Assessment,
         AssessmentDecision,
         MeetingInvite,
@@ -329,6 +330,9 @@ class RopPathway(PathwayWatchers):
                 details={
                     "meeting_at": invite.meeting_at.isoformat(),
                     "participants": [p.role.value for p in invite.participants],
+                    "reached_by": {
+                        p.role.value: p.reached_by for p in invite.participants if p.reached_by
+                    },
                     "absent_reasons": {r.value: why for r, why in invite.absent_reasons.items()},
                     "on_time": recorded.on_time,
                     "working_days_used": recorded.working_days_used,
@@ -355,6 +359,16 @@ class RopPathway(PathwayWatchers):
             raise reject(
                 f"recommended parties not invited: {', '.join(dict.fromkeys(unexplained))}; "
                 "invite them, or say why not in absent_reasons"
+            )
+        unreachable = [
+            p.role.value
+            for p in invite.participants
+            if p.address == NO_ADDRESS and not p.reached_by
+        ]
+        if unreachable:
+            raise reject(
+                f"no address for {', '.join(unreachable)}: give one, or say how the party was "
+                "reached in reached_by (e.g. telefon)"
             )
 
     def _invite_fits_the_state(self, invite: MeetingInvite) -> None:
@@ -825,6 +839,8 @@ class RopPathway(PathwayWatchers):
         )
         consented = set(invite.consented_after_objection)  # a move keeps the invite's
         for participant in invite.participants:
+            if participant.reached_by is not None:
+                continue  # reached another way, as the invite records: nothing to send
             if self._withheld_after_objection(participant.role, consented):
                 step.notify(
                     TaskKind.REACH_PARTY,
@@ -919,7 +935,11 @@ class RopPathway(PathwayWatchers):
         # Each party once, with the unit or organisation they are of.
         parties = [(self._referral.responsible_clinician, self._referral.receiving_unit.value)]
         if self._state.invite:
-            parties += [(p.address, p.role.value) for p in self._state.invite.invite.participants]
+            parties += [
+                (p.address, p.role.value)
+                for p in self._state.invite.invite.participants
+                if p.reached_by is None
+            ]
         parties += [
             (e.measure.responsible, e.measure.provider.value)
             for e in self._state.measures

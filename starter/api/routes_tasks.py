@@ -236,10 +236,19 @@ def _indicator_query(
     from_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
     to_date: Annotated[IsoDate | None, Query(description="YYYY-MM-DD")] = None,
     health_trust: Identifier | None = None,
+    municipality: Annotated[str | None, Query(description="kommunenummer")] = None,
 ) -> IndicatorQuery:
-    """The period and health trust both indicator routes take, validated together."""
+    """The period, health trust and municipality both indicator routes take, validated
+    together."""
     try:
-        query = IndicatorQuery(from_date=from_date, to_date=to_date, health_trust=health_trust)
+        query = IndicatorQuery.model_validate(
+            {
+                "from_date": from_date,
+                "to_date": to_date,
+                "health_trust": health_trust,
+                "municipality": municipality,
+            }
+        )
     except ValidationError as error:
         raise from_validation_error(error) from None
     try:
