@@ -425,3 +425,40 @@ async def test_the_event_log_is_append_only_and_the_worker_role_least_privileged
         )
         == 2
     )
+
+
+async def test_a_reminder_or_escalation_past_its_due_date_lists_as_overdue(
+    pool: asyncpg.Pool,
+) -> None:
+    from datetime import timedelta
+
+    from activities.step_statement import write_step
+    from starter.task_list import TaskFilter, list_tasks
+
+    workflow_id = await _open(pool)
+    past, ahead = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1)
+    await write_step(
+        pool,
+        PathwayStep(
+            events=[
+                factories.event(
+                    workflow_id, "9-overdue", EventKind.MEETING_OVERDUE, "rop-forlop", {}
+                )
+            ],
+            notifications=[
+                factories.task(
+                    workflow_id,
+                    "9-escalation",
+                    TaskKind.MEETING_DEADLINE_ESCALATION,
+                    "leder@x.invalid",
+                    due=past,
+                ),
+                factories.task(
+                    workflow_id, "9-reminder", TaskKind.ASSESSMENT_REMINDER, "9000123", due=ahead
+                ),
+            ],
+        ),
+    )
+    async with pool.acquire() as connection:
+        overdue = await list_tasks(connection, TaskFilter(workflow_id=workflow_id, overdue=True))
+    assert [t.kind for t in overdue] == [TaskKind.MEETING_DEADLINE_ESCALATION]
