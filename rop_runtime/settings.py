@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rop_domain import deadlines
@@ -96,6 +96,11 @@ class RopSettings(BaseSettings):
         default=deadlines.REVIEW_ESCALATION_WORKING_DAYS, ge=1, le=30
     )
     objection_mode: ObjectionMode = ObjectionMode.REDACT
+    trust_policies: dict[str, dict[str, int | bool | str]] = Field(
+        default_factory=dict,
+        description="Per health trust, the pathway rules that differ from the settings above "
+        '(JSON: {"helse-fonna": {"meeting_working_days": 7}}); keys are PathwaySettings fields',
+    )
     log_format: str | None = Field(default=None, pattern="^(json|console)$")
     routing_file: Path | None = None
     smtp_host: str | None = None
@@ -180,6 +185,26 @@ class RopSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _trust_policies_name_rules(self) -> Self:
+        """A trust's policy names PathwaySettings fields with valid values, or is refused here,
+        at the edge, naming the trust and the field."""
+        for trust, overrides in self.trust_policies.items():
+            unknown = sorted(set(overrides) - set(PathwaySettings.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"ROP_TRUST_POLICIES: {trust}: no such pathway rule: {', '.join(unknown)}"
+                )
+            try:
+                self.pathway_settings(trust)
+            except ValidationError as error:
+                found = "; ".join(
+                    f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+                    for e in error.errors()
+                )
+                raise ValueError(f"ROP_TRUST_POLICIES: {trust}: {found}") from None
+        return self
+
+    @model_validator(mode="after")
     def _pairs_are_whole(self) -> Self:
         if (self.worker_deployment_name is None) != (self.worker_build_id is None):
             raise ValueError(
@@ -202,8 +227,18 @@ class RopSettings(BaseSettings):
                 raise ValueError(f"ROP_{name.upper()}: no file at {path}")
         return self
 
-    def pathway_settings(self) -> PathwaySettings:
-        """The deadline rules a new pathway is started with."""
+    def pathway_settings(self, health_trust: str | None = None) -> PathwaySettings:
+        """The rules a new pathway is started with: these settings, and the health trust's
+        own where `trust_policies` gives it some."""
+        base = self._base_pathway_settings()
+        overrides = self.trust_policies.get(health_trust or "", {})
+        return PathwaySettings.model_validate(base.model_dump() | overrides) if overrides else base
+
+    def trust_pathway_settings(self) -> dict[str, PathwaySettings]:
+        """Each health trust's own rules, where `trust_policies` gives it some."""
+        return {trust: self.pathway_settings(trust) for trust in self.trust_policies}
+
+    def _base_pathway_settings(self) -> PathwaySettings:
         rule = (
             WorkingDayRule.MONDAY_TO_SATURDAY
             if self.count_saturdays

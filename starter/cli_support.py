@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from datetime import timedelta
 from typing import NoReturn
 
 from pydantic import BaseModel
@@ -17,6 +16,7 @@ from starter.pathways import (
     Pathways,
     is_idempotency_key,
     keyed_update_id,
+    pathways_from_settings,
 )
 
 
@@ -38,13 +38,7 @@ def print_model(model: BaseModel) -> None:
 
 
 async def connect_pathways(settings: RopSettings) -> Pathways:
-    return Pathways(
-        await connect_client(settings),
-        task_queue=settings.task_queue,
-        pathway_settings=settings.pathway_settings(),
-        answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
-        workflow_task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
-    )
+    return pathways_from_settings(await connect_client(settings), settings)
 
 
 async def connect_client(settings: RopSettings) -> Client:

@@ -33,6 +33,7 @@ from rop_domain.reconcile import ReconcileReport, ReconcileRequest
 from rop_domain.state import PathwayInput
 from rop_domain.steps import STEP, StepName
 from rop_domain.view import PathwayStatus
+from rop_runtime.settings import RopSettings
 from workflows import search_attributes
 from workflows.pathway import TASK_QUEUE, RopPathway
 from workflows.reconcile import RECONCILE_WORKFLOW
@@ -140,8 +141,12 @@ class Pathways:
         pathway_settings: PathwaySettings | None = None,
         answer_timeout: timedelta = timedelta(seconds=20),
         workflow_task_timeout: timedelta | None = None,
+        trust_settings: dict[str, PathwaySettings] | None = None,
     ) -> None:
+        """`trust_settings`: the rules of health trusts that have their own
+        (`RopSettings.trust_policies`); other trusts' pathways start with `pathway_settings`."""
         self._client = client
+        self._trust_settings = trust_settings or {}
         self._workflow_task_timeout = workflow_task_timeout
         self._answer_timeout = answer_timeout
         self._task_queue = task_queue
@@ -150,7 +155,7 @@ class Pathways:
     async def submit(self, referral: Referral) -> Submitted:
         """Start the referral's pathway, or return the one it already has (running or ended)."""
         workflow_id = referral.workflow_id
-        settings = self._pathway_settings
+        settings = self._trust_settings.get(referral.health_trust, self._pathway_settings)
         deadline = meeting_deadline(referral.received_at, settings).day
         initial = search_attributes.pathway_values(
             phase=Phase.AWAITING_ASSESSMENT.value,
@@ -162,7 +167,7 @@ class Pathways:
         try:
             await self._client.start_workflow(
                 RopPathway.run,
-                PathwayInput(referral=referral, settings=self._pathway_settings),
+                PathwayInput(referral=referral, settings=settings),
                 id=workflow_id,
                 task_queue=self._task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
@@ -365,3 +370,16 @@ class Pathways:
 
 def _day(value: datetime | None) -> date | None:
     return search_attributes.day_of(value) if value is not None else None
+
+
+def pathways_from_settings(client: Client, settings: RopSettings) -> Pathways:
+    """The pathway API as the settings say: the one way the CLI, the HTTP API and the local
+    stack build it, so they start pathways with the same rules and timeouts."""
+    return Pathways(
+        client,
+        task_queue=settings.task_queue,
+        pathway_settings=settings.pathway_settings(),
+        trust_settings=settings.trust_pathway_settings(),
+        answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
+        workflow_task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
+    )

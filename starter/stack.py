@@ -26,7 +26,7 @@ from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, 
 from starter.cli_support import LOCAL_DATABASE_URL
 from starter.codec_server import door_from_settings, start_codec_server
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
-from starter.pathways import Pathways
+from starter.pathways import pathways_from_settings
 from worker import build_worker, observed_client
 from workflows import search_attributes
 
@@ -123,9 +123,7 @@ async def _serve(
             build_worker(client, pool, settings.task_queue),
         ):
             serving = await api.start()
-            pathways = Pathways(
-                client, task_queue=settings.task_queue, pathway_settings=settings.pathway_settings()
-            )
+            pathways = pathways_from_settings(client, settings)
             raw = demo_referral.read_text(encoding="utf-8")
             referral = parse_referral(raw, settings.validation_policy())
             # A fresh demo starts its clock now, so its deadline lies ahead.

@@ -630,3 +630,34 @@ async def test_the_assessment_deadline_is_reminded_and_escalated_across_christma
         assert {row["status"] for row in closed} == {"cancelled"}
         assert await assert_chases_are_due(pool, workflow_id) >= 2
         await close_and_end(api, handle)
+
+
+async def test_a_trust_with_its_own_deadline_rule_starts_its_pathways_with_it(
+    time_skipping_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rop_runtime.settings import RopSettings
+    from starter.pathways import pathways_from_settings
+
+    env, client = time_skipping_env, time_skipping_env.client
+    monkeypatch.setenv("ROP_TRUST_POLICIES", '{"helse-fonna": {"meeting_working_days": 7}}')
+    api = pathways_from_settings(client, RopSettings(task_queue=task_queue))
+    async with running_pathways(client, pool, task_queue):
+        now = await env.get_current_time()
+        fonna_id, fonna = await start(
+            client,
+            api,
+            factories.referral_data(now, health_trust="helse-fonna", municipality="4627"),
+        )
+        bergen_id, bergen = await start(client, api, factories.referral_data(now))
+        received = calendar.local_date(now)
+        assert (await api.status(fonna_id)).meeting_deadline == calendar.add_working_days(
+            received, 7
+        )
+        assert (await api.status(bergen_id)).meeting_deadline == calendar.add_working_days(
+            received, 10
+        )
+        await close_and_end(api, fonna)
+        await close_and_end(api, bergen)

@@ -223,3 +223,27 @@ def test_the_local_stack_accepts_synthetic_national_ids() -> None:
     assert not RopSettings(allow_synthetic_ids=False).validation_policy().allow_synthetic_ids
     local = RopSettings(allow_synthetic_ids=False, local_mode=True)
     assert local.validation_policy().allow_synthetic_ids
+
+
+def test_a_health_trust_can_have_its_own_pathway_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROP_TRUST_POLICIES", '{"helse-fonna": {"meeting_working_days": 7}}')
+    settings = RopSettings()
+    assert settings.pathway_settings("helse-fonna").meeting_working_days == 7
+    assert settings.pathway_settings("helse-bergen").meeting_working_days == 10
+    assert settings.pathway_settings().meeting_working_days == 10
+    assert set(settings.trust_pathway_settings()) == {"helse-fonna"}
+
+
+@pytest.mark.parametrize(
+    ("policies", "message"),
+    [
+        ('{"helse-fonna": {"meeting_days": 7}}', "helse-fonna: no such pathway rule: meeting_days"),
+        ('{"helse-fonna": {"meeting_working_days": 0}}', "helse-fonna: .*greater than or equal"),
+    ],
+)
+def test_a_trust_policy_with_a_wrong_rule_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, policies: str, message: str
+) -> None:
+    monkeypatch.setenv("ROP_TRUST_POLICIES", policies)
+    with pytest.raises(ValidationError, match=message):
+        RopSettings()

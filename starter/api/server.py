@@ -20,7 +20,7 @@ from starter.api.app import create_app
 from starter.api.auth import Authenticator, JwtSettings, JwtVerifier, read_tokens_file
 from starter.api.context import ApiContext
 from starter.api.idempotency import IdempotencyStore
-from starter.pathways import Pathways
+from starter.pathways import pathways_from_settings
 
 
 def authenticator_from_settings(settings: RopSettings) -> Authenticator:
@@ -75,13 +75,7 @@ def app_from_settings(
         try:
             client = await connect(settings, interceptors=client_interceptors(tracing))
             yield ApiContext(
-                pathways=Pathways(
-                    client,
-                    task_queue=settings.task_queue,
-                    pathway_settings=settings.pathway_settings(),
-                    answer_timeout=timedelta(seconds=settings.answer_timeout_seconds),
-                    workflow_task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
-                ),
+                pathways=pathways_from_settings(client, settings),
                 pool=pool,
                 authenticator=authenticator,
                 policy=settings.validation_policy(),
