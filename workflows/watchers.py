@@ -239,7 +239,9 @@ class PathwayWatchers(PathwayBase):
                 due_at = calendar.at_local_time(
                     plan.next_revision, time(self._settings.reminder_hour)
                 )
-                if not await settled_before(due_at, replaced, "crisis plan revision due"):
+                when = due_at.astimezone(calendar.OSLO)
+                summary = f"crisis plan version {plan.version} revision due, {when:%d.%m.%Y %H:%M}"
+                if not await settled_before(due_at, replaced, summary):
                     async with self._applying():
                         if not replaced():
                             self._state.crisis_revision_raised_for = plan.version
@@ -336,7 +338,10 @@ class PathwayWatchers(PathwayBase):
 
         if not cycle.task_raised:
             due_at = calendar.at_local_time(cycle.due, time(self._settings.reminder_hour))
-            if await settled_before(due_at, done, f"review {cycle.number} due"):
+            when = due_at.astimezone(calendar.OSLO)
+            if await settled_before(
+                due_at, done, f"review {cycle.number} due, {when:%d.%m.%Y %H:%M}"
+            ):
                 return
             async with self._applying():
                 if done():
