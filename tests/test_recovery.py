@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest_asyncio
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
@@ -80,6 +81,27 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
         database.cleanup()
 
 
+async def _records_and_api(
+    database: Database, dev_server: WorkflowEnvironment
+) -> tuple[asyncpg.Pool, str, Pathways]:
+    """The test's own records (migrated, with the example directory), the worker's pool on
+    them, a task queue, and the pathway API that flags a stall after `STALLED_AFTER`."""
+    owner = await create_pool(database.url)
+    try:
+        await migrate(owner)
+        await load_directory(owner, EXAMPLE_CONTACTS)
+    finally:
+        await owner.close()
+    task_queue = f"rop-recovery-{uuid.uuid4().hex[:8]}"
+    api = Pathways(
+        dev_server.client,
+        task_queue=task_queue,
+        pathway_settings=PathwaySettings(recording_stalled_seconds=STALLED_AFTER),
+        answer_timeout=timedelta(minutes=3),
+    )
+    return await create_pool(database.url, role=WORKER_ROLE), task_queue, api
+
+
 async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float) -> float:
     """Poll until `check()`; return how long it took."""
     loop = asyncio.get_running_loop()
@@ -93,21 +115,8 @@ async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float) -> f
 async def test_steps_sent_while_postgresql_is_down_resume_soon_after_it_is_back(
     dev_server: WorkflowEnvironment, database: Database
 ) -> None:
-    owner = await create_pool(database.url)
-    try:
-        await migrate(owner)
-        await load_directory(owner, EXAMPLE_CONTACTS)
-    finally:
-        await owner.close()
-    pool = await create_pool(database.url, role=WORKER_ROLE)
-    task_queue = f"rop-recovery-{uuid.uuid4().hex[:8]}"
+    pool, task_queue, api = await _records_and_api(database, dev_server)
     client = dev_server.client
-    api = Pathways(
-        client,
-        task_queue=task_queue,
-        pathway_settings=PathwaySettings(recording_stalled_seconds=STALLED_AFTER),
-        answer_timeout=timedelta(minutes=3),
-    )
     try:
         async with build_worker(client, pool, task_queue):
             now = datetime.now(UTC)
@@ -185,21 +194,8 @@ async def test_the_status_answers_at_once_while_postgresql_is_down(
 ) -> None:
     """The status needs no database: twenty pathways with a step waiting on the record
     answer their status query in under a second all through a minute's outage."""
-    owner = await create_pool(database.url)
-    try:
-        await migrate(owner)
-        await load_directory(owner, EXAMPLE_CONTACTS)
-    finally:
-        await owner.close()
-    pool = await create_pool(database.url, role=WORKER_ROLE)
-    task_queue = f"rop-recovery-{uuid.uuid4().hex[:8]}"
+    pool, task_queue, api = await _records_and_api(database, dev_server)
     client = dev_server.client
-    api = Pathways(
-        client,
-        task_queue=task_queue,
-        pathway_settings=PathwaySettings(recording_stalled_seconds=STALLED_AFTER),
-        answer_timeout=timedelta(minutes=3),
-    )
     policy = ValidationPolicy(allow_synthetic_ids=True)
     try:
         async with build_worker(client, pool, task_queue):
