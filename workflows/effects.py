@@ -209,14 +209,14 @@ class StepRecord:
         `person`: the HPR number of the person the task is for, where known. Both are kept
         on the task for the grounds of need of service (`rop_domain.parties`).
 
-        After the patient objected to sharing, an external recipient gets a task with
-        no patient-related content, or none at all, as the pathway's settings say.
+        After the patient objected to sharing, a task for a party outside the receiving unit
+        is withheld (`PathwayEffects.withholds`), unless `consented`: the patient consented
+        to that party; runs from before `OBJECTION_ASKS_CONSENT` sent it without
+        patient-related content, unless their settings said to withhold it.
         """
         effects = self._effects
-        external = tasks.is_external(kind, effects.referral.receiving_unit, party_unit)
-        redacted = external and effects.state.objection is not None and not consented
-        withhold = effects.settings.objection_mode is ObjectionMode.SUPPRESS
-        if redacted and (withhold or effects.objection_withholds):
+        redacted = effects.redacts(kind, party_unit, consented=consented)
+        if effects.withholds(kind, party_unit, consented=consented):
             return self.event(
                 EventKind.NOTIFICATION_WITHHELD,
                 actor=SYSTEM_ACTOR,
@@ -281,6 +281,38 @@ class PathwayEffects:
             RETRY, maximum_attempts=attempts_within(settings.recording_stalled_seconds)
         )
 
+    def redacts(self, kind: TaskKind, party_unit: str | None, *, consented: bool) -> bool:
+        """Whether a task of `kind` for `party_unit` may carry nothing about the patient: it
+        leaves the receiving unit after an objection to sharing, without consent for it."""
+        external = tasks.is_external(kind, self.referral.receiving_unit, party_unit)
+        return external and self.state.objection is not None and not consented
+
+    def withholds(self, kind: TaskKind, party_unit: str | None, *, consented: bool) -> bool:
+        """Whether such a task is not sent at all (recorded as withheld): since
+        `OBJECTION_ASKS_CONSENT`, or where the settings' objection mode says so."""
+        suppress = self.settings.objection_mode is ObjectionMode.SUPPRESS
+        return self.redacts(kind, party_unit, consented=consented) and (
+            suppress or self.objection_withholds
+        )
+
+    async def _attempt(
+        self,
+        activity: str,
+        argument: Any,
+        result_type: Any,
+        summary: str | None,
+        retry_policy: RetryPolicy,
+    ) -> Any:
+        """One call of a record-service activity, as a local activity, with `retry_policy`."""
+        return await workflow.execute_local_activity(
+            activity,
+            argument,
+            result_type=result_type,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=retry_policy,
+            summary=summary,
+        )
+
     async def record(
         self, activity: str, argument: Any, result_type: Any, summary: str | None = None
     ) -> Any:
@@ -298,14 +330,7 @@ class PathwayEffects:
         failures, first_failure = 0, workflow.now()  # set again at the first failure
         while True:
             try:
-                result = await workflow.execute_local_activity(
-                    activity,
-                    argument,
-                    result_type=result_type,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ONE_ATTEMPT,
-                    summary=summary,
-                )
+                result = await self._attempt(activity, argument, result_type, summary, ONE_ATTEMPT)
             except (ActivityError, ApplicationError, ActivityTimeout) as error:
                 _raise_if_refused(error)
                 failures += 1
@@ -336,13 +361,8 @@ class PathwayEffects:
         stalled = False
         while True:
             try:
-                result = await workflow.execute_local_activity(
-                    activity,
-                    argument,
-                    result_type=result_type,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=self._record_retry,
-                    summary=summary,
+                result = await self._attempt(
+                    activity, argument, result_type, summary, self._record_retry
                 )
             except (ActivityError, ApplicationError, ActivityTimeout) as error:
                 _raise_if_refused(error)

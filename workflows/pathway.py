@@ -49,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
         AssessmentDecision,
         MeetingInvite,
         MeetingMove,
-        ParticipantRole,
         Phase,
         RecordedAssessment,
         RecordedInvite,
@@ -841,7 +840,10 @@ class RopPathway(PathwayWatchers):
         for participant in invite.participants:
             if participant.reached_by is not None:
                 continue  # reached another way, as the invite records: nothing to send
-            if self._withheld_after_objection(participant.role, consented):
+            granted = participant.role in consented
+            if self._effects.objection_withholds and self._effects.withholds(
+                TaskKind.MEETING_INVITATION, participant.role.value, consented=granted
+            ):
                 step.notify(
                     TaskKind.REACH_PARTY,
                     recipient=invite.invited_by,
@@ -856,22 +858,8 @@ class RopPathway(PathwayWatchers):
                 party_unit=participant.role.value,
                 due_at=invite.meeting_at,
                 person=participant.person,
-                consented=participant.role in consented,
+                consented=granted,
             )
-
-    def _withheld_after_objection(
-        self, role: ParticipantRole, consented: set[ParticipantRole]
-    ) -> bool:
-        """Whether a party's invitation is withheld: the patient objected to sharing, the
-        party is outside the receiving unit, and the invite records no consent for it."""
-        return (
-            self._effects.objection_withholds
-            and self._state.objection is not None
-            and role not in consented
-            and tasks.is_external(
-                TaskKind.MEETING_INVITATION, self._referral.receiving_unit, role.value
-            )
-        )
 
     # --- Measures and closure, as parts of a step ---------------------------------------
 
