@@ -10,7 +10,8 @@ nothing), never deleting; then it puts the pathway row back as the newest step l
 refreshes its facts. Each repair is an access-log entry of its own.
 
 The other direction is listed too: an open pathway in the record whose workflow Temporal
-does not know (a namespace lost) is reported; README says how to restart it.
+does not know (a namespace lost) is reported, and with `restart` started again from its
+record (`activities.restart`).
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ import asyncpg
 import structlog
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Connection
 from activities.records import open_record
+from activities.restart import restart
 from activities.step_statement import write_step, write_summary
 from rop_domain.calendar import OSLO
 from rop_domain.commands import RECONCILE_RECORDS
+from rop_domain.models import Phase
 from rop_domain.reconcile import (
     Difference,
+    NotRestarted,
     ReconcileReport,
     ReconcileRequest,
     RecordBehind,
@@ -58,6 +62,7 @@ async def reconcile(
     gate = asyncio.Semaphore(CONCURRENCY)
     behind: list[Difference] = []
     unanswered: list[str] = []
+    unknown: list[str] = []
     repaired: list[str] = []
     written = 0
 
@@ -65,6 +70,9 @@ async def reconcile(
         nonlocal written
         async with gate:
             recorded = await _recorded_steps(client, workflow_id)
+            if recorded is UNKNOWN:
+                unknown.append(workflow_id)
+                return
             if recorded is None:
                 unanswered.append(workflow_id)
                 return
@@ -80,6 +88,12 @@ async def reconcile(
                 await _tell(client, workflow_id, still_behind, len(difference.missing_events))
 
     await asyncio.gather(*(one(workflow_id) for workflow_id in sorted(workflow_ids)))
+    without_workflow = sorted({*without_workflow, *unknown})
+    restarted, not_restarted = (
+        await _restart_each(client, pool, without_workflow, request)
+        if request.restart
+        else ([], [])
+    )
     report = ReconcileReport(
         checked=len(workflow_ids),
         behind=sorted(behind, key=lambda d: d.workflow_id),
@@ -87,6 +101,8 @@ async def reconcile(
         unanswered=sorted(unanswered),
         repaired=sorted(repaired),
         steps_written=written,
+        restarted=restarted,
+        not_restarted=not_restarted,
     )
     log.info(
         "reconciled",
@@ -97,6 +113,29 @@ async def reconcile(
         repaired=len(report.repaired),
     )
     return report
+
+
+async def _restart_each(
+    client: Client, pool: asyncpg.Pool, workflow_ids: list[str], request: ReconcileRequest
+) -> tuple[list[str], list[NotRestarted]]:
+    """Start each pathway in `workflow_ids` again from its record (`activities.restart`)."""
+    assert request.task_queue is not None  # the request's validator says so
+    restarted: list[str] = []
+    not_restarted: list[NotRestarted] = []
+    for workflow_id in workflow_ids:
+        async with pool.acquire() as connection:
+            reason = await restart(
+                client,
+                connection,
+                workflow_id,
+                task_queue=request.task_queue,
+                requested_by=request.requested_by,
+            )
+        if reason is None:
+            restarted.append(workflow_id)
+        else:
+            not_restarted.append(NotRestarted(workflow_id=workflow_id, reason=reason))
+    return restarted, not_restarted
 
 
 async def repair(pool: asyncpg.Pool, recorded: RecordedSteps, requested_by: str) -> int:
@@ -177,12 +216,20 @@ async def _without_workflow(
     return sorted(row["workflow_id"] for row in rows if row["workflow_id"] not in known)
 
 
+UNKNOWN = RecordedSteps(workflow_id="", phase=Phase.CLOSED, steps=[])
+"""What `_recorded_steps` answers for a workflow id Temporal does not know."""
+
+
 async def _recorded_steps(client: Client, workflow_id: str) -> RecordedSteps | None:
+    """The workflow's recorded steps; `UNKNOWN` if Temporal does not know it, None if it
+    did not answer."""
     try:
         recorded: RecordedSteps = await client.get_workflow_handle(workflow_id).query(
             "recorded_steps", result_type=RecordedSteps, rpc_timeout=QUERY_TIMEOUT
         )
     except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return UNKNOWN
         log.warning("reconcile: no answer", workflow_id=workflow_id, status=error.status.name)
         return None
     return recorded

@@ -102,46 +102,11 @@ class RecordActivities:
     async def resolve_participants(
         self, health_trust: str, municipality: str, general_practitioner: str | None
     ) -> list[Participant]:
-        """The parties recommended for the first meeting: PHV and TSB of the trust, the
-        referral's GP and the patient's municipality, always (the local pathway's rule). The
-        contact directory says how to reach them (and may add parties), never whether they
-        are recommended: a party it lacks is recommended with `NO_ADDRESS`, and the
-        clinician reaches it otherwise.
-
-        Part of `open_pathway` (one round trip for the intake), not an activity of its own.
-        """
-        rows = await self._pool.fetch(
-            """SELECT role, name, address FROM contact_points
-               WHERE (role IN ('phv', 'tsb') AND health_trust = $1)
-                  OR (role = 'kommune' AND municipality = $2)
-                  OR (role = 'fastlege' AND hpr_number = $3)
-               ORDER BY array_position(ARRAY['phv', 'tsb', 'fastlege', 'kommune'], role), id""",
-            health_trust,
-            municipality,
-            general_practitioner,
+        """The recommended meeting participants (`recommended_participants`). Part of
+        `open_pathway` (one round trip for the intake), not an activity of its own."""
+        return await recommended_participants(
+            self._pool, health_trust, municipality, general_practitioner
         )
-        found = [
-            Participant(role=ParticipantRole(row["role"]), name=row["name"], address=row["address"])
-            for row in rows
-        ]
-        known = {p.role for p in found}
-        required = [
-            (ParticipantRole.PHV, f"PHV, {health_trust}"),
-            (ParticipantRole.TSB, f"TSB, {health_trust}"),
-            *(
-                [(ParticipantRole.FASTLEGE, f"Fastlege (HPR {general_practitioner})")]
-                if general_practitioner
-                else []
-            ),
-            (ParticipantRole.KOMMUNE, f"Kommune {municipality}"),
-        ]
-        order = [role for role, _ in required]
-        found += [
-            Participant(role=role, name=name, address=NO_ADDRESS)
-            for role, name in required
-            if role not in known
-        ]
-        return sorted(found, key=lambda p: order.index(p.role) if p.role in order else len(order))
 
     @activity.defn(name=FIND_UNIT_LEADER)
     async def find_unit_leader(self, query: LeaderQuery) -> str | None:
@@ -157,8 +122,9 @@ class RecordActivities:
 
 
 async def open_record(connection: Connection, pathway: NewPathway) -> bool:
-    """Write a new pathway's row, its first event and first tasks, in the caller's
-    transaction; False if the row is there already (an earlier attempt, or a repair)."""
+    """Write a new pathway's row, its first event, first tasks and first snapshot, in the
+    caller's transaction; False if the row is there already (an earlier attempt, or a
+    repair)."""
     referral = pathway.referral
     inserted = await connection.fetchval(
         """INSERT INTO pathways (
@@ -202,6 +168,15 @@ async def open_record(connection: Connection, pathway: NewPathway) -> bool:
             PathwayStep(events=[received], notifications=pathway.notifications),
             parties.of_referral(pathway.workflow_id, referral, received.idempotency_key),
         )
+        if pathway.snapshot is not None:
+            await connection.execute(
+                """INSERT INTO pathway_snapshots (workflow_id, sequence, snapshot, taken_at)
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (workflow_id) DO NOTHING""",
+                pathway.workflow_id,
+                pathway.snapshot.sequence,
+                pathway.snapshot.packed,
+                referral.received_at,
+            )
     return bool(inserted)
 
 
@@ -228,3 +203,49 @@ def refusals_are_final() -> Iterator[None]:
             type=RECORD_REFUSED,
             non_retryable=True,
         ) from None
+
+
+async def recommended_participants(
+    database: asyncpg.Pool | Connection,
+    health_trust: str,
+    municipality: str,
+    general_practitioner: str | None,
+) -> list[Participant]:
+    """The parties recommended for the first meeting: PHV and TSB of the trust, the
+    referral's GP and the patient's municipality, always (the local pathway's rule). The
+    contact directory says how to reach them (and may add parties), never whether they
+    are recommended: a party it lacks is recommended with `NO_ADDRESS`, and the
+    clinician reaches it otherwise.
+    """
+    rows = await database.fetch(
+        """SELECT role, name, address FROM contact_points
+           WHERE (role IN ('phv', 'tsb') AND health_trust = $1)
+              OR (role = 'kommune' AND municipality = $2)
+              OR (role = 'fastlege' AND hpr_number = $3)
+           ORDER BY array_position(ARRAY['phv', 'tsb', 'fastlege', 'kommune'], role), id""",
+        health_trust,
+        municipality,
+        general_practitioner,
+    )
+    found = [
+        Participant(role=ParticipantRole(row["role"]), name=row["name"], address=row["address"])
+        for row in rows
+    ]
+    known = {p.role for p in found}
+    required = [
+        (ParticipantRole.PHV, f"PHV, {health_trust}"),
+        (ParticipantRole.TSB, f"TSB, {health_trust}"),
+        *(
+            [(ParticipantRole.FASTLEGE, f"Fastlege (HPR {general_practitioner})")]
+            if general_practitioner
+            else []
+        ),
+        (ParticipantRole.KOMMUNE, f"Kommune {municipality}"),
+    ]
+    order = [role for role, _ in required]
+    found += [
+        Participant(role=role, name=name, address=NO_ADDRESS)
+        for role, name in required
+        if role not in known
+    ]
+    return sorted(found, key=lambda p: order.index(p.role) if p.role in order else len(order))

@@ -68,6 +68,13 @@ WITH first AS (
          AS g(party_type, party, named_as, step_key)
     WHERE EXISTS (SELECT FROM first)
     ON CONFLICT DO NOTHING
+), kept AS (
+    INSERT INTO pathway_snapshots (workflow_id, sequence, snapshot, taken_at)
+    SELECT $2, $30::integer, $29::text, $5
+    WHERE $29::text IS NOT NULL AND EXISTS (SELECT FROM first)
+    ON CONFLICT (workflow_id) DO UPDATE
+    SET sequence = EXCLUDED.sequence, snapshot = EXCLUDED.snapshot, taken_at = EXCLUDED.taken_at
+    WHERE pathway_snapshots.sequence < EXCLUDED.sequence
 ){summary}
 SELECT EXISTS (SELECT FROM first)
 """
@@ -76,7 +83,7 @@ _SUMMARY = """, summary AS (
     UPDATE pathways SET {assignments}, updated_at = now()
     WHERE workflow_id = $2 AND EXISTS (SELECT FROM first)
 )"""
-_FIRST_SUMMARY_ARGUMENT = 29
+_FIRST_SUMMARY_ARGUMENT = 31
 
 
 async def write_step(
@@ -93,7 +100,8 @@ async def write_step(
 def step_statement(step: PathwayStep, parties: Sequence[Party] = ()) -> tuple[str, list[Any]]:
     """The statement that records `step`, and its arguments; it returns whether it wrote.
     With the step it writes the parties the step names (`rop_domain.parties`): the grounds
-    of need of service commit with the step or not at all."""
+    of need of service commit with the step or not at all; and the pathway's snapshot, so
+    that what a restart starts from is never behind the record."""
     first, *others = step.events
     summary = _summary(step)
     columns = list(summary)
@@ -136,6 +144,8 @@ def step_statement(step: PathwayStep, parties: Sequence[Party] = ()) -> tuple[st
         [p.party for p in named],
         [p.named_as.value for p in named],
         [p.step_key for p in named],
+        step.snapshot.packed if step.snapshot else None,
+        step.snapshot.sequence if step.snapshot else None,
         *[summary[column] for column in columns],
     ]
     return statement, arguments

@@ -193,6 +193,19 @@ class Notification(StrictModel):
     )
 
 
+class Snapshot(StrictModel):
+    """The pathway as a step leaves it (`rop_domain.state.PathwaySnapshot`, packed).
+
+    Kept in the record with the step (table `pathway_snapshots`, the newest by `sequence`):
+    what a pathway is restarted from when Temporal has lost its workflow (`rop reconcile
+    --restart`). Packed, as it travels in the step's activity input and in the workflow's
+    kept steps.
+    """
+
+    sequence: int = Field(ge=0, description="The state's key counter: newer snapshots count higher")
+    packed: str
+
+
 class PathwayStep(StrictModel):
     """One step of a pathway and everything it does to the records, in one transaction.
 
@@ -204,6 +217,9 @@ class PathwayStep(StrictModel):
     events: list[PathwayEvent] = Field(min_length=1)
     close_tasks: list[CloseTasks] = Field(default_factory=list)
     notifications: list[Notification] = Field(default_factory=list)
+    snapshot: Snapshot | None = Field(
+        default=None, description="The pathway as the step leaves it (steps from before: none)"
+    )
 
 
 class CloseTasks(StrictModel):
@@ -225,6 +241,10 @@ class NewPathway(StrictModel):
     referral: Referral
     meeting_deadline: date
     notifications: list[Notification] = Field(default_factory=list)
+    snapshot: Snapshot | None = Field(
+        default=None,
+        description="The pathway as the intake leaves it, before its participants are found",
+    )
 
 
 PathwayStep.model_rebuild()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rop_domain.commands import NewPathway, PathwayStep
 from rop_domain.models import Phase, StrictModel
@@ -137,6 +137,23 @@ class ReconcileRequest(StrictModel):
     flag: bool = Field(
         default=True, description="Tell each pathway what was found (RopStalled record-behind)"
     )
+    restart: bool = Field(
+        default=False,
+        description="Start each open pathway Temporal does not know again from its record",
+    )
+
+    @model_validator(mode="after")
+    def _restart_names_a_queue(self) -> ReconcileRequest:
+        if self.restart and self.task_queue is None:
+            raise ValueError("a restart needs the task queue its pathways run on")
+        return self
+
+
+class NotRestarted(StrictModel):
+    """A pathway without a workflow that a restart could not start again, and why."""
+
+    workflow_id: str
+    reason: str
 
 
 class ReconcileReport(StrictModel):
@@ -152,11 +169,21 @@ class ReconcileReport(StrictModel):
     )
     repaired: list[str] = Field(default_factory=list)
     steps_written: int = 0
+    restarted: list[str] = Field(
+        default_factory=list, description="Pathways started again from their record"
+    )
+    not_restarted: list[NotRestarted] = Field(default_factory=list)
+
+    def still_without_workflow(self) -> list[str]:
+        """Open pathways in the record that still have no workflow."""
+        return [w for w in self.without_workflow if w not in self.restarted]
 
     def lines(self) -> list[str]:
         """The report for a terminal or a log: one line a pathway, ids only."""
         found = [d.describe() for d in self.behind]
         found += [f"{w}: in the record, no workflow in Temporal" for w in self.without_workflow]
+        found += [f"{w}: restarted from the record" for w in self.restarted]
+        found += [f"{n.workflow_id}: not restarted: {n.reason}" for n in self.not_restarted]
         found += [
             f"{w}: the workflow did not answer (is a worker running?)" for w in self.unanswered
         ]
@@ -165,6 +192,8 @@ class ReconcileReport(StrictModel):
             if self.repaired
             else ""
         )
+        if self.restarted:
+            repaired += f"; restarted {len(self.restarted)}"
         return [
             *found,
             f"{self.checked} pathways checked: {len(self.behind)} with the record behind, "

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rop_domain.commands import TaskKind
+from rop_domain.commands import Snapshot, TaskKind
 from rop_domain.followup import Closure, CrisisPlan, Measure, MeetingOutcome, Objection
 from rop_domain.models import (
     Participant,
@@ -260,8 +260,38 @@ class PathwayOutcome(StrictModel):
 
 
 class PathwayInput(StrictModel):
-    """The workflow's argument: the referral and settings, and after continue-as-new its state."""
+    """The workflow's argument: the referral and settings, and after continue-as-new (or a
+    restart from the record) its state."""
 
     referral: Referral
     settings: PathwaySettings = PathwaySettings()
     state: PathwayState | None = None
+    redeliver: list[str] = Field(
+        default_factory=list,
+        description="Keys of tasks whose delivery was under way when the pathway's workflow "
+        "was lost: a restart from the record delivers them again (deliveries are idempotent)",
+    )
+
+
+_NOT_IN_A_SNAPSHOT = {"answers", "recorded_steps"}
+"""What a snapshot leaves out: kept for repeats and repairs within days, which a workflow
+restarted from its record has no use for, and the bulk of the state."""
+
+
+class PathwaySnapshot(StrictModel):
+    """The pathway as a step left it: what a restart from the record starts from, with the
+    referral (rebuilt from the record's pathway row)."""
+
+    settings: PathwaySettings
+    state: PathwayState
+
+
+def snapshot_of(settings: PathwaySettings, state: PathwayState) -> Snapshot:
+    """The pathway as it stands, packed for the record (deterministic: workflow code)."""
+    kept = state.model_copy(update={key: [] for key in _NOT_IN_A_SNAPSHOT})
+    text = PathwaySnapshot(settings=settings, state=kept).model_dump_json()
+    return Snapshot(sequence=state.sequence, packed=pack(text))
+
+
+def unpack_snapshot(snapshot: Snapshot) -> PathwaySnapshot:
+    return PathwaySnapshot.model_validate_json(unpack(snapshot.packed))

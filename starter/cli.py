@@ -268,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write what the record lacks, from the workflows (never deletes)",
     )
+    reconcile.add_argument(
+        "--restart",
+        action="store_true",
+        help="start each open pathway Temporal does not know again from its record",
+    )
     reconcile.add_argument("--json", action="store_true")
 
     codec = command(

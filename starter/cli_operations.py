@@ -410,13 +410,20 @@ async def reconcile(args: argparse.Namespace, settings: RopSettings) -> None:
         pathway=args.pathway,
         since=args.since,
         repair=args.repair,
+        restart=args.restart,
         requested_by=principal,
         task_queue=settings.task_queue,
     )
     pool = await create_pool(require_database(settings))
     try:
         report = await reconcile(client, pool, request)
-        what = "reconcile and repair" if args.repair else "reconcile"
+        what = " and ".join(
+            [
+                "reconcile",
+                *(["repair"] if args.repair else []),
+                *(["restart"] if args.restart else []),
+            ]
+        )
         await access_log.record(
             pool,
             [
@@ -435,9 +442,16 @@ async def reconcile(args: argparse.Namespace, settings: RopSettings) -> None:
         print(report.model_dump_json(indent=2))
     else:
         print("\n".join(report.lines()))
-    if (report.behind and not args.repair) or report.unanswered:
+    if report.behind and not args.repair:
         raise UsageError(
             "the record is behind its workflows: `rop reconcile --repair` writes what it lacks"
-            if report.behind and not args.repair
-            else "some pathways did not answer: is a worker running?"
+        )
+    if report.unanswered:
+        raise UsageError("some pathways did not answer: is a worker running?")
+    if report.still_without_workflow():
+        raise UsageError(
+            "some open pathways have no workflow in Temporal: `rop reconcile --restart` starts "
+            "them again from their record"
+            if not args.restart
+            else "some pathways could not be restarted (see above)"
         )

@@ -78,10 +78,14 @@ class Receiver:
     secret: str = SECRET
     received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
     """Every request as it came (body and headers), to send on elsewhere in a test."""
+    down: bool = False
+    """Answer 503 to everything (the receiving system is down)."""
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.received.append((body, dict(request.headers)))
+        if self.down:
+            return web.Response(status=503)
         delivery = request.headers.get(DELIVERY_HEADER, "")
         valid = verify(
             self.secret.encode(),

@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         PathwaySettings,
         Referral,
     )
-    from rop_domain.state import PathwayState
+    from rop_domain.state import PathwayState, snapshot_of
     from rop_domain.steps import StepName
     from rop_domain.view import OpenTask
     from workflows.messages import Message
@@ -249,7 +249,10 @@ class StepRecord:
         Raises `RecordRefused` if the database refused the step's content.
         """
         step = PathwayStep(
-            events=self._events, close_tasks=self._close, notifications=self._notifications
+            events=self._events,
+            close_tasks=self._close,
+            notifications=self._notifications,
+            snapshot=snapshot_of(self._effects.settings, self._effects.state),
         )
         # No summary: every step has one, and each summary is one more payload to encrypt
         # and store (measured: the benchmark ratio drops by ~0.08). The step's kind shows in
@@ -460,6 +463,7 @@ class PathwayEffects:
             referral=referral,
             meeting_deadline=meeting_deadline,
             notifications=[task],
+            snapshot=snapshot_of(self.settings, self.state),
         )
         intake: Intake = await self.record(
             OPEN_PATHWAY,

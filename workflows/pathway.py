@@ -203,6 +203,8 @@ class RopPathway(PathwayWatchers):
                 due_at=self._escalation_at,
             )
             self._intake_done = True
+        # A restart from the record: deliveries under way when the workflow was lost.
+        self._effects.deliver(pathway.redeliver)
         watchers = [
             asyncio.create_task(self._watch_meeting_deadline()),
             asyncio.create_task(self._follow_up()),

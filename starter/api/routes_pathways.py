@@ -301,7 +301,8 @@ async def pathway_access_log(
 @router.post(
     "/reconcile",
     summary="Compare each pathway's record with what its workflow applied (operators); "
-    "with repair=true, write what the record lacks",
+    "with repair=true, write what the record lacks; with restart=true, start each open "
+    "pathway Temporal does not know again from its record",
     response_model=ReconcileReport,
     responses=openapi_responses(401, 403, 422, 503),
 )
@@ -311,13 +312,16 @@ async def reconcile_records(
     pathway: Annotated[str | None, Query(pattern=WORKFLOW_ID_PATTERN)] = None,
     since: date | None = None,
     repair: bool = False,
+    restart: bool = False,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """A reconciliation runs on the worker (it has the record role a repair needs); a repeat
     with the same Idempotency-Key answers the first report, a repeat without one checks
     again (a repair writes nothing twice)."""
     ctx = context(request)
-    what = "reconcile and repair" if repair else "reconcile"
+    what = " and ".join(
+        ["reconcile", *(["repair"] if repair else []), *(["restart"] if restart else [])]
+    )
     action = f"{what} (since {since or '…'})"
 
     async def handle() -> Response:
@@ -326,6 +330,7 @@ async def reconcile_records(
                 pathway=pathway,
                 since=since,
                 repair=repair,
+                restart=restart,
                 requested_by=principal.identity,
                 task_queue=ctx.pathways.task_queue,
             )
