@@ -43,13 +43,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.database import WORKER_ROLE, create_pool
 from activities.records import RecordActivities
 from bench.pathways import BENCH_KEYS, OURS_QUEUE, bench_referral, local_servers
-from rop_domain.commands import (
-    EventKind,
-    NewPathway,
-    PathwayStep,
-    SummaryChange,
-    TaskKind,
-)
+from rop_domain.commands import EventKind, NewPathway, PathwayStep, SummaryChange
 from rop_domain.followup import IndividualPlanStatus, Measure, MeasureKind, MeetingOutcome, Provider
 from rop_domain.models import (
     Assessment,
@@ -58,6 +52,7 @@ from rop_domain.models import (
     ValidationPolicy,
     parse_referral,
 )
+from rop_domain.tasks import TaskKind
 from rop_runtime.settings import RopSettings
 from starter import access_log
 from starter.access_log import Access, Grounds, Outcome

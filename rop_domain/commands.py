@@ -26,6 +26,7 @@ from rop_domain.models import (
     Referral,
     StrictModel,
 )
+from rop_domain.tasks import TaskKind, TaskStatus
 
 OPEN_PATHWAY = "open_pathway"
 RECORD_STEP = "record_step"
@@ -116,40 +117,6 @@ class LeaderQuery(StrictModel):
 
     health_trust: Identifier
     receiving_unit: ReceivingUnit
-
-
-class TaskKind(StrEnum):
-    """What a clinician or leader is asked to do."""
-
-    ASSESS_REFERRAL = "assess-referral"
-    ASSESSMENT_REMINDER = "assessment-reminder"
-    ASSESSMENT_ESCALATION = "assessment-deadline-escalation"
-    INVITE_TO_MEETING = "invite-to-meeting"
-    REACH_PARTY = "reach-party-otherwise"
-    INVITE_TO_MEETING_REMINDER = "invite-to-meeting-reminder"
-    MEETING_DEADLINE_ESCALATION = "meeting-deadline-escalation"
-    MEETING_INVITATION = "meeting-invitation"
-    REFERRAL_NOT_ACCEPTED = "referral-not-accepted"
-    MAKE_CRISIS_PLAN = "make-crisis-plan"
-    CRISIS_PLAN_REMINDER = "crisis-plan-reminder"
-    CRISIS_PLAN_ESCALATION = "crisis-plan-escalation"
-    REVISE_CRISIS_PLAN = "revise-crisis-plan"
-    CRISIS_PLAN_REVISION_REMINDER = "crisis-plan-revision-reminder"
-    CRISIS_PLAN_REVISION_ESCALATION = "crisis-plan-revision-escalation"
-    START_MEASURE = "start-measure"
-    HOLD_REVIEW = "hold-review"
-    REVIEW_REMINDER = "review-reminder"
-    REVIEW_ESCALATION = "review-escalation"
-    PATHWAY_CLOSED = "pathway-closed"
-
-
-class TaskStatus(StrEnum):
-    """FHIR Task's status vocabulary, the subset we use."""
-
-    REQUESTED = "requested"
-    IN_PROGRESS = "in-progress"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
 
 
 class DeliveryStatus(StrEnum):

@@ -27,8 +27,9 @@ from enum import StrEnum
 
 from pydantic import JsonValue
 
-from rop_domain.commands import EventKind, Notification, PathwayStep, TaskKind
+from rop_domain.commands import EventKind, Notification, PathwayStep
 from rop_domain.models import ParticipantRole, Referral, ReferralSource, StrictModel
+from rop_domain.tasks import TaskKind
 
 
 class PartyType(StrEnum):

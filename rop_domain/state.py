@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rop_domain.commands import Snapshot, TaskKind
+from rop_domain.commands import Snapshot
 from rop_domain.followup import Closure, CrisisPlan, Measure, MeetingOutcome, Objection
 from rop_domain.models import (
     Participant,
@@ -25,6 +25,7 @@ from rop_domain.models import (
     StrictModel,
 )
 from rop_domain.plan import MeasureStatus
+from rop_domain.tasks import TaskKind
 from rop_domain.view import OpenTask
 
 

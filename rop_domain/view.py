@@ -13,7 +13,6 @@ from datetime import date, datetime
 
 from pydantic import Field
 
-from rop_domain.commands import TaskKind
 from rop_domain.followup import Closure, CrisisPlan, Measure, MeetingOutcome, Objection
 from rop_domain.models import (
     DueItem,
@@ -24,6 +23,7 @@ from rop_domain.models import (
     StrictModel,
 )
 from rop_domain.plan import MeasureStatus
+from rop_domain.tasks import TaskKind
 
 
 class OpenTask(StrictModel):

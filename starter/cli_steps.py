@@ -16,11 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from rop_domain.commands import TaskStatus
 from rop_domain.followup import Measure
 from rop_domain.models import Referral, parse_referral
 from rop_domain.steps import STEP, STEPS, StepName
-from rop_domain.tasks import step_for
+from rop_domain.tasks import TaskStatus, step_for
 from rop_runtime.settings import RopSettings
 from starter.cli_support import (
     OneLineParser,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from activities.database import Connection
-from rop_domain.commands import TaskKind, TaskStatus
 from rop_domain.models import StrictModel
+from rop_domain.tasks import TaskKind, TaskStatus
 from starter.api.need_of_service import GROUNDS_OF_ROWS, names_caller
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from rop_domain.commands import EventKind, Notification, PathwayEvent, SummaryChange, TaskKind
+from rop_domain.commands import EventKind, Notification, PathwayEvent, SummaryChange
 from rop_domain.followup import (
     Closure,
     ClosureReason,
@@ -29,6 +29,7 @@ from rop_domain.models import (
     ValidationPolicy,
     parse_referral,
 )
+from rop_domain.tasks import TaskKind
 
 CLINICIAN = "9000123"
 PATIENT_NAME = "Kari Nordmann"

@@ -17,10 +17,10 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
-from rop_domain.commands import TaskKind
 from rop_domain.models import PathwaySettings, ValidationPolicy, parse_referral
 from rop_domain.state import PathwayOutcome
 from rop_domain.steps import StepName
+from rop_domain.tasks import TaskKind
 from rop_domain.view import PathwayStatus
 from rop_runtime.codec import binding_of
 from starter.pathways import Pathways

@@ -23,10 +23,9 @@ from rop_domain.commands import (
     PathwayEvent,
     PathwayStep,
     SummaryChange,
-    TaskKind,
-    TaskStatus,
 )
 from rop_domain.models import NO_ADDRESS, AssessmentDecision, Phase, ReceivingUnit
+from rop_domain.tasks import TaskKind, TaskStatus
 from tests import factories
 from tests.conftest import EXAMPLE_CONTACTS
 

@@ -47,10 +47,10 @@ from rop_domain.commands import (
     PathwayEvent,
     PathwayStep,
     SummaryChange,
-    TaskKind,
 )
 from rop_domain.models import ReceivingUnit
 from rop_domain.routing import RoutingTable
+from rop_domain.tasks import TaskKind
 from rop_runtime.codec import Binding, EncryptionCodec
 from rop_runtime.settings import RopSettings
 from starter import access_log

@@ -34,10 +34,10 @@ from rop_domain.commands import (
     PathwayEvent,
     PathwayStep,
     SummaryChange,
-    TaskKind,
 )
 from rop_domain.models import WrittenStandard
 from rop_domain.routing import Channel, Route, RoutingTable
+from rop_domain.tasks import TaskKind
 from tests import factories
 from tests.channel_servers import SECRET, Receiver, SmtpServer, start_receiver
 

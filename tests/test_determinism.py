@@ -17,10 +17,10 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
-from rop_domain.commands import TaskKind
 from rop_domain.followup import Review, ReviewOutcome
 from rop_domain.models import PathwaySettings, Phase
 from rop_domain.steps import StepName
+from rop_domain.tasks import TaskKind
 from tests import factories
 from tests.pathway_harness import (
     eventually,

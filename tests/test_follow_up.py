@@ -13,7 +13,6 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar, deadlines
-from rop_domain.commands import TaskKind
 from rop_domain.followup import (
     Measure,
     MeasureCancellation,
@@ -34,6 +33,7 @@ from rop_domain.models import (
 )
 from rop_domain.plan import MeasureStatus
 from rop_domain.steps import StepName
+from rop_domain.tasks import TaskKind
 from rop_domain.view import PathwayStatus
 from starter.pathways import PathwayStepRejected
 from tests import factories

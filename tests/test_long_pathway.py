@@ -13,10 +13,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
-from rop_domain.commands import TaskKind
 from rop_domain.followup import Review, ReviewOutcome
 from rop_domain.models import PathwaySettings, Phase
 from rop_domain.steps import StepName
+from rop_domain.tasks import TaskKind
 from tests import factories
 from tests.pathway_harness import eventually, open_task, running_pathways, to_follow_up
 

@@ -30,14 +30,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.database import create_pool, migrate, migration_files
 from activities.records import RecordActivities
-from rop_domain.commands import (
-    EventKind,
-    NewPathway,
-    PathwayStep,
-    TaskKind,
-)
+from rop_domain.commands import EventKind, NewPathway, PathwayStep
 from rop_domain.followup import IndividualPlanStatus, Measure, MeasureKind, MeetingOutcome, Provider
 from rop_domain.models import Assessment, AssessmentDecision, ParticipantRole
+from rop_domain.tasks import TaskKind
 from starter.local_stack import ensure_database
 from tests import factories
 

@@ -15,10 +15,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
-from rop_domain.commands import TaskKind
 from rop_domain.models import NO_ADDRESS, AssessmentDecision, MeetingMove, PathwaySettings, Phase
 from rop_domain.state import PathwayInput
 from rop_domain.steps import StepName
+from rop_domain.tasks import TaskKind
 from starter.pathways import PathwayStepRejected
 from tests import factories
 from tests.pathway_harness import (

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 
-from rop_domain.commands import TaskKind
 from rop_domain.steps import STEP, STEPS, StepName
-from rop_domain.tasks import TASKS
+from rop_domain.tasks import TASKS, TaskKind
 from starter.api.routes_tasks import COMPLETION_FIELDS, TaskCompletion
 from starter.cli_steps import CLI_STEPS
 from workflows.pathway import RopPathway

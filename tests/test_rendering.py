@@ -6,7 +6,7 @@ import jinja2
 import pytest
 
 from activities.rendering import WrittenStandard, render_task
-from rop_domain.commands import TaskKind
+from rop_domain.tasks import TaskKind
 from tests import factories
 
 NATIONAL_ID = factories.national_id("150586951")

@@ -6,11 +6,11 @@ import json
 from datetime import UTC, date, datetime, time, timedelta
 
 from rop_domain import calendar, deadlines
-from rop_domain.commands import TaskKind
 from rop_domain.followup import Closure, ClosureReason
 from rop_domain.models import PathwaySettings, Phase, RecordedAssessment, Referral
 from rop_domain.plan import MeasureStatus
 from rop_domain.state import Chase, KeptAnswer, MeasureEntry, PathwayState, ReviewCycle
+from rop_domain.tasks import TaskKind
 from rop_domain.view import OpenTask, PathwayStatus
 from tests import factories
 from workflows import status_view

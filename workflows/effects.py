@@ -53,8 +53,6 @@ with workflow.unsafe.imports_passed_through():
         PathwayEvent,
         PathwayStep,
         SummaryChange,
-        TaskKind,
-        TaskStatus,
     )
     from rop_domain.models import (
         NO_ADDRESS,
@@ -65,8 +63,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from rop_domain.state import PathwayState, snapshot_of
     from rop_domain.steps import StepName
+    from rop_domain.tasks import Message, TaskKind, TaskStatus
     from rop_domain.view import OpenTask
-    from workflows.messages import Message
     from workflows.timers import settled_before
 
 ACTIVITY_TIMEOUT = timedelta(seconds=10)
@@ -140,6 +138,10 @@ def _raise_if_refused(error: Exception) -> None:
         raise RecordRefused(cause.message) from None
 
 
+_NOTHING = tasks.About()
+"""A task about nothing more than its pathway (a referral not accepted)."""
+
+
 class StepRecord:
     """One step's events and tasks, committed together by `commit()`."""
 
@@ -192,19 +194,47 @@ class StepRecord:
         )
         return self
 
-    def notify(
+    def raise_task(
+        self,
+        kind: TaskKind,
+        about: tasks.About = _NOTHING,
+        *,
+        consented: bool = False,
+        undated: bool = False,
+    ) -> StepRecord:
+        """Raise a task of `kind` about `about`: the task table (`rop_domain.tasks`) decides
+        who gets it, what its template says, when it is due and whether it leaves the unit.
+        `consented`: the patient consented to sharing with this party after an objection;
+        `undated`: no due date (runs from before `REVISION_CHASE` raised a revision so)."""
+        effects = self._effects
+        message = tasks.parameters(kind, effects.referral.referral_id, about)
+        due_at = None if undated else tasks.due_at(kind, about)
+        for to in tasks.addressees(kind, effects.referral, effects.state, about):
+            self._notify(
+                kind,
+                recipient=to.address,
+                message=message,
+                party_unit=to.unit,
+                due_at=due_at,
+                reference=about.measure.id if about.measure else None,
+                person=to.person,
+                consented=consented,
+            )
+        return self
+
+    def _notify(
         self,
         kind: TaskKind,
         *,
         recipient: str,
         message: Message,
-        party_unit: str | None = None,
-        due_at: datetime | None = None,
-        reference: str | None = None,
-        person: str | None = None,
-        consented: bool = False,
-    ) -> StepRecord:
-        """Raise a task. `party_unit`: the recipient's unit or organisation, for the kinds
+        party_unit: str | None,
+        due_at: datetime | None,
+        reference: str | None,
+        person: str | None,
+        consented: bool,
+    ) -> None:
+        """Queue one task. `party_unit`: the recipient's unit or organisation, for the kinds
         that are external or not by who gets them (`rop_domain.tasks.is_external`);
         `person`: the HPR number of the person the task is for, where known. Both are kept
         on the task for the grounds of need of service (`rop_domain.parties`).
@@ -217,11 +247,12 @@ class StepRecord:
         effects = self._effects
         redacted = effects.redacts(kind, party_unit, consented=consented)
         if effects.withholds(kind, party_unit, consented=consented):
-            return self.event(
+            self.event(
                 EventKind.NOTIFICATION_WITHHELD,
                 actor=SYSTEM_ACTOR,
                 details={"task_kind": kind.value, "reason": "objection to sharing"},
             )
+            return
         self._notifications.append(
             Notification(
                 idempotency_key=self._effects.key(kind.value),
@@ -241,7 +272,6 @@ class StepRecord:
             effects.state.task_raised(
                 OpenTask(kind=kind, recipient=recipient, due_at=due_at, reference=reference)
             )
-        return self
 
     async def commit(self) -> None:
         """Write the step with one activity; then deliver its tasks that a channel must.
@@ -442,18 +472,18 @@ class PathwayEffects:
         """A new step whose first event is `kind`."""
         return StepRecord(self).event(kind, actor=actor, change=change, details=details)
 
-    async def intake(
-        self, meeting_deadline: date, assessment_task: Message, due_at: datetime
-    ) -> list[Participant]:
+    async def intake(self, meeting_deadline: date) -> list[Participant]:
         """Open the record with its assessment task; return the recommended participants."""
         referral = self.referral
+        kind, about = TaskKind.ASSESS_REFERRAL, tasks.About(deadline=meeting_deadline)
+        (to,) = tasks.addressees(kind, referral, self.state, about)
         task = Notification(
-            idempotency_key=self.key(TaskKind.ASSESS_REFERRAL.value),
+            idempotency_key=self.key(kind.value),
             workflow_id=self.workflow_id,
-            kind=TaskKind.ASSESS_REFERRAL,
-            recipient=referral.responsible_clinician,
-            params=assessment_task,
-            due_at=due_at,
+            kind=kind,
+            recipient=to.address,
+            params=tasks.parameters(kind, referral.referral_id, about),
+            due_at=tasks.due_at(kind, about),
         )
         self.state.task_raised(
             OpenTask(kind=task.kind, recipient=task.recipient, due_at=task.due_at)

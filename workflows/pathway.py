@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, JsonValue, ValidationError
 
     from rop_domain import calendar, deadlines, tasks
-    from rop_domain.commands import EventKind, SummaryChange, TaskKind, TaskStatus
+    from rop_domain.commands import EventKind, SummaryChange
     from rop_domain.followup import (
         Closure,
         ClosureReason,
@@ -74,8 +74,9 @@ with workflow.unsafe.imports_passed_through():
         ReviewCycle,
     )
     from rop_domain.steps import StepName
+    from rop_domain.tasks import About, TaskKind, TaskStatus
     from rop_domain.view import PathwayStatus
-    from workflows import messages, status_view
+    from workflows import status_view
     from workflows.effects import RECORD_RETRIES_ON_TIMERS, PathwayEffects, StepRecord
     from workflows.pathway_base import (
         ANSWERS_BOUNDED_BY_BYTES,
@@ -197,11 +198,7 @@ class RopPathway(PathwayWatchers):
         self._publish()
         if pathway.state is None:
             workflow.logger.info("pathway started", extra={"meeting_deadline": str(self._deadline)})
-            self._state.participants = await self._effects.intake(
-                self._deadline,
-                messages.assess_referral(self._referral.referral_id, self._deadline),
-                due_at=self._escalation_at,
-            )
+            self._state.participants = await self._effects.intake(self._deadline)
             self._intake_done = True
         # A restart from the record: deliveries under way when the workflow was lost.
         self._effects.deliver(pathway.redeliver)
@@ -275,17 +272,10 @@ class RopPathway(PathwayWatchers):
                 details=assessment.model_dump(mode="json"),
             ).close_for(StepName.ASSESS)
             if accepted and workflow.patched(INVITE_TASK):
-                step.notify(
-                    TaskKind.INVITE_TO_MEETING,
-                    recipient=self._referral.responsible_clinician,
-                    message=messages.invite_to_meeting(self._referral.referral_id, self._deadline),
-                    due_at=self._escalation_at,
-                )
+                step.raise_task(TaskKind.INVITE_TO_MEETING, About(deadline=self._deadline))
             if not accepted:
-                step.close(tasks.MEETING_CHASE, TaskStatus.CANCELLED).notify(
-                    TaskKind.REFERRAL_NOT_ACCEPTED,
-                    recipient=self._referral.referrer,
-                    message=messages.referral_not_accepted(self._referral.referral_id),
+                step.close(tasks.MEETING_CHASE, TaskStatus.CANCELLED).raise_task(
+                    TaskKind.REFERRAL_NOT_ACCEPTED
                 )
             await step.commit()
         return self.status()
@@ -468,12 +458,7 @@ class RopPathway(PathwayWatchers):
                     },
                 )
                 .close_for(StepName.RECORD_MEETING)
-                .notify(
-                    TaskKind.MAKE_CRISIS_PLAN,
-                    recipient=outcome.crisis_plan_responsible,
-                    message=messages.make_crisis_plan(self._referral.referral_id, crisis_deadline),
-                    due_at=calendar.end_of_day(crisis_deadline),
-                )
+                .raise_task(TaskKind.MAKE_CRISIS_PLAN, About(deadline=crisis_deadline))
             )
             self._release_ready_measures(step, actor=outcome.recorded_by)
             await step.commit()
@@ -833,11 +818,7 @@ class RopPathway(PathwayWatchers):
 
     def _invite_parties(self, step: StepRecord, invite: MeetingInvite) -> None:
         """Add to an invite (or a move): an invitation task for each party, due at the meeting."""
-        message = messages.meeting_invitation(
-            self._referral.referral_id,
-            invite.meeting_at,
-            invite.location or str(invite.video_link),
-        )
+        place = invite.location or str(invite.video_link)
         consented = set(invite.consented_after_objection)  # a move keeps the invite's
         for participant in invite.participants:
             if participant.reached_by is not None:
@@ -846,20 +827,12 @@ class RopPathway(PathwayWatchers):
             if self._effects.objection_withholds and self._effects.withholds(
                 TaskKind.MEETING_INVITATION, participant.role.value, consented=granted
             ):
-                step.notify(
-                    TaskKind.REACH_PARTY,
-                    recipient=invite.invited_by,
-                    message=messages.reach_party(
-                        self._referral.referral_id, participant.role.value, invite.meeting_at
-                    ),
+                step.raise_task(
+                    TaskKind.REACH_PARTY, About(party=participant, meeting_at=invite.meeting_at)
                 )
-            step.notify(
+            step.raise_task(
                 TaskKind.MEETING_INVITATION,
-                recipient=participant.address,
-                message=message,
-                party_unit=participant.role.value,
-                due_at=invite.meeting_at,
-                person=participant.person,
+                About(party=participant, meeting_at=invite.meeting_at, place=place),
                 consented=granted,
             )
 
@@ -872,15 +845,7 @@ class RopPathway(PathwayWatchers):
             entry = self._entry(measure_id)
             entry.status = MeasureStatus.READY
             measure = entry.measure
-            step.notify(
-                TaskKind.START_MEASURE,
-                recipient=measure.responsible,
-                message=messages.start_measure(
-                    self._referral.referral_id, measure.id, measure.kind.value
-                ),
-                party_unit=measure.provider.value,
-                reference=measure.id,
-            ).event(
+            step.raise_task(TaskKind.START_MEASURE, About(measure=measure)).event(
                 EventKind.MEASURE_READY,
                 actor=actor,
                 details={"measure": measure.id, "provider": measure.provider.value},
@@ -917,31 +882,12 @@ class RopPathway(PathwayWatchers):
         )
 
     def _add_closure(self, step: StepRecord) -> None:
-        """Add to a closing step: cancel every open task, and tell the parties."""
+        """Add to a closing step: cancel every open task, and tell every party."""
         closure = self._state.closure
         assert closure is not None
-        step.close(None, TaskStatus.CANCELLED)
-        message = messages.pathway_closed(self._referral.referral_id, closure.reason.value)
-        # Each party once, with the unit or organisation they are of.
-        parties = [(self._referral.responsible_clinician, self._referral.receiving_unit.value)]
-        if self._state.invite:
-            parties += [
-                (p.address, p.role.value)
-                for p in self._state.invite.invite.participants
-                if p.reached_by is None
-            ]
-        parties += [
-            (e.measure.responsible, e.measure.provider.value)
-            for e in self._state.measures
-            if e.status not in SETTLED
-        ]
-        told: set[str] = set()
-        for recipient, unit in parties:
-            if recipient not in told:
-                told.add(recipient)
-                step.notify(
-                    TaskKind.PATHWAY_CLOSED, recipient=recipient, message=message, party_unit=unit
-                )
+        step.close(None, TaskStatus.CANCELLED).raise_task(
+            TaskKind.PATHWAY_CLOSED, About(reason=closure.reason.value)
+        )
 
     # --- Helpers -------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 PASSTHROUGH_MODULES = (
     "rop_domain",
     "workflows.effects",
-    "workflows.messages",
     "workflows.metrics",
     "workflows.search_attributes",
     "workflows.status_view",

@@ -11,19 +11,21 @@ since a refused step puts back the parts it changed.
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import date, datetime, time
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from rop_domain import calendar, deadlines
-    from rop_domain.commands import EventKind, SummaryChange, TaskKind
+    from rop_domain.commands import EventKind, SummaryChange
     from rop_domain.followup import CrisisPlan
     from rop_domain.models import (
         Phase,
     )
     from rop_domain.state import Chase, ReviewCycle
-    from workflows import messages, metrics
+    from rop_domain.tasks import About, TaskKind
+    from workflows import metrics
     from workflows.effects import SYSTEM_ACTOR
     from workflows.timers import settled_before
 
@@ -39,25 +41,20 @@ class PathwayWatchers(PathwayBase):
         if self._visible().phase not in (Phase.AWAITING_ASSESSMENT, Phase.AWAITING_INVITE):
             return
         await workflow.wait_condition(lambda: self._intake_done)
-        referral_id = self._referral.referral_id
+        about = About(deadline=self._deadline)
         await self._chase(
             deadline=self._deadline,
             settled=lambda: self._visible().invite is not None or self._ended(),
             chase=lambda: self._state.meeting_chase,
             label="invite to avklaringsmøte",
             remind=lambda: self._send_reminder(
-                EventKind.MEETING_REMINDER_SENT,
-                TaskKind.INVITE_TO_MEETING_REMINDER,
-                self._referral.responsible_clinician,
-                messages.meeting_reminder(referral_id, self._deadline),
-                due_at=self._escalation_at,
+                EventKind.MEETING_REMINDER_SENT, TaskKind.INVITE_TO_MEETING_REMINDER, about
             ),
             escalate=lambda: self._escalate(
                 EventKind.MEETING_OVERDUE,
                 TaskKind.MEETING_DEADLINE_ESCALATION,
-                messages.meeting_escalation(referral_id, self._deadline),
+                about,
                 SummaryChange(overdue=True),
-                due_at=calendar.end_of_day(self._deadline),
             ),
         )
 
@@ -66,26 +63,21 @@ class PathwayWatchers(PathwayBase):
         if self._visible().phase is not Phase.AWAITING_ASSESSMENT:
             return
         await workflow.wait_condition(lambda: self._intake_done)
-        referral_id = self._referral.referral_id
         day = self._assessment_deadline.day
+        about = About(deadline=day)
         await self._chase(
             deadline=day,
             settled=lambda: self._visible().assessment is not None or self._ended(),
             chase=lambda: self._state.assessment_chase,
             label="assess the referral",
             remind=lambda: self._send_reminder(
-                EventKind.ASSESSMENT_REMINDER_SENT,
-                TaskKind.ASSESSMENT_REMINDER,
-                self._referral.responsible_clinician,
-                messages.assessment_reminder(referral_id, day),
-                due_at=calendar.end_of_day(day),
+                EventKind.ASSESSMENT_REMINDER_SENT, TaskKind.ASSESSMENT_REMINDER, about
             ),
             escalate=lambda: self._escalate(
                 EventKind.ASSESSMENT_OVERDUE,
                 TaskKind.ASSESSMENT_ESCALATION,
-                messages.assessment_escalation(referral_id, day),
+                about,
                 SummaryChange(overdue=True),
-                due_at=calendar.end_of_day(day),
             ),
         )
 
@@ -151,31 +143,26 @@ class PathwayWatchers(PathwayBase):
         self,
         event: EventKind,
         task: TaskKind,
-        recipient: str,
-        message: messages.Message,
+        about: About,
         *,
-        due_at: datetime | None = None,
         change: SummaryChange | None = None,
         stage: str = "reminder",
+        undated: bool = False,
     ) -> None:
+        """A timer's step: its event, and the task the task table says."""
         await (
             self._effects.step(event, actor=SYSTEM_ACTOR, change=change)
-            .notify(task, recipient=recipient, message=message, due_at=due_at)
+            .raise_task(task, about, undated=undated)
             .commit()
         )
         metrics.count_chase(stage, task.value)
 
     async def _escalate(
-        self,
-        event: EventKind,
-        task: TaskKind,
-        message: messages.Message,
-        change: SummaryChange,
-        *,
-        due_at: datetime,
+        self, event: EventKind, task: TaskKind, about: About, change: SummaryChange
     ) -> None:
-        """Raise the escalation to the unit's leader, due when what it chases was due (so it
-        lists as overdue at once: a leader acts on what is already late)."""
+        """Raise the escalation to the unit's leader as the directory names it (due when what
+        it chases was due, so it lists as overdue at once: a leader acts on what is already
+        late)."""
         workflow.logger.warning("deadline escalated", extra={"escalation": task.value})
         recipient = await self._effects.unit_leader()
         if recipient is None:
@@ -186,7 +173,7 @@ class PathwayWatchers(PathwayBase):
             else:
                 recipient = self._effects.leader_role_address()
         await self._send_reminder(
-            event, task, recipient, message, due_at=due_at, change=change, stage="escalation"
+            event, task, replace(about, leader=recipient), change=change, stage="escalation"
         )
 
     async def _watch_crisis_plan_deadline(self) -> None:
@@ -194,25 +181,20 @@ class PathwayWatchers(PathwayBase):
         deadline, meeting = self._crisis_plan_deadline(recorded), recorded.meeting
         if deadline is None or meeting is None or recorded.crisis_plan is not None:
             return
-        referral_id = self._referral.referral_id
+        about = About(deadline=deadline)
         await self._chase(
             deadline=deadline,
             settled=lambda: self._visible().crisis_plan is not None or self._ended(),
             chase=lambda: self._state.crisis_chase,
             label="kriseplan",
             remind=lambda: self._send_reminder(
-                EventKind.CRISIS_PLAN_REMINDER_SENT,
-                TaskKind.CRISIS_PLAN_REMINDER,
-                meeting.crisis_plan_responsible,
-                messages.crisis_plan_reminder(referral_id, deadline),
-                due_at=calendar.end_of_day(deadline),
+                EventKind.CRISIS_PLAN_REMINDER_SENT, TaskKind.CRISIS_PLAN_REMINDER, about
             ),
             escalate=lambda: self._escalate(
                 EventKind.CRISIS_PLAN_OVERDUE,
                 TaskKind.CRISIS_PLAN_ESCALATION,
-                messages.crisis_plan_escalation(referral_id, deadline),
+                about,
                 SummaryChange(crisis_plan_overdue=True, overdue=True),
-                due_at=calendar.end_of_day(deadline),
             ),
         )
 
@@ -248,25 +230,19 @@ class PathwayWatchers(PathwayBase):
                             await self._send_reminder(
                                 EventKind.CRISIS_PLAN_REVISION_DUE,
                                 TaskKind.REVISE_CRISIS_PLAN,
-                                meeting.crisis_plan_responsible,
-                                messages.revise_crisis_plan(
-                                    self._referral.referral_id, plan.version, plan.next_revision
-                                ),
+                                About(version=plan.version, deadline=plan.next_revision),
                                 # Runs from before the patch raised it without a due date.
-                                due_at=(
-                                    calendar.end_of_day(plan.next_revision) if chased else None
-                                ),
+                                undated=not chased,
                             )
             if chased:
-                await self._chase_revision(plan, meeting.crisis_plan_responsible, replaced)
+                await self._chase_revision(plan, replaced)
             await workflow.wait_condition(replaced)
 
-    async def _chase_revision(
-        self, plan: CrisisPlan, responsible: str, replaced: Callable[[], bool]
-    ) -> None:
+    async def _chase_revision(self, plan: CrisisPlan, replaced: Callable[[], bool]) -> None:
         """A version not revised by the end of its revision day is overdue: remind its
         responsible then, escalate to the unit's leader some working days later."""
-        referral_id, due = self._referral.referral_id, plan.next_revision
+        due = plan.next_revision
+        about = About(version=plan.version, deadline=due)
         escalation_day = calendar.add_working_days(
             due, self._settings.review_escalation_working_days, self._settings.working_day_rule
         )
@@ -282,9 +258,7 @@ class PathwayWatchers(PathwayBase):
                     lambda: self._send_reminder(
                         EventKind.CRISIS_PLAN_REVISION_OVERDUE,
                         TaskKind.CRISIS_PLAN_REVISION_REMINDER,
-                        responsible,
-                        messages.crisis_plan_revision_reminder(referral_id, plan.version, due),
-                        due_at=calendar.end_of_day(due),
+                        about,
                         change=overdue,
                     ),
                 ),
@@ -295,9 +269,8 @@ class PathwayWatchers(PathwayBase):
                     lambda: self._escalate(
                         EventKind.CRISIS_PLAN_REVISION_ESCALATED,
                         TaskKind.CRISIS_PLAN_REVISION_ESCALATION,
-                        messages.crisis_plan_revision_escalation(referral_id, plan.version, due),
+                        about,
                         overdue,
-                        due_at=calendar.end_of_day(due),
                     ),
                 ),
             ],
@@ -329,6 +302,7 @@ class PathwayWatchers(PathwayBase):
             return
 
         done = functools.partial(self._review_settled, cycle.number)
+        about = About(review=cycle.number, deadline=cycle.due)
 
         def current() -> ReviewCycle:
             # The cycle this watcher chases, as the state holds it now (not `done()`).
@@ -347,19 +321,12 @@ class PathwayWatchers(PathwayBase):
                 if done():
                     return
                 current().task_raised = True
-                await self._send_reminder(
-                    EventKind.REVIEW_DUE,
-                    TaskKind.HOLD_REVIEW,
-                    meeting.koordinator,
-                    messages.hold_review(self._referral.referral_id, cycle.number, cycle.due),
-                    due_at=calendar.end_of_day(cycle.due),
-                )
+                await self._send_reminder(EventKind.REVIEW_DUE, TaskKind.HOLD_REVIEW, about)
         escalation_day = calendar.add_working_days(
             cycle.due,
             self._settings.review_escalation_working_days,
             self._settings.working_day_rule,
         )
-        referral_id = self._referral.referral_id
         await self._chase_steps(
             done,
             lambda: current().chase,
@@ -371,9 +338,7 @@ class PathwayWatchers(PathwayBase):
                     lambda: self._send_reminder(
                         EventKind.REVIEW_OVERDUE,
                         TaskKind.REVIEW_REMINDER,
-                        meeting.koordinator,
-                        messages.review_reminder(referral_id, cycle.number, cycle.due),
-                        due_at=calendar.end_of_day(cycle.due),
+                        about,
                         change=SummaryChange(review_overdue=True, overdue=True),
                     ),
                 ),
@@ -384,9 +349,8 @@ class PathwayWatchers(PathwayBase):
                     lambda: self._escalate(
                         EventKind.REVIEW_ESCALATED,
                         TaskKind.REVIEW_ESCALATION,
-                        messages.review_escalation(referral_id, cycle.number, cycle.due),
+                        about,
                         SummaryChange(review_overdue=True, overdue=True),
-                        due_at=calendar.end_of_day(cycle.due),
                     ),
                 ),
             ],

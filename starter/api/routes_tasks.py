@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from rop_domain.calendar import OSLO
-from rop_domain.commands import TaskStatus
 from rop_domain.followup import CrisisPlan, MeasureStep, Review
 from rop_domain.models import (
     WORKFLOW_ID_PATTERN,
@@ -27,7 +26,7 @@ from rop_domain.models import (
     StrictModel,
 )
 from rop_domain.steps import STEP, Step, StepName
-from rop_domain.tasks import step_for
+from rop_domain.tasks import TaskStatus, step_for
 from rop_domain.view import PathwayStatus
 from starter.access_log import NO_PATHWAY, Grounds, Outcome
 from starter.api import need_of_service
