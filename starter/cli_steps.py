@@ -11,11 +11,13 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from rop_domain.calendar import OSLO
 from rop_domain.followup import Measure
 from rop_domain.models import Referral, parse_referral
 from rop_domain.steps import STEP, STEPS, StepName
@@ -156,7 +158,9 @@ async def _move(args: argparse.Namespace, _: Pathways) -> BaseModel:
 
 def _meeting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", required=True, help="who records it")
-    parser.add_argument("--held-at", required=True, help="ISO 8601 with time zone")
+    parser.add_argument(
+        "--held-at", help="ISO 8601 with time zone; default: now (a meeting just held)"
+    )
     parser.add_argument("--attendee", action="append", default=[], help="repeatable")
     parser.add_argument("--koordinator", required=True, help="the appointed koordinator (id)")
     parser.add_argument("--individual-plan", required=True, help="offered | accepted | declined")
@@ -170,7 +174,7 @@ async def _meeting(args: argparse.Namespace, _: Pathways) -> BaseModel:
         StepName.RECORD_MEETING,
         {
             "recorded_by": args.by,
-            "held_at": args.held_at,
+            "held_at": args.held_at or datetime.now(OSLO).replace(microsecond=0).isoformat(),
             "attendees": args.attendee,
             "koordinator": args.koordinator,
             "individual_plan": args.individual_plan,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import structlog
@@ -202,9 +202,11 @@ def _next_steps(status: PathwayStatus) -> str:
             "`rm -rf .rop`, `make run`.\n"
         )
     rop = ".venv/bin/rop"
-    # Soon enough to record the meeting as held a few minutes after inviting to it.
-    meeting_at = (datetime.now(UTC) + timedelta(minutes=3)).replace(second=0, microsecond=0)
-    meeting = meeting_at.astimezone(OSLO).isoformat()
+    # Planned for tomorrow at 10:00; recorded as held now (`--held-at` defaults to now), so
+    # each step can be taken at once.
+    tomorrow = datetime.now(OSLO).date() + timedelta(days=1)
+    meeting_at = datetime.combine(tomorrow, time(10, 0), tzinfo=OSLO)
+    meeting = meeting_at.isoformat()
     revision = (meeting_at + timedelta(days=90)).date().isoformat()
     by_phase: list[tuple[Phase, str]] = [
         (
@@ -217,10 +219,9 @@ def _next_steps(status: PathwayStatus) -> str:
         ),
         (
             Phase.MEETING_INVITED,
-            f"{rop} meeting {workflow_id} --by 9000123 --held-at {meeting} --attendee PHV --attendee TSB \\\n"
+            f"{rop} meeting {workflow_id} --by 9000123 --attendee PHV --attendee TSB \\\n"
             "      --koordinator 9000777 --individual-plan accepted --crisis-plan-responsible 9000555 \\\n"
-            "      --measures deploy/seed/measures.example.json\n"
-            f"    (record the meeting once {meeting} has passed)",
+            "      --measures deploy/seed/measures.example.json",
         ),
     ]
     # Phase lists its members in the pathway's order.
