@@ -177,18 +177,19 @@ def _no_tasks(args: argparse.Namespace) -> str:
 async def resend(args: argparse.Namespace, settings: RopSettings) -> None:
     import asyncpg
 
+    from starter.pathway_rows import task_of
+
     connection = await asyncpg.connect(require_database(settings))
     try:
-        task = await connection.fetchrow(
-            "SELECT workflow_id, idempotency_key FROM tasks WHERE id = $1", args.task_id
-        )
+        task = await task_of(connection, args.task_id)
     finally:
         await connection.close()
     if task is None:
         raise UsageError(f"no task {args.task_id}")
+    workflow_id, key = task
     pathways = await connect_pathways(settings)
-    await pathways.resend_notification(task["workflow_id"], task["idempotency_key"])
-    print(f"task {args.task_id} of {task['workflow_id']} is being delivered again")
+    await pathways.resend_notification(workflow_id, key)
+    print(f"task {args.task_id} of {workflow_id} is being delivered again")
 
 
 async def load_contacts(args: argparse.Namespace, settings: RopSettings) -> None:

@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.steps import StepName
     from rop_domain.tasks import Message, TaskKind, TaskStatus
     from rop_domain.view import OpenTask
+    from workflows.patches import DELIVERY_WINDOW_PATCH, RunRules
     from workflows.timers import settled_before
 
 ACTIVITY_TIMEOUT = timedelta(seconds=10)
@@ -74,8 +75,6 @@ DELIVERY_RETRY = RetryPolicy(
     maximum_interval=DELIVERY_MAX_INTERVAL,
     non_retryable_error_types=[DELIVERY_FAILED],
 )
-DELIVERY_WINDOW_PATCH = "delivery-window"
-"""Patch: deliveries end with a window in time, not after eight attempts."""
 _LEGACY_DELIVERY_ATTEMPTS = 8
 _LEGACY_DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=10),
@@ -92,11 +91,6 @@ RETRY = RetryPolicy(
     non_retryable_error_types=[RECORD_REFUSED],
 )
 SYSTEM_ACTOR = "rop-forlop"
-RECORD_RETRIES_ON_TIMERS = "record-retries-on-timers"
-"""Patch: a record-service call that fails is tried again after a durable timer, one attempt
-at a time, not in local retries that hold the workflow task open (a query waited for the
-task, up to its timeout, while the database was down). Runs started before it retried
-locally, within the stall bound, and replay so."""
 ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 RECORD_WAITS = (timedelta(seconds=1), timedelta(seconds=2), timedelta(seconds=4))
 """The waits before a failed record-service call is tried again: after the last, it again
@@ -295,17 +289,16 @@ class StepRecord:
 class PathwayEffects:
     """Steps and look-ups for one pathway."""
 
-    def __init__(self, referral: Referral, settings: PathwaySettings, state: PathwayState) -> None:
+    def __init__(
+        self, referral: Referral, settings: PathwaySettings, state: PathwayState, rules: RunRules
+    ) -> None:
         self.referral = referral
         self.settings = settings
         self.state = state
+        self.rules = rules
         self.workflow_id = workflow.info().workflow_id
         self.on_delivery_failed: Callable[[str], None] = lambda key: None
         self.on_recording_stalled: Callable[[bool], None] = lambda stalled: None
-        self.retries_on_timers = False
-        """`RECORD_RETRIES_ON_TIMERS`, as the run's patch check says."""
-        self.objection_withholds = False
-        """`OBJECTION_ASKS_CONSENT`, as the run's patch check says."""
         self._stalled = False
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         # As many attempts as fit in the stall bound: a local activity's schedule-to-close
@@ -325,7 +318,7 @@ class PathwayEffects:
         `OBJECTION_ASKS_CONSENT`, or where the settings' objection mode says so."""
         suppress = self.settings.objection_mode is ObjectionMode.SUPPRESS
         return self.redacts(kind, party_unit, consented=consented) and (
-            suppress or self.objection_withholds
+            suppress or self.rules.objection_withholds
         )
 
     async def _attempt(
@@ -357,7 +350,7 @@ class PathwayEffects:
         settings' `recording_stalled_seconds` the pathway is flagged as stalled, and the flag
         is lifted when the call goes through.
         """
-        if not self.retries_on_timers:
+        if not self.rules.retries_on_timers:
             return await self._record_locally_retried(activity, argument, result_type, summary)
         stalled_after = timedelta(seconds=self.settings.recording_stalled_seconds)
         failures, first_failure = 0, workflow.now()  # set again at the first failure

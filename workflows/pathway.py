@@ -70,24 +70,15 @@ with workflow.unsafe.imports_passed_through():
         MeasureEntry,
         PathwayInput,
         PathwayOutcome,
-        PathwayState,
         ReviewCycle,
     )
     from rop_domain.steps import StepName
     from rop_domain.tasks import About, TaskKind, TaskStatus
     from rop_domain.view import PathwayStatus
     from workflows import status_view
-    from workflows.effects import RECORD_RETRIES_ON_TIMERS, PathwayEffects, StepRecord
-    from workflows.pathway_base import (
-        ANSWERS_BOUNDED_BY_BYTES,
-        ASSESSMENT_DEADLINE,
-        CONTINUE_WHEN_LONG,
-        INVITE_TASK,
-        OBJECTION_ASKS_CONSENT,
-        RECORD_FIRST,
-        REJECTED,
-        reject,
-    )
+    from workflows.effects import StepRecord
+    from workflows.patches import INVITE_TASK
+    from workflows.pathway_base import REJECTED, reject
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
 from workflows.watchers import PathwayWatchers
@@ -128,7 +119,7 @@ def _once(handler: _Handler[_Argument]) -> _Handler[_Argument]:
             info.name,
             workflow.now(),
             answer.model_dump_json(),
-            bounded_by_bytes=self._answers_by_bytes,
+            bounded_by_bytes=self._rules.answers_by_bytes,
         )
         return answer
 
@@ -167,31 +158,9 @@ class RopPathway(PathwayWatchers):
 
     @workflow.init
     def __init__(self, pathway: PathwayInput) -> None:
-        referral, settings = pathway.referral, pathway.settings
-        self._referral = referral
-        self._settings = settings
-        self._state = pathway.state or PathwayState()
-        self._workflow_id = workflow.info().workflow_id
-        self._effects = PathwayEffects(referral, settings, self._state)
-        meeting = deadlines.meeting_deadline(referral.received_at, settings)
-        self._deadline, self._escalation_at = meeting.day, meeting.escalation_at
-        self._assessment_deadline = deadlines.assessment_deadline(referral.received_at, settings)
+        super().__init__(pathway)  # the state, declared and set in `PathwayBase`
         self._effects.on_delivery_failed = self._delivery_failed
         self._effects.on_recording_stalled = self._recording_stalls
-        self._intake_done = pathway.state is not None
-        self._review_completed_this_run = False
-        # Steps record in the order their Updates were accepted.
-        self._step_lock = asyncio.Lock()
-        self._recorded = None
-        self._recording_stalled = False
-        self._fault = None
-        self._days_at_noon = None
-        self._record_first = workflow.patched(RECORD_FIRST)
-        self._continue_when_long = workflow.patched(CONTINUE_WHEN_LONG)
-        self._answers_by_bytes = workflow.patched(ANSWERS_BOUNDED_BY_BYTES)
-        self._effects.retries_on_timers = workflow.patched(RECORD_RETRIES_ON_TIMERS)
-        self._effects.objection_withholds = workflow.patched(OBJECTION_ASKS_CONSENT)
-        self._chases_assessment = workflow.patched(ASSESSMENT_DEADLINE)
 
     @workflow.run
     async def run(self, pathway: PathwayInput) -> PathwayOutcome:
@@ -206,7 +175,7 @@ class RopPathway(PathwayWatchers):
             asyncio.create_task(self._watch_meeting_deadline()),
             asyncio.create_task(self._follow_up()),
         ]
-        if self._chases_assessment:
+        if self._rules.chases_assessment:
             watchers.append(asyncio.create_task(self._watch_assessment_deadline()))
         await workflow.wait_condition(
             lambda: (
@@ -245,7 +214,7 @@ class RopPathway(PathwayWatchers):
         `CONTINUE_WHEN_LONG` continued after every review."""
         if not self._review_completed_this_run:
             return False
-        if not self._continue_when_long:
+        if not self._rules.continue_when_long:
             return True
         events = workflow.info().get_current_history_length()
         return events >= self._settings.continue_as_new_after_events
@@ -262,7 +231,6 @@ class RopPathway(PathwayWatchers):
                 assessment=assessment, assessed_at=workflow.now()
             )
             self._state.phase = Phase.AWAITING_INVITE if accepted else Phase.NOT_IN_TARGET_GROUP
-            self._publish_before_record()
             step = new_step(
                 EventKind.ASSESSED,
                 actor=assessment.assessor,
@@ -306,7 +274,6 @@ class RopPathway(PathwayWatchers):
             )
             self._state.invite = recorded
             self._state.phase = Phase.MEETING_INVITED
-            self._publish_before_record()
             step = new_step(
                 EventKind.MEETING_INVITED,
                 actor=invite.invited_by,
@@ -393,7 +360,6 @@ class RopPathway(PathwayWatchers):
                 }
             )
             self._state.invite = recorded.model_copy(update={"invite": moved})
-            self._publish_before_record()
             step = new_step(
                 EventKind.MEETING_MOVED,
                 actor=move.moved_by,
@@ -435,7 +401,6 @@ class RopPathway(PathwayWatchers):
                 due=calendar.local_date(outcome.held_at)
                 + timedelta(weeks=outcome.review_interval_weeks),
             )
-            self._publish_before_record()
             crisis_deadline = self._crisis_plan_deadline()
             assert crisis_deadline is not None
             step = (
@@ -486,7 +451,6 @@ class RopPathway(PathwayWatchers):
             self._state.crisis_plan = plan
             self._state.crisis_plan_at = workflow.now()
             self._state.revision_chase = Chase()  # the new version's revision is ahead
-            self._publish_before_record()
             await (
                 new_step(
                     EventKind.CRISIS_PLAN_REGISTERED,
@@ -653,7 +617,6 @@ class RopPathway(PathwayWatchers):
                 self._mark_closed(
                     Closure(closed_by=review.reviewed_by, reason=ClosureReason.COMPLETED)
                 )
-            self._publish_before_record()
             step = new_step(
                 EventKind.REVIEW_COMPLETED,
                 actor=review.reviewed_by,
@@ -706,7 +669,6 @@ class RopPathway(PathwayWatchers):
         async with self._applying(lambda: self._validate_objection(objection)) as new_step:
             self._state.objection = objection
             self._state.objection_at = workflow.now()
-            self._publish_before_record()
             await new_step(
                 EventKind.OBJECTION_RECORDED,
                 actor=objection.recorded_by,
@@ -728,7 +690,6 @@ class RopPathway(PathwayWatchers):
         """End the pathway from any phase: open tasks are cancelled and the parties told."""
         async with self._applying(lambda: self._validate_closure(closure)) as new_step:
             self._mark_closed(closure)
-            self._publish_before_record()
             step = new_step(
                 EventKind.PATHWAY_CLOSED,
                 actor=closure.closed_by,
@@ -824,7 +785,7 @@ class RopPathway(PathwayWatchers):
             if participant.reached_by is not None:
                 continue  # reached another way, as the invite records: nothing to send
             granted = participant.role in consented
-            if self._effects.objection_withholds and self._effects.withholds(
+            if self._rules.objection_withholds and self._effects.withholds(
                 TaskKind.MEETING_INVITATION, participant.role.value, consented=granted
             ):
                 step.raise_task(

@@ -1,9 +1,12 @@
 """The pathway workflow's state and the facts derived from it, shared by its parts.
 
-`PathwayBase` holds what the workflow knows (set up in `RopPathway.__init__`) and
-answers questions about it: is the pathway finished, what is overdue, when is a
-deadline, what do search attributes and the UI show. It does no waiting and
-records nothing itself.
+The workflow class is read in three files, one part each: here what it knows (every
+attribute declared and set in `PathwayBase.__init__`) and the questions it answers about it
+(is the pathway finished, what is overdue, when is a deadline, what do search attributes and
+the UI show), and how a step is applied with its record (`_applying`); its clock in
+`workflows/watchers.py`; its run, Updates and queries in `workflows/pathway.py`, grouped by
+step. Where the code changed under running pathways, each branch reads `self._rules`
+(`workflows/patches.py`).
 
 Two views of the state: `_state` is the state steps change, and `_visible()` the state as
 recorded. While a step's record is being written they differ (the step may yet be
@@ -19,62 +22,20 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import JsonValue
+
     from rop_domain import deadlines
+    from rop_domain.commands import EventKind, SummaryChange
     from rop_domain.models import (
         FINAL_PHASES,
         PathwaySettings,
         Referral,
     )
-    from rop_domain.state import (
-        PathwayState,
-    )
+    from rop_domain.state import PathwayInput, PathwayState
     from workflows import metrics, status_view
     from workflows import search_attributes as sa
     from workflows.effects import PathwayEffects, RecordRefused, StepRecord
-
-RECORD_FIRST = "record-then-show"
-"""Patch: a step's change shows (search attributes, status, timers) once it is recorded.
-Runs started before it showed the change first, and replay them so."""
-
-CONTINUE_WHEN_LONG = "continue-as-new-when-long"
-"""Patch: a run continues as new after a review only once its history is long, and watches
-one review cycle after another. Runs started before it continued after every review."""
-
-REVISION_CHASE = "crisis-plan-revision-chase"
-"""Patch: a crisis plan's revision is chased like a deadline: its task has a due date, and a
-plan past it is overdue, reminded of and escalated. Runs started before it only raised the
-revision task."""
-
-ANSWERS_BOUNDED_BY_BYTES = "answers-bounded-by-bytes"
-"""Patch: the answers kept for repeated Update ids are bounded by age and bytes
-(`state.MAX_ANSWER_BYTES`), packed. Runs started before it kept the newest 25."""
-
-DEADLINE_DAY_AT_NOON = "deadline-day-at-noon-utc"
-"""Deprecated patch (71fcfd7, removed in 39f5f56 without deprecation): runs started between
-them carry its marker at their first publish, so the call stays, as
-`workflow.deprecate_patch`, until no running pathway can carry the marker. Which rule a
-pathway keeps is decided by its search attributes (`_store_days_at_noon`)."""
-
-ASSESSMENT_DEADLINE = "assessment-deadline"
-"""Patch: the referral's assessment deadline (`assessment_working_days` from receipt) is
-chased like the meeting's: reminded, escalated, overdue. Runs from before chased the meeting
-deadline alone."""
-
-INVITE_TASK = "invite-task-after-assessment"
-"""Patch: an assessment that finds the patient in the target group gives the receiving
-clinician a task to invite to the avklaringsmøte, due on the meeting deadline. Runs from
-before left the clinician's list empty until the reminder."""
-
-OBJECTION_ASKS_CONSENT = "objection-asks-consent"
-"""Patch: after an objection to sharing, a task leaving the receiving unit is withheld (not
-sent redacted, which still told the party a pathway exists), unless the invite records the
-patient's consent for that party; the inviter gets a task to reach the others otherwise.
-Runs from before followed `objection_mode` (redact by default)."""
-
-ESCALATION_TO_THE_UNIT = "escalation-to-the-unit"
-"""Patch: an escalation for a unit with no leader in the directory goes to the unit itself
-and flags the pathway (`RopEscalatedToUnit`). Runs from before sent it to a made-up
-`leder:<trust>:<unit>` address nobody receives."""
+    from workflows.patches import DEADLINE_DAY_AT_NOON, RunRules
 
 REJECTED = "PathwayStepRejected"
 """ApplicationError type of an Update refused by its validator, or by the record."""
@@ -91,27 +52,34 @@ def reject(message: str) -> ApplicationError:
 
 
 class PathwayBase:
-    """State and derived facts of one pathway; `RopPathway` sets the attributes."""
+    """State and derived facts of one pathway, declared and set here."""
 
-    _referral: Referral
-    _settings: PathwaySettings
-    _state: PathwayState
-    _workflow_id: str
-    _effects: PathwayEffects
-    _deadline: date
-    _escalation_at: datetime
-    _intake_done: bool
-    _review_completed_this_run: bool
-    _step_lock: asyncio.Lock
-    _record_first: bool
-    _continue_when_long: bool
-    _answers_by_bytes: bool
-    _chases_assessment: bool
-    _assessment_deadline: deadlines.MeetingDeadline
-    _recorded: PathwayState | None
-    _recording_stalled: bool
-    _fault: str | None
-    _days_at_noon: bool | None
+    def __init__(self, pathway: PathwayInput) -> None:
+        referral, settings = pathway.referral, pathway.settings
+        self._referral: Referral = referral
+        self._settings: PathwaySettings = settings
+        self._state: PathwayState = pathway.state or PathwayState()
+        """What the pathway knows; carried across continue-as-new."""
+        self._workflow_id: str = workflow.info().workflow_id
+        self._rules = RunRules.of_this_run()
+        """What this run does where the code changed under running pathways."""
+        self._effects = PathwayEffects(referral, settings, self._state, self._rules)
+        meeting = deadlines.meeting_deadline(referral.received_at, settings)
+        self._deadline: date = meeting.day
+        self._escalation_at: datetime = meeting.escalation_at
+        self._assessment_deadline = deadlines.assessment_deadline(referral.received_at, settings)
+        self._intake_done: bool = pathway.state is not None
+        """The record is opened (a new pathway's intake, or an earlier run's)."""
+        self._review_completed_this_run = False
+        self._step_lock = asyncio.Lock()
+        """Steps record in the order their Updates were accepted."""
+        self._recorded: PathwayState | None = None
+        """The state as recorded, while a step is being recorded (`_visible`)."""
+        self._recording_stalled = False
+        self._fault: str | None = None
+        """Why the run cannot go on (a timer's step the record refused): its task fails."""
+        self._days_at_noon: bool | None = None
+        """Whether day-valued search attributes are stored at noon (`_store_days_at_noon`)."""
 
     @contextlib.asynccontextmanager
     async def _applying(
@@ -137,7 +105,7 @@ class PathwayBase:
             recorded = self._state.model_copy(deep=True)
             self._recorded = recorded
             try:
-                yield self._effects.step
+                yield self._new_step
             except RecordRefused as refused:
                 metrics.count_step("refused")
                 self._put_back(recorded)
@@ -153,7 +121,7 @@ class PathwayBase:
             finally:
                 self._recorded = None
             metrics.count_step("applied")
-            if self._record_first:
+            if self._rules.record_first:
                 self._publish()
 
     def _put_back(self, recorded: PathwayState) -> None:
@@ -164,7 +132,7 @@ class PathwayBase:
 
     def _visible(self) -> PathwayState:
         """The state as recorded: while a step is being recorded, the state before it."""
-        if self._recorded is not None and self._record_first:
+        if self._recorded is not None and self._rules.record_first:
             return self._recorded
         return self._state
 
@@ -184,7 +152,7 @@ class PathwayBase:
             meeting_reminder_at=deadlines.reminder_at(self._deadline, self._settings),
             meeting_escalation_at=self._escalation_at,
             crisis_plan=self._crisis_plan_deadline(state),
-            assessment=self._assessment_deadline.day if self._chases_assessment else None,
+            assessment=self._assessment_deadline.day if self._rules.chases_assessment else None,
         )
 
     def _crisis_plan_deadline(self, state: PathwayState | None = None) -> date | None:
@@ -193,9 +161,22 @@ class PathwayBase:
             return None
         return deadlines.crisis_plan_deadline(meeting.held_at, self._settings)
 
+    def _new_step(
+        self,
+        kind: EventKind,
+        *,
+        actor: str,
+        change: SummaryChange | None = None,
+        details: dict[str, JsonValue] | None = None,
+    ) -> StepRecord:
+        """A step's record, begun once the step has changed the state (runs from before
+        `RECORD_FIRST` published the change here, and replay so)."""
+        self._publish_before_record()
+        return self._effects.step(kind, actor=actor, change=change, details=details)
+
     def _publish_before_record(self) -> None:
         """Where runs from before `RECORD_FIRST` published a step's change: replay them so."""
-        if not self._record_first:
+        if not self._rules.record_first:
             self._publish()
 
     def _store_days_at_noon(self) -> bool:

@@ -28,6 +28,7 @@ PASSTHROUGH_MODULES = (
     "rop_domain",
     "workflows.effects",
     "workflows.metrics",
+    "workflows.patches",
     "workflows.search_attributes",
     "workflows.status_view",
     "workflows.timers",

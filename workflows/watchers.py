@@ -30,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.timers import settled_before
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
-from workflows.pathway_base import ESCALATION_TO_THE_UNIT, REVISION_CHASE, PathwayBase
+from workflows.patches import ESCALATION_TO_THE_UNIT, REVISION_CHASE
+from workflows.pathway_base import PathwayBase
 
 
 class PathwayWatchers(PathwayBase):
@@ -284,7 +285,7 @@ class PathwayWatchers(PathwayBase):
                 return
             number = cycle.number
             await self._watch_review()
-            if not self._continue_when_long:
+            if not self._rules.continue_when_long:
                 return  # runs from before the patch continued as new after each review
             # After an escalation the watch is over but the review may still be open.
             await workflow.wait_condition(functools.partial(self._review_settled, number))

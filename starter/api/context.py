@@ -5,8 +5,9 @@ names on their need of service, and write the access log.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Annotated
 
@@ -22,8 +23,14 @@ from starter.access_log import Access, Grounds, Outcome
 from starter.api import metrics, need_of_service, strict_json
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
 from starter.api.idempotency import IdempotencyStore
-from starter.api.problems import ProblemError
-from starter.pathways import Pathways
+from starter.api.problems import ProblemError, from_pathway_error
+from starter.pathways import (
+    PathwayError,
+    PathwayNotFound,
+    Pathways,
+    PathwayStepRejected,
+    ReferralConflict,
+)
 
 _WORKFLOW_ID = re.compile(WORKFLOW_ID_PATTERN)
 
@@ -73,10 +80,37 @@ class ApiContext:
             shown = [workflow_id for workflow_id, g in listed.items() if g is grounds]
             await self.audit(replace(principal, grounds=grounds), shown, action, Outcome.OK)
 
+    @contextlib.asynccontextmanager
+    async def audited(
+        self, principal: Principal, workflow_ids: Iterable[str], action: str
+    ) -> AsyncIterator[None]:
+        """Run a call on pathways and write its access: `ok` when it returns, or the outcome
+        its `PathwayError` says, which becomes the problem a client acts on (404, 409, 503).
+        A route answers only after the access is written."""
+        try:
+            yield
+        except PathwayError as error:
+            await self.audit(principal, workflow_ids, action, outcome_of(error))
+            raise from_pathway_error(error) from None
+        await self.audit(principal, workflow_ids, action, Outcome.OK)
+
+
+def outcome_of(error: PathwayError) -> Outcome:
+    """How the access log names a refused or failed call on a pathway."""
+    if isinstance(error, PathwayNotFound):
+        return Outcome.NOT_FOUND
+    if isinstance(error, PathwayStepRejected | ReferralConflict):
+        return Outcome.REJECTED
+    return Outcome.FAILED
+
 
 def context(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.context
     return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(context)]
+"""A route's typed dependency on the API's connections."""
 
 
 _bearer = HTTPBearer(

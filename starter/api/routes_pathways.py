@@ -5,23 +5,22 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field, ValidationError
 
 from rop_domain.models import (
-    FINAL_PHASES,
     WORKFLOW_ID_PATTERN,
     Identifier,
     Phase,
     Referral,
     StrictModel,
+    ValidationPolicy,
     parse_referral,
 )
 from rop_domain.reconcile import ReconcileReport, ReconcileRequest
 from rop_domain.view import PathwayStatus
-from starter import access_log
+from starter import access_log, pathway_rows
 from starter.access_log import AccessRecord, Grounds, Outcome
 from starter.api import need_of_service
 from starter.api.auth import Principal
@@ -30,7 +29,7 @@ from starter.api.context import (
     LIST_PATHWAYS,
     READ_PATHWAY,
     SUBMIT_REFERRAL,
-    context,
+    Ctx,
     require,
 )
 from starter.api.problems import (
@@ -43,13 +42,7 @@ from starter.api.problems import (
 )
 from starter.fhir.bundle import pathway_bundle
 from starter.fhir.service_request import FhirMappingError, referral_from_service_request
-from starter.pathways import (
-    PathwayError,
-    PathwayNotFound,
-    PathwayStepRejected,
-    PathwaySummary,
-    ReferralConflict,
-)
+from starter.pathways import PathwayError, PathwaySummary
 from starter.task_list import TaskFilter, list_tasks
 
 router = APIRouter()
@@ -67,14 +60,6 @@ IdempotencyKey = Annotated[
         description="Repeat a request with the same key to get its first answer, not a second effect",
     ),
 ]
-
-
-def outcome_of(error: PathwayError) -> Outcome:
-    if isinstance(error, PathwayNotFound):
-        return Outcome.NOT_FOUND
-    if isinstance(error, PathwayStepRejected | ReferralConflict):
-        return Outcome.REJECTED
-    return Outcome.FAILED
 
 
 class Submission(StrictModel):
@@ -109,21 +94,14 @@ REFERRAL_BODY = {
 )
 async def submit_referral(
     request: Request,
+    ctx: Ctx,
     principal: Annotated[Principal, Depends(require(SUBMIT_REFERRAL, "submit referral"))],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    ctx = context(request)
-
     async def handle() -> Response:
-        referral = await _read_referral(request)
-        try:
+        referral = await _read_referral(request, ctx.policy)
+        async with ctx.audited(principal, [referral.workflow_id], "submit referral"):
             submitted = await ctx.pathways.submit(referral)
-        except ReferralConflict as error:
-            await ctx.audit(principal, [error.workflow_id], "submit referral", Outcome.REJECTED)
-            raise from_pathway_error(error) from None
-        except PathwayError as error:
-            raise from_pathway_error(error) from None
-        await ctx.audit(principal, [submitted.workflow_id], "submit referral", Outcome.OK)
         location = f"/pathways/{submitted.workflow_id}"
         body = Submission(
             workflow_id=submitted.workflow_id, created=submitted.created, location=location
@@ -143,11 +121,10 @@ async def submit_referral(
     return await ctx.idempotency.run(request, principal, idempotency_key, handle, replayed)
 
 
-async def _read_referral(request: Request) -> Referral:
-    """The referral of the body, by content type, validated with the edge's policy."""
+async def _read_referral(request: Request, policy: ValidationPolicy) -> Referral:
+    """The referral of the body, by content type, validated with the edge's `policy`."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
-    policy = context(request).policy
     if media_type == FHIR_JSON:
         try:
             return referral_from_service_request(body, policy)
@@ -170,14 +147,13 @@ async def _read_referral(request: Request) -> Referral:
     responses=openapi_responses(401, 403, 422, 503),
 )
 async def find_pathways(
-    request: Request,
+    ctx: Ctx,
     principal: Annotated[Principal, Depends(require(LIST_PATHWAYS, "list pathways"))],
     phase: Phase | None = None,
     health_trust: Identifier | None = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    ctx = context(request)
     if principal.is_person:
         # A person sees only the pathways that name them: found from the record, by index.
         rows = await need_of_service.pathways_naming(
@@ -188,7 +164,7 @@ async def find_pathways(
             overdue=overdue,
             limit=limit,
         )
-        found = [summary_of_record(row) for row, _ in rows]
+        found = [pathway_rows.summary_of(row) for row, _ in rows]
         shown = {row["workflow_id"]: grounds for row, grounds in rows}
     else:
         try:
@@ -202,24 +178,6 @@ async def find_pathways(
     return JSONResponse([p.model_dump(mode="json") for p in found if p.workflow_id in shown])
 
 
-def summary_of_record(row: asyncpg.Record) -> PathwaySummary:
-    """A pathway's summary as its record row holds it (the same fields as visibility's)."""
-    return PathwaySummary(
-        workflow_id=row["workflow_id"],
-        running=Phase(row["phase"]) not in FINAL_PHASES,
-        phase=Phase(row["phase"]),
-        health_trust=row["health_trust"],
-        municipality=row["municipality"],
-        receiving_unit=row["receiving_unit"],
-        meeting_deadline=row["meeting_deadline"],
-        meeting_invited_on_time=row["invited_on_time"],
-        has_crisis_plan=row["crisis_plan_version"] is not None,
-        next_review_due=row["next_review_due"],
-        overdue=row["overdue"],
-        delivery_failed=None,  # an operator's figure (visibility); a person acts on tasks
-    )
-
-
 @router.get(
     "/pathways/{workflow_id}",
     summary="The pathway's status: phase, deadlines, what is done and what is due",
@@ -227,25 +185,13 @@ def summary_of_record(row: asyncpg.Record) -> PathwaySummary:
     responses=openapi_responses(401, 403, 404, 422, 503),
 )
 async def pathway_status(
-    request: Request,
+    ctx: Ctx,
     workflow_id: WorkflowId,
     principal: Annotated[Principal, Depends(require(READ_PATHWAY, "read status"))],
 ) -> Response:
-    status = await _status(request, principal, workflow_id, "read status")
-    return JSONResponse(status.model_dump(mode="json"))
-
-
-async def _status(
-    request: Request, principal: Principal, workflow_id: str, action: str
-) -> PathwayStatus:
-    ctx = context(request)
-    try:
+    async with ctx.audited(principal, [workflow_id], "read status"):
         status = await ctx.pathways.status(workflow_id)
-    except PathwayError as error:
-        await ctx.audit(principal, [workflow_id], action, outcome_of(error))
-        raise from_pathway_error(error) from None
-    await ctx.audit(principal, [workflow_id], action, Outcome.OK)
-    return status
+    return JSONResponse(status.model_dump(mode="json"))
 
 
 @router.get(
@@ -260,16 +206,14 @@ async def _status(
     },
 )
 async def pathway_fhir(
-    request: Request,
+    ctx: Ctx,
     workflow_id: WorkflowId,
     principal: Annotated[Principal, Depends(require(READ_PATHWAY, "read FHIR bundle"))],
 ) -> Response:
-    status = await _status(request, principal, workflow_id, "read FHIR bundle")
-    ctx = context(request)
+    async with ctx.audited(principal, [workflow_id], "read FHIR bundle"):
+        status = await ctx.pathways.status(workflow_id)
     async with ctx.pool.acquire() as connection:
-        patient_reference = await connection.fetchval(
-            "SELECT patient_reference FROM pathways WHERE workflow_id = $1", workflow_id
-        )
+        patient_reference = await pathway_rows.patient_reference(connection, workflow_id)
         tasks = await list_tasks(
             connection, TaskFilter(workflow_id=workflow_id, include_closed=True)
         )
@@ -286,11 +230,10 @@ async def pathway_fhir(
     responses=openapi_responses(401, 403, 422),
 )
 async def pathway_access_log(
-    request: Request,
+    ctx: Ctx,
     workflow_id: WorkflowId,
     principal: Annotated[Principal, Depends(require(AUDIT, "read access log"))],
 ) -> Response:
-    ctx = context(request)
     async with ctx.pool.acquire() as connection:
         records = await access_log.for_pathway(connection, workflow_id)
     # Reading who accessed a pathway is an access too (the next read shows this one).
@@ -308,6 +251,7 @@ async def pathway_access_log(
 )
 async def reconcile_records(
     request: Request,
+    ctx: Ctx,
     principal: Annotated[Principal, Depends(require(AUDIT, "reconcile"))],
     pathway: Annotated[str | None, Query(pattern=WORKFLOW_ID_PATTERN)] = None,
     since: date | None = None,
@@ -318,7 +262,6 @@ async def reconcile_records(
     """A reconciliation runs on the worker (it has the record role a repair needs); a repeat
     with the same Idempotency-Key answers the first report, a repeat without one checks
     again (a repair writes nothing twice)."""
-    ctx = context(request)
     what = " and ".join(
         ["reconcile", *(["repair"] if repair else []), *(["restart"] if restart else [])]
     )

@@ -18,11 +18,10 @@ from rop_domain.steps import STEPS, Step
 from rop_domain.view import PathwayStatus
 from starter.access_log import Outcome
 from starter.api.auth import Principal
-from starter.api.context import CHANGE_PATHWAY, check_actor, context, require
+from starter.api.context import CHANGE_PATHWAY, ApiContext, Ctx, check_actor, require
 from starter.api.idempotency import update_id_for
-from starter.api.problems import from_pathway_error, openapi_responses
-from starter.api.routes_pathways import IdempotencyKey, WorkflowId, outcome_of
-from starter.pathways import PathwayError
+from starter.api.problems import openapi_responses
+from starter.api.routes_pathways import IdempotencyKey, WorkflowId
 
 router = APIRouter(tags=["steps"])
 
@@ -31,6 +30,7 @@ STEP_RESPONSES = openapi_responses(400, 401, 403, 404, 409, 422, 503)
 
 async def run_step(
     request: Request,
+    ctx: ApiContext,
     principal: Principal,
     workflow_id: str,
     idempotency_key: str | None,
@@ -38,15 +38,10 @@ async def run_step(
     call: Callable[[str | None], Awaitable[PathwayStatus]],
 ) -> Response:
     """Send the step's Update once per Idempotency-Key; log the access either way."""
-    ctx = context(request)
 
     async def handle() -> Response:
-        try:
+        async with ctx.audited(principal, [workflow_id], action):
             status = await call(update_id_for(principal, idempotency_key))
-        except PathwayError as error:
-            await ctx.audit(principal, [workflow_id], action, outcome_of(error))
-            raise from_pathway_error(error) from None
-        await ctx.audit(principal, [workflow_id], action, Outcome.OK)
         return JSONResponse(status.model_dump(mode="json"))
 
     async def replayed(_: Response) -> None:
@@ -58,16 +53,17 @@ async def run_step(
 def _handler(step: Step) -> Callable[..., Awaitable[Response]]:
     async def handler(
         request: Request,
+        ctx: Ctx,
         workflow_id: WorkflowId,
         body: Any,
         principal: Annotated[Principal, Depends(require(CHANGE_PATHWAY, step.action))],
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        ctx = context(request)
         await check_actor(ctx, principal, workflow_id, step, body)
         pathways = ctx.pathways
         return await run_step(
             request,
+            ctx,
             principal,
             workflow_id,
             idempotency_key,

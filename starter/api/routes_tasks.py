@@ -31,17 +31,16 @@ from rop_domain.view import PathwayStatus
 from starter.access_log import NO_PATHWAY, Grounds, Outcome
 from starter.api import need_of_service
 from starter.api.auth import Principal
-from starter.api.context import INDICATORS, TASKS, admit, check_actor, context, require
+from starter.api.context import INDICATORS, TASKS, ApiContext, Ctx, admit, check_actor, require
 from starter.api.idempotency import update_id_for
 from starter.api.problems import (
     FieldProblem,
     ProblemError,
-    from_pathway_error,
     from_validation_error,
     invalid,
     openapi_responses,
 )
-from starter.api.routes_pathways import IdempotencyKey, outcome_of
+from starter.api.routes_pathways import IdempotencyKey
 from starter.indicators import (
     IndicatorQuery,
     Indicators,
@@ -53,7 +52,6 @@ from starter.indicators import (
     read_action,
     series_csv,
 )
-from starter.pathways import PathwayError
 from starter.task_list import (
     TaskFilter,
     TaskView,
@@ -109,7 +107,7 @@ class TaskCompleted(StrictModel):
     responses=openapi_responses(401, 403, 422),
 )
 async def tasks(
-    request: Request,
+    ctx: Ctx,
     principal: Annotated[Principal, Depends(require(TASKS, "list tasks"))],
     assignee: Identifier | None = None,
     health_trust: Identifier | None = None,
@@ -119,7 +117,6 @@ async def tasks(
     include_closed: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Response:
-    ctx = context(request)
     where = TaskFilter(
         workflow_id=workflow_id,
         assignee=assignee,
@@ -146,13 +143,12 @@ async def tasks(
 )
 async def complete_task(
     request: Request,
+    ctx: Ctx,
     task_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     principal: Annotated[Principal, Depends(require(TASKS, "complete task"))],
     completion: Annotated[TaskCompletion, Body()] = TaskCompletion(),  # noqa: B008 - immutable
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    ctx = context(request)
-
     async def handle() -> Response:
         # One pooled connection at a time: a request holding one while waiting for
         # another could exhaust the pool under load.
@@ -171,14 +167,14 @@ async def complete_task(
             raise ProblemError(404, "Task not found", f"no task {task_id}") from None
         step = step_for(task.kind)
         status: PathwayStatus | None = None
-        if step is None:
-            async with ctx.pool.acquire() as connection:
-                completed = await complete_informational(connection, task_id)
-            if not completed:
-                raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
-        else:
-            status = await _carry_out(task, STEP[step], action, admitted)
-        await ctx.audit(admitted, [task.workflow_id], action, Outcome.OK)
+        async with ctx.audited(admitted, [task.workflow_id], action):
+            if step is None:
+                async with ctx.pool.acquire() as connection:
+                    completed = await complete_informational(connection, task_id)
+                if not completed:
+                    raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
+            else:
+                status = await _carry_out(task, STEP[step], action, admitted)
         async with ctx.pool.acquire() as connection:
             after = await find_task(connection, task_id)
         assert after is not None
@@ -197,16 +193,9 @@ async def complete_task(
             raise ProblemError(409, "Task is not open", f"task {task_id} is {task.status}")
         body = _step_body(task, content)
         await check_actor(ctx, admitted, task.workflow_id, step, body, action)
-        try:
-            return await ctx.pathways.send(
-                step.name,
-                task.workflow_id,
-                body,
-                update_id=update_id_for(principal, idempotency_key),
-            )
-        except PathwayError as error:
-            await ctx.audit(admitted, [task.workflow_id], action, outcome_of(error))
-            raise from_pathway_error(error) from None
+        return await ctx.pathways.send(
+            step.name, task.workflow_id, body, update_id=update_id_for(principal, idempotency_key)
+        )
 
     async def replayed(_: Response) -> None:
         async with ctx.pool.acquire() as connection:
@@ -264,22 +253,21 @@ def _indicator_query(
     responses=openapi_responses(401, 403, 422),
 )
 async def indicators(
-    request: Request,
+    ctx: Ctx,
     principal: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
     query: Annotated[IndicatorQuery, Depends(_indicator_query)],
 ) -> Response:
-    ctx = context(request)
     async with ctx.pool.acquire() as connection:
         result = await compute_indicators(connection, query, small_cell=ctx.indicator_small_cell)
-    await _audit_indicators(request, principal, query, "read indicators")
+    await _audit_indicators(ctx, principal, query, "read indicators")
     return JSONResponse(result.model_dump(mode="json"))
 
 
 async def _audit_indicators(
-    request: Request, principal: Principal, query: IndicatorQuery, what: str
+    ctx: ApiContext, principal: Principal, query: IndicatorQuery, what: str
 ) -> None:
     """An indicator read in the access log, with its scope (trust, period), not per pathway."""
-    await context(request).audit(principal, [NO_PATHWAY], read_action(query, what), Outcome.OK)
+    await ctx.audit(principal, [NO_PATHWAY], read_action(query, what), Outcome.OK)
 
 
 @router.get(
@@ -295,18 +283,17 @@ async def _audit_indicators(
     },
 )
 async def indicator_series(
-    request: Request,
+    ctx: Ctx,
     principal: Annotated[Principal, Depends(require(INDICATORS, "read indicators"))],
     query: Annotated[IndicatorQuery, Depends(_indicator_query)],
     by: Period = Period.MONTH,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Response:
-    ctx = context(request)
     async with ctx.pool.acquire() as connection:
         series = await compute_series(
             connection, query, by, datetime.now(OSLO).date(), small_cell=ctx.indicator_small_cell
         )
-    await _audit_indicators(request, principal, query, f"read indicator series by {by.value}")
+    await _audit_indicators(ctx, principal, query, f"read indicator series by {by.value}")
     if format == "csv":
         return Response(series_csv(series), media_type="text/csv; charset=utf-8")
     return JSONResponse([point.model_dump(mode="json") for point in series])
