@@ -65,47 +65,21 @@ async def restart(
            WHERE p.workflow_id = $1""",
         workflow_id,
     )
-    if row is None:
-        return NO_RECORD
-    if row["phase"] in FINAL_PHASES:
-        return ENDED
-    if row["snapshot"] is None:
-        return NO_SNAPSHOT
-    if await _known(client, workflow_id):
-        return KNOWN
-    referral = referral_of(row)
-    snapshot = unpack_snapshot(Snapshot(sequence=row["sequence"], packed=row["snapshot"]))
-    state = snapshot.state
-    state.runs += 1
-    state.record_behind = False
-    if not state.participants:  # lost before its first step: the intake found them
-        state.participants = await recommended_participants(
-            connection, referral.health_trust, referral.municipality, referral.general_practitioner
-        )
-    redeliver = await _deliveries_under_way(connection, workflow_id)
+    reason = _why_not(row)
+    if reason is not None or await _known(client, workflow_id):
+        return reason or KNOWN
+    assert row is not None
+    pathway = await _input_from(connection, row)
     try:
         await client.start_workflow(
             PATHWAY_WORKFLOW,
-            PathwayInput(
-                referral=referral, settings=snapshot.settings, state=state, redeliver=redeliver
-            ),
+            pathway,
             id=workflow_id,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(key, value)
-                    for key, value in sa.pathway_values(
-                        phase=state.phase.value,
-                        referral=referral,
-                        meeting_deadline=row["meeting_deadline"],
-                        has_crisis_plan=state.crisis_plan is not None,
-                        overdue=bool(row["overdue"]),
-                    )
-                ]
-            ),
-            static_summary=pathway_summary(referral),
+            search_attributes=_search_attributes(pathway, row),
+            static_summary=pathway_summary(pathway.referral),
             static_details=(
                 f"Restarted from the record (its step {row['sequence']}) by {requested_by}: "
                 "Temporal had lost its workflow."
@@ -122,6 +96,49 @@ async def restart(
     )
     log.warning("pathway restarted from its record", workflow_id=workflow_id)
     return None
+
+
+def _why_not(row: asyncpg.Record | None) -> str | None:
+    """Why the record cannot restart the pathway, if it cannot."""
+    if row is None:
+        return NO_RECORD
+    if row["phase"] in FINAL_PHASES:
+        return ENDED
+    if row["snapshot"] is None:
+        return NO_SNAPSHOT
+    return None
+
+
+async def _input_from(connection: Connection, row: asyncpg.Record) -> PathwayInput:
+    """The workflow's input as continue-as-new would give it, from the record."""
+    referral = referral_of(row)
+    snapshot = unpack_snapshot(Snapshot(sequence=row["sequence"], packed=row["snapshot"]))
+    state = snapshot.state
+    state.runs += 1
+    state.record_behind = False
+    if not state.participants:  # lost before its first step: the intake found them
+        state.participants = await recommended_participants(
+            connection, referral.health_trust, referral.municipality, referral.general_practitioner
+        )
+    return PathwayInput(
+        referral=referral,
+        settings=snapshot.settings,
+        state=state,
+        redeliver=await _deliveries_under_way(connection, row["workflow_id"]),
+    )
+
+
+def _search_attributes(pathway: PathwayInput, row: asyncpg.Record) -> TypedSearchAttributes:
+    """What operators filter on from the start, as the starter sets them for a new pathway."""
+    assert pathway.state is not None
+    values = sa.pathway_values(
+        phase=pathway.state.phase.value,
+        referral=pathway.referral,
+        meeting_deadline=row["meeting_deadline"],
+        has_crisis_plan=pathway.state.crisis_plan is not None,
+        overdue=bool(row["overdue"]),
+    )
+    return TypedSearchAttributes([SearchAttributePair(key, value) for key, value in values])
 
 
 def referral_of(row: asyncpg.Record) -> Referral:

@@ -29,8 +29,10 @@ from starter.local_stack import (
     ensure_search_attributes,
     packaged_binary,
 )
+from starter.pathways import Pathways
 from tests.api_harness import Api, running_api
 from tests.channel_servers import Inbox, Receiver, SmtpServer, start_receiver
+from tests.pathway_harness import running_pathways
 from workflows import search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,6 +144,16 @@ async def api(
 @pytest.fixture
 def task_queue() -> str:
     return f"rop-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture
+async def pathway_api(
+    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> AsyncIterator[Pathways]:
+    """A worker with the real activities on the test's task queue of the time-skipping
+    server, and the Python API that starts pathways there; the worker stops after the test."""
+    async with running_pathways(time_skipping_env.client, pool, task_queue) as api:
+        yield api
 
 
 @pytest.fixture

@@ -17,15 +17,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import JsonValue
-
     from rop_domain import deadlines
-    from rop_domain.commands import EventKind, SummaryChange
+    from rop_domain.commands import EventKind
     from rop_domain.models import (
         FINAL_PHASES,
         PathwaySettings,
@@ -161,18 +160,11 @@ class PathwayBase:
             return None
         return deadlines.crisis_plan_deadline(meeting.held_at, self._settings)
 
-    def _new_step(
-        self,
-        kind: EventKind,
-        *,
-        actor: str,
-        change: SummaryChange | None = None,
-        details: dict[str, JsonValue] | None = None,
-    ) -> StepRecord:
-        """A step's record, begun once the step has changed the state (runs from before
-        `RECORD_FIRST` published the change here, and replay so)."""
+    def _new_step(self, kind: EventKind, **parts: Any) -> StepRecord:
+        """A step's record (`PathwayEffects.step`), begun once the step has changed the
+        state (runs from before `RECORD_FIRST` published the change here, and replay so)."""
         self._publish_before_record()
-        return self._effects.step(kind, actor=actor, change=change, details=details)
+        return self._effects.step(kind, **parts)
 
     def _publish_before_record(self) -> None:
         """Where runs from before `RECORD_FIRST` published a step's change: replay them so."""
