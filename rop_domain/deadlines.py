@@ -1,4 +1,5 @@
-"""The pathway's deadline rules, in one place: their defaults, and the functions that apply them.
+"""The pathway's deadline rules, in one place: their defaults, the per-pathway policy that
+parameterises them (`PathwaySettings`), and the functions that apply them.
 
 The local pathway: invite to the avklaringsmøte within 10 working days of receipt; the
 crisis plan within 10 working days of the meeting; a reminder 2 working days before a
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from enum import StrEnum
+
+from pydantic import Field
 
 from rop_domain import calendar
-
-if TYPE_CHECKING:
-    from rop_domain.models import PathwaySettings
+from rop_domain.calendar import WorkingDayRule
+from rop_domain.models import StrictModel
 
 ASSESSMENT_WORKING_DAYS = 10
 """Working days from receipt (day zero) to the last day to assess the referral (the specialist
@@ -32,6 +34,44 @@ MEETING_AHEAD_WITHOUT_REASON = timedelta(days=180)
 """A meeting further ahead than this needs a stated reason: likely a mistyped date."""
 REVIEW_ESCALATION_WORKING_DAYS = 5
 """Working days after a missed review before it escalates to the unit's leader."""
+
+
+class ObjectionMode(StrEnum):
+    """What a patient's objection to sharing does to notifications for other organisations."""
+
+    REDACT = "redact"  # sent, with no patient-related content
+    SUPPRESS = "suppress"  # not sent; the record says it was withheld
+
+
+class PathwaySettings(StrictModel):
+    """A pathway's policy: the parameters of the rules below and of how the pathway behaves,
+    fixed for a pathway when it starts so a config change cannot move its deadlines. Built
+    from settings in one place (`rop_runtime.settings.RopSettings.pathway_settings`, with a
+    health trust's own from `ROP_TRUST_POLICIES`)."""
+
+    meeting_working_days: int = Field(default=MEETING_WORKING_DAYS, ge=1, le=60)
+    assessment_working_days: int = Field(default=ASSESSMENT_WORKING_DAYS, ge=1, le=60)
+    working_day_rule: WorkingDayRule = WorkingDayRule.MONDAY_TO_FRIDAY
+    reminder_working_days_before: int = Field(default=REMINDER_WORKING_DAYS_BEFORE, ge=0, le=20)
+    reminder_hour: int = Field(default=REMINDER_HOUR, ge=0, le=23)
+    crisis_plan_working_days: int = Field(default=CRISIS_PLAN_WORKING_DAYS, ge=1, le=60)
+    review_escalation_working_days: int = Field(default=REVIEW_ESCALATION_WORKING_DAYS, ge=1, le=30)
+    objection_mode: ObjectionMode = ObjectionMode.REDACT
+    recording_stalled_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="How long the record service may keep failing before the pathway says so",
+    )
+    continue_as_new_after_events: int = Field(
+        default=1000,
+        ge=0,
+        le=10_000,
+        description=(
+            "A run continues as new after a review once its history has this many events "
+            "(0: after every review), or whenever the server suggests it"
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from rop_domain import deadlines
-from rop_domain.calendar import FIRST_YEAR, LAST_YEAR, WorkingDayRule
+from rop_domain.calendar import FIRST_YEAR, LAST_YEAR
 from rop_domain.identifiers import InvalidNationalId, classify_national_id, has_valid_check_digits
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
@@ -250,45 +249,6 @@ class WrittenStandard(StrEnum):
 
     BOKMAL = "nb"
     NYNORSK = "nn"
-
-
-class ObjectionMode(StrEnum):
-    """What a patient's objection to sharing does to notifications for other organisations."""
-
-    REDACT = "redact"  # sent, with no patient-related content
-    SUPPRESS = "suppress"  # not sent; the record says it was withheld
-
-
-class PathwaySettings(StrictModel):
-    """Deadline rules, fixed for a pathway when it starts so a config change cannot move them."""
-
-    meeting_working_days: int = Field(default=deadlines.MEETING_WORKING_DAYS, ge=1, le=60)
-    assessment_working_days: int = Field(default=deadlines.ASSESSMENT_WORKING_DAYS, ge=1, le=60)
-    working_day_rule: WorkingDayRule = WorkingDayRule.MONDAY_TO_FRIDAY
-    reminder_working_days_before: int = Field(
-        default=deadlines.REMINDER_WORKING_DAYS_BEFORE, ge=0, le=20
-    )
-    reminder_hour: int = Field(default=deadlines.REMINDER_HOUR, ge=0, le=23)
-    crisis_plan_working_days: int = Field(default=deadlines.CRISIS_PLAN_WORKING_DAYS, ge=1, le=60)
-    review_escalation_working_days: int = Field(
-        default=deadlines.REVIEW_ESCALATION_WORKING_DAYS, ge=1, le=30
-    )
-    objection_mode: ObjectionMode = ObjectionMode.REDACT
-    recording_stalled_seconds: int = Field(
-        default=60,
-        ge=1,
-        le=3600,
-        description="How long the record service may keep failing before the pathway says so",
-    )
-    continue_as_new_after_events: int = Field(
-        default=1000,
-        ge=0,
-        le=10_000,
-        description=(
-            "A run continues as new after a review once its history has this many events "
-            "(0: after every review), or whenever the server suggests it"
-        ),
-    )
 
 
 class Phase(StrEnum):

@@ -14,10 +14,10 @@ from datetime import date, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from rop_domain.commands import Snapshot
+from rop_domain.deadlines import PathwaySettings
 from rop_domain.followup import Closure, CrisisPlan, Measure, MeetingOutcome, Objection
 from rop_domain.models import (
     Participant,
-    PathwaySettings,
     Phase,
     RecordedAssessment,
     RecordedInvite,

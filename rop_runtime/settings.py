@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rop_domain import deadlines
 from rop_domain.calendar import WorkingDayRule
-from rop_domain.models import ObjectionMode, PathwaySettings, ValidationPolicy
+from rop_domain.deadlines import ObjectionMode, PathwaySettings
+from rop_domain.models import ValidationPolicy
 
 
 class RopSettings(BaseSettings):

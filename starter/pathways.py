@@ -27,8 +27,8 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from rop_domain.deadlines import meeting_deadline
-from rop_domain.models import PathwaySettings, Phase, Referral, StrictModel
+from rop_domain.deadlines import PathwaySettings, meeting_deadline
+from rop_domain.models import Phase, Referral, StrictModel
 from rop_domain.reconcile import ReconcileReport, ReconcileRequest
 from rop_domain.state import PathwayInput
 from rop_domain.steps import STEP, StepName

@@ -17,7 +17,8 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
-from rop_domain.models import PathwaySettings, ValidationPolicy, parse_referral
+from rop_domain.deadlines import PathwaySettings
+from rop_domain.models import ValidationPolicy, parse_referral
 from rop_domain.state import PathwayOutcome
 from rop_domain.steps import StepName
 from rop_domain.tasks import TaskKind

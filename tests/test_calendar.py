@@ -16,8 +16,7 @@ from rop_domain.calendar import (
     public_holidays,
     working_days_between,
 )
-from rop_domain.deadlines import meeting_deadline, reminder_at
-from rop_domain.models import PathwaySettings
+from rop_domain.deadlines import PathwaySettings, meeting_deadline, reminder_at
 
 SATURDAYS = WorkingDayRule.MONDAY_TO_SATURDAY
 

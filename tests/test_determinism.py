@@ -17,8 +17,9 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
+from rop_domain.deadlines import PathwaySettings
 from rop_domain.followup import Review, ReviewOutcome
-from rop_domain.models import PathwaySettings, Phase
+from rop_domain.models import Phase
 from rop_domain.steps import StepName
 from rop_domain.tasks import TaskKind
 from tests import factories

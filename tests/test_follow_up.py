@@ -13,6 +13,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar, deadlines
+from rop_domain.deadlines import ObjectionMode, PathwaySettings
 from rop_domain.followup import (
     Measure,
     MeasureCancellation,
@@ -24,13 +25,7 @@ from rop_domain.followup import (
     Review,
     ReviewOutcome,
 )
-from rop_domain.models import (
-    ObjectionMode,
-    Participant,
-    ParticipantRole,
-    PathwaySettings,
-    Phase,
-)
+from rop_domain.models import Participant, ParticipantRole, Phase
 from rop_domain.plan import MeasureStatus
 from rop_domain.steps import StepName
 from rop_domain.tasks import TaskKind

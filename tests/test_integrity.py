@@ -16,8 +16,9 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from rop_domain.deadlines import PathwaySettings
 from rop_domain.followup import PlanRevision, Review, ReviewOutcome
-from rop_domain.models import PathwaySettings, Phase
+from rop_domain.models import Phase
 from rop_domain.steps import StepName
 from starter.pathways import PathwayStepRejected
 from tests import factories

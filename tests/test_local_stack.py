@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rop_domain import deadlines
-from rop_domain.models import PathwaySettings, Phase
+from rop_domain.deadlines import PathwaySettings
+from rop_domain.models import Phase
 from rop_domain.state import PathwayState
 from rop_domain.view import PathwayStatus
 from rop_runtime.settings import RopSettings

@@ -15,7 +15,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from rop_domain import calendar
-from rop_domain.models import NO_ADDRESS, AssessmentDecision, MeetingMove, PathwaySettings, Phase
+from rop_domain.deadlines import PathwaySettings
+from rop_domain.models import NO_ADDRESS, AssessmentDecision, MeetingMove, Phase
 from rop_domain.state import PathwayInput
 from rop_domain.steps import StepName
 from rop_domain.tasks import TaskKind

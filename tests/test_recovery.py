@@ -22,8 +22,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.contact_directory import load_directory
 from activities.database import WORKER_ROLE, create_pool, migrate
+from rop_domain.deadlines import PathwaySettings
 from rop_domain.followup import Objection
-from rop_domain.models import PathwaySettings, ValidationPolicy, parse_referral
+from rop_domain.models import ValidationPolicy, parse_referral
 from rop_domain.steps import StepName
 from starter.pathways import Pathways
 from tests import factories

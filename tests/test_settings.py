@@ -11,7 +11,7 @@ from pydantic import AliasChoices, ValidationError
 from temporalio.common import WorkerDeploymentVersion
 
 from rop_domain.calendar import WorkingDayRule
-from rop_domain.models import ObjectionMode
+from rop_domain.deadlines import ObjectionMode
 from rop_domain.routing import Channel
 from rop_runtime.settings import RopSettings
 

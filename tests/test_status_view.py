@@ -6,8 +6,9 @@ import json
 from datetime import UTC, date, datetime, time, timedelta
 
 from rop_domain import calendar, deadlines
+from rop_domain.deadlines import PathwaySettings
 from rop_domain.followup import Closure, ClosureReason
-from rop_domain.models import PathwaySettings, Phase, RecordedAssessment, Referral
+from rop_domain.models import Phase, RecordedAssessment, Referral
 from rop_domain.plan import MeasureStatus
 from rop_domain.state import Chase, KeptAnswer, MeasureEntry, PathwayState, ReviewCycle
 from rop_domain.tasks import TaskKind

@@ -18,7 +18,7 @@ import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from rop_domain.models import PathwaySettings
+from rop_domain.deadlines import PathwaySettings
 from rop_domain.state import PathwayInput
 from rop_runtime.client import data_converter
 from rop_runtime.codec import EncryptionCodec

@@ -54,13 +54,8 @@ with workflow.unsafe.imports_passed_through():
         PathwayStep,
         SummaryChange,
     )
-    from rop_domain.models import (
-        NO_ADDRESS,
-        ObjectionMode,
-        Participant,
-        PathwaySettings,
-        Referral,
-    )
+    from rop_domain.deadlines import ObjectionMode, PathwaySettings
+    from rop_domain.models import NO_ADDRESS, Participant, Referral
     from rop_domain.state import PathwayState, snapshot_of
     from rop_domain.steps import StepName
     from rop_domain.tasks import Message, TaskKind, TaskStatus

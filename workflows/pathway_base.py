@@ -25,11 +25,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from rop_domain import deadlines
     from rop_domain.commands import EventKind
-    from rop_domain.models import (
-        FINAL_PHASES,
-        PathwaySettings,
-        Referral,
-    )
+    from rop_domain.deadlines import PathwaySettings
+    from rop_domain.models import FINAL_PHASES, Referral
     from rop_domain.state import PathwayInput, PathwayState
     from workflows import metrics, status_view
     from workflows import search_attributes as sa

@@ -11,9 +11,6 @@ HPR = "urn:oid:2.16.578.1.12.4.1.4.4"
 NATIONAL_IDS = frozenset({FODSELSNUMMER, D_NUMMER})
 
 MUNICIPALITY_EXTENSION = "http://hl7.no/fhir/StructureDefinition/no-basis-municipalitycode"
-KOMMUNENUMMER = "urn:oid:2.16.578.1.12.4.1.1.3402"
-"""Volven 3402, the municipality numbers (3403 is the city districts, bydel)."""
-
 _ROP = "https://rop-forlop.no/fhir"
 REFERRAL_SOURCE = f"{_ROP}/CodeSystem/referral-source"
 PATHWAY_REASON = f"{_ROP}/CodeSystem/pathway-reason"
