@@ -45,7 +45,7 @@ image-check: $(STAMP)
 # change to the workflow's commands made with workflow.patched.
 histories: $(STAMP)
 	ROP_RECORD_HISTORIES=1 $(BIN)/pytest tests/test_pathway_workflow.py tests/test_follow_up.py \
-		tests/test_integrity.py
+		tests/test_integrity.py tests/test_dialogmelding.py
 
 clean:
 	rm -rf $(VENV) .rop .mypy_cache .ruff_cache .pytest_cache .image-check

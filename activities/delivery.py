@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import EmailChannel, WebhookChannel
+from activities.dialog_channel import DialogChannel, ReceiptRejected
 from activities.rendering import RenderedMessage, render_task
 from rop_domain.commands import DELIVER, DELIVERY_FAILED, GIVE_UP, Delivery, DeliveryStatus
 from rop_domain.models import StrictModel
@@ -42,7 +43,8 @@ def message_id(task_key: str) -> str:
 
 
 class DeliveryActivities:
-    """Delivers tasks by e-mail or webhook as routing says; construct with the channels."""
+    """Delivers tasks by Dialogmelding, e-mail or webhook as routing says; construct with the
+    channels."""
 
     def __init__(
         self,
@@ -51,19 +53,22 @@ class DeliveryActivities:
         *,
         email: EmailChannel | None = None,
         webhook: WebhookChannel | None = None,
+        dialog: DialogChannel | None = None,
         task_link_base: str | None = None,
     ) -> None:
         self._pool = pool
         self.routing = routing
         self._email = email
         self._webhook = webhook
+        self._dialog = dialog
         self._link_base = task_link_base
 
     @activity.defn(name=DELIVER)
     async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
         """Send one task through its channel, unless an earlier attempt already has."""
         task = await self._pool.fetchrow(
-            "SELECT id, kind, recipient, params, redacted, due_at FROM tasks WHERE idempotency_key = $1",
+            "SELECT id, workflow_id, kind, recipient, params, redacted, due_at FROM tasks "
+            "WHERE idempotency_key = $1",
             delivery.task_key,
         )
         if task is None:
@@ -106,7 +111,8 @@ class DeliveryActivities:
         try:
             await self._send(route, message, task, delivery.task_key, link)
         except Exception as error:
-            final = (
+            refused = isinstance(error, ReceiptRejected)  # the receiver said no: for good
+            final = refused or (
                 delivery.max_attempts is not None
                 and activity.info().attempt >= delivery.max_attempts
             )
@@ -123,7 +129,9 @@ class DeliveryActivities:
             _count(route.channel.value, "failed" if final else "retrying")
             if final:
                 raise ApplicationError(
-                    f"delivery of task {task['id']} failed after {attempts} attempts",
+                    f"delivery of task {task['id']} failed: {error}"
+                    if refused
+                    else f"delivery of task {task['id']} failed after {attempts} attempts",
                     type=DELIVERY_FAILED,
                     non_retryable=True,
                 ) from error
@@ -189,6 +197,11 @@ class DeliveryActivities:
         link: str | None,
     ) -> None:
         address = route.address or ""
+        if route.channel is Channel.DIALOGMELDING:
+            if self._dialog is None:
+                raise RuntimeError("Dialogmelding is routed but Norsk helsenett is not configured")
+            await self._dialog.deliver(self._pool, task, route, message, task_key)
+            return
         if route.channel is Channel.EMAIL:
             if self._email is None:
                 raise RuntimeError("e-mail is routed but no SMTP server is configured")

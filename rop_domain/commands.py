@@ -70,6 +70,7 @@ class EventKind(StrEnum):
     REVIEW_COMPLETED = "review-completed"
     OBJECTION_RECORDED = "objection-recorded"
     NOTIFICATION_WITHHELD = "notification-withheld"
+    DELIVERY_FAILED = "delivery-failed"
     PATHWAY_CLOSED = "pathway-closed"
 
 

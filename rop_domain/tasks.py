@@ -54,6 +54,7 @@ class TaskKind(StrEnum):
     REVIEW_REMINDER = "review-reminder"
     REVIEW_ESCALATION = "review-escalation"
     PATHWAY_CLOSED = "pathway-closed"
+    TASK_UNDELIVERED = "task-undelivered"
 
 
 class TaskStatus(StrEnum):
@@ -142,6 +143,8 @@ class About:
     """Why the pathway closed."""
     leader: str | None = None
     """The receiving unit's leader as the directory names it (escalations look it up)."""
+    undelivered: str | None = None
+    """The idempotency key of a task no channel delivered."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,11 @@ TASKS: dict[TaskKind, TaskRule] = {
         StepName.COMPLETE_REVIEW, _REVIEW_DONE,
         template=("review", "deadline"),
     ),
+    TaskKind.TASK_UNDELIVERED: TaskRule(
+        Recipient.RECEIVING_CLINICIAN, Reach.INTERNAL,
+        "a delivery that failed: its receiver rejected it, or it did not get through in its window",
+        None, template=("task_number", "task_kind"), due=Due.NEVER,
+    ),
     TaskKind.PATHWAY_CLOSED: TaskRule(
         Recipient.EVERY_PARTY, Reach.BY_PARTY, "the pathway's closure", None,
         opens_as=TaskStatus.COMPLETED, template=("reason",), due=Due.NEVER,
@@ -304,8 +312,19 @@ _PARAMETERS: dict[str, Callable[[About], str | None]] = {
     "measure_kind": lambda about: about.measure.kind.value if about.measure else None,
     "review": lambda about: None if about.review is None else str(about.review),
     "reason": lambda about: about.reason,
+    "task_number": lambda about: _key_part(about.undelivered, 0),
+    "task_kind": lambda about: _key_part(about.undelivered, 1),
 }
 """What each template parameter is, taken from what the task is about."""
+
+
+def _key_part(key: str | None, part: int) -> str | None:
+    """A task's number (`part` 0) or kind (1) from its idempotency key,
+    `<workflow id>/<number>-<kind>`."""
+    if key is None:
+        return None
+    number, kind = key.rsplit("/", 1)[1].split("-", 1)
+    return str(int(number)) if part == 0 else kind
 
 
 def parameters(kind: TaskKind, referral_id: str, about: About) -> Message:

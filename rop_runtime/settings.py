@@ -112,6 +112,24 @@ class RopSettings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    nhn_meldingstjener_url: str | None = Field(
+        default=None,
+        description="Norsk helsenett's Meldingstjener (REST API v2): with it, tasks for HER "
+        "addresses go as Dialogmelding",
+    )
+    nhn_sender_her_address: str | None = Field(
+        default=None,
+        pattern=r"^\d{1,9}(/\d{1,9})?$",
+        description="Our HER address: <organisation HER-id>[/<service HER-id>]",
+    )
+    nhn_sender_name: str = "rop-forlop"
+    nhn_source_system: str = "rop-forlop 0.1"
+    helseid_token_endpoint: str | None = None
+    helseid_client_id: str | None = None
+    helseid_key_file: Path | None = Field(
+        default=None, description="The HelseID client's private RSA key (PEM)"
+    )
+    helseid_scope: str = "nhn:msh/api"
     task_link_base: str | None = None
     payload_keys: SecretStr | None = Field(
         default=None, description="id:base64key,... (AES-256); the first is current unless set"

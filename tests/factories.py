@@ -188,6 +188,8 @@ TASK_PARAMS = {
     "review": "3",
     "reason": "completed",
     "role": "fastlege",
+    "task_number": "7",
+    "task_kind": "meeting-invitation",
 }
 """Parameters enough for every task template."""
 

@@ -17,6 +17,7 @@ from activities.channels import WebhookChannel
 from activities.delivery import DeliveryActivities
 from rop_domain.commands import DELIVERY_WINDOW
 from rop_domain.routing import Channel, Route, RoutingTable
+from rop_domain.tasks import TaskKind
 from starter.pathways import PathwayStepRejected
 from starter.task_list import TaskFilter, list_tasks
 from tests import factories
@@ -134,9 +135,12 @@ async def test_a_delivery_that_gives_up_is_flagged_and_can_be_resent(
             async with pool.acquire() as connection:
                 still_failed = TaskFilter(workflow_id=workflow_id, delivery_failed=True)
                 assert await list_tasks(connection, still_failed) == []
-                assert [
-                    t.id for t in await list_tasks(connection, TaskFilter(workflow_id=workflow_id))
-                ] == [listed.id]
+                listed_now = await list_tasks(connection, TaskFilter(workflow_id=workflow_id))
+                # The assessment, and the clinician's task to reach its recipient otherwise.
+                assert [(t.id == listed.id, t.kind) for t in listed_now] == [
+                    (True, TaskKind.ASSESS_REFERRAL),
+                    (False, TaskKind.TASK_UNDELIVERED),
+                ]
             await close_and_end(api, handle)
         finally:
             smtp.stop()

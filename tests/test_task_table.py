@@ -67,6 +67,7 @@ WHO = {
     TaskKind.HOLD_REVIEW: factories.KOORDINATOR,
     TaskKind.REVIEW_REMINDER: factories.KOORDINATOR,
     TaskKind.REVIEW_ESCALATION: LEADER,
+    TaskKind.TASK_UNDELIVERED: factories.CLINICIAN,
 }
 """Who gets each kind (but the closure's notice, below), as the local pathway says."""
 
@@ -80,6 +81,7 @@ ABOUT = About(
     review=3,
     reason="completed",
     leader=LEADER,
+    undelivered="rop-T-1/00007-meeting-invitation",
 )
 """Everything a raise site could know: each kind takes what it needs."""
 
@@ -118,6 +120,11 @@ def test_each_template_gets_its_parameters_and_no_more() -> None:
         "measure_id": "bolig",
         "measure_kind": BOLIG.kind.value,
     }
+    assert parameters(TaskKind.TASK_UNDELIVERED, "R-1", ABOUT) == {
+        "referral_id": "R-1",
+        "task_number": "7",
+        "task_kind": "meeting-invitation",
+    }
     assert parameters(TaskKind.REVIEW_REMINDER, "R-1", ABOUT) == {
         "referral_id": "R-1",
         "review": "3",
@@ -141,6 +148,7 @@ def test_chases_are_due_when_their_deadline_day_ends_and_invitations_at_the_meet
         TaskKind.REFERRAL_NOT_ACCEPTED,
         TaskKind.START_MEASURE,
         TaskKind.PATHWAY_CLOSED,
+        TaskKind.TASK_UNDELIVERED,
     }
     for kind in TaskKind:
         expected = (

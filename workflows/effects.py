@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -281,6 +281,10 @@ class StepRecord:
         self._effects.deliver(to_deliver)
 
 
+async def _nothing_to_do(_: str) -> None:
+    """No follow-up of a failed delivery (until the workflow sets one)."""
+
+
 class PathwayEffects:
     """Steps and look-ups for one pathway."""
 
@@ -294,6 +298,7 @@ class PathwayEffects:
         self.workflow_id = workflow.info().workflow_id
         self.on_delivery_failed: Callable[[str], None] = lambda key: None
         self.on_recording_stalled: Callable[[bool], None] = lambda stalled: None
+        self.on_undelivered: Callable[[str], Awaitable[None]] = _nothing_to_do
         self._stalled = False
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         # As many attempts as fit in the stall bound: a local activity's schedule-to-close
@@ -409,23 +414,27 @@ class PathwayEffects:
 
     async def _deliver(self, key: str) -> None:
         try:
-            if workflow.patched(DELIVERY_WINDOW_PATCH):
-                delivered = await self._deliver_within_window(key)
-            else:
-                await workflow.execute_activity(
-                    DELIVER,
-                    Delivery(task_key=key, max_attempts=_LEGACY_DELIVERY_ATTEMPTS),
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=_LEGACY_DELIVERY_RETRY,
-                    summary="deliver a task",
-                )
-                delivered = True
-        except ActivityError:
-            delivered = False
+            try:
+                if workflow.patched(DELIVERY_WINDOW_PATCH):
+                    delivered = await self._deliver_within_window(key)
+                else:
+                    await workflow.execute_activity(
+                        DELIVER,
+                        Delivery(task_key=key, max_attempts=_LEGACY_DELIVERY_ATTEMPTS),
+                        start_to_close_timeout=timedelta(seconds=60),
+                        retry_policy=_LEGACY_DELIVERY_RETRY,
+                        summary="deliver a task",
+                    )
+                    delivered = True
+            except ActivityError:
+                delivered = False
+            if not delivered:
+                self.on_delivery_failed(key)
+                await self.on_undelivered(key)
         finally:
+            # Gone only now: a run ends, or continues as new, once what follows a failed
+            # delivery is recorded too (`deliveries_done`).
             del self._deliveries[key]
-        if not delivered:
-            self.on_delivery_failed(key)
 
     async def _deliver_within_window(self, key: str) -> bool:
         """Deliver; False, with the delivery marked failed, if `DELIVERY_WINDOW` ends first."""

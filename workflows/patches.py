@@ -8,7 +8,8 @@ takes the new one. The IDs are written into histories: never renamed, never reus
 
 Most are asked once, at the run's start (`RunRules.of_this_run`, in a fixed order that every
 history carries); a few where runs differ (`INVITE_TASK` in an assessment, `REVISION_CHASE`
-and `ESCALATION_TO_THE_UNIT` in the timers, `DELIVERY_WINDOW_PATCH` in a delivery).
+and `ESCALATION_TO_THE_UNIT` in the timers, `DELIVERY_WINDOW_PATCH` and `UNDELIVERED_TASK` in
+a delivery).
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ locally, within the stall bound, and replay so."""
 
 DELIVERY_WINDOW_PATCH = "delivery-window"
 """Patch: deliveries end with a window in time, not after eight attempts."""
+
+
+UNDELIVERED_TASK = "task-undelivered-to-the-clinician"
+"""Patch: a task no channel delivered (its receiver's AppRec rejected it, or its delivery
+window ended) gives the receiving clinician a task to reach the recipient another way. Runs
+from before only flagged the pathway (`RopDeliveryFailed`)."""
 
 
 @dataclass(frozen=True)

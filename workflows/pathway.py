@@ -76,8 +76,8 @@ with workflow.unsafe.imports_passed_through():
     from rop_domain.tasks import About, TaskKind, TaskStatus
     from rop_domain.view import PathwayStatus
     from workflows import status_view
-    from workflows.effects import StepRecord
-    from workflows.patches import INVITE_TASK
+    from workflows.effects import SYSTEM_ACTOR, StepRecord
+    from workflows.patches import INVITE_TASK, UNDELIVERED_TASK
     from workflows.pathway_base import REJECTED, reject
 
 # Part of the workflow class: imported into the sandbox with it, not passed through.
@@ -161,6 +161,7 @@ class RopPathway(PathwayWatchers):
         super().__init__(pathway)  # the state, declared and set in `PathwayBase`
         self._effects.on_delivery_failed = self._delivery_failed
         self._effects.on_recording_stalled = self._recording_stalls
+        self._effects.on_undelivered = self._tell_the_clinician
 
     @workflow.run
     async def run(self, pathway: PathwayInput) -> PathwayOutcome:
@@ -729,6 +730,22 @@ class RopPathway(PathwayWatchers):
         if task_key not in self._state.failed_deliveries:
             self._state.failed_deliveries.append(task_key)
         self._publish()
+
+    async def _tell_the_clinician(self, task_key: str) -> None:
+        """A task no channel delivered is the receiving clinician's to get through another
+        way (runs from before `UNDELIVERED_TASK` only flagged it); not once the pathway ended."""
+        if task_key.endswith(TaskKind.TASK_UNDELIVERED.value):
+            return  # such a task that did not get through is on the task list: no chain
+        if self._ended() or not workflow.patched(UNDELIVERED_TASK):
+            return
+        async with self._applying():
+            await (
+                self._effects.step(
+                    EventKind.DELIVERY_FAILED, actor=SYSTEM_ACTOR, details={"task": task_key}
+                )
+                .raise_task(TaskKind.TASK_UNDELIVERED, About(undelivered=task_key))
+                .commit()
+            )
 
     @workflow.query
     def status(self) -> PathwayStatus:
