@@ -178,6 +178,16 @@ class RopSettings(BaseSettings):
     break_glass_per_hour: int = Field(
         default=10, ge=1, description="break-glass accesses one person may make in an hour"
     )
+    api_helseid: bool = Field(
+        default=False,
+        description="JWTs are HelseID access tokens for people (typ at+jwt; HPR number, "
+        "organisation and assurance level from HelseID's claims)",
+    )
+    api_helseid_organisation_units: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Organisation number -> units (JSON: {"974557746": ["helse-bergen/TSB"]})',
+    )
+    api_helseid_writes_need_high_assurance: bool = True
     api_jwt_email_claim: str = "email"
     api_jwt_trust_email: bool = Field(
         default=False,

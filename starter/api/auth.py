@@ -80,6 +80,10 @@ class Principal:
     """Set for one request once its pathway is known: why the caller may see it."""
     break_glass_reason: str | None = None
     """The reason the person stated for breaking the glass, when the grounds are that."""
+    may_write: bool = True
+    """False for a HelseID sign-in below the assurance level clinical writes need."""
+    assurance: str | None = None
+    """A HelseID sign-in's assurance level (`high`, `substantial`)."""
 
     @property
     def is_person(self) -> bool:
@@ -138,6 +142,24 @@ def read_tokens_file(path: Path) -> list[StaticToken]:
     return STATIC_TOKENS.validate_json(path.read_bytes())
 
 
+HELSEID_HPR_NUMBER = "helseid://claims/hpr/hpr_number"
+HELSEID_ORGNR_CHILD = "helseid://claims/client/claims/orgnr_child"
+HELSEID_ORGNR_PARENT = "helseid://claims/client/claims/orgnr_parent"
+HELSEID_ASSURANCE = "helseid://claims/identity/assurance_level"
+HELSEID_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JWT type, not a secret
+
+
+@dataclass(frozen=True)
+class HelseIdProfile:
+    """Tokens are HelseID access tokens for people (`typ: at+jwt`), read as HelseID publishes
+    its claims: the person by their HPR number, their units by the organisation the client
+    acts for (`orgnr_child`, else `orgnr_parent`) through a configured table, and clinical
+    writes only at assurance level `high` (where configured)."""
+
+    units_by_organisation: dict[str, tuple[str, ...]]
+    writes_need_high_assurance: bool = True
+
+
 @dataclass(frozen=True)
 class JwtSettings:
     """How JWTs are verified: one public key (PEM) or a JWKS URL, issuer and audience."""
@@ -155,6 +177,8 @@ class JwtSettings:
     service: an address is only as good as the identity provider that checked it."""
     max_lifetime: timedelta = timedelta(hours=12)
     """A token may be valid for at most this long (exp - iat; exp - now without iat)."""
+    helseid: HelseIdProfile | None = None
+    """Read tokens as HelseID's (roles, actor and units claims then do not apply)."""
 
 
 MAX_TOKEN_LENGTH = 8192
@@ -177,6 +201,10 @@ class JwtVerifier:
     async def verify(self, token: str) -> Principal:
         settings = self._settings
         try:
+            if settings.helseid is not None:
+                kind = jwt.get_unverified_header(token).get("typ")
+                if kind != HELSEID_TOKEN_TYPE:
+                    raise ValueError(f"not a HelseID access token (typ {kind!r})")
             if self._jwks is not None:
                 # PyJWKClient fetches with urllib; keep the event loop free meanwhile.
                 signing_key: Any = (
@@ -204,6 +232,8 @@ class JwtVerifier:
             raise AuthenticationFailed(
                 f"invalid token: valid for longer than {settings.max_lifetime} (exp - iat)"
             )
+        if settings.helseid is not None:
+            return _helseid_person(claims, subject, settings.issuer, settings.helseid)
         names = claims.get(settings.roles_claim, [])
         if not isinstance(names, list):
             raise AuthenticationFailed(
@@ -239,6 +269,27 @@ class JwtVerifier:
             units=frozenset(units),
             email=email if isinstance(email, str) and email else None,
         )
+
+
+def _helseid_person(
+    claims: dict[str, Any], subject: str, issuer: str, profile: HelseIdProfile
+) -> Principal:
+    """A person signed in with HelseID: a clinician bound to their HPR number."""
+    hpr = claims.get(HELSEID_HPR_NUMBER)
+    if not isinstance(hpr, str) or not hpr.isdigit():
+        raise AuthenticationFailed(f"invalid token: no HPR number ({HELSEID_HPR_NUMBER})")
+    organisation = claims.get(HELSEID_ORGNR_CHILD) or claims.get(HELSEID_ORGNR_PARENT)
+    units = profile.units_by_organisation.get(str(organisation), ())
+    assurance = claims.get(HELSEID_ASSURANCE)
+    return Principal(
+        name=subject,
+        roles=frozenset({Role.CLINICIAN}),
+        actor=hpr,
+        source=issuer,
+        units=frozenset(units),
+        assurance=assurance if isinstance(assurance, str) else None,
+        may_write=not profile.writes_need_high_assurance or assurance == "high",
+    )
 
 
 class Authenticator:

@@ -140,7 +140,16 @@ async def check_actor(
     body: BaseModel,
     action: str | None = None,
 ) -> None:
-    """Refuse a person's step that names someone else as its actor (403, logged)."""
+    """Refuse a person's step that names someone else as its actor, or that their sign-in's
+    assurance level does not allow (403, logged)."""
+    if not principal.may_write:
+        await ctx.audit(principal, [workflow_id], action or step.action, Outcome.DENIED)
+        raise ProblemError(
+            403,
+            "Forbidden",
+            f"{step.action}: clinical writes need HelseID assurance level high; this "
+            f"sign-in's is {principal.assurance or 'not stated'}",
+        )
     named = actor_of(step, body)
     if principal.actor is not None and named != principal.actor:
         await ctx.audit(principal, [workflow_id], action or step.action, Outcome.DENIED)

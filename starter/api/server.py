@@ -17,7 +17,13 @@ from rop_runtime.settings import RopSettings
 from rop_runtime.stopping import STOP_SIGNALS
 from rop_runtime.tracing import client_interceptors, instrument_api, provider_from_environment
 from starter.api.app import create_app
-from starter.api.auth import Authenticator, JwtSettings, JwtVerifier, read_tokens_file
+from starter.api.auth import (
+    Authenticator,
+    HelseIdProfile,
+    JwtSettings,
+    JwtVerifier,
+    read_tokens_file,
+)
 from starter.api.context import ApiContext
 from starter.api.idempotency import IdempotencyStore
 from starter.pathways import pathways_from_settings
@@ -49,6 +55,17 @@ def authenticator_from_settings(settings: RopSettings) -> Authenticator:
                 units_claim=settings.api_jwt_units_claim,
                 email_claim=settings.api_jwt_email_claim,
                 trust_email=settings.api_jwt_trust_email,
+                helseid=(
+                    HelseIdProfile(
+                        units_by_organisation={
+                            organisation: tuple(units)
+                            for organisation, units in settings.api_helseid_organisation_units.items()
+                        },
+                        writes_need_high_assurance=settings.api_helseid_writes_need_high_assurance,
+                    )
+                    if settings.api_helseid
+                    else None
+                ),
             )
         )
     return Authenticator(tokens, verifier, local_mode=settings.local_mode)
