@@ -57,6 +57,10 @@ class Access(StrictModel):
     """The reason a person stated for breaking the glass."""
     namespace: str | None = None
     """The Temporal namespace, for decodes of its payloads."""
+    person: str | None = None
+    """A person's HPR number (a service's access names none)."""
+    organisation: str | None = None
+    """The organisation number the person acted for, where their sign-in says."""
 
 
 class AccessRecord(Access):
@@ -78,19 +82,24 @@ async def record(pool: asyncpg.Pool | Connection, accesses: Iterable[Access]) ->
             a.grounds,
             a.reason,
             a.namespace,
+            a.person,
+            a.organisation,
         )
         for a in accesses
     ]
     if rows:
         await pool.executemany(
-            "INSERT INTO access_log "
-            "(principal, roles, workflow_id, action, outcome, grounds, reason, namespace) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO access_log (principal, roles, workflow_id, action, outcome, grounds, "
+            "reason, namespace, person, organisation) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             rows,
         )
 
 
-_COLUMNS = "id, at, principal, roles, workflow_id, action, outcome, grounds, reason, namespace"
+_COLUMNS = (
+    "id, at, principal, roles, workflow_id, action, outcome, grounds, reason, namespace, "
+    "person, organisation"
+)
 
 
 async def for_pathway(connection: Connection, workflow_id: str) -> list[AccessRecord]:
@@ -98,6 +107,25 @@ async def for_pathway(connection: Connection, workflow_id: str) -> list[AccessRe
     rows = await connection.fetch(
         f"SELECT {_COLUMNS} FROM access_log WHERE workflow_id = $1 ORDER BY id",  # noqa: S608
         workflow_id,
+    )
+    return [AccessRecord.model_validate(dict(row)) for row in rows]
+
+
+async def for_pathways(
+    connection: Connection,
+    workflow_ids: Sequence[str],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[AccessRecord]:
+    """Every access to the pathways within the period, oldest first (one indexed lookup per
+    pathway: `access_log_workflow_idx`)."""
+    rows = await connection.fetch(
+        f"SELECT {_COLUMNS} FROM access_log WHERE workflow_id = ANY ($1) "  # noqa: S608
+        "AND ($2::timestamptz IS NULL OR at >= $2) AND ($3::timestamptz IS NULL OR at < $3) "
+        "ORDER BY id",
+        list(workflow_ids),
+        since,
+        until,
     )
     return [AccessRecord.model_validate(dict(row)) for row in rows]
 
@@ -128,7 +156,8 @@ async def verify_chain(connection: Connection) -> tuple[int, list[str]]:
         f"""SELECT id, chain_seq, intact, previous_seq, count(*) OVER () AS problems FROM (
                SELECT id, chain_seq, row_hash = rop_access_log_hash(
                           lag(row_hash) OVER chain, chain_seq, at, principal, roles,
-                          workflow_id, action, outcome, grounds, reason, namespace) AS intact,
+                          workflow_id, action, outcome, grounds, reason, namespace,
+                          person, organisation) AS intact,
                       coalesce(lag(chain_seq) OVER chain, 0) AS previous_seq
                FROM access_log WINDOW chain AS (ORDER BY chain_seq)) checked
            WHERE chain_seq <> previous_seq + 1 OR NOT intact

@@ -248,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --break-glass: from this date (YYYY-MM-DD, Oslo); default 30 days back",
     )
     access.add_argument("--json", action="store_true")
+    access.add_argument(
+        "--fhir",
+        action="store_true",
+        help="the pathway's accesses as a FHIR Bundle of AuditEvents (HL7 Norway's guide)",
+    )
 
     reconcile = command(
         "reconcile",

@@ -359,12 +359,15 @@ VERIFY = "verify"
 async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> None:
     import asyncpg
 
-    from starter import access_log
+    from starter import access_log, pathway_rows
+    from starter.fhir.audit_event import audit_event, searchset
 
     if args.break_glass == (args.workflow_id is not None):
         raise UsageError("give a workflow id, `verify`, or --break-glass")
     if args.since is not None and not args.break_glass:
         raise UsageError("--since goes with --break-glass")
+    if args.fhir and (args.break_glass or args.workflow_id in (None, VERIFY)):
+        raise UsageError("--fhir goes with a pathway's workflow id")
     connection = await asyncpg.connect(require_database(settings))
     try:
         if args.break_glass:
@@ -376,8 +379,13 @@ async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> No
             rows, problems = await access_log.verify_chain(connection)
         else:
             records = await access_log.for_pathway(connection, args.workflow_id)
+            patient = await pathway_rows.patient_reference(connection, args.workflow_id)
     finally:
         await connection.close()
+    if args.fhir:
+        events = [audit_event(record, patient or "unknown") for record in records]
+        print(json.dumps(searchset(events), indent=2, ensure_ascii=False))
+        return
     if args.workflow_id == VERIFY:
         if problems:
             raise UsageError("the access log's hash chain is broken: " + "; ".join(problems))

@@ -22,6 +22,15 @@ async def patient_reference(connection: Connection, workflow_id: str) -> str | N
     return reference
 
 
+async def pathways_of_patient(connection: Connection, patient_reference: str) -> list[str]:
+    """The workflow ids of the patient's pathways, by their pseudonymous reference."""
+    rows = await connection.fetch(
+        "SELECT workflow_id FROM pathways WHERE patient_reference = $1 ORDER BY received_at",
+        patient_reference,
+    )
+    return [row["workflow_id"] for row in rows]
+
+
 async def task_of(connection: Connection, task_id: int) -> tuple[str, str] | None:
     """The pathway and idempotency key of task `task_id`, if there is one."""
     row = await connection.fetchrow(

@@ -18,6 +18,7 @@ from starter.api import (
     metrics,
     offline_docs,
     problems,
+    routes_audit,
     routes_pathways,
     routes_steps,
     routes_tasks,
@@ -73,6 +74,7 @@ def create_app(
     app.include_router(routes_pathways.router)
     app.include_router(routes_steps.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_audit.router)
 
     @app.get("/health", summary="Liveness: the API process answers", tags=["operations"])
     async def health() -> dict[str, str]:

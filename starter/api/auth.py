@@ -49,6 +49,8 @@ class Role(StrEnum):
     SYSTEM = "system"
     CLINICIAN = "clinician"
     OPERATOR = "operator"
+    PRIVACY_OFFICER = "privacy-officer"
+    """Reads the access log as FHIR AuditEvents, by patient (personvernombud)."""
 
 
 UNIT_PATTERN = IDENTIFIER_PATTERN.removesuffix("$") + "/(TSB|PHV)$"
@@ -84,6 +86,8 @@ class Principal:
     """False for a HelseID sign-in below the assurance level clinical writes need."""
     assurance: str | None = None
     """A HelseID sign-in's assurance level (`high`, `substantial`)."""
+    organisation: str | None = None
+    """The organisation number a HelseID sign-in acts for (`orgnr_child`, else parent)."""
 
     @property
     def is_person(self) -> bool:
@@ -288,6 +292,7 @@ def _helseid_person(
         source=issuer,
         units=frozenset(units),
         assurance=assurance if isinstance(assurance, str) else None,
+        organisation=str(organisation) if organisation else None,
         may_write=not profile.writes_need_high_assurance or assurance == "high",
     )
 

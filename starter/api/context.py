@@ -67,6 +67,8 @@ class ApiContext:
                     outcome=outcome,
                     grounds=principal.grounds,
                     reason=principal.break_glass_reason,
+                    person=principal.actor if principal.is_person else None,
+                    organisation=principal.organisation,
                 )
                 for workflow_id in dict.fromkeys(workflow_ids)
             ),
@@ -116,7 +118,8 @@ Ctx = Annotated[ApiContext, Depends(context)]
 _bearer = HTTPBearer(
     auto_error=False,
     description="A service's API key, or a JWT from the configured issuer, with a role: "
-    "system, clinician or operator. A person (clinician) sees only the pathways of their "
+    "system, clinician, operator or privacy-officer. A person (clinician) sees only the "
+    "pathways of their "
     f"units or that name them; `{need_of_service.BREAK_GLASS_HEADER}: <reason>` gives "
     "emergency access, logged for follow-up.",
 )
@@ -130,6 +133,7 @@ LIST_PATHWAYS = frozenset({Role.SYSTEM, Role.CLINICIAN, Role.OPERATOR})
 TASKS = frozenset({Role.SYSTEM, Role.CLINICIAN})
 INDICATORS = frozenset({Role.SYSTEM, Role.CLINICIAN, Role.OPERATOR})
 AUDIT = frozenset({Role.OPERATOR})
+PRIVACY = frozenset({Role.PRIVACY_OFFICER})
 
 
 async def check_actor(

@@ -1,0 +1,77 @@
+"""The access log as FHIR AuditEvents for the privacy officer (personvernombud).
+
+`GET /fhir/AuditEvent?patient=<reference>&date=ge2026-11-01&date=lt2026-12-01`: every
+access to the patient's pathways in the period, one AuditEvent each (`starter.fhir.
+audit_event`). Searching is itself an access, written to the log of each pathway found.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response
+
+from rop_domain.calendar import OSLO
+from rop_domain.models import IDENTIFIER_PATTERN
+from starter import access_log, pathway_rows
+from starter.access_log import Outcome
+from starter.api.auth import Principal
+from starter.api.context import PRIVACY, Ctx, require
+from starter.api.problems import FieldProblem, invalid, openapi_responses
+from starter.fhir.audit_event import audit_event, searchset
+
+router = APIRouter(tags=["audit"])
+
+FHIR_JSON = "application/fhir+json"
+_DATE = re.compile(r"^(ge|gt|le|lt)(\d{4}-\d{2}-\d{2})$")
+
+
+def _period(dates: list[str]) -> tuple[datetime | None, datetime | None]:
+    """The `date` search parameters (`ge`/`gt`/`le`/`lt` and a day, Oslo time) as an
+    interval [since, until)."""
+    since = until = None
+    for value in dates:
+        match = _DATE.fullmatch(value)
+        if match is None:
+            raise invalid(
+                [FieldProblem(field="date", message="write ge|gt|le|lt and a day: ge2026-11-01")]
+            )
+        prefix, day = match.group(1), date.fromisoformat(match.group(2))
+        start = datetime.combine(day, time(), tzinfo=OSLO)
+        next_day = datetime.combine(date.fromordinal(day.toordinal() + 1), time(), tzinfo=OSLO)
+        if prefix in ("ge", "gt"):
+            since = start if prefix == "ge" else next_day
+        else:
+            until = next_day if prefix == "le" else start
+    return since, until
+
+
+@router.get(
+    "/fhir/AuditEvent",
+    summary="Who accessed a patient's pathways, as FHIR AuditEvents (privacy officer)",
+    responses={
+        200: {
+            "description": "A FHIR searchset Bundle of AuditEvents",
+            "content": {FHIR_JSON: {"schema": {"type": "object"}}},
+        },
+        **openapi_responses(401, 403, 422),
+    },
+)
+async def audit_events(
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(require(PRIVACY, "read audit events"))],
+    patient: Annotated[
+        str, Query(pattern=IDENTIFIER_PATTERN, description="the patient's reference")
+    ],
+    date_: Annotated[list[str], Query(alias="date")] = [],  # noqa: B006 - FastAPI copies it
+) -> Response:
+    since, until = _period(date_)
+    async with ctx.pool.acquire() as connection:
+        pathways = await pathway_rows.pathways_of_patient(connection, patient)
+        records = await access_log.for_pathways(connection, pathways, since, until)
+    events = [audit_event(record, patient) for record in records]
+    await ctx.audit(principal, pathways, "read audit events", Outcome.OK)
+    return JSONResponse(searchset(events), media_type=FHIR_JSON)
