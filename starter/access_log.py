@@ -38,6 +38,7 @@ class Grounds(StrEnum):
     UNIT = "unit"  # the pathway belongs to one of the person's units
     PARTICIPANT = "participant"  # the pathway names the person
     BREAK_GLASS = "break-glass"  # emergency access with a stated reason, followed up
+    PATIENT = "patient"  # the patient, reading who accessed their own pathways
 
 
 NO_PATHWAY = "-"

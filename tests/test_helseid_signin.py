@@ -25,6 +25,7 @@ from starter.api.auth import (
     HELSEID_HPR_NUMBER,
     HELSEID_ORGNR_CHILD,
     HELSEID_ORGNR_PARENT,
+    HELSEID_PID,
     Role,
 )
 from tests import factories
@@ -156,3 +157,38 @@ async def test_a_clinical_write_needs_assurance_level_high(helseid_api: Api, pat
     async with helseid_api.client(token=_token(helseid_api)) as caller:
         accepted = await caller.post(f"/pathways/{pathway}/assessment", json=assessment)
     assert accepted.status_code == 200, accepted.text
+
+
+async def test_a_patient_sees_who_accessed_their_pathway_and_nothing_else(
+    helseid_api: Api,
+) -> None:
+    national_id = factories.national_id("020385551")
+    data = factories.referral_data(datetime.now(UTC))
+    data["patient"]["national_id"] = national_id
+    async with helseid_api.client(Role.SYSTEM) as system:
+        submitted = await system.post("/referrals", json=data)
+    assert submitted.status_code == 201, submitted.text
+    workflow_id = submitted.json()["workflow_id"]
+    async with helseid_api.client(token=_token(helseid_api)) as clinician:
+        assert (await clinician.get(f"/pathways/{workflow_id}")).status_code == 200
+        # A clinician is not a patient: no one else's access log through this route.
+        assert (await clinician.get("/patient/access-log")).status_code == 403
+
+    patient = _token(helseid_api, {HELSEID_HPR_NUMBER: None, HELSEID_PID: national_id})
+    async with helseid_api.client(token=patient) as own:
+        seen = await own.get("/patient/access-log")
+    assert seen.status_code == 200, seen.text
+    accesses = seen.json()
+    assert [(a["roles"], a["action"], a["organisation"]) for a in accesses] == [
+        ("system", "submit referral", None),
+        ("clinician", "read status", HOSPITAL),
+    ]
+    assert all(
+        set(a) == {"at", "roles", "organisation", "action", "outcome", "grounds"} for a in accesses
+    )
+
+    stranger = _token(
+        helseid_api, {HELSEID_HPR_NUMBER: None, HELSEID_PID: factories.national_id("030385552")}
+    )
+    async with helseid_api.client(token=stranger) as other:
+        assert (await other.get("/patient/access-log")).json() == []

@@ -29,7 +29,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +51,8 @@ class Role(StrEnum):
     OPERATOR = "operator"
     PRIVACY_OFFICER = "privacy-officer"
     """Reads the access log as FHIR AuditEvents, by patient (personvernombud)."""
+    PATIENT = "patient"
+    """A patient signed in with HelseID: sees who accessed their own pathways (innsyn)."""
 
 
 UNIT_PATTERN = IDENTIFIER_PATTERN.removesuffix("$") + "/(TSB|PHV)$"
@@ -88,6 +90,8 @@ class Principal:
     """A HelseID sign-in's assurance level (`high`, `substantial`)."""
     organisation: str | None = None
     """The organisation number a HelseID sign-in acts for (`orgnr_child`, else parent)."""
+    patient_id: str | None = field(default=None, repr=False)
+    """A patient's fødselsnummer, as HelseID says it (`pid`): only to find their pathways."""
 
     @property
     def is_person(self) -> bool:
@@ -150,6 +154,7 @@ HELSEID_HPR_NUMBER = "helseid://claims/hpr/hpr_number"
 HELSEID_ORGNR_CHILD = "helseid://claims/client/claims/orgnr_child"
 HELSEID_ORGNR_PARENT = "helseid://claims/client/claims/orgnr_parent"
 HELSEID_ASSURANCE = "helseid://claims/identity/assurance_level"
+HELSEID_PID = "helseid://claims/identity/pid"
 HELSEID_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JWT type, not a secret
 
 
@@ -278,8 +283,14 @@ class JwtVerifier:
 def _helseid_person(
     claims: dict[str, Any], subject: str, issuer: str, profile: HelseIdProfile
 ) -> Principal:
-    """A person signed in with HelseID: a clinician bound to their HPR number."""
+    """A person signed in with HelseID: a clinician bound to their HPR number, or a patient
+    (no HPR number, their fødselsnummer as `pid`) who may see who accessed their pathways."""
     hpr = claims.get(HELSEID_HPR_NUMBER)
+    pid = claims.get(HELSEID_PID)
+    if hpr is None and isinstance(pid, str) and pid.isdigit() and len(pid) == 11:
+        return Principal(
+            name=subject, roles=frozenset({Role.PATIENT}), source=issuer, patient_id=pid
+        )
     if not isinstance(hpr, str) or not hpr.isdigit():
         raise AuthenticationFailed(f"invalid token: no HPR number ({HELSEID_HPR_NUMBER})")
     organisation = claims.get(HELSEID_ORGNR_CHILD) or claims.get(HELSEID_ORGNR_PARENT)

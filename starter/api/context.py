@@ -134,6 +134,7 @@ TASKS = frozenset({Role.SYSTEM, Role.CLINICIAN})
 INDICATORS = frozenset({Role.SYSTEM, Role.CLINICIAN, Role.OPERATOR})
 AUDIT = frozenset({Role.OPERATOR})
 PRIVACY = frozenset({Role.PRIVACY_OFFICER})
+PATIENT = frozenset({Role.PATIENT})
 
 
 async def check_actor(
@@ -266,6 +267,8 @@ def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Pr
         workflow_id = _named_pathway(request)
         if workflow_id is not None:
             principal = await admit(request, principal, workflow_id, action)
+        elif Role.PATIENT in principal.roles:
+            principal = replace(principal, grounds=Grounds.PATIENT)
         elif not principal.is_person:
             principal = replace(principal, grounds=Grounds.SERVICE)
         # For the request log, and for refusals of the body after this (`audit_invalid`).

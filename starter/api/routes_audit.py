@@ -1,4 +1,5 @@
-"""The access log as FHIR AuditEvents for the privacy officer (personvernombud).
+"""The access log for the privacy officer (personvernombud), as FHIR AuditEvents, and for the
+patient, who may see who accessed their own pathways (innsyn).
 
 `GET /fhir/AuditEvent?patient=<reference>&date=ge2026-11-01&date=lt2026-12-01`: every
 access to the patient's pathways in the period, one AuditEvent each (`starter.fhir.
@@ -15,11 +16,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
 from rop_domain.calendar import OSLO
-from rop_domain.models import IDENTIFIER_PATTERN
+from rop_domain.models import IDENTIFIER_PATTERN, StrictModel
 from starter import access_log, pathway_rows
-from starter.access_log import Outcome
+from starter.access_log import Grounds, Outcome
 from starter.api.auth import Principal
-from starter.api.context import PRIVACY, Ctx, require
+from starter.api.context import PATIENT, PRIVACY, Ctx, require
 from starter.api.problems import FieldProblem, invalid, openapi_responses
 from starter.fhir.audit_event import audit_event, searchset
 
@@ -75,3 +76,41 @@ async def audit_events(
     events = [audit_event(record, patient) for record in records]
     await ctx.audit(principal, pathways, "read audit events", Outcome.OK)
     return JSONResponse(searchset(events), media_type=FHIR_JSON)
+
+
+class OwnAccess(StrictModel):
+    """One access to the patient's pathway, as the patient may see it: when, by which role
+    and organisation, doing what, on which grounds; never the name of the person."""
+
+    at: datetime
+    roles: str
+    organisation: str | None
+    action: str
+    outcome: Outcome
+    grounds: Grounds | None
+
+
+@router.get(
+    "/patient/access-log",
+    summary="Who accessed my pathways, and when (the signed-in patient, HelseID)",
+    response_model=list[OwnAccess],
+    responses=openapi_responses(401, 403),
+)
+async def own_access_log(
+    ctx: Ctx, principal: Annotated[Principal, Depends(require(PATIENT, "read own access log"))]
+) -> Response:
+    assert principal.patient_id is not None  # a patient's sign-in says who they are
+    async with ctx.pool.acquire() as connection:
+        pathways = [
+            row[0]
+            for row in await connection.fetch(
+                "SELECT rop_pathways_of_patient($1)", principal.patient_id
+            )
+        ]
+        records = await access_log.for_pathways(connection, pathways)
+    await ctx.audit(principal, pathways, "read own access log", Outcome.OK)
+    shown = [
+        OwnAccess(**{name: getattr(record, name) for name in OwnAccess.model_fields})
+        for record in records
+    ]
+    return JSONResponse([access.model_dump(mode="json") for access in shown])
