@@ -62,6 +62,10 @@ class Access(StrictModel):
     """A person's HPR number (a service's access names none)."""
     organisation: str | None = None
     """The organisation number the person acted for, where their sign-in says."""
+    purpose: str | None = None
+    """The purpose of use the sign-in's trust-framework grounds state (e.g. TREAT)."""
+    decision_ref: str | None = None
+    """The reference of the decision that gave the care relationship, where stated."""
 
 
 class AccessRecord(Access):
@@ -85,21 +89,23 @@ async def record(pool: asyncpg.Pool | Connection, accesses: Iterable[Access]) ->
             a.namespace,
             a.person,
             a.organisation,
+            a.purpose,
+            a.decision_ref,
         )
         for a in accesses
     ]
     if rows:
         await pool.executemany(
             "INSERT INTO access_log (principal, roles, workflow_id, action, outcome, grounds, "
-            "reason, namespace, person, organisation) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "reason, namespace, person, organisation, purpose, decision_ref) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             rows,
         )
 
 
 _COLUMNS = (
     "id, at, principal, roles, workflow_id, action, outcome, grounds, reason, namespace, "
-    "person, organisation"
+    "person, organisation, purpose, decision_ref"
 )
 
 
@@ -158,7 +164,7 @@ async def verify_chain(connection: Connection) -> tuple[int, list[str]]:
                SELECT id, chain_seq, row_hash = rop_access_log_hash(
                           lag(row_hash) OVER chain, chain_seq, at, principal, roles,
                           workflow_id, action, outcome, grounds, reason, namespace,
-                          person, organisation) AS intact,
+                          person, organisation, purpose, decision_ref) AS intact,
                       coalesce(lag(chain_seq) OVER chain, 0) AS previous_seq
                FROM access_log WINDOW chain AS (ORDER BY chain_seq)) checked
            WHERE chain_seq <> previous_seq + 1 OR NOT intact

@@ -12,8 +12,9 @@ from typing import Any
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from rop_domain.calendar import OSLO
+from starter.access_log import AccessRecord, Grounds, Outcome
 from starter.api.auth import Role
-from starter.fhir.audit_event import HPR, PROFILE
+from starter.fhir.audit_event import ACT_REASON, HPR, PROFILE, audit_event
 from tests import factories
 from tests.api_harness import Api
 from tests.cli_harness import Cli
@@ -98,3 +99,27 @@ async def test_rop_access_log_exports_a_pathways_audit_events(api: Api) -> None:
     assert code == 0, err
     events = _events(json.loads(out))
     assert [e["action"] for e in events] == ["C", "R", "R"]
+
+
+def test_a_stated_purpose_of_use_is_the_events_purpose() -> None:
+    record = AccessRecord(
+        id=1,
+        at=datetime.now(UTC),
+        principal="jwt:sub@https://helseid-sts.nhn.no",
+        roles="clinician",
+        workflow_id="rop-T-1",
+        action="read status",
+        outcome=Outcome.OK,
+        grounds=Grounds.UNIT,
+        person=factories.CLINICIAN,
+        organisation="974557746",
+        purpose="COC",
+        decision_ref="vedtak-4711",
+    )
+    event = audit_event(record, "pseudo-1").model_dump(mode="json", exclude_none=True)
+    assert event["purposeOfEvent"] == [
+        {
+            "coding": [{"system": ACT_REASON, "code": "COC"}],
+            "text": "decision reference vedtak-4711",
+        }
+    ]

@@ -192,3 +192,30 @@ async def test_a_patient_sees_who_accessed_their_pathway_and_nothing_else(
     )
     async with helseid_api.client(token=stranger) as other:
         assert (await other.get("/patient/access-log")).json() == []
+
+
+async def test_the_trust_frameworks_grounds_are_kept_with_each_access(
+    helseid_api: Api, pathway: str, owner_pool: asyncpg.Pool
+) -> None:
+    grounds = {
+        "type": "nhn:tillitsrammeverk:parameters",
+        "care_relationship": {
+            "purpose_of_use": {"code": "TREAT", "system": "urn:oid:2.16.840.1.113883.1.11.20448"},
+            "decision_ref": {"id": "vedtak-4711", "user_selected": False},
+        },
+    }
+    token = _token(helseid_api, {"authorization_details": [grounds]})
+    async with helseid_api.client(token=token) as clinician:
+        assert (await clinician.get(f"/pathways/{pathway}")).status_code == 200
+    logged = await owner_pool.fetchrow(
+        "SELECT person, organisation, purpose, decision_ref FROM access_log "
+        "WHERE workflow_id = $1 ORDER BY id DESC LIMIT 1",
+        pathway,
+    )
+    assert logged is not None
+    assert dict(logged) == {
+        "person": factories.CLINICIAN,
+        "organisation": HOSPITAL,
+        "purpose": "TREAT",
+        "decision_ref": "vedtak-4711",
+    }

@@ -90,6 +90,10 @@ class Principal:
     """A HelseID sign-in's assurance level (`high`, `substantial`)."""
     organisation: str | None = None
     """The organisation number a HelseID sign-in acts for (`orgnr_child`, else parent)."""
+    purpose: str | None = None
+    """The purpose of use a HelseID sign-in's trust-framework grounds state."""
+    decision_ref: str | None = None
+    """The decision reference of those grounds (the care relationship's)."""
     patient_id: str | None = field(default=None, repr=False)
     """A patient's fødselsnummer, as HelseID says it (`pid`): only to find their pathways."""
 
@@ -155,6 +159,7 @@ HELSEID_ORGNR_CHILD = "helseid://claims/client/claims/orgnr_child"
 HELSEID_ORGNR_PARENT = "helseid://claims/client/claims/orgnr_parent"
 HELSEID_ASSURANCE = "helseid://claims/identity/assurance_level"
 HELSEID_PID = "helseid://claims/identity/pid"
+TRUST_FRAMEWORK = "nhn:tillitsrammeverk:parameters"
 HELSEID_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JWT type, not a secret
 
 
@@ -296,6 +301,7 @@ def _helseid_person(
     organisation = claims.get(HELSEID_ORGNR_CHILD) or claims.get(HELSEID_ORGNR_PARENT)
     units = profile.units_by_organisation.get(str(organisation), ())
     assurance = claims.get(HELSEID_ASSURANCE)
+    purpose, decision_ref = _trust_framework_grounds(claims.get("authorization_details"))
     return Principal(
         name=subject,
         roles=frozenset({Role.CLINICIAN}),
@@ -304,8 +310,29 @@ def _helseid_person(
         units=frozenset(units),
         assurance=assurance if isinstance(assurance, str) else None,
         organisation=str(organisation) if organisation else None,
+        purpose=purpose,
+        decision_ref=decision_ref,
         may_write=not profile.writes_need_high_assurance or assurance == "high",
     )
+
+
+def _trust_framework_grounds(details: object) -> tuple[str | None, str | None]:
+    """The purpose of use and decision reference of the token's trust-framework grounds
+    (`authorization_details` of type `nhn:tillitsrammeverk:parameters`), where present."""
+    if isinstance(details, dict):
+        details = [details]
+    if not isinstance(details, list):
+        return None, None
+    for detail in details:
+        if isinstance(detail, dict) and detail.get("type") == TRUST_FRAMEWORK:
+            relationship = detail.get("care_relationship") or {}
+            purpose = (relationship.get("purpose_of_use") or {}).get("code")
+            decision = (relationship.get("decision_ref") or {}).get("id")
+            return (
+                str(purpose)[:50] if purpose else None,
+                str(decision)[:100] if decision else None,
+            )
+    return None, None
 
 
 class Authenticator:

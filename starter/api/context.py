@@ -69,6 +69,8 @@ class ApiContext:
                     reason=principal.break_glass_reason,
                     person=principal.actor if principal.is_person else None,
                     organisation=principal.organisation,
+                    purpose=principal.purpose,
+                    decision_ref=principal.decision_ref,
                 )
                 for workflow_id in dict.fromkeys(workflow_ids)
             ),

@@ -131,6 +131,11 @@ def _practitioner_role(record: AccessRecord) -> list[dict[str, Any]]:
 
 
 def _purpose(record: AccessRecord) -> dict[str, Any]:
+    if record.purpose is not None:  # as the sign-in's trust-framework grounds state it
+        stated: dict[str, Any] = {"coding": [{"system": ACT_REASON, "code": record.purpose}]}
+        if record.decision_ref is not None:
+            stated["text"] = f"decision reference {record.decision_ref}"
+        return stated
     if record.grounds is Grounds.BREAK_GLASS:
         return {
             "coding": [{"system": ACT_REASON, "code": "ETREAT", "display": "Emergency Treatment"}],

@@ -1,0 +1,42 @@
+-- The trust framework's grounds for an access (issue 29): a HelseID sign-in may carry
+-- `authorization_details` of type `nhn:tillitsrammeverk:parameters`, saying the purpose of use
+-- (e.g. TREAT) and the reference of the decision that gave the care relationship. Each access
+-- keeps both, and the hash chain covers them (rows before hash as they did).
+ALTER TABLE access_log
+    ADD COLUMN purpose      text,
+    ADD COLUMN decision_ref text;
+
+CREATE FUNCTION rop_access_log_hash(
+    previous bytea, chain_seq bigint, at timestamptz, principal text, roles text,
+    workflow_id text, action text, outcome text, grounds text, reason text, namespace text,
+    person text, organisation text, purpose text, decision_ref text
+) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT sha256(
+        coalesce(previous, '\x'::bytea)
+        || convert_to(
+            concat_ws(E'\x1f', chain_seq::text,
+                      to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+                      principal, roles, workflow_id, action, outcome,
+                      'grounds=' || grounds, 'reason=' || reason, 'namespace=' || namespace,
+                      'person=' || person, 'organisation=' || organisation,
+                      'purpose=' || purpose, 'decision_ref=' || decision_ref),
+            'UTF8'))
+$$;
+
+CREATE OR REPLACE FUNCTION rop_chain_access() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    head access_log_head%ROWTYPE;
+BEGIN
+    SELECT * INTO STRICT head FROM access_log_head FOR UPDATE;
+    NEW.chain_seq := head.chain_seq + 1;
+    NEW.row_hash := rop_access_log_hash(head.row_hash, NEW.chain_seq, NEW.at, NEW.principal,
+                                        NEW.roles, NEW.workflow_id, NEW.action, NEW.outcome,
+                                        NEW.grounds, NEW.reason, NEW.namespace,
+                                        NEW.person, NEW.organisation,
+                                        NEW.purpose, NEW.decision_ref);
+    UPDATE access_log_head SET chain_seq = NEW.chain_seq, row_hash = NEW.row_hash;
+    RETURN NEW;
+END
+$$;
