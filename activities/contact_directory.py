@@ -3,6 +3,7 @@ teams and cooperation arenas."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Literal
 import asyncpg
 from pydantic import Field, TypeAdapter, model_validator
 
+from activities.database import Connection
 from rop_domain.models import Identifier, Kommunenummer, ReceivingUnit, StrictModel
+from rop_domain.routing import HER_ADDRESS, Channel, Route, RoutingTable
 
 
 class ContactPoint(StrictModel):
@@ -172,3 +175,40 @@ async def upsert_contact_points(pool: asyncpg.Pool, points: list[ContactPoint]) 
             ],
         )
     return len(points)
+
+
+async def her_routes(
+    database: asyncpg.Pool | Connection, routing: RoutingTable, recipients: Iterable[str]
+) -> dict[str, Route]:
+    """Dialogmelding routes, from the contact directory, for recipients named by HPR number
+    (a GP): where Norsk helsenett is configured and the routing table has no route of its
+    own for them, a person whose directory entry has a HER address (`her:<GP office>/<GP>`)
+    gets their tasks as Dialogmelding there. One look-up for all of a step's recipients."""
+    if not routing.dialog_unrouted_her_addresses:
+        return {}
+    unrouted = sorted(
+        {
+            recipient
+            for recipient in recipients
+            if recipient.isdigit() and routing.route_for(recipient).channel is Channel.TASK_LIST
+        }
+    )
+    if not unrouted:
+        return {}
+    rows = await database.fetch(
+        """SELECT DISTINCT ON (hpr_number) hpr_number, name, address FROM contact_points
+           WHERE hpr_number = ANY ($1) AND address LIKE 'her:%'
+           ORDER BY hpr_number, id""",
+        unrouted,
+    )
+    return {
+        row["hpr_number"]: Route(
+            recipient=row["hpr_number"],
+            channel=Channel.DIALOGMELDING,
+            address=row["address"].removeprefix("her:"),
+            name=row["name"],
+            standard=routing.default_standard,
+        )
+        for row in rows
+        if HER_ADDRESS.fullmatch(row["address"])
+    }

@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import EmailChannel, WebhookChannel
+from activities.contact_directory import her_routes
 from activities.dialog_channel import DialogChannel, ReceiptRejected
 from activities.rendering import RenderedMessage, render_task
 from rop_domain.commands import DELIVER, DELIVERY_FAILED, GIVE_UP, Delivery, DeliveryStatus
@@ -76,6 +77,8 @@ class DeliveryActivities:
                 f"no task {delivery.task_key}", type=DELIVERY_FAILED, non_retryable=True
             )
         route = self.routing.route_for(task["recipient"])
+        by_directory = await her_routes(self._pool, self.routing, [task["recipient"]])
+        route = by_directory.get(task["recipient"], route)
         done = await self._pool.fetchrow(
             "SELECT status, attempts FROM deliveries WHERE task_id = $1 AND status IN ('sent', 'task-list')",
             task["id"],

@@ -18,6 +18,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.contact_directory import her_routes
 from activities.database import Connection
 from activities.step_statement import write_step
 from rop_domain import parties
@@ -46,12 +47,16 @@ class RecordActivities:
         self._pool = pool
         self._routing = routing or RoutingTable(email_unrouted_addresses=False)
 
-    def _to_deliver(self, notifications: list[Notification]) -> list[str]:
-        """Keys of the tasks a channel must deliver (the rest stay on the task list)."""
+    async def _to_deliver(self, notifications: list[Notification]) -> list[str]:
+        """Keys of the tasks a channel must deliver (the rest stay on the task list): by the
+        routing table, and a GP by their directory entry's HER address (`her_routes`)."""
+        recipients = [n.recipient for n in notifications]
+        by_directory = await her_routes(self._pool, self._routing, recipients)
         return [
             n.idempotency_key
             for n in notifications
-            if self._routing.route_for(n.recipient).channel is not Channel.TASK_LIST
+            if n.recipient in by_directory
+            or self._routing.route_for(n.recipient).channel is not Channel.TASK_LIST
         ]
 
     @activity.defn(name=OPEN_PATHWAY)
@@ -65,7 +70,9 @@ class RecordActivities:
         participants = await self.resolve_participants(
             referral.health_trust, referral.municipality, referral.general_practitioner
         )
-        return Intake(participants=participants, deliveries=self._to_deliver(pathway.notifications))
+        return Intake(
+            participants=participants, deliveries=await self._to_deliver(pathway.notifications)
+        )
 
     async def _open(self, pathway: NewPathway) -> bool:
         async with self._pool.acquire() as connection, connection.transaction():
@@ -89,7 +96,7 @@ class RecordActivities:
             activity.logger.info(
                 "step already recorded", extra={"event_kind": step.events[0].kind.value}
             )
-            return self._to_deliver(step.notifications)
+            return await self._to_deliver(step.notifications)
         activity.logger.info(
             "step recorded",
             extra={
@@ -97,7 +104,7 @@ class RecordActivities:
                 "tasks": [n.kind.value for n in step.notifications],
             },
         )
-        return self._to_deliver(step.notifications)
+        return await self._to_deliver(step.notifications)
 
     async def resolve_participants(
         self, health_trust: str, municipality: str, general_practitioner: str | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.delivery import DeliveryActivities
 from activities.dialogmelding import MSGHEAD, DialogNote, Party, business_document
 from rop_domain.followup import Objection
-from rop_domain.models import Participant, ParticipantRole
+from rop_domain.models import AssessmentDecision, Participant, ParticipantRole
 from rop_domain.routing import Channel, RoutingTable
 from rop_domain.steps import StepName
 from rop_domain.tasks import TaskKind
@@ -359,3 +360,37 @@ async def test_a_notice_of_an_undelivered_task_that_is_itself_undelivered_stops_
         TaskKind.ASSESS_REFERRAL.value,
         TaskKind.TASK_UNDELIVERED.value,
     ]
+
+
+async def test_a_gp_named_by_hpr_number_is_reached_at_the_her_address_of_their_directory_entry(
+    dev_server: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    owner_pool: asyncpg.Pool,
+    task_queue: str,
+    network: Network,
+    http: httpx.AsyncClient,
+) -> None:
+    """The referrer (a GP, by HPR number) is told the referral was not accepted: the contact
+    directory gives their office's HER address and their own, and the task goes there."""
+    gp = f"9{uuid.uuid4().int % 10**6:06d}"
+    await owner_pool.execute(
+        "INSERT INTO contact_points (id, role, municipality, hpr_number, name, address) "
+        "VALUES ($1, 'fastlege', '4601', $2, 'Legekontoret Nordnes', 'her:112374/8094999')",
+        f"gp-{gp}",
+        gp,
+    )
+    client = dev_server.client
+    async with running_pathways(
+        client, pool, task_queue, delivery=_deliveries(network, pool, http)
+    ) as api:
+        data = factories.referral_data(datetime.now(UTC), referrer=gp)
+        workflow_id, _ = await start(client, api, data)
+        await api.send(
+            StepName.ASSESS,
+            workflow_id,
+            factories.assessment(AssessmentDecision.NOT_IN_TARGET_GROUP),
+        )
+        await _delivered(pool, [workflow_id], 1, seconds=30)
+    (sent,) = network.meldingstjener.sent
+    assert sent.receiver_her_id == 8094999
+    assert b"Legekontoret Nordnes" in sent.document
