@@ -47,7 +47,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from rop_runtime.codec import Binding, EncryptionCodec, binding_of, refusal_of
 from rop_runtime.settings import RopSettings
 from starter import access_log
-from starter.access_log import NO_PATHWAY, Access, Grounds, Outcome
+from starter.access_log import NO_PATHWAY, Grounds, Outcome
 from starter.api import need_of_service
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
 
@@ -264,13 +264,11 @@ async def _refuse_a_contradicted_claim(
     await access_log.record(
         door.pool,
         [
-            Access(
-                principal=principal.identity,
-                roles=principal.roles_text,
-                workflow_id=workflow_id,
-                action="decode (payloads of another pathway than the one named)",
-                outcome=Outcome.DENIED,
-                namespace=door.namespace,
+            principal.access(
+                workflow_id,
+                "decode (payloads of another pathway than the one named)",
+                Outcome.DENIED,
+                door.namespace,
             )
             for workflow_id in others
         ],
@@ -300,15 +298,11 @@ async def _log_decodes(
         ):
             continue
         rows.append(
-            Access(
-                principal=principal.identity,
-                roles=principal.roles_text,
-                workflow_id=workflow_id,
-                action=f"decode {count} payloads ({view.value} view)",
-                outcome=Outcome.FAILED if failed else Outcome.OK,
-                grounds=admitted.grounds,
-                reason=admitted.break_glass_reason,
-                namespace=door.namespace,
+            admitted.access(
+                workflow_id,
+                f"decode {count} payloads ({view.value} view)",
+                Outcome.FAILED if failed else Outcome.OK,
+                door.namespace,
             )
         )
     if rows:

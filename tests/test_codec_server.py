@@ -3,6 +3,7 @@ content, a summary view for everyone else, and every decode in the access log.""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import jwt
 import pytest
 import pytest_asyncio
 from google.protobuf import json_format
@@ -25,7 +27,11 @@ from rop_runtime.codec import Binding, EncryptionCodec
 from rop_runtime.settings import RopSettings
 from starter.access_log import NO_PATHWAY
 from starter.api.auth import (
+    HELSEID_ASSURANCE,
+    HELSEID_HPR_NUMBER,
+    HELSEID_ORGNR_CHILD,
     Authenticator,
+    HelseIdProfile,
     JwtSettings,
     JwtVerifier,
     Role,
@@ -102,17 +108,23 @@ async def _record_pathway(owner_pool: asyncpg.Pool, health_trust: str = "helse-b
     return referral.workflow_id
 
 
-@pytest_asyncio.fixture
-async def codec_server(
-    api_pool: asyncpg.Pool, owner_pool: asyncpg.Pool
+@contextlib.asynccontextmanager
+async def _serving(
+    api_pool: asyncpg.Pool, owner_pool: asyncpg.Pool, helseid: HelseIdProfile | None = None
 ) -> AsyncIterator[CodecServer]:
+    """The codec server on a free port, with a service key and JWTs of a local identity
+    provider (read as HelseID's with `helseid`), and a pathway recorded for it to decode."""
     service_key = secrets.token_urlsafe(16)
     async with identity_provider() as idp:
         authenticator = Authenticator(
             [StaticToken(name="svc", role=Role.SYSTEM, token_sha256=token_digest(service_key))],
             JwtVerifier(
                 JwtSettings(
-                    issuer=ISSUER, audience=AUDIENCE, jwks_url=idp.jwks_url, actor_claim="hpr"
+                    issuer=ISSUER,
+                    audience=AUDIENCE,
+                    jwks_url=idp.jwks_url,
+                    actor_claim="hpr",
+                    helseid=helseid,
                 )
             ),
         )
@@ -130,6 +142,14 @@ async def codec_server(
             )
         finally:
             await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def codec_server(
+    api_pool: asyncpg.Pool, owner_pool: asyncpg.Pool
+) -> AsyncIterator[CodecServer]:
+    async with _serving(api_pool, owner_pool) as server:
+        yield server
 
 
 async def _logged(owner_pool: asyncpg.Pool, principal: str) -> list[asyncpg.Record]:
@@ -330,3 +350,44 @@ async def test_local_mode_lets_the_local_ui_decode_without_a_token_on_loopback_o
         "service",
         "default",
     )
+
+
+async def test_a_helseid_sign_in_decodes_its_units_pathway_and_is_logged_by_hpr_number(
+    api_pool: asyncpg.Pool, owner_pool: asyncpg.Pool
+) -> None:
+    """The codec server takes HelseID access tokens as the API does: typ at+jwt, the HPR
+    number the person, the organisation their unit; an ID token (typ JWT) is refused."""
+    profile = HelseIdProfile(units_by_organisation={"974557746": ("helse-bergen/TSB",)})
+    async with _serving(api_pool, owner_pool, profile) as server:
+        now = int(datetime.now(UTC).timestamp())
+        sub = f"helseid-{uuid.uuid4().hex[:6]}"
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": sub,
+            "iat": now,
+            "exp": now + 300,
+            HELSEID_HPR_NUMBER: "9000444",
+            HELSEID_ORGNR_CHILD: "974557746",
+            HELSEID_ASSURANCE: "high",
+        }
+        token = jwt.encode(
+            claims,
+            server.idp.key,
+            algorithm="RS256",
+            headers={"kid": server.idp.kid, "typ": "at+jwt"},
+        )
+        body = await _sealed(SUMMARY, REFERRAL, workflow_id=server.workflow_id)
+        decoded = await server.post("/decode", body, token, Origin=UI)
+        assert _payloads(decoded) == [SUMMARY, REFERRAL]
+        id_token = jwt.encode(
+            claims, server.idp.key, algorithm="RS256", headers={"kid": server.idp.kid, "typ": "JWT"}
+        )
+        refused = await server.post("/decode", body, id_token, Origin=UI)
+        assert refused.status_code == 401
+    logged = await owner_pool.fetchrow(
+        "SELECT grounds, person, organisation FROM access_log WHERE principal = $1",
+        f"jwt:{sub}@{ISSUER}",
+    )
+    assert logged is not None
+    assert dict(logged) == {"grounds": "unit", "person": "9000444", "organisation": "974557746"}

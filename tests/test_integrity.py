@@ -26,6 +26,7 @@ from tests.pathway_harness import (
     close_and_end,
     running_pathways,
     save_history_if_recording,
+    settled,
     start,
     to_follow_up,
 )
@@ -56,6 +57,7 @@ async def test_a_step_the_record_refuses_leaves_state_search_attributes_and_task
     async with running_pathways(client, pool, task_queue) as api:
         now = await env.get_current_time()
         workflow_id, handle = await start(client, api, factories.referral_data(now))
+        await settled(handle)  # the intake recorded: the status before the step is settled
         before = await api.status(workflow_id)
         # Provoke a refusal the edge cannot see: a constraint this pathway's assessment breaks.
         constraint = f"refuse_{uuid.uuid4().hex[:8]}"

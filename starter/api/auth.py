@@ -39,7 +39,7 @@ import jwt
 from pydantic import Field, StringConstraints, TypeAdapter
 
 from rop_domain.models import IDENTIFIER_PATTERN, Identifier, StrictModel
-from starter.access_log import Grounds
+from starter.access_log import Access, Grounds, Outcome
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384", "EdDSA"]
 """HS* is refused: a shared secret would let anyone who verifies tokens also mint them."""
@@ -106,6 +106,27 @@ class Principal:
     def identity(self) -> str:
         """The name with its source: a JWT's `sub` never meets an API key's name."""
         return f"key:{self.name}" if self.source == "key" else f"jwt:{self.name}@{self.source}"
+
+    def access(
+        self, workflow_id: str, action: str, outcome: Outcome, namespace: str | None = None
+    ) -> Access:
+        """This caller's access to one pathway, as the access log keeps it: who, by which
+        roles, on which grounds, and for a person their HPR number, organisation and the
+        trust framework's purpose."""
+        return Access(
+            principal=self.identity,
+            roles=self.roles_text,
+            workflow_id=workflow_id,
+            action=action,
+            outcome=outcome,
+            grounds=self.grounds,
+            reason=self.break_glass_reason,
+            namespace=namespace,
+            person=self.actor if self.is_person else None,
+            organisation=self.organisation,
+            purpose=self.purpose,
+            decision_ref=self.decision_ref,
+        )
 
     def may(self, allowed: frozenset[Role]) -> bool:
         return bool(self.roles & allowed)

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from rop_domain.models import WORKFLOW_ID_PATTERN, ValidationPolicy
 from rop_domain.steps import Step, actor_of
 from starter import access_log
-from starter.access_log import Access, Grounds, Outcome
+from starter.access_log import Grounds, Outcome
 from starter.api import metrics, need_of_service, strict_json
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
 from starter.api.idempotency import IdempotencyStore
@@ -59,19 +59,7 @@ class ApiContext:
         await access_log.record(
             self.pool,
             (
-                Access(
-                    principal=principal.identity,
-                    roles=principal.roles_text,
-                    workflow_id=workflow_id,
-                    action=action,
-                    outcome=outcome,
-                    grounds=principal.grounds,
-                    reason=principal.break_glass_reason,
-                    person=principal.actor if principal.is_person else None,
-                    organisation=principal.organisation,
-                    purpose=principal.purpose,
-                    decision_ref=principal.decision_ref,
-                )
+                principal.access(workflow_id, action, outcome)
                 for workflow_id in dict.fromkeys(workflow_ids)
             ),
         )
