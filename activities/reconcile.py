@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Connection
 from activities.records import open_record
-from activities.restart import restart
+from activities.restart import PATHWAY_WORKFLOW, restart
 from activities.step_statement import write_step, write_summary
 from rop_domain.calendar import OSLO
 from rop_domain.commands import RECONCILE_RECORDS
@@ -44,7 +44,6 @@ from rop_domain.reconcile import (
 
 log = structlog.get_logger(__name__)
 
-PATHWAY_WORKFLOW = "RopPathway"
 CONCURRENCY = 16
 """Pathways checked at once: queries to the workers, look-ups in the record."""
 QUERY_TIMEOUT = timedelta(seconds=10)

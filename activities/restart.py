@@ -32,7 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.database import Connection
 from activities.records import recommended_participants
 from rop_domain.commands import DELIVERY_WINDOW, Snapshot
-from rop_domain.models import Phase, Referral
+from rop_domain.models import FINAL_PHASES, Phase, Referral
 from rop_domain.state import PathwayInput, unpack_snapshot
 from workflows import search_attributes as sa
 from workflows.status_view import pathway_summary
@@ -40,7 +40,7 @@ from workflows.status_view import pathway_summary
 log = structlog.get_logger(__name__)
 
 PATHWAY_WORKFLOW = "RopPathway"
-FINAL_PHASES = (Phase.CLOSED.value, Phase.NOT_IN_TARGET_GROUP.value)
+"""The pathway workflow's type, as `workflows.pathway` registers it (and reconcile lists it)."""
 
 NO_RECORD = "no row in the record"
 ENDED = "ended in the record"
@@ -102,7 +102,7 @@ def _why_not(row: asyncpg.Record | None) -> str | None:
     """Why the record cannot restart the pathway, if it cannot."""
     if row is None:
         return NO_RECORD
-    if row["phase"] in FINAL_PHASES:
+    if Phase(row["phase"]) in FINAL_PHASES:
         return ENDED
     if row["snapshot"] is None:
         return NO_SNAPSHOT
