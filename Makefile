@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml
 
 # With ROP_WORKER_SANDBOX=true the sandbox imports the workflow's module afresh for every
 # run; without a bytecode cache (PYTHONDONTWRITEBYTECODE) each import would compile it again.
-BYTECODE := $(BIN)/python -m compileall -q rop_domain rop_runtime workflows activities starter bench worker.py
+BYTECODE := $(BIN)/python -m compileall -q rop_domain rop_runtime workflows activities starter bench nhn_local worker.py
 
 install: $(STAMP)
 
 run: $(STAMP)
 	$(BYTECODE)
-	$(BIN)/rop stack
+	$(BIN)/rop stack --local-nhn .
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

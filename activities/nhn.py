@@ -5,7 +5,7 @@ client assertion (a JWT signed with the project's key, RFC 7523) as HelseID asks
 clients; a token is kept until shortly before it expires. `Meldingstjener` sends a business
 document (`POST /Messages`) and reads its application receipts (`GET
 /Messages/{id}/apprec`), with the headers the API requires (`api-version: 2`,
-`nhn-source-system`). Production code knows only the base URLs; `tests/nhn_doubles.py` are
+`nhn-source-system`). Production code knows only the base URLs; `nhn_local/` holds
 the local doubles the tests and `make run` use.
 """
 

@@ -286,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     stack = command("stack", operations.stack, "run the local stack with a demo pathway (make run)")
     stack.add_argument("--demo", default=str(_seed("demo-referral.example.json")))
     stack.add_argument("--contacts", default=str(_seed("contact-points.example.json")))
+    stack.add_argument(
+        "--local-nhn",
+        metavar="SOURCE_TREE",
+        help="also run the local HelseID and Meldingstjener of SOURCE_TREE/nhn_local "
+        "(make run passes .): the demo's GP and municipality get Dialogmelding",
+    )
     return parser
 
 

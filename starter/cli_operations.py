@@ -317,9 +317,20 @@ async def codec_server(args: argparse.Namespace, settings: RopSettings) -> None:
 
 
 async def stack(args: argparse.Namespace, settings: RopSettings) -> None:
+    from starter.local_nhn import LocalNhnError, require_doubles
     from starter.stack import run_stack
 
-    await run_stack(settings, demo_referral=Path(args.demo), contacts=Path(args.contacts))
+    try:
+        if args.local_nhn:
+            require_doubles(Path(args.local_nhn))
+        await run_stack(
+            settings,
+            demo_referral=Path(args.demo),
+            contacts=Path(args.contacts),
+            local_nhn=Path(args.local_nhn) if args.local_nhn else None,
+        )
+    except LocalNhnError as error:
+        raise UsageError(str(error)) from None
 
 
 async def api(args: argparse.Namespace, settings: RopSettings) -> None:

@@ -9,6 +9,7 @@ import signal
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import httpx
 import structlog
 from pydantic import SecretStr
 
@@ -19,12 +20,14 @@ from rop_domain.models import FINAL_PHASES, Phase, parse_referral
 from rop_domain.view import PathwayStatus
 from rop_runtime.client import LOCAL_KEY_FILE, codec_from_settings
 from rop_runtime.codec import write_new_key_file
+from rop_runtime.delivery_setup import build_delivery
 from rop_runtime.settings import RopSettings, running_stack_file
 from rop_runtime.tracing import provider_from_environment
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.server import EmbeddedServer, app_from_settings, local_tokens, server_config
 from starter.cli_support import LOCAL_DATABASE_URL
 from starter.codec_server import door_from_settings, start_codec_server
+from starter.local_nhn import NHN_PORT, with_local_norsk_helsenett
 from starter.local_stack import embedded_postgres, ensure_database, temporal_dev_server
 from starter.pathways import pathways_from_settings
 from worker import build_worker, observed_client
@@ -41,8 +44,16 @@ DEMO_CLINICIAN = "9000123"
 DEMO_UNITS = ("helse-bergen/TSB",)
 
 
-async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Path) -> None:
-    """Start PostgreSQL, Temporal and the worker; submit the demo referral; wait for Ctrl-C."""
+async def run_stack(
+    settings: RopSettings,
+    *,
+    demo_referral: Path,
+    contacts: Path,
+    local_nhn: Path | None = None,
+) -> None:
+    """Start PostgreSQL, Temporal and the worker; submit the demo referral; wait for Ctrl-C.
+    With `local_nhn` (a source tree holding `nhn_local/`, as `make run` passes), the HelseID
+    and Meldingstjener doubles too, and the demo's GP and municipality get Dialogmelding."""
     # Local mode: the codec server's static token, a person's API key in the demo.
     settings = settings.model_copy(update={"local_mode": True})
     if settings.worker_metrics_address is None:
@@ -59,7 +70,7 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
     if not (settings.payload_keys or settings.payload_keys_file or local_keys.exists()):
         write_new_key_file(local_keys)
         log.info("payload encryption key created", file=str(local_keys))
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         server_url = settings.database_url or stack.enter_context(
             embedded_postgres(data_dir / "pgdata")
         )
@@ -70,6 +81,10 @@ async def run_stack(settings: RopSettings, *, demo_referral: Path, contacts: Pat
         )
         if settings.api_tokens_file is None:
             _local_api_tokens(data_dir)
+        if local_nhn is not None:
+            settings = await stack.enter_async_context(
+                with_local_norsk_helsenett(settings, local_nhn)
+            )
         async with temporal_dev_server(
             database_file=data_dir / "temporal.db",
             port=FRONTEND_PORT,
@@ -120,7 +135,10 @@ async def _serve(
     try:
         async with (
             observed_client(settings, tracing) as client,
-            build_worker(client, pool, settings.task_queue),
+            httpx.AsyncClient(timeout=20.0) as http,
+            # Delivery as `rop worker` builds it: with no SMTP host configured, e-mail
+            # addresses stay on the task list; with the local Norsk helsenett, Dialogmelding.
+            build_worker(client, pool, settings.task_queue, build_delivery(settings, pool, http)),
         ):
             serving = await api.start()
             pathways = pathways_from_settings(client, settings)
@@ -177,7 +195,7 @@ rop-forlop is running.
   Temporal frontend: {settings.temporal_address}
   PostgreSQL:        {database_url}  (the rop commands find it while this runs)
   HTTP API:          {api}/docs  (keys in {data}/api-demo-tokens)
-  Demo pathway:      {workflow_id} ({state})
+{_norsk_helsenett(settings)}  Demo pathway:      {workflow_id} ({state})
 
 {_next_steps(status)}
 Read it as an operator:
@@ -191,6 +209,17 @@ Read it as an operator:
   curl -s http://{settings.worker_metrics_address}/metrics | grep '^rop_'   (the worker's metrics)
 Filter in the UI:  RopPhase = "follow-up"   or   RopOverdue = true
 Press Ctrl-C to stop everything."""
+
+
+def _norsk_helsenett(settings: RopSettings) -> str:
+    """The welcome's line for the local Meldingstjener, when the stack runs it."""
+    if settings.nhn_meldingstjener_url is None:
+        return ""
+    return (
+        f"  Norsk helsenett:   {settings.nhn_meldingstjener_url} (local HelseID and Meldingstjener; "
+        "the demo's GP and municipality get Dialogmelding)\n"
+        f"                     curl -s http://127.0.0.1:{NHN_PORT}/_local/messages\n"
+    )
 
 
 def _next_steps(status: PathwayStatus) -> str:

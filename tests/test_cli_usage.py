@@ -4,6 +4,7 @@ pointer to the command's help (argparse's own prints the whole usage block and e
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from tests.cli_harness import Cli
 
@@ -33,3 +34,13 @@ async def test_an_empty_answer_says_so(database_url: str) -> None:
     assert (code, out) == (0, "no access to rop-NOBODY-1 is recorded (is the workflow id right?)\n")
     code, out, err = await rop("tasks", "rop-NOBODY-1", "--failed")
     assert (code, out) == (0, "no open task of rop-NOBODY-1 that no channel could deliver\n"), err
+
+
+async def test_the_local_norsk_helsenett_needs_the_source_tree(tmp_path: Path) -> None:
+    rop = Cli(dict(os.environ))
+    code, out, err = await rop("stack", "--local-nhn", str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: {tmp_path} holds no nhn_local/: the local Norsk helsenett comes with the "
+        "source tree (make run), not with the wheel"
+    ]

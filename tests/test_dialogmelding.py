@@ -3,7 +3,7 @@
 The documents against the published XSDs (no servers); then pathways on the Temporal dev
 server and the time-skipping server, a worker whose deliveries are built from settings as
 `rop worker` builds them, PostgreSQL, and the local HelseID and Meldingstjener
-(`tests/nhn_doubles.py`), which check every request against the published OpenAPI.
+(`nhn_local/doubles.py`), which check every request against the published OpenAPI.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
 from activities.dialogmelding import MSGHEAD, DialogNote, Party, business_document
+from nhn_local.doubles import CLIENT_ID, PUBLISHED, Network, norsk_helsenett
 from rop_domain.followup import Objection
 from rop_domain.models import AssessmentDecision, Participant, ParticipantRole
 from rop_domain.routing import Channel, RoutingTable
@@ -34,10 +35,9 @@ from rop_runtime.delivery_setup import build_delivery
 from rop_runtime.settings import RopSettings
 from starter.pathways import Pathways
 from tests import factories
-from tests.nhn_doubles import CLIENT_ID, Network, norsk_helsenett
 from tests.pathway_harness import running_pathways, save_history_if_recording, settled, start
 
-XSD = Path(__file__).resolve().parent / "data" / "nhn"
+XSD = PUBLISHED
 GP_OFFICE = "112374/8094866"
 MUNICIPAL_SERVICE = "8142987/8143099"
 NATIONAL_ID = factories.national_id("150586951")

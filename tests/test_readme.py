@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -24,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DEMO_ID = "rop-DEMO-0001"
 READY = "Press Ctrl-C to stop everything."
-STACK_PORTS = (7233, 8233, 8000, 8234)
+STACK_PORTS = (7233, 8233, 8000, 8234, 8235)
+MAKE_RUN = ("stack", "--local-nhn", ".")
+"""What `make run` runs (the Makefile's `rop stack --local-nhn .`)."""
 
 
 def shell_blocks(section: str) -> list[str]:
@@ -61,7 +64,7 @@ async def running_stack(folder: Path, environment: dict[str, str]) -> AsyncItera
     """`rop stack` in `folder` until the block ends (Ctrl-C); its welcome."""
     stack = await asyncio.create_subprocess_exec(
         str(folder / ".venv" / "bin" / "rop"),
-        "stack",
+        *MAKE_RUN,
         cwd=folder,
         env=environment,
         stdout=asyncio.subprocess.PIPE,
@@ -114,9 +117,11 @@ async def test_the_readmes_demo_runs_as_shown(tmp_path: Path) -> None:
     busy = [port for port in STACK_PORTS if not _free(port)]
     if busy:
         pytest.fail(f"ports {busy} are taken (is `make run` running?): the stack needs them")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert f"$(BIN)/rop {' '.join(MAKE_RUN)}\n" in makefile, "the test runs what make run runs"
     folder = tmp_path / "clone"  # a fresh clone: the project's venv and seed files, no .rop/
     folder.mkdir()
-    for shared in (".venv", "deploy"):
+    for shared in (".venv", "deploy", "nhn_local"):
         (folder / shared).symlink_to(ROOT / shared)
     environment = {
         name: value
@@ -138,6 +143,16 @@ async def test_the_readmes_demo_runs_as_shown(tmp_path: Path) -> None:
         status_code, status = await shell(f".venv/bin/rop status {DEMO_ID}", folder, environment)
         assert status_code == 0
         assert "closed" in status
+        code, messages = await shell(
+            "curl -s http://127.0.0.1:8235/_local/messages", folder, environment
+        )
+        received = json.loads(messages)
+        # The GP office's and the municipal service's tasks (invitation, closure) went as
+        # Dialogmelding, each once and each answered Ok.
+        assert {m["receiverHerId"] for m in received} == {8094866, 8143099}, messages
+        documents = [m["businessDocumentId"] for m in received]
+        assert len(documents) == len(set(documents)) == 4, messages
+        assert {m["appRecStatus"] for m in received} == {"Ok"}
         code, out = await shell(api_and_codec, folder, environment)
         assert code == 0, f"{api_and_codec}\n{out}"
         assert '"workflow_id"' in out, out  # the referral's pathway, started over HTTP

@@ -83,6 +83,8 @@ def test_the_wheel_holds_every_file_the_code_reads(wheel: Path) -> None:
     missing = sorted(wanted - shipped)
     assert missing == [], f"the wheel lacks {len(missing)} files: {missing[:10]}"
     assert any(name.startswith("activities/templates/nn/") for name in shipped)
+    # The national services' doubles are for the tests and `make run`, never shipped.
+    assert not any(name.startswith(("nhn_local/", "tests/")) for name in shipped)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ a HelseID token, reads the business document's MsgId and receiver, and answers e
 receiver's application receipt as configured (`Ok`, or `Rejected` with error codes). Faults
 on demand: a document's first POST fails (503), or the service is down.
 
-Test code only: production knows base URLs (`ROP_NHN_MELDINGSTJENER_URL`,
-`ROP_HELSEID_TOKEN_ENDPOINT`), and the image ships neither double.
+For the tests and `make run` only: production knows base URLs (`ROP_NHN_MELDINGSTJENER_URL`,
+`ROP_HELSEID_TOKEN_ENDPOINT`), and neither the wheel nor the image ships the doubles.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import socket
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -37,11 +38,19 @@ from openapi_core.contrib.aiohttp import AIOHTTPOpenAPIWebRequest
 
 from activities.dialogmelding import DIALOG, MSGHEAD
 from activities.nhn import CLIENT_ASSERTION_TYPE, public_jwk
-from tests.channel_servers import free_port
 
-SPEC = Path(__file__).resolve().parent / "data" / "nhn" / "msh-api-v2.json"
+PUBLISHED = Path(__file__).resolve().parent / "published"
+"""The published OpenAPI and XSDs, with their source and terms (`published/SOURCE.md`)."""
+SPEC = PUBLISHED / "msh-api-v2.json"
 CLIENT_ID = "rop-forlop-test-client"
 AUDIENCE = "nhn:msh"
+
+
+def free_port() -> int:
+    """A port free on the loopback interface now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def new_private_key() -> bytes:
@@ -214,6 +223,25 @@ class Meldingstjener:
             ]
         )
 
+    async def listing(self, request: web.Request) -> web.Response:
+        """`GET /_local/messages`: what was accepted and the receipt each receiver gave, for a
+        person trying the local stack (not a Meldingstjener route; no patient content)."""
+        listed = []
+        for sent in self.sent:
+            status, errors = self.receipts.get(sent.receiver_her_id, ("Ok", []))
+            head = ET.fromstring(sent.document)  # noqa: S314 - documents this double accepted
+            listed.append(
+                {
+                    "messageId": sent.message_id,
+                    "businessDocumentId": sent.business_document_id,
+                    "receiverHerId": sent.receiver_her_id,
+                    "messageType": _attribute(head, "Type", "V"),
+                    "appRecStatus": status,
+                    "appRecErrors": errors,
+                }
+            )
+        return web.json_response(listed)
+
     def accepted(self) -> Counter[str]:
         """Accepted messages by business document id."""
         return Counter(s.business_document_id for s in self.sent)
@@ -237,9 +265,15 @@ class Network:
     client_key_file: Path
 
 
+def _attribute(head: ET.Element, name: str, attribute: str) -> str:
+    found = head.find(f"{{{MSGHEAD}}}MsgInfo/{{{MSGHEAD}}}{name}")
+    return "" if found is None else found.get(attribute, "")
+
+
 @contextlib.asynccontextmanager
-async def norsk_helsenett(folder: Path) -> AsyncIterator[Network]:
-    """HelseID and Meldingstjener doubles on local ports, with a client key in `folder`."""
+async def norsk_helsenett(folder: Path, port: int | None = None) -> AsyncIterator[Network]:
+    """HelseID and Meldingstjener doubles on a local port (`port`, else a free one), with a
+    client key in `folder`."""
     client_key = new_private_key()
     key_file = folder / "helseid-client.pem"
     key_file.write_bytes(client_key)
@@ -249,9 +283,10 @@ async def norsk_helsenett(folder: Path) -> AsyncIterator[Network]:
     app.router.add_post("/connect/token", helseid.token)
     app.router.add_post("/Messages", meldingstjener.handle)
     app.router.add_get("/Messages/{id}/apprec", meldingstjener.handle)
+    app.router.add_get("/_local/messages", meldingstjener.listing)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
+    port = port or free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
     helseid.url = meldingstjener.url = base
