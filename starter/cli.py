@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_argument(
         "workflow_id",
         nargs="?",
-        help="a pathway's workflow id, or `verify` to check the log's hash chain",
+        help="a pathway's workflow id, `verify` to check the log's hash chain, or `export` "
+        "(with --fhir and --patient or --patient-identifier) for a patient's AuditEvents",
     )
     access.add_argument(
         "--break-glass",
@@ -245,13 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_argument(
         "--since",
         type=date.fromisoformat,
-        help="with --break-glass: from this date (YYYY-MM-DD, Oslo); default 30 days back",
+        help="with --break-glass or export: from this date (YYYY-MM-DD, Oslo); "
+        "--break-glass's default is 30 days back",
+    )
+    access.add_argument(
+        "--until",
+        type=date.fromisoformat,
+        help="with export: to this date, inclusive (YYYY-MM-DD, Oslo)",
+    )
+    access.add_argument("--patient", help="with export: the patient's pseudonymous reference")
+    access.add_argument(
+        "--patient-identifier",
+        metavar="SYSTEM|NUMBER",
+        help="with export: urn:oid:2.16.578.1.12.4.1.4.1|<fødselsnummer> (4.2: D-number)",
     )
     access.add_argument("--json", action="store_true")
     access.add_argument(
         "--fhir",
         action="store_true",
-        help="the pathway's accesses as a FHIR Bundle of AuditEvents (HL7 Norway's guide)",
+        help="as a FHIR Bundle of AuditEvents (HL7 Norway's guide): a pathway's accesses, "
+        "or with export a patient's",
     )
 
     reconcile = command(

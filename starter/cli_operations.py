@@ -365,9 +365,66 @@ async def api(args: argparse.Namespace, settings: RopSettings) -> None:
 
 VERIFY = "verify"
 """`rop access-log verify` checks the whole log (no workflow id is `verify`: they start `rop-`)."""
+EXPORT = "export"
+"""`rop access-log export --fhir --patient…` writes a patient's accesses as AuditEvents."""
+
+
+async def export_audit_events(args: argparse.Namespace, settings: RopSettings) -> None:
+    """`rop access-log export --fhir`: what `GET /fhir/AuditEvent` gives the privacy officer,
+    for a patient named by reference or by fødselsnummer; the export is itself an access."""
+    import getpass
+
+    import asyncpg
+
+    from starter import access_log, audit_search
+    from starter.access_log import Access
+    from starter.fhir.audit_event import searchset
+
+    if not args.fhir:
+        raise UsageError("export writes FHIR AuditEvents: give --fhir")
+    if (args.patient is None) == (args.patient_identifier is None):
+        raise UsageError("export: give one of --patient and --patient-identifier")
+    try:
+        patient = (
+            audit_search.PatientQuery.by_reference(args.patient)
+            if args.patient is not None
+            else audit_search.PatientQuery.by_identifier(args.patient_identifier)
+        )
+    except ValueError as error:
+        raise UsageError(f"--patient-identifier: {error}") from None
+    since = datetime.combine(args.since, time(), tzinfo=OSLO) if args.since else None
+    until = (
+        datetime.combine(args.until + timedelta(days=1), time(), tzinfo=OSLO)
+        if args.until
+        else None
+    )
+    connection = await asyncpg.connect(require_database(settings))
+    try:
+        pathways, events = await audit_search.audit_events(connection, patient, since, until)
+        await access_log.record(
+            connection,
+            [
+                Access(
+                    principal=f"cli:{getpass.getuser()}",
+                    roles="privacy-officer",
+                    workflow_id=workflow_id,
+                    action="read audit events",
+                    outcome=access_log.Outcome.OK,
+                )
+                for workflow_id in pathways
+            ],
+        )
+    finally:
+        await connection.close()
+    print(json.dumps(searchset(events), indent=2, ensure_ascii=False))
 
 
 async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> None:
+    if args.workflow_id == EXPORT:
+        await export_audit_events(args, settings)
+        return
+    if args.patient or args.patient_identifier or args.until:
+        raise UsageError("--patient, --patient-identifier and --until go with `export`")
     import asyncpg
 
     from starter import access_log, pathway_rows
@@ -376,9 +433,9 @@ async def show_access_log(args: argparse.Namespace, settings: RopSettings) -> No
     if args.break_glass == (args.workflow_id is not None):
         raise UsageError("give a workflow id, `verify`, or --break-glass")
     if args.since is not None and not args.break_glass:
-        raise UsageError("--since goes with --break-glass")
+        raise UsageError("--since goes with --break-glass or export")
     if args.fhir and (args.break_glass or args.workflow_id in (None, VERIFY)):
-        raise UsageError("--fhir goes with a pathway's workflow id")
+        raise UsageError("--fhir goes with a pathway's workflow id or export")
     connection = await asyncpg.connect(require_database(settings))
     try:
         if args.break_glass:

@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from secrets import randbelow
 from typing import Any
 
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from rop_domain.calendar import OSLO
+from rop_domain.identifiers import has_valid_check_digits
 from starter.access_log import AccessRecord, Grounds, Outcome
 from starter.api.auth import Role
 from starter.fhir.audit_event import ACT_REASON, HPR, PROFILE, audit_event
+from starter.fhir.systems import FODSELSNUMMER
 from tests import factories
 from tests.api_harness import Api
 from tests.cli_harness import Cli
@@ -22,12 +25,24 @@ from tests.cli_harness import Cli
 REASON = "emergency: Pasienten er innlagt akutt og trenger kriseplanen"
 
 
-async def _accesses_to_one_patient(api: Api) -> tuple[str, str]:
+def _new_national_id() -> str:
+    """A fødselsnummer no other test uses (a random birth day and individual number)."""
+    while True:
+        day, month, year = 1 + randbelow(28), 1 + randbelow(12), randbelow(100)
+        first_nine = f"{day:02d}{month:02d}{year:02d}{randbelow(500):03d}"
+        number = factories.national_id(first_nine)
+        if has_valid_check_digits(number):
+            return number
+
+
+async def _accesses_to_one_patient(api: Api, national_id: str | None = None) -> tuple[str, str]:
     """A referral for a patient of this test's own, read by its unit's clinician and by a
     clinician of another unit who breaks the glass; (workflow id, patient reference)."""
     patient = f"pseudo-{uuid.uuid4().hex[:10]}"
     data = factories.referral_data(datetime.now(UTC))
     data["patient"]["reference"] = patient
+    if national_id is not None:
+        data["patient"]["national_id"] = national_id
     async with api.client(Role.SYSTEM) as system:
         submitted = await system.post("/referrals", json=data)
     assert submitted.status_code == 201, submitted.text
@@ -99,6 +114,42 @@ async def test_rop_access_log_exports_a_pathways_audit_events(api: Api) -> None:
     assert code == 0, err
     events = _events(json.loads(out))
     assert [e["action"] for e in events] == ["C", "R", "R"]
+
+
+async def test_the_privacy_officer_finds_a_patient_by_fodselsnummer(api: Api) -> None:
+    national_id = _new_national_id()
+    await _accesses_to_one_patient(api, national_id)
+    by_number = f"{FODSELSNUMMER}|{national_id}"
+    async with api.client(Role.PRIVACY_OFFICER) as officer:
+        found = await officer.get("/fhir/AuditEvent", params={"patient:identifier": by_number})
+        assert found.status_code == 200, found.text
+        events = _events(found.json())
+        assert [e["action"] for e in events] == ["C", "R", "R"]
+        patients = [p for e in events for p in _contained(e, "Patient")]
+        assert {(p["identifier"][0]["system"], p["identifier"][0]["value"]) for p in patients} == {
+            (FODSELSNUMMER, national_id)
+        }
+        # A number that is not one, a system that is not a national identifier, or both ways
+        # of naming the patient at once: 422, naming the parameter.
+        for params in (
+            {"patient:identifier": f"{FODSELSNUMMER}|{national_id[:10]}0"},
+            {"patient:identifier": f"urn:oid:2.16.578.1.12.4.1.4.4|{national_id}"},
+            {"patient:identifier": by_number, "patient": "pseudo-1"},
+        ):
+            refused = await officer.get("/fhir/AuditEvent", params=params)
+            assert refused.status_code == 422, params
+            assert refused.json()["errors"][0]["field"].startswith("patient"), refused.text
+    # The CLI exports the same, the officer's search among them; its export is an access too.
+    rop = Cli.on_database(api.database_url)
+    code, out, err = await rop("access-log", "export", "--fhir", "--patient-identifier", by_number)
+    assert code == 0, err
+    exported = _events(json.loads(out))
+    assert [e["action"] for e in exported] == ["C", "R", "R", "R"]
+    assert exported[-1]["outcomeDesc"] == "ok: read audit events"
+    code, out, _ = await rop("access-log", "export", "--fhir", "--patient-identifier", by_number)
+    assert len(_events(json.loads(out))) == 5  # the first export, logged
+    code, _, err = await rop("access-log", "export", "--patient-identifier", by_number)
+    assert (code, err.strip()) == (1, "error: export writes FHIR AuditEvents: give --fhir")
 
 
 def test_a_stated_purpose_of_use_is_the_events_purpose() -> None:

@@ -1,9 +1,9 @@
 """The access log for the privacy officer (personvernombud), as FHIR AuditEvents, and for the
 patient, who may see who accessed their own pathways (innsyn).
 
-`GET /fhir/AuditEvent?patient=<reference>&date=ge2026-11-01&date=lt2026-12-01`: every
-access to the patient's pathways in the period, one AuditEvent each (`starter.fhir.
-audit_event`). Searching is itself an access, written to the log of each pathway found.
+`GET /fhir/AuditEvent?patient=<reference>&date=ge2026-11-01&date=lt2026-12-01` (or
+`patient:identifier=urn:oid:2.16.578.1.12.4.1.4.1|<fødselsnummer>`): every access to the
+patient's pathways in the period, one AuditEvent each (`starter.audit_search`). Searching is itself an access, written to the log of each pathway found.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from fastapi.responses import JSONResponse, Response
 
 from rop_domain.calendar import OSLO
 from rop_domain.models import IDENTIFIER_PATTERN, StrictModel
-from starter import access_log, pathway_rows
+from starter import access_log, audit_search
 from starter.access_log import Grounds, Outcome
 from starter.api.auth import Principal
 from starter.api.context import PATIENT, PRIVACY, Ctx, require
 from starter.api.problems import FieldProblem, invalid, openapi_responses
-from starter.fhir.audit_event import audit_event, searchset
+from starter.audit_search import PatientQuery
+from starter.fhir.audit_event import searchset
+from starter.fhir.systems import FODSELSNUMMER
 
 router = APIRouter(tags=["audit"])
 
@@ -50,6 +52,21 @@ def _period(dates: list[str]) -> tuple[datetime | None, datetime | None]:
     return since, until
 
 
+def _patient(reference: str | None, identifier: str | None) -> PatientQuery:
+    """Whom the search names: by one of `patient` and `patient:identifier`."""
+    if (reference is None) == (identifier is None):
+        raise invalid(
+            [FieldProblem(field="patient", message="give one of patient and patient:identifier")]
+        )
+    if reference is not None:
+        return PatientQuery.by_reference(reference)
+    assert identifier is not None
+    try:
+        return PatientQuery.by_identifier(identifier)
+    except ValueError as error:
+        raise invalid([FieldProblem(field="patient:identifier", message=str(error))]) from None
+
+
 @router.get(
     "/fhir/AuditEvent",
     summary="Who accessed a patient's pathways, as FHIR AuditEvents (privacy officer)",
@@ -65,15 +82,23 @@ async def audit_events(
     ctx: Ctx,
     principal: Annotated[Principal, Depends(require(PRIVACY, "read audit events"))],
     patient: Annotated[
-        str, Query(pattern=IDENTIFIER_PATTERN, description="the patient's reference")
-    ],
+        str | None,
+        Query(pattern=IDENTIFIER_PATTERN, description="the patient's pseudonymous reference"),
+    ] = None,
+    patient_identifier: Annotated[
+        str | None,
+        Query(
+            alias="patient:identifier",
+            description="the patient's fødselsnummer or D-number as a token: "
+            "urn:oid:2.16.578.1.12.4.1.4.1|<fødselsnummer>",
+        ),
+    ] = None,
     date_: Annotated[list[str], Query(alias="date")] = [],  # noqa: B006 - FastAPI copies it
 ) -> Response:
     since, until = _period(date_)
+    query = _patient(patient, patient_identifier)
     async with ctx.pool.acquire() as connection:
-        pathways = await pathway_rows.pathways_of_patient(connection, patient)
-        records = await access_log.for_pathways(connection, pathways, since, until)
-    events = [audit_event(record, patient) for record in records]
+        pathways, events = await audit_search.audit_events(connection, query, since, until)
     await ctx.audit(principal, pathways, "read audit events", Outcome.OK)
     return JSONResponse(searchset(events), media_type=FHIR_JSON)
 
@@ -101,12 +126,9 @@ async def own_access_log(
 ) -> Response:
     assert principal.patient_id is not None  # a patient's sign-in says who they are
     async with ctx.pool.acquire() as connection:
-        pathways = [
-            row[0]
-            for row in await connection.fetch(
-                "SELECT rop_pathways_of_patient($1)", principal.patient_id
-            )
-        ]
+        pathways = await audit_search.pathways_of(
+            connection, PatientQuery(FODSELSNUMMER, principal.patient_id)
+        )
         records = await access_log.for_pathways(connection, pathways)
     await ctx.audit(principal, pathways, "read own access log", Outcome.OK)
     shown = [

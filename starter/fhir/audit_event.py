@@ -5,8 +5,10 @@ number, in a contained PractitionerRole with the organisation they acted for by
 organisation number; a service by its name), what (the pathway, and the action as
 Create/Read/Update/Execute), when, the outcome, the purpose (`TREAT`, `ETREAT` for breaking
 the glass with its reason, `HOPERAT` for operations) and the patient, by the guide's patient
-extension. The patient is named by the pathway's pseudonymous reference: the API's database
-role cannot read fødselsnummer, by design (migration 0006).
+extension. The patient is named as the privacy officer searched: by fødselsnummer or
+D-number (`patient:identifier`, the pathways found by a function the API's role may call
+though it cannot read the column: migrations 0006, 0019), or by the pathway's pseudonymous
+reference.
 
 The guide profiles person accesses (`agent.who` a PractitionerRole); a service's access has
 no person and carries no profile claim.
@@ -52,14 +54,15 @@ def action_code(action: str) -> str:
     return "U"
 
 
-def audit_event(record: AccessRecord, patient_reference: str) -> AuditEvent:
-    """The access `record` to the pathway of the patient `patient_reference`."""
+def audit_event(record: AccessRecord, patient: str, system: str = PATIENT_REFERENCE) -> AuditEvent:
+    """The access `record` to the pathway of the patient identified by `patient` in `system`
+    (the pseudonymous reference unless a national identifier's system is given)."""
     person = record.person is not None
     contained: list[dict[str, Any]] = [
         {
             "resourceType": "Patient",
             "id": "patient",
-            "identifier": [{"system": PATIENT_REFERENCE, "value": patient_reference}],
+            "identifier": [{"system": system, "value": patient}],
         }
     ]
     if person:
