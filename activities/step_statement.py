@@ -23,6 +23,7 @@ from activities.database import Connection
 from activities.rendering import render_task
 from rop_domain.commands import PathwayStep, SummaryChange
 from rop_domain.parties import Party, of_step
+from rop_domain.task_owner import owner_of
 
 _STATEMENT = """
 WITH first AS (
@@ -47,17 +48,25 @@ WITH first AS (
     WHERE t.workflow_id = $2 AND t.status = 'requested' AND EXISTS (SELECT FROM first)
     ORDER BY t.id, c.ord
 ), closed AS (
-    UPDATE tasks t SET status = closing.status, updated_at = now()
+    UPDATE tasks t SET status = closing.status, updated_at = now(), version = t.version + 1
     FROM closing WHERE t.id = closing.id
 ), queued AS (
     INSERT INTO tasks (idempotency_key, workflow_id, kind, recipient, subject, body,
-                       due_at, reference, params, redacted, status)
+                       due_at, reference, params, redacted, status, owner_type, owner)
     SELECT n.key, $2, n.kind, n.recipient, n.subject, n.body,
-           n.due_at, n.reference, n.params, n.redacted, n.status
+           n.due_at, n.reference, n.params, n.redacted, n.status, n.owner_type,
+           -- a unit or the municipality, qualified by the pathway's (rop_domain.task_owner)
+           CASE n.owner_type
+               WHEN 'CareTeam' THEN p.health_trust || '.' || n.owner
+               WHEN 'Organization' THEN 'municipality-' || p.municipality
+               ELSE n.owner
+           END
     FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
-                $20::timestamptz[], $21::text[], $22::jsonb[], $23::bool[], $24::text[])
+                $20::timestamptz[], $21::text[], $22::jsonb[], $23::bool[], $24::text[],
+                $31::text[], $32::text[])
          WITH ORDINALITY AS n(key, kind, recipient, subject, body, due_at, reference, params,
-                              redacted, status, ord)
+                              redacted, status, owner_type, owner, ord)
+    LEFT JOIN pathways p ON p.workflow_id = $2
     WHERE EXISTS (SELECT FROM first)
     ORDER BY n.ord
     ON CONFLICT (idempotency_key) DO NOTHING
@@ -83,7 +92,7 @@ _SUMMARY = """, summary AS (
     UPDATE pathways SET {assignments}, updated_at = now()
     WHERE workflow_id = $2 AND EXISTS (SELECT FROM first)
 )"""
-_FIRST_SUMMARY_ARGUMENT = 31
+_FIRST_SUMMARY_ARGUMENT = 33
 
 
 async def write_step(
@@ -115,6 +124,7 @@ def step_statement(step: PathwayStep, parties: Sequence[Party] = ()) -> tuple[st
     closes = step.close_tasks
     notifications = step.notifications
     named = [*parties, *of_step(step)]
+    owners = [owner_of(n) for n in notifications]
     arguments: list[Any] = [
         first.idempotency_key,
         first.workflow_id,
@@ -146,6 +156,8 @@ def step_statement(step: PathwayStep, parties: Sequence[Party] = ()) -> tuple[st
         [p.step_key for p in named],
         step.snapshot.packed if step.snapshot else None,
         step.snapshot.sequence if step.snapshot else None,
+        [owner[0].value if owner else None for owner in owners],
+        [owner[1] if owner else None for owner in owners],
         *[summary[column] for column in columns],
     ]
     return statement, arguments

@@ -76,13 +76,43 @@ member, 14 against 115 ms for a person named in 600 pathways, 0.4 against 1,100 
 named in none)."""
 
 
+class Binds:
+    """A statement's values as it is built: each call binds one and names its placeholder."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def __call__(self, value: object) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+async def scope(connection: Connection, viewer: Viewer | None, bind: Binds) -> tuple[str, str, str]:
+    """SQL that keeps the tasks `t` of pathways `viewer` has a need of service for: a join, a
+    condition to AND in, and the expression of each row's grounds. A viewer named in many
+    pathways is checked task by task, one named in few pathway by pathway (`LARGE_SCOPE`).
+    None (a service) sees every task."""
+    if viewer is None:
+        return "", "", "'service'"
+    caller = [viewer.units, viewer.person, viewer.email]
+    named = names_caller(*(bind(value) for value in caller))
+    mine = f"SELECT {GROUNDS_OF_ROWS} FROM pathway_parties g WHERE g.workflow_id = t.workflow_id AND {named} HAVING count(*) > 0"  # noqa: S608 - fixed SQL
+    if await _scope_rows(connection, caller) > LARGE_SCOPE:
+        return "", f"AND EXISTS ({mine})", f"({mine})"
+    join = f"""JOIN (SELECT g.workflow_id, {GROUNDS_OF_ROWS} AS grounds
+                     FROM pathway_parties g WHERE {named} GROUP BY g.workflow_id) scope
+                ON scope.workflow_id = t.workflow_id"""  # noqa: S608 - fixed SQL
+    return join, "", "scope.grounds"
+
+
 async def list_tasks_with_grounds(
     connection: Connection, where: TaskFilter, limit: int = 1000
 ) -> list[tuple[TaskView, str]]:
     """Tasks matching `where`, oldest first, at most `limit`, each with the grounds on which
     `where.visible_to` sees it (`service` without a viewer), in one query: a person's tasks
     are those of the pathways that name them (`pathway_parties`), joined by index."""
-    arguments: list[object] = [
+    bind = Binds()
+    for value in (
         where.workflow_id,
         where.assignee,
         where.health_trust,
@@ -91,21 +121,9 @@ async def list_tasks_with_grounds(
         datetime.now(UTC),
         where.include_closed,
         limit,
-    ]
-    viewer = where.visible_to
-    scope, visible, grounds = "", "", "'service'"
-    if viewer is not None:
-        caller = [viewer.units, viewer.person, viewer.email]
-        arguments += caller
-        named = names_caller("$9", "$10", "$11")
-        mine = f"SELECT {GROUNDS_OF_ROWS} FROM pathway_parties g WHERE g.workflow_id = t.workflow_id AND {named} HAVING count(*) > 0"  # noqa: S608 - fixed SQL
-        if await _scope_rows(connection, caller) > LARGE_SCOPE:
-            visible, grounds = f"AND EXISTS ({mine})", f"({mine})"
-        else:
-            scope = f"""JOIN (SELECT g.workflow_id, {GROUNDS_OF_ROWS} AS grounds
-                             FROM pathway_parties g WHERE {named} GROUP BY g.workflow_id) scope
-                        ON scope.workflow_id = t.workflow_id"""  # noqa: S608 - fixed SQL
-            grounds = "scope.grounds"
+    ):
+        bind(value)
+    join, visible, grounds = await scope(connection, where.visible_to, bind)
     # Only in the statement that asks: the API's role may not read deliveries, and a generic
     # plan (a prepared statement's sixth run) keeps a clause even where its flag is off.
     failed_only = (
@@ -115,7 +133,7 @@ async def list_tasks_with_grounds(
     )
     rows = await connection.fetch(
         f"""SELECT {_COLUMNS}, {grounds} AS grounds
-           FROM tasks t JOIN pathways p ON p.workflow_id = t.workflow_id {scope}
+           FROM tasks t JOIN pathways p ON p.workflow_id = t.workflow_id {join}
            WHERE ($1::text IS NULL OR t.workflow_id = $1)
              AND ($2::text IS NULL OR t.recipient = $2)
              AND ($3::text IS NULL OR p.health_trust = $3)
@@ -125,7 +143,7 @@ async def list_tasks_with_grounds(
              {visible}
              {failed_only}
            ORDER BY t.id LIMIT $8""",  # noqa: S608 - fixed SQL, values bound
-        *arguments,
+        *bind.values,
     )
     return [
         (TaskView.model_validate({k: v for k, v in row.items() if k != "grounds"}), row["grounds"])
@@ -152,7 +170,7 @@ async def find_task(connection: Connection, task_id: int) -> TaskView | None:
 async def complete_informational(connection: Connection, task_id: int) -> bool:
     """Mark a task that stands for no pathway step as completed. True if it was open."""
     result: str = await connection.execute(
-        "UPDATE tasks SET status = 'completed', updated_at = now() "
+        "UPDATE tasks SET status = 'completed', updated_at = now(), version = version + 1 "
         "WHERE id = $1 AND status = 'requested'",
         task_id,
     )

@@ -19,6 +19,7 @@ from starter.api import (
     offline_docs,
     problems,
     routes_audit,
+    routes_fhir_tasks,
     routes_pathways,
     routes_steps,
     routes_tasks,
@@ -75,6 +76,7 @@ def create_app(
     app.include_router(routes_steps.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_fhir_tasks.router)
 
     @app.get("/health", summary="Liveness: the API process answers", tags=["operations"])
     async def health() -> dict[str, str]:
