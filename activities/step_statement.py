@@ -21,9 +21,9 @@ import asyncpg
 
 from activities.database import Connection
 from activities.rendering import render_task
+from activities.task_owner import owner_of
 from rop_domain.commands import PathwayStep, SummaryChange
 from rop_domain.parties import Party, of_step
-from rop_domain.task_owner import owner_of
 
 _STATEMENT = """
 WITH first AS (
@@ -55,7 +55,7 @@ WITH first AS (
                        due_at, reference, params, redacted, status, owner_type, owner)
     SELECT n.key, $2, n.kind, n.recipient, n.subject, n.body,
            n.due_at, n.reference, n.params, n.redacted, n.status, n.owner_type,
-           -- a unit or the municipality, qualified by the pathway's (rop_domain.task_owner)
+           -- a unit or the municipality, qualified by the pathway's (activities.task_owner)
            CASE n.owner_type
                WHEN 'CareTeam' THEN p.health_trust || '.' || n.owner
                WHEN 'Organization' THEN 'municipality-' || p.municipality

@@ -17,8 +17,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from activities.database import Connection
+from activities.task_owner import OwnerType
 from rop_domain.models import StrictModel
-from rop_domain.task_owner import OwnerType
 from rop_domain.tasks import TaskKind, TaskStatus
 from starter.task_list import Binds, Viewer, scope
 

@@ -18,9 +18,9 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from activities.task_owner import OwnerType
 from rop_domain.calendar import OSLO
 from rop_domain.models import WORKFLOW_ID_PATTERN
-from rop_domain.task_owner import OwnerType
 from rop_domain.tasks import TaskKind, TaskStatus
 from starter.access_log import Grounds
 from starter.api import need_of_service

@@ -17,7 +17,7 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.searchparameter import SearchParameter
 from fhir.resources.R4B.task import Task
 
-from rop_domain.task_owner import OwnerType, unit_of
+from activities.task_owner import OwnerType, unit_of
 from starter.fhir import systems
 from starter.task_search import FoundTask
 
