@@ -1,10 +1,11 @@
-"""FHIR Task search for an EPJ's worklist, through the HTTP API running for real on
+"""FHIR Task search and claims for an EPJ's worklist, through the HTTP API running for real on
 PostgreSQL: 200 tasks seeded through the record service's own statements (as the workflow
 writes them), searched by owner, status, kind, pathway and due date, paged to the end; the
 answers compared with the test's own sets, the resources with fhir.resources' R4 models."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -263,3 +264,78 @@ async def test_metadata_lists_the_searches_and_the_due_parameter(api: Api) -> No
     assert {"owner", "status", "code", "focus", "based-on", "authored-on", "due"} <= set(searches)
     assert searches["due"]["definition"] == parameter["url"]
     assert parameter["expression"] == "Task.restriction.period.end"
+
+
+async def test_two_concurrent_claims_give_one_200_and_one_412_and_unclaim_gives_it_back(
+    api: Api, pool: asyncpg.Pool, seeded: Seeded
+) -> None:
+    team = f"CareTeam/{seeded.trust}.TSB"
+    unit = [f"{seeded.trust}/TSB"]
+    first = api.idp.token("first", ["clinician"], hpr="9100981", units=unit)
+    second = api.idp.token("second", ["clinician"], hpr="9100982", units=unit)
+    (task, *_) = await _search(api, first, {"owner": team, "_count": "1"})
+    path = f"/fhir/Task/{task['id']}"
+    async with api.client(token=first) as one, api.client(token=second) as other:
+        etag = (await one.get(path)).headers["etag"]
+        assert (await one.post(f"{path}/$claim")).status_code == 428  # no If-Match
+        answers = await asyncio.gather(
+            one.post(f"{path}/$claim", headers={"If-Match": etag}),
+            other.post(f"{path}/$claim", headers={"If-Match": etag}),
+        )
+        assert sorted(a.status_code for a in answers) == [200, 412], [a.text for a in answers]
+        (won,) = [a for a in answers if a.status_code == 200]
+        claimed = Task.model_validate(won.json())
+        winner = "9100981" if won is answers[0] else "9100982"
+        assert won.json()["owner"]["identifier"] == {"system": HPR, "value": winner}
+        assert won.json()["extension"][0]["valueReference"]["reference"] == team
+        assert won.headers["etag"] == f'W/"{claimed.meta.versionId}"'  # type: ignore[union-attr]
+        # Found as the claimer's, no longer as the unit's.
+        mine = await _search(api, first, {"owner:identifier": f"{HPR}|{winner}"})
+        assert task["id"] in {t["id"] for t in mine}
+        assert task["id"] not in {t["id"] for t in await _search(api, first, {"owner": team})}
+        # A stale version is refused; the unit's other member gives it back at the new one.
+        stale = await other.post(f"{path}/$unclaim", headers={"If-Match": etag})
+        assert stale.status_code == 412
+        back = await other.post(f"{path}/$unclaim", headers={"If-Match": won.headers["etag"]})
+        assert back.status_code == 200, back.text
+        assert back.json()["owner"]["reference"] == team
+        assert "extension" not in back.json()
+    changes = await pool.fetch(
+        "SELECT version, change, by_person FROM task_changes WHERE task_id = $1 ORDER BY version",
+        int(task["id"]),
+    )
+    assert [tuple(row) for row in changes] == [(2, "claimed", winner), (3, "unclaimed", "9100982")]
+    owner_pool = await asyncpg.connect(api.database_url)
+    try:
+        logged = await owner_pool.fetch(
+            "SELECT action, outcome FROM access_log WHERE action LIKE $1 ORDER BY id",
+            f"%claim task {task['id']}%",
+        )
+    finally:
+        await owner_pool.close()
+    claim_, unclaim_ = f"claim task {task['id']}", f"unclaim task {task['id']}"
+    shown = [(row["action"].split(":")[0], row["outcome"]) for row in logged]
+    # The two claims in either order (they ran at once), then the stale and the good unclaim.
+    assert sorted(shown[:2]) == [(claim_, "ok"), (claim_, "rejected")]
+    assert shown[2:] == [(unclaim_, "rejected"), (unclaim_, "ok")]
+
+
+async def test_only_a_unit_task_of_ones_own_unit_is_claimed(
+    api: Api, pool: asyncpg.Pool, seeded: Seeded
+) -> None:
+    member = api.idp.token("member", ["clinician"], hpr="9100983", units=[f"{seeded.trust}/TSB"])
+    person = CLINICIANS[0]
+    (own, *_) = await _search(api, member, {"owner:identifier": f"{HPR}|{person}", "status": "requested"})  # fmt: skip
+    (other_team, *_) = await _search(api, member, {"owner": f"CareTeam/{seeded.trust}.PHV"})
+    stranger = api.idp.token("stranger", ["clinician"], hpr="9100984", units=["helse-annen/TSB"])
+    async with api.client(token=member) as client, api.client(token=stranger) as outsider:
+        for task, status in ((own, 409), (other_team, 403)):
+            path = f"/fhir/Task/{task['id']}"
+            etag = (await client.get(path)).headers["etag"]
+            refused = await client.post(f"{path}/$claim", headers={"If-Match": etag})
+            assert refused.status_code == status, refused.text
+        path = f"/fhir/Task/{other_team['id']}/$claim"
+        assert (await outsider.post(path, headers={"If-Match": 'W/"1"'})).status_code == 404
+    async with api.client(Role.SYSTEM) as system:  # a service has no HPR number to own it
+        path = f"/fhir/Task/{other_team['id']}/$claim"
+        assert (await system.post(path, headers={"If-Match": 'W/"1"'})).status_code == 403

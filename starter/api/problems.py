@@ -118,8 +118,10 @@ def openapi_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The caller's role may not do this",
         404: "No such pathway or task",
         409: "The pathway is not ready for this step, or the request conflicts",
+        412: "The resource changed since the version the caller sent (If-Match): read it again",
         415: "Unsupported content type",
         422: "Invalid input; `errors` names each field",
+        428: "Send If-Match with the version the change is based on",
         429: "This address sent too many invalid tokens (ROP_API_AUTH_FAILURES_PER_MINUTE); "
         "try again later",
         503: "Temporal or the database is unavailable",

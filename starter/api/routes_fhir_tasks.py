@@ -15,20 +15,23 @@ from datetime import date, datetime, time, timedelta
 from importlib.metadata import version
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from activities.task_owner import OwnerType
 from rop_domain.calendar import OSLO
 from rop_domain.models import WORKFLOW_ID_PATTERN
 from rop_domain.tasks import TaskKind, TaskStatus
-from starter.access_log import Grounds
+from starter import task_claims
+from starter.access_log import Grounds, Outcome
 from starter.api import need_of_service
 from starter.api.auth import Principal
-from starter.api.context import TASKS, Ctx, admit, require
+from starter.api.context import TASKS, ApiContext, Ctx, admit, require
 from starter.api.problems import FieldProblem, ProblemError, invalid, openapi_responses
+from starter.api.routes_pathways import IdempotencyKey
 from starter.fhir import systems
 from starter.fhir.task import DUE, capability_statement, task_resource, weak_etag
+from starter.task_claims import Refusal
 from starter.task_list import Viewer
 from starter.task_search import Bound, Cursor, Owner, SortOrder, TaskSearch, find_task, search_tasks
 
@@ -146,6 +149,130 @@ async def read_task(
     async with ctx.audited(admitted, [task.workflow_id], action):
         resource = task_resource(task).model_dump(mode="json", exclude_none=True)
     return JSONResponse(resource, media_type=FHIR_JSON, headers={"ETag": weak_etag(task.version)})
+
+
+_REFUSALS = {
+    Refusal.NOT_FOUND: 404,
+    Refusal.VERSION_MOVED: 412,
+    Refusal.NOT_OF_YOUR_UNIT: 403,
+    Refusal.NOT_A_UNIT_TASK: 409,
+    Refusal.NOT_OPEN: 409,
+    Refusal.CLAIMED: 409,
+    Refusal.NOT_CLAIMED: 409,
+}
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+IfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", description='The version the caller saw, as its ETag: W/"3"'),
+]
+
+
+@router.post(
+    "/fhir/Task/{task_id}/$claim",
+    summary="Claim a unit's task: its owner becomes you (If-Match: the version you saw)",
+    responses={
+        200: {
+            "description": "The Task, owned by you",
+            "content": {FHIR_JSON: {"schema": {"type": "object"}}},
+        },
+        **openapi_responses(401, 403, 404, 409, 412, 422, 428),
+    },
+)
+async def claim_task(
+    request: Request,
+    ctx: Ctx,
+    task_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    principal: Annotated[Principal, Depends(require(TASKS, "claim task"))],
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await _change_owner(
+        request, ctx, task_id, principal, if_match, idempotency_key, claiming=True
+    )
+
+
+@router.post(
+    "/fhir/Task/{task_id}/$unclaim",
+    summary="Give a claimed task back to its unit (If-Match: the version you saw)",
+    responses={
+        200: {
+            "description": "The Task, owned by its unit",
+            "content": {FHIR_JSON: {"schema": {"type": "object"}}},
+        },
+        **openapi_responses(401, 403, 404, 409, 412, 422, 428),
+    },
+)
+async def unclaim_task(
+    request: Request,
+    ctx: Ctx,
+    task_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    principal: Annotated[Principal, Depends(require(TASKS, "unclaim task"))],
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await _change_owner(
+        request, ctx, task_id, principal, if_match, idempotency_key, claiming=False
+    )
+
+
+async def _change_owner(
+    request: Request,
+    ctx: ApiContext,
+    task_id: int,
+    principal: Principal,
+    if_match: str | None,
+    idempotency_key: str | None,
+    *,
+    claiming: bool,
+) -> Response:
+    """A claim or unclaim: by a person of the task's unit, at the version they saw; the
+    access log keeps it, applied or refused, and the task's history the change."""
+    action = f"{'claim' if claiming else 'unclaim'} task {task_id}"
+    if not principal.is_person or principal.actor is None:
+        raise ProblemError(
+            403, "Forbidden", "a person claims a task (a token with their HPR number)"
+        )
+    match = _ETAG.fullmatch(if_match or "")
+    if match is None:
+        raise ProblemError(
+            428, "Precondition Required", 'send If-Match with the task\'s ETag, e.g. W/"1"'
+        )
+    version = int(match.group(1))
+
+    async def handle() -> Response:
+        async with ctx.pool.acquire() as connection:
+            task = await find_task(connection, task_id)
+        if task is None:
+            raise ProblemError(404, "Task not found", f"no task {task_id}")
+        try:
+            admitted = await admit(request, principal, task.workflow_id, action)
+        except ProblemError as error:
+            if error.problem.status != 403:
+                raise
+            raise ProblemError(404, "Task not found", f"no task {task_id}") from None
+        if not admitted.may_write:
+            await ctx.audit(admitted, [task.workflow_id], action, Outcome.DENIED)
+            raise ProblemError(403, "Forbidden", "claims need a sign-in of assurance level high")
+        change = task_claims.claim if claiming else task_claims.unclaim
+        try:
+            async with ctx.pool.acquire() as connection:
+                await change(connection, task_id, version, principal.actor or "", principal.units)
+        except task_claims.ClaimRefused as refused:
+            await ctx.audit(
+                admitted, [task.workflow_id], f"{action}: {refused.refusal}", Outcome.REJECTED
+            )
+            raise ProblemError(_REFUSALS[refused.refusal], "Not changed", str(refused)) from None
+        await ctx.audit(admitted, [task.workflow_id], action, Outcome.OK)
+        async with ctx.pool.acquire() as connection:
+            after = await find_task(connection, task_id)
+        assert after is not None
+        return JSONResponse(
+            task_resource(after).model_dump(mode="json", exclude_none=True),
+            media_type=FHIR_JSON,
+            headers={"ETag": weak_etag(after.version)},
+        )
+
+    return await ctx.idempotency.run(request, principal, idempotency_key, handle)
 
 
 _RESOURCE: dict[int | str, dict[str, Any]] = {
