@@ -188,6 +188,15 @@ class RopSettings(BaseSettings):
         description='Organisation number -> units (JSON: {"974557746": ["helse-bergen/TSB"]})',
     )
     api_helseid_writes_need_high_assurance: bool = True
+    worklist_oidc_client_id: str | None = Field(
+        default=None,
+        description="The worklist page's client id at the OIDC provider of ROP_API_JWT_ISSUER "
+        "(authorization code with PKCE); without it, only local mode's demo people sign in",
+    )
+    worklist_oidc_client_secret: SecretStr | None = Field(
+        default=None, description="Only for a confidential client"
+    )
+    worklist_oidc_scope: str = "openid"
     api_jwt_email_claim: str = "email"
     api_jwt_trust_email: bool = Field(
         default=False,

@@ -42,6 +42,11 @@ FRONTEND_PORT = 7233
 DEMO_CLINICIAN = "9000123"
 """The demo referral's receiving clinician: the local clinician key is theirs."""
 DEMO_UNITS = ("helse-bergen/TSB",)
+OTHER_CLINICIAN = KeyHolder(
+    "local-clinician-helse-fonna", Role.CLINICIAN, "9000456", ("helse-fonna/PHV",)
+)
+"""A clinician of another unit: the worklist's second demo person, who sees none of the demo's
+tasks (need of service)."""
 
 
 async def run_stack(
@@ -195,6 +200,7 @@ rop-forlop is running.
   Temporal frontend: {settings.temporal_address}
   PostgreSQL:        {database_url}  (the rop commands find it while this runs)
   HTTP API:          {api}/docs  (keys in {data}/api-demo-tokens)
+  Worklist:          {api}/worklist  (sign in as a demo person)
 {_norsk_helsenett(settings)}  Demo pathway:      {workflow_id} ({state})
 
 {_next_steps(status)}
@@ -275,7 +281,7 @@ def _local_api_tokens(data_dir: Path) -> None:
     """API keys for the three roles, made once for the local stack: the API reads only their
     digests (`api-tokens.json`); the keys themselves are in `api-demo-tokens` for curl."""
     digests, keys = local_tokens(data_dir), data_dir / "api-demo-tokens"
-    if digests.exists() and keys.exists():
+    if digests.exists() and keys.exists() and OTHER_CLINICIAN.name in digests.read_text():
         return
     tokens = {
         secrets.token_urlsafe(24): (
@@ -285,9 +291,12 @@ def _local_api_tokens(data_dir: Path) -> None:
         )
         for role in Role
     }
+    tokens[secrets.token_urlsafe(24)] = OTHER_CLINICIAN
     write_tokens_file(digests, tokens)
     keys.write_text(
-        "".join(f"{holder.role.value}={token}\n" for token, holder in tokens.items()),
+        "".join(
+            f"{holder.name.removeprefix('local-')}={token}\n" for token, holder in tokens.items()
+        ),
         encoding="utf-8",
     )
     keys.chmod(0o600)

@@ -129,28 +129,35 @@ async def running_api(
     database_url: str,
     folder: Path,
     tracing: TracerProvider | None = None,
+    more_holders: tuple[KeyHolder, ...] = (),
     **more_settings: Any,
 ) -> AsyncIterator[Api]:
     """Worker and API on their own task queue; the API wired from settings, as `rop api`
-    (and `more_settings`); both traced by `tracing` if given."""
+    (`more_settings` added or put in their place); both traced by `tracing` if given.
+    `more_holders`: API keys for more people (the worklist's demo people)."""
     task_queue = f"rop-api-{uuid.uuid4().hex[:8]}"
     tokens = {role: secrets.token_urlsafe(24) for role in Role}
     tokens_file = folder / "api-tokens.json"
-    write_tokens_file(tokens_file, {t: key_holder(role) for role, t in tokens.items()})
+    holders = {t: key_holder(role) for role, t in tokens.items()}
+    holders.update({secrets.token_urlsafe(24): holder for holder in more_holders})
+    write_tokens_file(tokens_file, holders)
     async with identity_provider() as idp:
         settings = RopSettings(
-            temporal_address=dev_server.client.service_client.config.target_host,
-            task_queue=task_queue,
-            database_url=database_url,
-            allow_synthetic_ids=True,
-            api_tokens_file=tokens_file,
-            api_jwt_jwks_url=idp.jwks_url,
-            api_jwt_issuer=ISSUER,
-            api_jwt_audience=AUDIENCE,
-            api_jwt_actor_claim="hpr",
-            api_jwt_trust_email=True,  # verified addresses only (tests/test_need_of_service.py)
-            answer_timeout_seconds=3,
-            **more_settings,
+            **{
+                "temporal_address": dev_server.client.service_client.config.target_host,
+                "task_queue": task_queue,
+                "database_url": database_url,
+                "allow_synthetic_ids": True,
+                "api_tokens_file": tokens_file,
+                "api_jwt_jwks_url": idp.jwks_url,
+                "api_jwt_issuer": ISSUER,
+                "api_jwt_audience": AUDIENCE,
+                "api_jwt_actor_claim": "hpr",
+                # verified addresses only (tests/test_need_of_service.py)
+                "api_jwt_trust_email": True,
+                "answer_timeout_seconds": 3,
+                **more_settings,
+            }
         )
         port = free_port()
         server = EmbeddedServer(

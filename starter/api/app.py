@@ -27,6 +27,7 @@ from starter.api import (
 from starter.api.auth import Principal
 from starter.api.context import ApiContext, audit_invalid
 from starter.api.guard import Guard
+from starter.worklist import routes as worklist_routes
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,7 @@ def create_app(
     app.include_router(routes_tasks.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_fhir_tasks.router)
+    app.include_router(worklist_routes.router)
 
     @app.get("/health", summary="Liveness: the API process answers", tags=["operations"])
     async def health() -> dict[str, str]:

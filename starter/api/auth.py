@@ -378,6 +378,21 @@ class Authenticator:
             )
         self._tokens = list(tokens)
         self._jwt = jwt_verifier
+        self.local_mode = local_mode
+
+    def local_people(self) -> list[StaticToken]:
+        """In local mode, the people whose keys the tokens file names (the worklist's demo
+        people); elsewhere none: nobody signs in by choosing a name."""
+        if not self.local_mode:
+            return []
+        return [t for t in self._tokens if t.role is Role.CLINICIAN and t.person is not None]
+
+    def local_person(self, name: str) -> Principal | None:
+        """One of `local_people` by its key's name, as a principal."""
+        for entry in self.local_people():
+            if entry.name == name:
+                return entry.principal()
+        return None
 
     async def authenticate(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_LENGTH:

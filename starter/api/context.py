@@ -31,6 +31,7 @@ from starter.pathways import (
     PathwayStepRejected,
     ReferralConflict,
 )
+from starter.worklist.signin import OidcClient
 
 _WORKFLOW_ID = re.compile(WORKFLOW_ID_PATTERN)
 
@@ -47,6 +48,8 @@ class ApiContext:
     """How often one person may break the glass in an hour (`ROP_BREAK_GLASS_PER_HOUR`)."""
     indicator_small_cell: int = 5
     """Breakdown counts below this are withheld (`ROP_INDICATOR_SMALL_CELL`)."""
+    worklist_oidc: OidcClient | None = None
+    """How the worklist page signs people in, if not by local mode's demo people."""
 
     @property
     def idempotency(self) -> IdempotencyStore:

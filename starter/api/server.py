@@ -27,6 +27,7 @@ from starter.api.auth import (
 from starter.api.context import ApiContext
 from starter.api.idempotency import IdempotencyStore
 from starter.pathways import pathways_from_settings
+from starter.worklist.signin import OidcClient
 
 
 def authenticator_from_settings(settings: RopSettings) -> Authenticator:
@@ -71,6 +72,21 @@ def authenticator_from_settings(settings: RopSettings) -> Authenticator:
     return Authenticator(tokens, verifier, local_mode=settings.local_mode)
 
 
+def worklist_oidc(settings: RopSettings) -> OidcClient | None:
+    """The worklist page's OIDC client: the provider the API trusts, the page's client id."""
+    if settings.worklist_oidc_client_id is None:
+        return None
+    if settings.api_jwt_issuer is None:
+        raise ValueError("ROP_WORKLIST_OIDC_CLIENT_ID needs ROP_API_JWT_ISSUER (the provider)")
+    secret = settings.worklist_oidc_client_secret
+    return OidcClient(
+        issuer=settings.api_jwt_issuer,
+        client_id=settings.worklist_oidc_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+        scope=settings.worklist_oidc_scope,
+    )
+
+
 def app_from_settings(
     settings: RopSettings, database_url: str, *, tracing: TracerProvider | None = None
 ) -> FastAPI:
@@ -98,6 +114,7 @@ def app_from_settings(
                 policy=settings.validation_policy(),
                 break_glass_per_hour=settings.break_glass_per_hour,
                 indicator_small_cell=settings.indicator_small_cell,
+                worklist_oidc=worklist_oidc(settings),
             )
         finally:
             purging.cancel()

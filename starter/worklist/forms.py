@@ -1,0 +1,127 @@
+"""The worklist's forms: for each step a task can stand for, which fields the form shows and
+the step's body built from what was sent. The body is the step's own model, so the same
+validation applies as on the API's route; the actor is the signed-in person, never a field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from rop_domain.calendar import OSLO
+from rop_domain.followup import CrisisPlan, MeasureStep, Review
+from rop_domain.models import Assessment, MeetingInvite, Participant
+from rop_domain.steps import StepName
+from rop_domain.view import PathwayStatus
+
+FORMS = frozenset(
+    {
+        StepName.ASSESS,
+        StepName.INVITE_TO_MEETING,
+        StepName.REGISTER_CRISIS_PLAN,
+        StepName.START_MEASURE,
+        StepName.COMPLETE_REVIEW,
+    }
+)
+"""The steps the worklist has a form for."""
+
+
+@dataclass(frozen=True)
+class FormProblem:
+    """A field the step's validation refused, and why."""
+
+    field: str
+    message: str
+
+
+class FormRefused(Exception):
+    def __init__(self, problems: list[FormProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def body_of(
+    step: StepName,
+    fields: dict[str, list[str]],
+    actor: str,
+    status: PathwayStatus,
+    measure_id: str | None,
+) -> BaseModel:
+    """The step's body from the form's `fields`, or `FormRefused` naming each bad field."""
+    one = {name: values[-1] for name, values in fields.items() if values}
+    data: dict[str, Any]
+    model: type[BaseModel]
+    if step is StepName.ASSESS:
+        model = Assessment
+        data = {"assessor": actor, "decision": one.get("decision"), "reason": one.get("reason")}
+    elif step is StepName.INVITE_TO_MEETING:
+        model = MeetingInvite
+        data = _invite(fields, one, actor, status.recommended_participants)
+    elif step is StepName.REGISTER_CRISIS_PLAN:
+        model = CrisisPlan
+        data = {
+            "registered_by": actor,
+            "version": one.get("version"),
+            "made_with_patient": "made_with_patient" in one,
+            "relatives_involved": "relatives_involved" in one,
+            "next_revision": one.get("next_revision"),
+            "without_patient_reason": one.get("without_patient_reason") or None,
+        }
+    elif step is StepName.START_MEASURE:
+        model = MeasureStep
+        data = {"measure_id": measure_id, "by": actor, "note": one.get("note") or None}
+    else:
+        assert step is StepName.COMPLETE_REVIEW
+        model = Review
+        data = {
+            "reviewed_by": actor,
+            "outcome": one.get("outcome"),
+            "note": one.get("note") or None,
+        }
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise FormRefused(
+            [
+                FormProblem(".".join(str(part) for part in e["loc"]) or "form", e["msg"])
+                for e in error.errors()
+            ]
+        ) from None
+
+
+def _invite(
+    fields: dict[str, list[str]],
+    one: dict[str, str],
+    actor: str,
+    recommended: list[Participant],
+) -> dict[str, Any]:
+    """An invitation: the recommended parties ticked, a reason for each one not ticked."""
+    ticked = set(fields.get("participant", []))
+    participants = [
+        p.model_dump(mode="json") for index, p in enumerate(recommended) if str(index) in ticked
+    ]
+    absent = {
+        p.role.value: one.get(f"absent_{index}", "")
+        for index, p in enumerate(recommended)
+        if str(index) not in ticked
+    }
+    return {
+        "invited_by": actor,
+        "meeting_at": _oslo(one.get("meeting_at")),
+        "location": one.get("location") or None,
+        "participants": participants,
+        "absent_reasons": {role: reason for role, reason in absent.items() if reason},
+    }
+
+
+def _oslo(local: str | None) -> str | None:
+    """A `datetime-local` value (no offset) as Oslo time, as the person meant it."""
+    if not local:
+        return None
+    try:
+        return datetime.fromisoformat(local).replace(tzinfo=OSLO).isoformat()
+    except ValueError:
+        return local  # the model's validation names it
