@@ -38,6 +38,7 @@ from activities.database import WORKER_ROLE, MigrationsPending, open_records
 from activities.delivery import DeliveryActivities
 from activities.reconcile import ReconcileActivities
 from activities.records import RecordActivities
+from activities.subscriptions import SubscriptionActivities
 from rop_domain.routing import RoutingTable
 from rop_runtime.client import TemporalConfigError, connect
 from rop_runtime.codec import KeyConfigurationError
@@ -51,6 +52,7 @@ from rop_runtime.validation import one_line
 from workflows.pathway import RopPathway
 from workflows.reconcile import RECONCILE_WORKFLOW, RopReconcile
 from workflows.sandbox import runner_name, workflow_runner
+from workflows.subscription import RopSubscription
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +130,7 @@ def build_worker(
     version: WorkerDeploymentVersion | None = None,
     pathway: type[RopPathway] = RopPathway,
     drain: timedelta = timedelta(0),
+    subscriptions: SubscriptionActivities | None = None,
 ) -> Worker:
     """A worker with every workflow and activity of the pathway, its activities bound to `pool`.
 
@@ -140,10 +143,13 @@ def build_worker(
     delivery = delivery or DeliveryActivities(pool, RoutingTable(email_unrouted_addresses=False))
     records = RecordActivities(pool, delivery.routing)
     reconciliation = ReconcileActivities(client, pool)
+    subscriptions = subscriptions or SubscriptionActivities(
+        pool, delivery.webhook, RopSettings().fhir_base_url
+    )
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[pathway, RopReconcile],
+        workflows=[pathway, RopReconcile, RopSubscription],
         workflow_runner=workflow_runner(tuning.sandboxed),
         activities=[
             records.open_pathway,
@@ -152,6 +158,9 @@ def build_worker(
             delivery.deliver,
             delivery.give_up,
             reconciliation.reconcile_records,
+            subscriptions.handshake,
+            subscriptions.notify,
+            subscriptions.failed,
         ],
         max_concurrent_workflow_tasks=tuning.workflow_task_slots,
         max_concurrent_local_activities=tuning.local_activity_slots,
@@ -173,10 +182,16 @@ async def run_worker(settings: RopSettings, database_url: str, stop: asyncio.Eve
                 client,
                 pool,
                 settings.task_queue,
-                build_delivery(settings, pool, http),
+                delivery := build_delivery(settings, pool, http),
                 WorkerTuning.from_settings(settings),
                 deployment_version(settings),
                 drain=timedelta(seconds=DRAIN_SECONDS),
+                subscriptions=SubscriptionActivities(
+                    pool,
+                    delivery.webhook,
+                    settings.fhir_base_url,
+                    wait=timedelta(seconds=settings.subscription_wait_seconds),
+                ),
             ),
         ):
             await ensure_nightly_check(client, settings.task_queue)

@@ -127,7 +127,12 @@ class WebhookChannel:
         payload: dict[str, Any],
         delivery_id: str,
         secret_file: Path | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
     ) -> None:
+        """POST `payload`; `headers`: the receiver's own (a FHIR Subscription's channel
+        headers), which never replace the signature's."""
         secret = self.secret_for(secret_file)
         body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
         timestamp = int(time.time())
@@ -135,7 +140,8 @@ class WebhookChannel:
             url,
             content=body,
             headers={
-                "Content-Type": "application/json",
+                **(headers or {}),
+                "Content-Type": content_type,
                 TIMESTAMP_HEADER: str(timestamp),
                 SIGNATURE_HEADER: sign(secret, timestamp, body),
                 DELIVERY_HEADER: delivery_id,

@@ -64,6 +64,11 @@ class DeliveryActivities:
         self._dialog = dialog
         self._link_base = task_link_base
 
+    @property
+    def webhook(self) -> WebhookChannel | None:
+        """The signed webhook channel, which FHIR Subscriptions' notifications go by too."""
+        return self._webhook
+
     @activity.defn(name=DELIVER)
     async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
         """Send one task through its channel, unless an earlier attempt already has."""

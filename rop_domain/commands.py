@@ -35,6 +35,10 @@ DELIVER = "deliver"
 GIVE_UP = "give_up"
 RECONCILE_RECORDS = "reconcile_records"
 """Activity names: the record service's local activities, then the notification service's."""
+SUBSCRIPTION_HANDSHAKE = "subscription_handshake"
+SUBSCRIPTION_NOTIFY = "subscription_notify"
+SUBSCRIPTION_FAILED = "subscription_failed"
+"""The activities of a FHIR Subscription's deliveries (`workflows.subscription`)."""
 
 RECORD_REFUSED = "RecordRefused"
 """ApplicationError type of a step the record database refused for its content: a data or
@@ -246,3 +250,30 @@ class Delivery(StrictModel):
 
     task_key: str
     max_attempts: int | None = Field(default=None, ge=1)
+
+
+class SubscriptionRun(StrictModel):
+    """A run of a subscription's deliveries: which, whether its handshake is done, and when a
+    notification last went (workflow time: a heartbeat is due a period after it)."""
+
+    subscription_id: str
+    shaken: bool = False
+    last_sent: datetime | None = None
+
+
+class SubscriptionRoundRequest(StrictModel):
+    """One round: send the pending events; with none, a heartbeat if `heartbeat_due`."""
+
+    subscription_id: str
+    heartbeat_due: bool = False
+
+
+class SubscriptionRound(StrictModel):
+    """What one round of a subscription's deliveries did."""
+
+    events_sent: int = 0
+    heartbeat: bool = False
+    off: bool = False
+    """The subscription was turned off: its deliveries end."""
+    heartbeat_seconds: int | None = None
+    """The subscription's heartbeat period, as it is now."""

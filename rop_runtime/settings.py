@@ -197,6 +197,17 @@ class RopSettings(BaseSettings):
         default=None, description="Only for a confidential client"
     )
     worklist_oidc_scope: str = "openid"
+    fhir_base_url: str = Field(
+        default="http://127.0.0.1:8000/fhir",
+        description="The API's FHIR base as others reach it: subscription notifications name "
+        "Tasks and Subscriptions by it",
+    )
+    subscription_wait_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=90,
+        description="How long one delivery round waits for a subscription's next events",
+    )
     api_jwt_email_claim: str = "email"
     api_jwt_trust_email: bool = Field(
         default=False,

@@ -5,6 +5,7 @@ any backend service use, so there is one way in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from rop_domain.commands import SubscriptionRun
 from rop_domain.deadlines import PathwaySettings, meeting_deadline
 from rop_domain.models import Phase, Referral, StrictModel
 from rop_domain.reconcile import ReconcileReport, ReconcileRequest
@@ -38,6 +40,7 @@ from workflows import search_attributes
 from workflows.pathway import TASK_QUEUE, RopPathway
 from workflows.reconcile import RECONCILE_WORKFLOW
 from workflows.status_view import pathway_summary
+from workflows.subscription import SUBSCRIPTION_WORKFLOW, subscription_workflow_id
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
@@ -264,6 +267,17 @@ class Pathways:
             result_type=ReconcileReport,
         )
         return report
+
+    async def deliver_subscription(self, subscription_id: str) -> None:
+        """Start a FHIR Subscription's deliveries on the worker (`workflows.subscription`);
+        a second start for the same subscription is a no-op."""
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self._client.start_workflow(
+                SUBSCRIPTION_WORKFLOW,
+                SubscriptionRun(subscription_id=subscription_id),
+                id=subscription_workflow_id(subscription_id),
+                task_queue=self._task_queue,
+            )
 
     async def status(self, workflow_id: str) -> PathwayStatus:
         """The pathway's phase, deadline, what is done and what is due."""

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,19 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from activities.channels import WebhookChannel
+from activities.subscriptions import SubscriptionActivities
 from rop_runtime.settings import RopSettings
 from rop_runtime.tracing import client_interceptors
 from starter.api.auth import KeyHolder, Role, write_tokens_file
 from starter.api.context import ApiContext
 from starter.api.server import EmbeddedServer, app_from_settings, server_config
 from tests import factories
-from tests.channel_servers import free_port
+from tests.channel_servers import SECRET, free_port
 from worker import build_worker
 
 ISSUER = "https://idp.example.invalid"
@@ -172,7 +176,20 @@ async def running_api(
                 data_converter=dev_server.client.data_converter,
                 interceptors=client_interceptors(tracing),
             )
-        async with build_worker(worker_client, pool, task_queue):
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            build_worker(
+                worker_client,
+                pool,
+                task_queue,
+                subscriptions=SubscriptionActivities(
+                    pool,
+                    WebhookChannel(SecretStr(SECRET), http),
+                    f"http://127.0.0.1:{port}/fhir",
+                    wait=timedelta(seconds=1),
+                ),
+            ),
+        ):
             serving = await server.start()
             try:
                 yield Api(

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
+from activities.subscriptions import SubscriptionActivities
 from rop_domain.deadlines import PathwaySettings
 from rop_domain.models import ValidationPolicy, parse_referral
 from rop_domain.state import PathwayOutcome
@@ -51,10 +52,13 @@ async def running_pathways(
     *,
     delivery: DeliveryActivities | None = None,
     tuning: WorkerTuning | None = None,
+    subscriptions: SubscriptionActivities | None = None,
 ) -> AsyncIterator[Pathways]:
     """A worker with the real activities on `task_queue`, and the Python API that starts
     pathways there (with `settings`); the worker stops when the block ends."""
-    async with build_worker(client, pool, task_queue, delivery=delivery, tuning=tuning):
+    async with build_worker(
+        client, pool, task_queue, delivery=delivery, tuning=tuning, subscriptions=subscriptions
+    ):
         yield pathways(client, task_queue, settings)
 
 

@@ -22,6 +22,7 @@ from starter.api import (
     routes_fhir_tasks,
     routes_pathways,
     routes_steps,
+    routes_subscriptions,
     routes_tasks,
 )
 from starter.api.auth import Principal
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(routes_tasks.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_fhir_tasks.router)
+    app.include_router(routes_subscriptions.router)
     app.include_router(worklist_routes.router)
 
     @app.get("/health", summary="Liveness: the API process answers", tags=["operations"])

@@ -169,6 +169,24 @@ def capability_statement(base_url: str, software_version: str) -> CapabilityStat
                             ],
                         },
                         {"type": "SearchParameter", "interaction": [{"code": "read"}]},
+                        {
+                            "type": "Subscription",
+                            "documentation": "Topic https://rop-forlop.no/fhir/"
+                            "SubscriptionTopic/task-owner (Subscriptions R5 Backport IG, R4): "
+                            "one filter Task?owner=…, rest-hook, id-only or empty content",
+                            "interaction": [
+                                {"code": "create"},
+                                {"code": "read"},
+                                {"code": "delete"},
+                            ],
+                            "operation": [
+                                {
+                                    "name": "status",
+                                    "definition": "http://hl7.org/fhir/uv/subscriptions-backport/"
+                                    "OperationDefinition/backport-subscription-status",
+                                }
+                            ],
+                        },
                     ],
                 }
             ],
