@@ -1,11 +1,14 @@
 """`make bench`: N full pathways against the local dev server and PostgreSQL, and a baseline.
 
 Each pathway goes referral -> assessment -> invite -> meeting -> crisis plan -> one review
--> closure (six Updates). The baseline runs the same number of Updates, each with a no-op
-activity, on the same server and the same workflow runner. Each round runs N of each
-kind, the one to go first alternating; the last line is the throughput ratio, the median
-of the rounds' ratios: the target is at least 0.9, with at most 150 history events per
-pathway up to its first review (the first run's history).
+-> closure (six Updates). Two baselines run the same number of Updates on the same server
+and workflow runner: each with a no-op regular activity, and each with a no-op local
+activity (the honest floor: the pathway records each step through a local activity). Each
+round runs N of each kind, the one to go first rotating; the last lines are the throughput
+ratios to each, the medians of the rounds' ratios (target: at least 0.75 to the floor, with
+Temporal CPU per pathway within 1.3 times the floor's), with at most 150 history events per
+pathway up to its first review (the first run's history), and the events by type per
+pathway on each side.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,13 +32,14 @@ from typing import Any
 
 import psutil
 from pydantic import BaseModel
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.contact_directory import load_directory
 from activities.database import WORKER_ROLE, create_pool, migrate
-from bench.baseline import UPDATES_PER_PATHWAY, BaselinePathway, baseline_noop
+from bench.baseline import UPDATES_PER_PATHWAY, BaselinePathway, FloorPathway, baseline_noop
 from rop_domain.followup import (
     Closure,
     ClosureReason,
@@ -176,12 +181,18 @@ async def one_pathway(pathways: Pathways, timer: Timer) -> str:
     return workflow_id
 
 
-async def one_baseline(client: Client, task_queue: str, timer: Timer) -> str:
+async def one_baseline(
+    client: Client,
+    task_queue: str,
+    timer: Timer,
+    kind: type[BaselinePathway | FloorPathway] = BaselinePathway,
+) -> str:
+    """A baseline of `kind`: its Updates run a no-op activity, regular or local."""
     handle = await client.start_workflow(
-        BaselinePathway.run, id=f"baseline-{uuid.uuid4().hex}", task_queue=task_queue
+        kind.run, id=f"{kind.__name__.lower()}-{uuid.uuid4().hex}", task_queue=task_queue
     )
     for _ in range(UPDATES_PER_PATHWAY):
-        await timer(handle.execute_update(BaselinePathway.step))
+        await timer(handle.execute_update(kind.step))
     await handle.result()
     return handle.id
 
@@ -226,6 +237,7 @@ class Side:
     seconds: float = 0.0
     worker_cpu: float = 0.0
     server_cpu: float = 0.0
+    ids: list[str] = field(default_factory=list)
 
     async def round(
         self,
@@ -243,17 +255,45 @@ class Side:
         self.rates.append(count / seconds)
         self.pathways += count
         self.seconds += seconds
+        self.ids += ids
         return ids
 
-    def describe(self, name: str) -> str:
+    def describe(self, name: str, events: float) -> str:
         ms = 1000
         return (
             f"{name}: {statistics.median(self.rates):.2f} pathways/s (median of rounds); "
             f"Update p50 {percentile(self.timer.latencies, 0.5) * ms:.0f} ms, "
             f"p99 {percentile(self.timer.latencies, 0.99) * ms:.0f} ms; CPU per pathway: "
             f"worker {self.worker_cpu / self.pathways * ms:.0f} ms, "
-            f"Temporal {self.server_cpu / self.pathways * ms:.0f} ms"
+            f"Temporal {self.server_cpu / self.pathways * ms:.0f} ms; "
+            f"history events per pathway {events:g}"
         )
+
+
+async def events_by_type(client: Client, workflow_ids: list[str]) -> Counter[str]:
+    """History events of the workflows' first runs by type, summed."""
+    counted: Counter[str] = Counter()
+    for workflow_id in workflow_ids:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        counted.update(EventType.Name(event.event_type) for event in history.events)
+    return counted
+
+
+def events_table(sides: dict[str, Counter[str]], pathways: int) -> str:
+    """Events by type per pathway, a column per side, the types where they differ first."""
+    types = sorted(
+        {t for counted in sides.values() for t in counted},
+        key=lambda t: (
+            -abs(max(c[t] for c in sides.values()) - min(c[t] for c in sides.values())),
+            t,
+        ),
+    )
+    names = list(sides)
+    lines = ["events by type per pathway: " + " | ".join(["type", *names])]
+    for event_type in types:
+        values = [f"{sides[name][event_type] / pathways:5.1f}" for name in names]
+        lines.append(f"  {event_type.removeprefix('EVENT_TYPE_'):45s} " + " ".join(values))
+    return "\n".join(lines)
 
 
 async def first_run_events(client: Client, workflow_id: str) -> tuple[int, int]:
@@ -277,7 +317,7 @@ async def first_run_events(client: Client, workflow_id: str) -> tuple[int, int]:
 
 async def main(counts: list[int], concurrency: int, rounds: int) -> None:
     """Benchmark each N of `counts` in turn on the same servers and worker process."""
-    medians: list[tuple[int, float]] = []
+    medians: list[tuple[int, tuple[float, float]]] = []
     async with local_servers("bench") as (client, database_url):
         address = client.service_client.config.target_host
         async with worker_process("bench.pathways", address, database_url) as worker:
@@ -287,7 +327,14 @@ async def main(counts: list[int], concurrency: int, rounds: int) -> None:
                 )
                 print()
         print(f"duplicate steps: {await duplicate_steps(database_url)}")
-    print("ratio ours/baseline: " + ", ".join(f"N={n} {ratio:.2f}" for n, ratio in medians))
+    print(
+        "ratio ours/regular-activity baseline: "
+        + ", ".join(f"N={n} {ratios[0]:.2f}" for n, ratios in medians)
+    )
+    print(
+        "ratio ours/local-activity floor: "
+        + ", ".join(f"N={n} {ratios[1]:.2f}" for n, ratios in medians)
+    )
 
 
 async def duplicate_steps(database_url: str) -> int:
@@ -390,7 +437,7 @@ async def serve_workers(address: str, database_url: str) -> None:
     baseline = Worker(
         client,
         task_queue=BASELINE_QUEUE,
-        workflows=[BaselinePathway],
+        workflows=[BaselinePathway, FloorPathway],
         activities=[baseline_noop],
         workflow_runner=workflow_runner(tuning.sandboxed),
     )
@@ -421,9 +468,10 @@ BENCH_CODEC = EncryptionCodec(BENCH_KEYS, "bench")
 
 async def run_benchmark(
     client: Client, worker: psutil.Process, count: int, concurrency: int, rounds: int
-) -> float:
-    """Run `rounds` alternating rounds of `count` pathways of each kind, print what they
-    took, and return the median ratio."""
+) -> tuple[float, float]:
+    """Run `rounds` rounds of `count` pathways and of each baseline, the order rotating, print
+    what they took, and return the median ratios to the regular-activity baseline and to the
+    local-activity floor."""
     pathways = Pathways(client, task_queue=OURS_QUEUE)
     server = temporal_server_process()
     rss = PeakRss(worker)
@@ -431,42 +479,61 @@ async def run_benchmark(
     warm = Timer()
     await drive(2, 2, lambda: one_pathway(pathways, warm))
     await drive(2, 2, lambda: one_baseline(client, BASELINE_QUEUE, warm))
+    await drive(2, 2, lambda: one_baseline(client, BASELINE_QUEUE, warm, FloorPathway))
 
-    # Rounds of N of each kind, the first to go alternating, so that neither side gains
-    # from its place (a warmer server, a fuller database) and both see the same noise.
-    ours, base = Side(), Side()
-    ids: list[str] = []
-    ratios: list[float] = []
+    # Rounds of N of each kind, the first to go rotating, so that no side gains from its
+    # place (a warmer server, a fuller database) and all see the same noise.
+    ours, base, floor = Side(), Side(), Side()
+    to_base: list[float] = []
+    to_floor: list[float] = []
     for number in range(rounds):
         sides = [
             (ours, lambda: one_pathway(pathways, ours.timer)),
             (base, lambda: one_baseline(client, BASELINE_QUEUE, base.timer)),
+            (floor, lambda: one_baseline(client, BASELINE_QUEUE, floor.timer, FloorPathway)),
         ]
-        for side, make in sides if number % 2 == 0 else reversed(sides):
-            made = await side.round(count, concurrency, make, worker, server)
-            ids += made if side is ours else []
-        ratios.append(ours.rates[-1] / base.rates[-1])
+        turn = number % len(sides)
+        for side, make in sides[turn:] + sides[:turn]:
+            await side.round(count, concurrency, make, worker, server)
+        to_base.append(ours.rates[-1] / base.rates[-1])
+        to_floor.append(ours.rates[-1] / floor.rates[-1])
     sampling.cancel()
     load = os.getloadavg()
-    events = [await first_run_events(client, workflow_id) for workflow_id in ids]
+    events = [await first_run_events(client, workflow_id) for workflow_id in ours.ids]
     first, total = [e[0] for e in events], [e[1] for e in events]
+    sample = min(count, 20)
+    typed = {
+        "ours": await events_by_type(client, ours.ids[:sample]),
+        "floor": await events_by_type(client, floor.ids[:sample]),
+        "regular": await events_by_type(client, base.ids[:sample]),
+    }
     print(
-        f"pathways: {count} of each kind per round, {rounds} alternating rounds, concurrency "
+        f"pathways: {count} of each kind per round, {rounds} rotating rounds, concurrency "
         f"{concurrency}, {UPDATES_PER_PATHWAY} Updates each; workflow runner: "
         f"{runner_name(RopSettings().worker_sandbox)}"
     )
-    print(ours.describe("ours    "))
-    print(base.describe("baseline"))
+    print(ours.describe("ours              ", statistics.median(total)))
+    print(base.describe("regular-activity   ", sum(typed["regular"].values()) / sample))
+    print(floor.describe("local-activity floor", sum(typed["floor"].values()) / sample))
     print(
-        f"history events per pathway: first run max {max(first)}; all runs median "
+        f"history events per pathway (ours): first run max {max(first)}; all runs median "
         f"{statistics.median(total):g}, max {max(total)}"
     )
+    print(events_table(typed, sample))
     print(f"worker peak RSS (both workers' process): {rss.peak / 2**20:.0f} MiB")
     print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"ratio per round: {' '.join(f'{r:.2f}' for r in ratios)}")
-    median = statistics.median(ratios)
-    print(f"ratio ours/baseline: {median:.2f} (median of {rounds} rounds)")
-    return median
+    print(f"ratio to regular per round: {' '.join(f'{r:.2f}' for r in to_base)}")
+    print(f"ratio to floor per round:   {' '.join(f'{r:.2f}' for r in to_floor)}")
+    ratios = statistics.median(to_base), statistics.median(to_floor)
+    print(
+        f"ratio ours/regular-activity baseline: {ratios[0]:.2f}; "
+        f"ours/local-activity floor: {ratios[1]:.2f} (medians of {rounds} rounds)"
+    )
+    print(
+        "Temporal CPU per pathway, ours/floor: "
+        f"{(ours.server_cpu / ours.pathways) / (floor.server_cpu / floor.pathways):.2f}"
+    )
+    return ratios
 
 
 def cli() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from bench.pathways import Timer, one_pathway
+from bench.baseline import UPDATES_PER_PATHWAY, BaselinePathway, FloorPathway, baseline_noop
+from bench.pathways import Timer, events_by_type, events_table, one_baseline, one_pathway
 from rop_domain.models import Phase
 from tests.pathway_harness import running_pathways
 
@@ -20,3 +22,27 @@ async def test_the_benchmark_pathway_runs_to_its_end(
         status = await api.status(workflow_id)
     assert status.phase is Phase.CLOSED
     assert len(timer.latencies) >= 6  # every step was sent and answered
+
+
+async def test_both_baselines_run_and_only_the_regular_one_schedules_activity_tasks(
+    dev_server: WorkflowEnvironment, task_queue: str
+) -> None:
+    client = dev_server.client
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BaselinePathway, FloorPathway],
+        activities=[baseline_noop],
+    ):
+        regular = await one_baseline(client, task_queue, Timer())
+        floor = await one_baseline(client, task_queue, Timer(), FloorPathway)
+    by_type = {
+        name: await events_by_type(client, [workflow_id])
+        for name, workflow_id in (("regular", regular), ("floor", floor))
+    }
+    scheduled = "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    assert by_type["regular"][scheduled] == UPDATES_PER_PATHWAY
+    assert by_type["floor"][scheduled] == 0
+    assert by_type["floor"]["EVENT_TYPE_MARKER_RECORDED"] == UPDATES_PER_PATHWAY
+    rows = {line.split()[0]: line.split()[1:] for line in events_table(by_type, 1).splitlines()[1:]}
+    assert rows["MARKER_RECORDED"] == ["0.0", "6.0"]  # regular, floor: the table's columns
