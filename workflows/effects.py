@@ -415,7 +415,7 @@ class PathwayEffects:
     async def _deliver(self, key: str) -> None:
         try:
             try:
-                if workflow.patched(DELIVERY_WINDOW_PATCH):
+                if self.rules.patched(DELIVERY_WINDOW_PATCH):
                     delivered = await self._deliver_within_window(key)
                 else:
                     await workflow.execute_activity(

@@ -9,7 +9,8 @@ takes the new one. The IDs are written into histories: never renamed, never reus
 Most are asked once, at the run's start (`RunRules.of_this_run`, in a fixed order that every
 history carries); a few where runs differ (`INVITE_TASK` in an assessment, `REVISION_CHASE`
 and `ESCALATION_TO_THE_UNIT` in the timers, `DELIVERY_WINDOW_PATCH` and `UNDELIVERED_TASK` in
-a delivery).
+a delivery), through `RunRules.patched`. A run started since `RULES_OF_2026_12` asks that one
+patch alone: all the others hold for it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ window ended) gives the receiving clinician a task to reach the recipient anothe
 from before only flagged the pathway (`RopDeliveryFailed`)."""
 
 
+RULES_OF_2026_12 = "rules-of-2026-12"
+"""Patch: a run started since asks one patch where it asked each of the above: every change
+above holds for it. Each patch marker comes with an upsert of the `TemporalChangeVersion`
+search attribute (the SDK's), so asking twelve patches cost a run twelve markers and twelve
+visibility writes. Runs started before it ask each, as their histories carry."""
+
+
 @dataclass(frozen=True)
 class RunRules:
     """What this run does where the code changed under running pathways: each flag is true
@@ -95,11 +103,15 @@ class RunRules:
     """`OBJECTION_ASKS_CONSENT`"""
     chases_assessment: bool
     """`ASSESSMENT_DEADLINE`"""
+    all_current: bool = False
+    """`RULES_OF_2026_12`: every patch holds, asked as one."""
 
     @classmethod
     def of_this_run(cls) -> RunRules:
-        """Ask each patch, in the order runs have always asked them (the markers' order is
-        part of every history since)."""
+        """A run of today's rules asks one patch; one started before asks each, in the order
+        runs have always asked them (the markers' order is part of every history since)."""
+        if workflow.patched(RULES_OF_2026_12):
+            return cls(True, True, True, True, True, True, all_current=True)
         return cls(
             record_first=workflow.patched(RECORD_FIRST),
             continue_when_long=workflow.patched(CONTINUE_WHEN_LONG),
@@ -108,3 +120,13 @@ class RunRules:
             objection_withholds=workflow.patched(OBJECTION_ASKS_CONSENT),
             chases_assessment=workflow.patched(ASSESSMENT_DEADLINE),
         )
+
+    def patched(self, patch_id: str) -> bool:
+        """A patch asked where runs differ (in an assessment, a timer, a delivery): true for a
+        run of today's rules without a marker of its own, else as `workflow.patched`."""
+        return self.all_current or workflow.patched(patch_id)
+
+    def keeps_deprecated_markers(self) -> bool:
+        """Whether the run may carry markers of deprecated patches (`DEADLINE_DAY_AT_NOON`):
+        only runs started before `RULES_OF_2026_12`."""
+        return not self.all_current

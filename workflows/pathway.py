@@ -240,7 +240,7 @@ class RopPathway(PathwayWatchers):
                 ),
                 details=assessment.model_dump(mode="json"),
             ).close_for(StepName.ASSESS)
-            if accepted and workflow.patched(INVITE_TASK):
+            if accepted and self._rules.patched(INVITE_TASK):
                 step.raise_task(TaskKind.INVITE_TO_MEETING, About(deadline=self._deadline))
             if not accepted:
                 step.close(tasks.MEETING_CHASE, TaskStatus.CANCELLED).raise_task(
@@ -736,7 +736,7 @@ class RopPathway(PathwayWatchers):
         way (runs from before `UNDELIVERED_TASK` only flagged it); not once the pathway ended."""
         if task_key.endswith(TaskKind.TASK_UNDELIVERED.value):
             return  # such a task that did not get through is on the task list: no chain
-        if self._ended() or not workflow.patched(UNDELIVERED_TASK):
+        if self._ended() or not self._rules.patched(UNDELIVERED_TASK):
             return
         async with self._applying():
             await (

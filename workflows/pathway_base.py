@@ -177,7 +177,8 @@ class PathwayBase:
         the starter) keeps the rule from before too."""
         if self._days_at_noon is None:
             # Where 71fcfd7-39f5f56 asked `workflow.patched`: their marker replays here.
-            workflow.deprecate_patch(DEADLINE_DAY_AT_NOON)
+            if self._rules.keeps_deprecated_markers():
+                workflow.deprecate_patch(DEADLINE_DAY_AT_NOON)
             stored = workflow.info().typed_search_attributes.get(sa.MEETING_DEADLINE)
             self._days_at_noon = stored is not None and sa.stored_at_noon(stored)
         return self._days_at_noon

@@ -167,7 +167,7 @@ class PathwayWatchers(PathwayBase):
         workflow.logger.warning("deadline escalated", extra={"escalation": task.value})
         recipient = await self._effects.unit_leader()
         if recipient is None:
-            if workflow.patched(ESCALATION_TO_THE_UNIT):
+            if self._rules.patched(ESCALATION_TO_THE_UNIT):
                 workflow.logger.error("escalation without a unit leader: sent to the unit")
                 recipient = self._effects.unit_itself()
                 self._state.escalated_to_unit += 1
@@ -217,7 +217,7 @@ class PathwayWatchers(PathwayBase):
                 return self._ended() or current is None or current.version != version
 
             # Asked here, where runs from before the patch differ, not at the run's start.
-            chased = workflow.patched(REVISION_CHASE)
+            chased = self._rules.patched(REVISION_CHASE)
             if self._state.crisis_revision_raised_for != plan.version:
                 due_at = calendar.at_local_time(
                     plan.next_revision, time(self._settings.reminder_hour)
