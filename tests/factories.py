@@ -55,7 +55,8 @@ def national_id(first_nine: str) -> str:
 
 def referral_data(received_at: datetime, **overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "referral_id": f"T-{uuid.uuid4().hex[:12]}",
+        # Never eleven digits in a row, which the logs mask as a possible fødselsnummer.
+        "referral_id": f"T-{uuid.uuid4().hex[:6]}x{uuid.uuid4().hex[:6]}",
         "received_at": received_at.isoformat(),
         "source": "fastlege",
         "referrer": GP,
