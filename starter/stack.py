@@ -69,6 +69,9 @@ async def run_stack(
         settings = settings.model_copy(
             update={"codec_server_token": SecretStr(_codec_token(settings.data_dir))}
         )
+    if settings.webhook_secret is None:  # FHIR Subscriptions' notifications are signed by it
+        secret = _local_secret(settings.data_dir, "webhook-secret")
+        settings = settings.model_copy(update={"webhook_secret": SecretStr(secret)})
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     local_keys = data_dir / LOCAL_KEY_FILE
@@ -304,8 +307,13 @@ def _local_api_tokens(data_dir: Path) -> None:
 
 def _codec_token(data_dir: Path) -> str:
     """The codec server's bearer token for the local stack, made once."""
+    return _local_secret(data_dir, "codec-token")
+
+
+def _local_secret(data_dir: Path, name: str) -> str:
+    """A secret of the local stack's, made once in `data_dir/name`, readable by this user."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "codec-token"
+    path = data_dir / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
         path.chmod(0o600)

@@ -329,3 +329,11 @@ async def test_the_worklist_in_chromium(local_api: Api) -> None:
         assert factories.CLINICIAN not in urlparse(url).path
         assert "csrf" not in url  # forms are POSTed
         assert "form_key" not in url
+
+
+def test_a_deadline_at_the_end_of_a_day_shows_as_that_day() -> None:
+    from rop_domain.calendar import OSLO
+    from starter.worklist.routes import shown_due
+
+    assert shown_due(datetime(2026, 12, 22, 0, 0, tzinfo=OSLO)) == "21.12.2026"
+    assert shown_due(datetime(2026, 12, 8, 9, 0, tzinfo=UTC)) == "08.12.2026 10:00"

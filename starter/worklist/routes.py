@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -46,6 +46,18 @@ _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
 )
+
+
+def shown_due(due: datetime) -> str:
+    """A due instant as a person reads it (Oslo): a deadline at the end of a day (midnight)
+    is that day, not the next one at 00:00."""
+    local = due.astimezone(OSLO)
+    if local.time() == time(0, 0):
+        return (local - timedelta(days=1)).strftime("%d.%m.%Y")
+    return local.strftime("%d.%m.%Y %H:%M")
+
+
+_templates.filters["due"] = shown_due
 LANGUAGE_COOKIE = "rop_language"
 TaskId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
