@@ -97,6 +97,13 @@ async def _task_id(api: Api, workflow_id: str, kind: str) -> int:
     raise AssertionError(f"no {kind} task for {workflow_id}")
 
 
+def _value(page: str, field: str) -> str:
+    """The value a page's input `field` was filled in with."""
+    match = re.search(rf'id="{field}" name="{field}" type="[^"]+" value="([^"]*)"', page)
+    assert match is not None, f"no {field} in the page"
+    return match.group(1)
+
+
 def _hidden(page: str, name: str) -> str:
     match = re.search(rf'name="{name}" value="([^"]*)"', page)
     assert match is not None, f"no {name} in the page"
@@ -337,3 +344,38 @@ def test_a_deadline_at_the_end_of_a_day_shows_as_that_day() -> None:
 
     assert shown_due(datetime(2026, 12, 22, 0, 0, tzinfo=OSLO)) == "21.12.2026"
     assert shown_due(datetime(2026, 12, 8, 9, 0, tzinfo=UTC)) == "08.12.2026 10:00"
+
+
+async def test_the_meeting_is_recorded_from_the_units_invitation(local_api: Api) -> None:
+    workflow_id = await _referral(local_api)
+    async with local_api.client(Role.SYSTEM) as system:
+        assessed = await system.post(
+            f"/pathways/{workflow_id}/assessment",
+            json=factories.assessment().model_dump(mode="json"),
+        )
+        assert assessed.status_code == 200, assessed.text
+        invite = factories.invite(datetime.now(UTC)).model_dump(mode="json")
+        invited = await system.post(f"/pathways/{workflow_id}/meeting-invite", json=invite)
+        assert invited.status_code == 200, invited.text
+    invitation = await _task_id(local_api, workflow_id, "meeting-invitation")
+    async with _signed_in(local_api, DEMO) as browser:
+        listed = (await browser.get("/worklist")).text
+        assert f'href="/worklist/tasks/{invitation}"' in listed  # the unit's task
+        page = (await browser.get(f"/worklist/tasks/{invitation}")).text
+        assert 'name="koordinator"' in page
+        form = {
+            "csrf": _hidden(page, "csrf"),
+            "form_key": _hidden(page, "form_key"),
+            "held_at": _value(page, "held_at"),
+            "attendee": "tsb",
+            "koordinator": factories.KOORDINATOR,
+            "individual_plan": "accepted",
+            "crisis_plan_responsible": factories.CRISIS_PLAN_RESPONSIBLE,
+            "review_interval_weeks": "12",
+        }
+        sent = await browser.post(f"/worklist/tasks/{invitation}", data=form)
+        assert sent.status_code == 303, sent.text
+    async with local_api.client(Role.SYSTEM) as system:
+        status = (await system.get(f"/pathways/{workflow_id}")).json()
+    assert status["phase"] == "follow-up"
+    assert status["meeting"]["koordinator"] == factories.KOORDINATOR

@@ -12,21 +12,43 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from rop_domain.calendar import OSLO
-from rop_domain.followup import CrisisPlan, MeasureStep, Review
-from rop_domain.models import Assessment, MeetingInvite, Participant
+from rop_domain.followup import CrisisPlan, MeasureStep, MeetingOutcome, Review
+from rop_domain.models import Assessment, MeetingInvite, Participant, Phase
 from rop_domain.steps import StepName
+from rop_domain.tasks import TaskKind, step_for
 from rop_domain.view import PathwayStatus
 
 FORMS = frozenset(
     {
         StepName.ASSESS,
         StepName.INVITE_TO_MEETING,
+        StepName.RECORD_MEETING,
         StepName.REGISTER_CRISIS_PLAN,
         StepName.START_MEASURE,
         StepName.COMPLETE_REVIEW,
     }
 )
 """The steps the worklist has a form for."""
+
+
+def step_of_form(task_kind: TaskKind) -> StepName | None:
+    """The step a task's form sends: the one the task stands for; for an invitation to the
+    avklaringsmøte, recording the meeting (the task table has no task for that step: the
+    invitation is what a unit's member holds then)."""
+    if task_kind is TaskKind.MEETING_INVITATION:
+        return StepName.RECORD_MEETING
+    step = step_for(task_kind)
+    return step if step in FORMS else None
+
+
+def form_for(task_kind: TaskKind, task_open: bool, phase: Phase) -> StepName | None:
+    """The form a task's page shows: its step's while the task is open (the meeting's once it
+    is invited). A form sent again after it applied is answered by its Update's id, whatever
+    the task is by then (`step_of_form`)."""
+    step = step_of_form(task_kind)
+    if not task_open or (step is StepName.RECORD_MEETING and phase is not Phase.MEETING_INVITED):
+        return None
+    return step
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,17 @@ def body_of(
     elif step is StepName.INVITE_TO_MEETING:
         model = MeetingInvite
         data = _invite(fields, one, actor, status.recommended_participants)
+    elif step is StepName.RECORD_MEETING:
+        model = MeetingOutcome
+        data = {
+            "recorded_by": actor,
+            "held_at": _oslo(one.get("held_at")),
+            "attendees": fields.get("attendee", []),
+            "koordinator": one.get("koordinator"),
+            "individual_plan": one.get("individual_plan"),
+            "crisis_plan_responsible": one.get("crisis_plan_responsible"),
+            "review_interval_weeks": one.get("review_interval_weeks") or 12,
+        }
     elif step is StepName.REGISTER_CRISIS_PLAN:
         model = CrisisPlan
         data = {

@@ -26,7 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from activities.task_owner import OwnerType, unit_id
 from rop_domain.calendar import OSLO
 from rop_domain.steps import STEP
-from rop_domain.tasks import TaskKind, TaskStatus, step_for
+from rop_domain.tasks import TaskKind, TaskStatus
 from starter import task_claims
 from starter.access_log import Grounds, Outcome
 from starter.api import need_of_service
@@ -37,7 +37,7 @@ from starter.api.problems import ProblemError
 from starter.task_list import Viewer
 from starter.task_search import FoundTask, Owner, SortOrder, TaskSearch, find_task, search_tasks
 from starter.worklist import sessions
-from starter.worklist.forms import FORMS, FormProblem, FormRefused, body_of
+from starter.worklist.forms import FormProblem, FormRefused, body_of, form_for, step_of_form
 from starter.worklist.signin import SignInFailed, authorization_url, exchange, pkce_pair
 from starter.worklist.texts import Language, words
 
@@ -292,8 +292,7 @@ async def _show_task(
     task, admitted = await _task_for(request, signed_in, task_id, f"read task {task_id}")
     async with ctx.audited(admitted, [task.workflow_id], f"read task {task_id}"):
         status = await ctx.pathways.status(task.workflow_id)
-    step = step_for(task.kind)
-    form = step if step in FORMS and task.status is TaskStatus.REQUESTED else None
+    form = form_for(task.kind, task.status is TaskStatus.REQUESTED, status.phase)
     default_meeting = ""
     if status.meeting_deadline:
         default_meeting = f"{status.meeting_deadline.isoformat()}T10:00"
@@ -311,6 +310,8 @@ async def _show_task(
         problems=problems or [],
         now=datetime.now(UTC),
         default_meeting=default_meeting,
+        now_local=datetime.now(OSLO).strftime("%Y-%m-%dT%H:%M"),
+        invited=[p.role.value for p in status.invite.invite.participants] if status.invite else [],
         crisis_plan_version=(status.crisis_plan.current.version + 1)
         if status.crisis_plan.current
         else 1,
@@ -346,13 +347,12 @@ async def send_step(request: Request, task_id: TaskId) -> Response:
     ctx = context(request)
     key = (fields.pop("form_key", [""]) or [""])[-1]
     task, admitted = await _task_for(request, signed_in, task_id, f"complete task {task_id}")
-    step_name = step_for(task.kind)
-    if step_name not in FORMS or not key:
-        raise ProblemError(409, "No form", f"task {task_id} has no step to send")
-    assert step_name is not None
-    step = STEP[step_name]
-    action = f"complete task {task_id} ({task.kind.value}) in the worklist"
     status = await ctx.pathways.status(task.workflow_id)
+    step_name = step_of_form(task.kind)
+    if step_name is None or not key:
+        raise ProblemError(409, "No form", f"task {task_id} has no step to send")
+    step = STEP[step_name]
+    action = f"{step.action} through task {task_id} ({task.kind.value}) in the worklist"
     try:
         body = body_of(step_name, fields, admitted.actor or "", status, task.reference)
         await check_actor(ctx, admitted, task.workflow_id, step, body, action)
