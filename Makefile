@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest image-check histories clean bench bench-scale footprint storm ui-check record-scale
+.PHONY: install run test lint pytest image-check histories clean bench bench-scale footprint storm ui-check record-scale task-search-scale
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ footprint: $(STAMP)
 record-scale: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m bench.record_scale --pathways $(N)
+
+# FHIR Task search at a region's size (not a test): 100,000 pathways, 500,000 tasks.
+task-search-scale: $(STAMP)
+	$(BYTECODE)
+	$(BIN)/python -m bench.task_search_scale
 
 # The deadline storm (not a test): N pathways whose meeting deadline passed before they
 # started; BUSY CPU-bound processes beside the worker.

@@ -25,7 +25,8 @@ from starter.task_list import Binds, Viewer, scope
 
 class SortOrder(StrEnum):
     """`_sort`: by task id (the default: the order tasks were raised), by due date (tasks
-    without one last), or by when they were raised; `-` for descending."""
+    without one last, first when descending), or by when they were raised; `-` for
+    descending."""
 
     ID = "_id"
     DUE = "due"
@@ -34,10 +35,13 @@ class SortOrder(StrEnum):
     AUTHORED_DESCENDING = "-authored-on"
 
 
+_DUE_KEY = "coalesce(t.due_at, 'infinity'::timestamptz)"
+"""A task's place by due date: one without comes after all others (before them in `-due`);
+the expression of the indexes `tasks_due_order_idx` and `tasks_owner_due_idx`."""
 _SORT_KEYS = {
     SortOrder.ID: ("t.id::text", ""),
-    SortOrder.DUE: ("coalesce(t.due_at, 'infinity')", "timestamptz"),
-    SortOrder.DUE_DESCENDING: ("coalesce(t.due_at, '-infinity')", "timestamptz"),
+    SortOrder.DUE: (_DUE_KEY, "timestamptz"),
+    SortOrder.DUE_DESCENDING: (_DUE_KEY, "timestamptz"),
     SortOrder.AUTHORED: ("t.created_at", "timestamptz"),
     SortOrder.AUTHORED_DESCENDING: ("t.created_at", "timestamptz"),
 }
@@ -78,11 +82,17 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
-        """A cursor from `encode`; a `ValueError` for anything else."""
+        """A cursor from `encode`; a `ValueError` for anything else (its sort value is checked
+        here, never left for the database to refuse)."""
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             sort, value, task_id = json.loads(raw)
-            return cls(SortOrder(sort), str(value), int(task_id))
+            cursor = cls(SortOrder(sort), str(value), int(task_id))
+            if cursor.sort is SortOrder.ID:
+                int(cursor.value)
+            elif cursor.value not in ("infinity", "-infinity"):
+                datetime.fromisoformat(cursor.value)
+            return cursor
         except (ValueError, TypeError) as error:
             raise ValueError("not a page token of this server") from error
 

@@ -6,6 +6,8 @@ answers compared with the test's own sets, the resources with fhir.resources' R4
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -247,6 +249,8 @@ async def test_bad_search_values_are_422_naming_the_parameter(api: Api, seeded: 
             ({"due": "soon"}, "due"),
             ({"focus": "Patient/rop-X-1"}, "focus"),
             ({"_page": "not-a-token"}, "_page"),
+            # A token of the right shape whose sort value is no instant: refused, not a 500.
+            ({"_sort": "due", "_page": _token(["due", "soon", 1])}, "_page"),
         ):
             answer = await system.get("/fhir/Task", params=params)
             assert answer.status_code == 422, params
@@ -339,3 +343,7 @@ async def test_only_a_unit_task_of_ones_own_unit_is_claimed(
     async with api.client(Role.SYSTEM) as system:  # a service has no HPR number to own it
         path = f"/fhir/Task/{other_team['id']}/$claim"
         assert (await system.post(path, headers={"If-Match": 'W/"1"'})).status_code == 403
+
+
+def _token(parts: list[object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")

@@ -200,6 +200,7 @@ async def test_a_subscription_that_this_server_does_not_offer_is_422_naming_the_
         (subscription_body(endpoint, "Patient/1"), "criteria.extension"),
         (subscription_body("http://ehr.example.invalid/rop", "CareTeam/helse-bergen.TSB"), "channel.endpoint"),
         (full, "channel.payload.extension"),
+        (subscription_body(endpoint, "CareTeam/helse-bergen.TSB", channel={**subscription_body(endpoint, "x")["channel"], "header": ["X-A: b\r\nX-Injected: c"]}), "channel.header"),
     ]  # fmt: skip
     async with api.client(Role.SYSTEM) as system:
         for body, element in cases:

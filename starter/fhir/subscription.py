@@ -23,6 +23,9 @@ from activities.subscription_bundles import (
 from activities.task_owner import OwnerType
 
 _FILTER = re.compile(r"^Task\?owner=(Practitioner|CareTeam|Organization)/([A-Za-z0-9\-.]{1,64})$")
+_HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}: ?[\x20-\x7e]{1,1000}$")
+"""A channel header as a receiver's system sets it: printable ASCII only (no header
+injection). The signature's own headers are set after these, so none can shadow them."""
 _ENDPOINT = re.compile(r"^(https://|http://127\.0\.0\.1[:/]|http://localhost[:/])")
 
 
@@ -91,11 +94,16 @@ def parse_subscription(document: dict[str, Any]) -> SubscriptionRequest:
     for extension in channel.extension or []:
         if extension.url == HEARTBEAT_PERIOD:
             heartbeat = int(extension.valueUnsignedInt or 0) or None
+    headers = [str(header) for header in channel.header or []]
+    if len(headers) > 10 or not all(_HEADER.fullmatch(header) for header in headers):
+        raise SubscriptionRefused(
+            "channel.header", "at most 10, each `Name: value` in printable ASCII"
+        )
     return SubscriptionRequest(
         owner_type=OwnerType(match.group(1)),
         owner=match.group(2),
         endpoint=endpoint,
-        headers=[str(header) for header in channel.header or []],
+        headers=headers,
         content=content,
         heartbeat_seconds=heartbeat,
     )
