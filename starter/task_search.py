@@ -18,9 +18,8 @@ from enum import StrEnum
 
 from activities.database import Connection
 from activities.task_owner import OwnerType
-from rop_domain.models import StrictModel
 from rop_domain.tasks import TaskKind, TaskStatus
-from starter.task_list import Binds, Viewer, scope
+from starter.task_list import Binds, TaskView, Viewer, scope
 
 
 class SortOrder(StrEnum):
@@ -114,19 +113,10 @@ class TaskSearch:
     """A person's need of service; None for a service, which sees every task."""
 
 
-class FoundTask(StrictModel):
+class FoundTask(TaskView):
     """A task as a FHIR Task shows it, with the grounds its reader sees it on."""
 
-    id: int
-    workflow_id: str
-    kind: TaskKind
-    recipient: str
-    status: TaskStatus
-    due_at: datetime | None
-    subject: str
-    created_at: datetime
     updated_at: datetime
-    reference: str | None
     owner_type: OwnerType | None
     owner: str | None
     claimed_by: str | None

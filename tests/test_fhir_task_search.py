@@ -11,9 +11,10 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
+import pytest
 import pytest_asyncio
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -25,7 +26,9 @@ from activities.records import RecordActivities
 from rop_domain.commands import CloseTasks, EventKind, NewPathway, PathwayStep
 from rop_domain.models import ValidationPolicy, parse_referral
 from rop_domain.tasks import TaskKind, TaskStatus
-from starter.api.auth import Role
+from starter.api.auth import Principal, Role
+from starter.api.context import ApiContext, change_task_owner
+from starter.api.problems import ProblemError
 from starter.fhir.systems import HPR
 from tests import factories
 from tests.api_harness import Api
@@ -347,3 +350,30 @@ async def test_only_a_unit_task_of_ones_own_unit_is_claimed(
 
 def _token(parts: list[object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+async def test_a_sign_in_that_may_not_write_claims_nothing(
+    api: Api, api_pool: asyncpg.Pool, seeded: Seeded
+) -> None:
+    """The API and the worklist claim through one function; a HelseID sign-in below the
+    assurance level writes need is refused there, logged as denied, the task unchanged."""
+    (task, *_) = await _search(
+        api, _unit_clinician(api, seeded), {"owner": f"CareTeam/{seeded.trust}.TSB", "_count": "1"}
+    )
+    ctx = ApiContext(
+        pathways=cast(Any, None), pool=api_pool, authenticator=cast(Any, None),
+        policy=ValidationPolicy(),
+    )  # fmt: skip
+    reader = Principal(
+        "reader", frozenset({Role.CLINICIAN}), actor="9100985",
+        units=frozenset({f"{seeded.trust}/TSB"}), may_write=False,
+    )  # fmt: skip
+    version = int(task["meta"]["versionId"])
+    with pytest.raises(ProblemError) as refused:
+        await change_task_owner(
+            ctx, reader, int(task["id"]), "rop-X-1", version, claiming=True, action="claim test"
+        )
+    assert refused.value.problem.status == 403
+    row = await api_pool.fetchrow("SELECT claimed_by, version FROM tasks WHERE id = $1", int(task["id"]))  # fmt: skip
+    assert row is not None
+    assert (row["claimed_by"], row["version"]) == (None, version)

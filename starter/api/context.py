@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from rop_domain.models import WORKFLOW_ID_PATTERN, ValidationPolicy
 from rop_domain.steps import Step, actor_of
-from starter import access_log
+from starter import access_log, task_claims
 from starter.access_log import Grounds, Outcome
 from starter.api import metrics, need_of_service, strict_json
 from starter.api.auth import AuthenticationFailed, Authenticator, Principal, Role
@@ -274,3 +274,43 @@ def require(allowed: frozenset[Role], action: str) -> Callable[..., Awaitable[Pr
         return principal
 
     return dependency
+
+
+async def admit_to_task(
+    request: Request, principal: Principal, task_id: int, workflow_id: str, action: str
+) -> Principal:
+    """`admit` to a task's pathway, where a person without a need of service gets 404 for the
+    task, as for one that does not exist (the refusal is in the access log): task ids do not
+    tell which pathways exist."""
+    try:
+        return await admit(request, principal, workflow_id, action)
+    except ProblemError as error:
+        if error.problem.status != 403:
+            raise
+        raise ProblemError(404, "Task not found", f"no task {task_id}") from None
+
+
+async def change_task_owner(
+    ctx: ApiContext,
+    admitted: Principal,
+    task_id: int,
+    workflow_id: str,
+    version: int,
+    *,
+    claiming: bool,
+    action: str,
+) -> None:
+    """Claim or unclaim a unit's task for `admitted` (`task_claims`), for the API and the
+    worklist alike: a sign-in that may not write is refused (403); applied or refused, the
+    change is in the access log; a refusal is raised as `ClaimRefused` once logged."""
+    if not admitted.may_write:
+        await ctx.audit(admitted, [workflow_id], action, Outcome.DENIED)
+        raise ProblemError(403, "Forbidden", "claims need a sign-in of assurance level high")
+    change = task_claims.claim if claiming else task_claims.unclaim
+    try:
+        async with ctx.pool.acquire() as connection:
+            await change(connection, task_id, version, admitted.actor or "", admitted.units)
+    except task_claims.ClaimRefused as refused:
+        await ctx.audit(admitted, [workflow_id], f"{action}: {refused.refusal}", Outcome.REJECTED)
+        raise
+    await ctx.audit(admitted, [workflow_id], action, Outcome.OK)

@@ -23,10 +23,17 @@ from rop_domain.calendar import OSLO
 from rop_domain.models import WORKFLOW_ID_PATTERN
 from rop_domain.tasks import TaskKind, TaskStatus
 from starter import task_claims
-from starter.access_log import Grounds, Outcome
+from starter.access_log import Grounds
 from starter.api import need_of_service
 from starter.api.auth import Principal
-from starter.api.context import TASKS, ApiContext, Ctx, admit, require
+from starter.api.context import (
+    TASKS,
+    ApiContext,
+    Ctx,
+    admit_to_task,
+    change_task_owner,
+    require,
+)
 from starter.api.problems import FieldProblem, ProblemError, invalid, openapi_responses
 from starter.api.routes_pathways import IdempotencyKey
 from starter.fhir import systems
@@ -139,13 +146,7 @@ async def read_task(
     if task is None:
         raise ProblemError(404, "Task not found", f"no task {task_id}")
     action = f"read task {task_id}"
-    try:
-        admitted = await admit(request, principal, task.workflow_id, action)
-    except ProblemError as error:
-        if error.problem.status != 403:
-            raise
-        # As for completing one: task ids do not tell which pathways exist.
-        raise ProblemError(404, "Task not found", f"no task {task_id}") from None
+    admitted = await admit_to_task(request, principal, task_id, task.workflow_id, action)
     async with ctx.audited(admitted, [task.workflow_id], action):
         resource = task_resource(task).model_dump(mode="json", exclude_none=True)
     return JSONResponse(resource, media_type=FHIR_JSON, headers={"ETag": weak_etag(task.version)})
@@ -244,25 +245,13 @@ async def _change_owner(
             task = await find_task(connection, task_id)
         if task is None:
             raise ProblemError(404, "Task not found", f"no task {task_id}")
+        admitted = await admit_to_task(request, principal, task_id, task.workflow_id, action)
         try:
-            admitted = await admit(request, principal, task.workflow_id, action)
-        except ProblemError as error:
-            if error.problem.status != 403:
-                raise
-            raise ProblemError(404, "Task not found", f"no task {task_id}") from None
-        if not admitted.may_write:
-            await ctx.audit(admitted, [task.workflow_id], action, Outcome.DENIED)
-            raise ProblemError(403, "Forbidden", "claims need a sign-in of assurance level high")
-        change = task_claims.claim if claiming else task_claims.unclaim
-        try:
-            async with ctx.pool.acquire() as connection:
-                await change(connection, task_id, version, principal.actor or "", principal.units)
-        except task_claims.ClaimRefused as refused:
-            await ctx.audit(
-                admitted, [task.workflow_id], f"{action}: {refused.refusal}", Outcome.REJECTED
+            await change_task_owner(
+                ctx, admitted, task_id, task.workflow_id, version, claiming=claiming, action=action
             )
+        except task_claims.ClaimRefused as refused:
             raise ProblemError(_REFUSALS[refused.refusal], "Not changed", str(refused)) from None
-        await ctx.audit(admitted, [task.workflow_id], action, Outcome.OK)
         async with ctx.pool.acquire() as connection:
             after = await find_task(connection, task_id)
         assert after is not None

@@ -31,7 +31,15 @@ from rop_domain.view import PathwayStatus
 from starter.access_log import NO_PATHWAY, Grounds, Outcome
 from starter.api import need_of_service
 from starter.api.auth import Principal
-from starter.api.context import INDICATORS, TASKS, ApiContext, Ctx, admit, check_actor, require
+from starter.api.context import (
+    INDICATORS,
+    TASKS,
+    ApiContext,
+    Ctx,
+    admit_to_task,
+    check_actor,
+    require,
+)
 from starter.api.idempotency import update_id_for
 from starter.api.problems import (
     FieldProblem,
@@ -157,14 +165,7 @@ async def complete_task(
         if task is None:
             raise ProblemError(404, "Task not found", f"no task {task_id}")
         action = _action(task)
-        try:
-            admitted = await admit(request, principal, task.workflow_id, action)
-        except ProblemError as error:
-            if error.problem.status != 403:
-                raise
-            # Another unit's task answers as one that does not exist (the refusal is in the
-            # access log): task ids cannot be used to learn which pathways exist.
-            raise ProblemError(404, "Task not found", f"no task {task_id}") from None
+        admitted = await admit_to_task(request, principal, task_id, task.workflow_id, action)
         step = step_for(task.kind)
         status: PathwayStatus | None = None
         async with ctx.audited(admitted, [task.workflow_id], action):

@@ -28,10 +28,16 @@ from rop_domain.calendar import OSLO
 from rop_domain.steps import STEP
 from rop_domain.tasks import TaskKind, TaskStatus
 from starter import task_claims
-from starter.access_log import Grounds, Outcome
+from starter.access_log import Grounds
 from starter.api import need_of_service
 from starter.api.auth import AuthenticationFailed, Principal, Role
-from starter.api.context import ApiContext, admit, check_actor, context
+from starter.api.context import (
+    ApiContext,
+    admit_to_task,
+    change_task_owner,
+    check_actor,
+    context,
+)
 from starter.api.idempotency import update_id_for
 from starter.api.problems import ProblemError
 from starter.task_list import Viewer
@@ -327,12 +333,7 @@ async def _task_for(
         task = await find_task(connection, task_id)
     if task is None:
         raise ProblemError(404, "Task not found", f"no task {task_id}")
-    try:
-        admitted = await admit(request, signed_in.principal, task.workflow_id, action)
-    except ProblemError as error:
-        if error.problem.status != 403:
-            raise
-        raise ProblemError(404, "Task not found", f"no task {task_id}") from None
+    admitted = await admit_to_task(request, signed_in.principal, task_id, task.workflow_id, action)
     return task, admitted
 
 
@@ -391,21 +392,17 @@ async def _change_owner(request: Request, task_id: int, *, claiming: bool) -> Re
     action = f"{'claim' if claiming else 'unclaim'} task {task_id} in the worklist"
     task, admitted = await _task_for(request, signed_in, task_id, action)
     version = (fields.get("version") or ["0"])[-1]
-    change = task_claims.claim if claiming else task_claims.unclaim
     try:
-        async with ctx.pool.acquire() as connection:
-            await change(
-                connection,
-                task_id,
-                int(version) if version.isdigit() else 0,
-                admitted.actor or "",
-                admitted.units,
-            )
-    except task_claims.ClaimRefused as refused:
-        await ctx.audit(
-            admitted, [task.workflow_id], f"{action}: {refused.refusal}", Outcome.REJECTED
+        await change_task_owner(
+            ctx,
+            admitted,
+            task_id,
+            task.workflow_id,
+            int(version) if version.isdigit() else 0,
+            claiming=claiming,
+            action=action,
         )
+    except task_claims.ClaimRefused as refused:
         problem = FormProblem("owner", str(refused))
         return await _show_task(request, signed_in, task_id, problems=[problem], status_code=409)
-    await ctx.audit(admitted, [task.workflow_id], action, Outcome.OK)
     return RedirectResponse(f"/worklist/tasks/{task_id}", status_code=303)
