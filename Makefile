@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint pytest image-check histories clean bench bench-scale footprint storm ui-check record-scale task-search-scale
+.PHONY: install run test lint pytest image-check histories clean bench bench-costs bench-scale footprint storm ui-check record-scale task-search-scale
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ ROUNDS ?= 3
 bench: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m bench.pathways --pathways $(BENCH_N) --rounds $(ROUNDS)
+
+# What each thing a pathway does costs the Temporal server (not a test): the local-activity
+# floor plus one feature at a time (search-attribute upserts, timers, large answers, a patch).
+bench-costs: $(STAMP)
+	$(BYTECODE)
+	$(BIN)/python -m bench.costs --pathways 200 --rounds 3
 
 # Scaled out (not a test): two HTTP API processes, one then two workers, one of them killed.
 SCALE_N ?= 60

@@ -8,9 +8,13 @@ an activity task per step, which the pathway does not. Used only by `make bench`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import enum
 from datetime import timedelta
 
 from temporalio import activity, workflow
+from temporalio.common import SearchAttributeKey
 
 UPDATES_PER_PATHWAY = 6
 
@@ -62,3 +66,58 @@ class FloorPathway:
         return await workflow.execute_local_activity(
             baseline_noop, self._steps, start_to_close_timeout=timedelta(seconds=30)
         )
+
+
+PHASE = SearchAttributeKey.for_keyword("RopPhase")
+"""A keyword search attribute the pathway upserts (any registered one would do)."""
+
+ANSWER_BYTES = 3_800
+"""About a pathway's status as an Update answers it (JSON, before encryption)."""
+
+
+class Feature(enum.StrEnum):
+    """What a variant adds to the floor."""
+
+    NONE = "floor"
+    UPSERT = "search-attribute upsert per Update"
+    TIMER = "timer started, cancelled by the next Update"
+    ANSWER = f"{ANSWER_BYTES}-byte answer per Update"
+    PATCH = "one patch marker per run"
+    ALL = "all four"
+
+
+@workflow.defn(name="CostVariant")
+class CostVariant:
+    """The floor, plus `features`: completes after `UPDATES_PER_PATHWAY` Updates, each running
+    a no-op local activity."""
+
+    def __init__(self) -> None:
+        self._steps = 0
+        self._features: set[Feature] = set()
+        self._waiting: list[asyncio.Task[None]] = []
+
+    @workflow.run
+    async def run(self, features: list[Feature]) -> int:
+        self._features = set(features)
+        if Feature.PATCH in self._features:
+            workflow.patched("bench-costs")
+        await workflow.wait_condition(lambda: self._steps >= UPDATES_PER_PATHWAY)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._steps
+
+    @workflow.update
+    async def step(self) -> str:
+        self._steps += 1
+        await workflow.execute_local_activity(
+            baseline_noop, self._steps, start_to_close_timeout=timedelta(seconds=30)
+        )
+        if Feature.UPSERT in self._features:
+            workflow.upsert_search_attributes([PHASE.value_set(f"step-{self._steps}")])
+        if Feature.TIMER in self._features and self._steps < UPDATES_PER_PATHWAY:
+            self._waiting.append(asyncio.create_task(self._until_next_step(self._steps)))
+        return "x" * ANSWER_BYTES if Feature.ANSWER in self._features else "ok"
+
+    async def _until_next_step(self, step: int) -> None:
+        """A deadline days away that the next Update settles: its timer is cancelled then."""
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._steps > step, timeout=timedelta(days=10))

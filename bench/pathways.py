@@ -226,6 +226,17 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
+def database_cpu_seconds() -> float:
+    """CPU time so far of the PostgreSQL server's processes (the postmaster's children, the
+    pool's backends among them, live through the rounds: the pools keep their connections)."""
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "postgres":
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += cpu_seconds(process)
+    return total
+
+
 @dataclass
 class Side:
     """What one kind of workflow (ours or the baseline) took, summed over the rounds."""
@@ -237,6 +248,9 @@ class Side:
     seconds: float = 0.0
     worker_cpu: float = 0.0
     server_cpu: float = 0.0
+    driver_cpu: float = 0.0
+    """This process: the client's side of starts and Updates (answers decoded and parsed)."""
+    database_cpu: float = 0.0
     ids: list[str] = field(default_factory=list)
 
     async def round(
@@ -248,10 +262,14 @@ class Side:
         server: psutil.Process,
     ) -> list[str]:
         """Run `count` workflows and add what they took."""
+        driver = psutil.Process()
         worker_before, server_before = cpu_seconds(worker), cpu_seconds(server)
+        driver_before, database_before = cpu_seconds(driver), database_cpu_seconds()
         seconds, ids = await drive(count, concurrency, make)
         self.worker_cpu += cpu_seconds(worker) - worker_before
         self.server_cpu += cpu_seconds(server) - server_before
+        self.driver_cpu += cpu_seconds(driver) - driver_before
+        self.database_cpu += database_cpu_seconds() - database_before
         self.rates.append(count / seconds)
         self.pathways += count
         self.seconds += seconds
@@ -265,7 +283,9 @@ class Side:
             f"Update p50 {percentile(self.timer.latencies, 0.5) * ms:.0f} ms, "
             f"p99 {percentile(self.timer.latencies, 0.99) * ms:.0f} ms; CPU per pathway: "
             f"worker {self.worker_cpu / self.pathways * ms:.0f} ms, "
-            f"Temporal {self.server_cpu / self.pathways * ms:.0f} ms; "
+            f"Temporal {self.server_cpu / self.pathways * ms:.0f} ms, "
+            f"PostgreSQL {self.database_cpu / self.pathways * ms:.0f} ms, "
+            f"driver {self.driver_cpu / self.pathways * ms:.0f} ms; "
             f"history events per pathway {events:g}"
         )
 

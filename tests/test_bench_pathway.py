@@ -7,7 +7,16 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from bench.baseline import UPDATES_PER_PATHWAY, BaselinePathway, FloorPathway, baseline_noop
+from bench import costs
+from bench.baseline import (
+    ANSWER_BYTES,
+    UPDATES_PER_PATHWAY,
+    BaselinePathway,
+    CostVariant,
+    Feature,
+    FloorPathway,
+    baseline_noop,
+)
 from bench.pathways import Timer, events_by_type, events_table, one_baseline, one_pathway
 from rop_domain.models import Phase
 from tests.pathway_harness import running_pathways
@@ -46,3 +55,34 @@ async def test_both_baselines_run_and_only_the_regular_one_schedules_activity_ta
     assert by_type["floor"]["EVENT_TYPE_MARKER_RECORDED"] == UPDATES_PER_PATHWAY
     rows = {line.split()[0]: line.split()[1:] for line in events_table(by_type, 1).splitlines()[1:]}
     assert rows["MARKER_RECORDED"] == ["0.0", "6.0"]  # regular, floor: the table's columns
+
+
+async def test_each_cost_variant_adds_what_it_names_to_the_floor(
+    dev_server: WorkflowEnvironment, task_queue: str
+) -> None:
+    client = dev_server.client
+    async with Worker(
+        client, task_queue=costs.QUEUE, workflows=[CostVariant], activities=[baseline_noop]
+    ):
+        ids = {
+            feature: await costs.one_variant(client, feature, Timer())
+            for feature in (Feature.NONE, Feature.ALL)
+        }
+    floor = await events_by_type(client, [ids[Feature.NONE]])
+    everything = await events_by_type(client, [ids[Feature.ALL]])
+    added = everything - floor
+    assert added["EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"] == UPDATES_PER_PATHWAY + 1
+    assert added["EVENT_TYPE_TIMER_STARTED"] == UPDATES_PER_PATHWAY - 1
+    assert added["EVENT_TYPE_TIMER_CANCELED"] == UPDATES_PER_PATHWAY - 1
+    assert added["EVENT_TYPE_MARKER_RECORDED"] == 1  # the patch's
+    answers = await client.get_workflow_handle(ids[Feature.ALL]).fetch_history()
+    completed = [
+        e
+        for e in answers.events
+        if e.HasField("workflow_execution_update_completed_event_attributes")
+    ]
+    sizes = {
+        len(e.workflow_execution_update_completed_event_attributes.outcome.success.payloads[0].data)
+        for e in completed
+    }
+    assert min(sizes) > ANSWER_BYTES

@@ -42,6 +42,11 @@ _KEPT_THROUGH_A_REFUSAL = frozenset(
 """State a refused step puts back as it found it: keys stay unique (a refused step's
 keys are never used again), and deliveries and answers are not the step's business."""
 
+_LEFT_OUT_OF_THE_RECORDED_VIEW = frozenset({"answers", "recorded_steps"})
+"""Parts of the state the copy a step takes (`_applying`) leaves out: kept through a refusal,
+never read through `_visible()`, and the bulk of the state (up to `MAX_ANSWER_BYTES` and
+`MAX_RECORDED_STEP_BYTES`), which every step would otherwise copy whole."""
+
 
 def reject(message: str) -> ApplicationError:
     return ApplicationError(message, type=REJECTED, non_retryable=True)
@@ -98,7 +103,8 @@ class PathwayBase:
                 except ApplicationError:
                     metrics.count_step("rejected")
                     raise
-            recorded = self._state.model_copy(deep=True)
+            left_out: dict[str, Any] = {name: [] for name in _LEFT_OUT_OF_THE_RECORDED_VIEW}
+            recorded = self._state.model_copy(update=left_out).model_copy(deep=True)
             self._recorded = recorded
             try:
                 yield self._new_step
@@ -127,7 +133,8 @@ class PathwayBase:
                 setattr(self._state, name, getattr(recorded, name))
 
     def _visible(self) -> PathwayState:
-        """The state as recorded: while a step is being recorded, the state before it."""
+        """The state as recorded: while a step is being recorded, the state before it (less
+        the answers and steps kept, `_LEFT_OUT_OF_THE_RECORDED_VIEW`: read them in `_state`)."""
         if self._recorded is not None and self._rules.record_first:
             return self._recorded
         return self._state
