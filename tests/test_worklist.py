@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -29,6 +29,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.testing import WorkflowEnvironment
 
+from rop_domain.calendar import OSLO
 from starter.api.auth import KeyHolder, Role
 from starter.worklist.texts import NB, NN
 from tests import factories
@@ -83,11 +84,15 @@ async def _referral(api: Api) -> str:
 
 
 async def _task_id(api: Api, workflow_id: str, kind: str) -> int:
+    """The pathway's newest open task of `kind` (waited for: tasks are written by the worker)."""
     connection = await asyncpg.connect(api.database_url)
     try:
         for _ in range(100):
             found = await connection.fetchval(
-                "SELECT id FROM tasks WHERE workflow_id = $1 AND kind = $2", workflow_id, kind
+                """SELECT id FROM tasks WHERE workflow_id = $1 AND kind = $2
+                   AND status = 'requested' ORDER BY id DESC LIMIT 1""",
+                workflow_id,
+                kind,
             )
             if found is not None:
                 return int(found)
@@ -339,7 +344,6 @@ async def test_the_worklist_in_chromium(local_api: Api) -> None:
 
 
 def test_a_deadline_at_the_end_of_a_day_shows_as_that_day() -> None:
-    from rop_domain.calendar import OSLO
     from starter.worklist.routes import shown_due
 
     assert shown_due(datetime(2026, 12, 22, 0, 0, tzinfo=OSLO)) == "21.12.2026"
@@ -379,3 +383,126 @@ async def test_the_meeting_is_recorded_from_the_units_invitation(local_api: Api)
         status = (await system.get(f"/pathways/{workflow_id}")).json()
     assert status["phase"] == "follow-up"
     assert status["meeting"]["koordinator"] == factories.KOORDINATOR
+
+
+async def _events(api: Api, workflow_id: str, kind: str) -> int:
+    connection = await asyncpg.connect(api.database_url)
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = $2",
+            workflow_id,
+            kind,
+        )
+    finally:
+        await connection.close()
+    return count
+
+
+def _form_of(page: str, action: str) -> dict[str, str]:
+    """The hidden fields (CSRF token, form key, …) of the page's form posted to `action`."""
+    match = re.search(rf'<form method="post" action="{re.escape(action)}">(.*?)</form>', page, re.S)
+    assert match is not None, f"no form for {action} in the page"
+    return dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', match.group(1)))
+
+
+async def test_the_meeting_is_moved_the_plan_revised_and_the_pathway_closed_from_a_task(
+    local_api: Api,
+) -> None:
+    """Steps no task stands for, from a task's page: each with the step's own validation, each
+    applied once however often its form is sent, and offered only in the phases they fit."""
+    workflow_id = await _referral(local_api)
+    async with local_api.client(Role.SYSTEM) as system:
+        assessed = await system.post(
+            f"/pathways/{workflow_id}/assessment",
+            json=factories.assessment().model_dump(mode="json"),
+        )
+        assert assessed.status_code == 200, assessed.text
+        invite = factories.invite(datetime.now(UTC)).model_dump(mode="json")
+        invited = await system.post(f"/pathways/{workflow_id}/meeting-invite", json=invite)
+        assert invited.status_code == 200, invited.text
+    task = await _task_id(local_api, workflow_id, "meeting-invitation")
+    page_url = f"/worklist/tasks/{task}"
+    async with _signed_in(local_api, DEMO) as browser:
+        page = (await browser.get(page_url)).text
+        assert f"{page_url}/steps/revise_plan" not in page  # no plan before the meeting
+        move_url = f"{page_url}/steps/move_meeting"
+        moved_to = (datetime.now(OSLO) + timedelta(days=30)).replace(
+            hour=10, minute=0, second=0, microsecond=0
+        )
+        move = {
+            **_form_of(page, move_url),
+            "meeting_at": moved_to.strftime("%Y-%m-%dT%H:%M"),
+            "reason": "Sykdom",
+        }
+        for _ in range(2):
+            sent = await browser.post(move_url, data=move)
+            assert sent.status_code == 303, sent.text
+        assert await _events(local_api, workflow_id, "meeting-moved") == 1
+        # The move sent the parties a new invitation: the unit's task is now that one.
+        page_url = f"/worklist/tasks/{await _task_id(local_api, workflow_id, 'meeting-invitation')}"
+        page = (await browser.get(page_url)).text
+        meeting = {
+            "csrf": _hidden(page, "csrf"),
+            "form_key": _hidden(page, "form_key"),
+            "held_at": _value(page, "held_at"),
+            "attendee": "tsb",
+            "koordinator": factories.KOORDINATOR,
+            "individual_plan": "accepted",
+            "crisis_plan_responsible": factories.CRISIS_PLAN_RESPONSIBLE,
+            "measure_id_0": "poliklinikk",
+            "kind_0": "outpatient",
+            "provider_0": "TSB",
+            "responsible_0": factories.KOORDINATOR,
+            "measure_id_1": "",  # a blank row: left out
+            "kind_1": "outpatient",
+        }
+        assert (await browser.post(page_url, data=meeting)).status_code == 303
+
+        page = (await browser.get(page_url)).text
+        assert move_url not in page  # the meeting is held
+        plan_url = f"{page_url}/steps/revise_plan"  # the invitation's page, closed by now
+        plan = _form_of(page, plan_url)
+        assert plan["replaces_version"] == "1"
+        current = re.search(
+            r'id="plan-measure_id_0" name="measure_id_0" [^>]*value="([^"]*)"', page
+        )
+        assert current is not None
+        assert current.group(1) == "poliklinikk"  # the current plan, filled in
+        revision = {
+            **plan,
+            "reason": "Trenger bolig",
+            "measure_id_0": "poliklinikk",
+            "kind_0": "outpatient",
+            "provider_0": "TSB",
+            "responsible_0": factories.KOORDINATOR,
+            "measure_id_1": "innleggelse",
+            "kind_1": "inpatient",
+            "provider_1": "TSB",
+            "responsible_1": factories.KOORDINATOR,
+            "depends_on_1": "poliklinikk",
+        }
+        refused = await browser.post(plan_url, data=revision)  # inpatient without indication
+        assert refused.status_code == 422
+        assert "inpatient treatment needs a stated indication" in refused.text
+        revision["indication_1"] = "Abstinens"
+        for _ in range(2):
+            assert (await browser.post(plan_url, data=revision)).status_code == 303
+
+        close_url = f"{page_url}/steps/close_pathway"
+        close = {**_form_of(page, close_url), "reason": "other"}
+        refused = await browser.post(close_url, data=close)  # other needs a note
+        assert refused.status_code == 422
+        assert "reason other needs a note" in refused.text
+        assert (await browser.post(close_url, data={**close, "reason": "moved"})).status_code == 303
+        closed_page = (await browser.get(page_url)).text
+        assert close_url not in closed_page  # nothing more to take
+        no_such = await browser.post(f"{page_url}/steps/assess", data=close)
+        assert no_such.status_code == 404
+    async with local_api.client(Role.SYSTEM) as system:
+        status = (await system.get(f"/pathways/{workflow_id}")).json()
+    assert datetime.fromisoformat(status["invite"]["invite"]["meeting_at"]) == moved_to
+    assert status["plan_version"] == 2
+    assert [m["id"] for m in status["measures"]] == ["poliklinikk", "innleggelse"]
+    assert status["measures"][1]["depends_on"] == ["poliklinikk"]
+    assert status["closure"]["closure"]["reason"] == "moved"
+    assert await _events(local_api, workflow_id, "plan-revised") == 1

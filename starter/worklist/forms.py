@@ -12,8 +12,22 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from rop_domain.calendar import OSLO
-from rop_domain.followup import CrisisPlan, MeasureStep, MeetingOutcome, Review
-from rop_domain.models import Assessment, MeetingInvite, Participant, Phase
+from rop_domain.followup import (
+    Closure,
+    CrisisPlan,
+    MeasureStep,
+    MeetingOutcome,
+    PlanRevision,
+    Review,
+)
+from rop_domain.models import (
+    FINAL_PHASES,
+    Assessment,
+    MeetingInvite,
+    MeetingMove,
+    Participant,
+    Phase,
+)
 from rop_domain.steps import StepName
 from rop_domain.tasks import TaskKind, step_for
 from rop_domain.view import PathwayStatus
@@ -28,7 +42,27 @@ FORMS = frozenset(
         StepName.COMPLETE_REVIEW,
     }
 )
-"""The steps the worklist has a form for."""
+"""The steps a task's form sends (`step_of_form`)."""
+
+BLANK_MEASURE_ROWS = 2
+"""Empty rows a plan's form offers for new measures, below the plan's current ones."""
+
+
+PATHWAY_STEPS = frozenset({StepName.MOVE_MEETING, StepName.REVISE_PLAN, StepName.CLOSE_PATHWAY})
+"""Steps no task stands for, each with a form on the pages of the pathway's tasks."""
+
+
+def pathway_steps(phase: Phase) -> list[StepName]:
+    """Steps no task stands for that a person may take from any of the pathway's tasks in
+    `phase`: move the invited meeting, revise the plan in follow-up, close an open pathway."""
+    steps = []
+    if phase is Phase.MEETING_INVITED:
+        steps.append(StepName.MOVE_MEETING)
+    if phase is Phase.FOLLOW_UP:
+        steps.append(StepName.REVISE_PLAN)
+    if phase not in FINAL_PHASES:
+        steps.append(StepName.CLOSE_PATHWAY)
+    return steps
 
 
 def step_of_form(task_kind: TaskKind) -> StepName | None:
@@ -92,6 +126,7 @@ def body_of(
             "individual_plan": one.get("individual_plan"),
             "crisis_plan_responsible": one.get("crisis_plan_responsible"),
             "review_interval_weeks": one.get("review_interval_weeks") or 12,
+            "measures": _measures(one),
         }
     elif step is StepName.REGISTER_CRISIS_PLAN:
         model = CrisisPlan
@@ -106,14 +141,33 @@ def body_of(
     elif step is StepName.START_MEASURE:
         model = MeasureStep
         data = {"measure_id": measure_id, "by": actor, "note": one.get("note") or None}
-    else:
-        assert step is StepName.COMPLETE_REVIEW
+    elif step is StepName.COMPLETE_REVIEW:
         model = Review
         data = {
             "reviewed_by": actor,
             "outcome": one.get("outcome"),
             "note": one.get("note") or None,
         }
+    elif step is StepName.MOVE_MEETING:
+        model = MeetingMove
+        data = {
+            "moved_by": actor,
+            "meeting_at": _oslo(one.get("meeting_at")),
+            "reason": one.get("reason"),
+            "location": one.get("location") or None,
+        }
+    elif step is StepName.REVISE_PLAN:
+        model = PlanRevision
+        data = {
+            "revised_by": actor,
+            "reason": one.get("reason"),
+            "measures": _measures(one),
+            "replaces_version": one.get("replaces_version") or None,
+        }
+    else:
+        assert step is StepName.CLOSE_PATHWAY
+        model = Closure
+        data = {"closed_by": actor, "reason": one.get("reason"), "note": one.get("note") or None}
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -148,6 +202,30 @@ def _invite(
         "participants": participants,
         "absent_reasons": {role: reason for role, reason in absent.items() if reason},
     }
+
+
+def _measures(one: dict[str, str]) -> list[dict[str, Any]]:
+    """The plan's measures from rows `measure_id_N`, `kind_N`, … (a row without an id is left
+    out: the blank rows a person did not fill in); `depends_on_N` lists ids, comma-separated."""
+    rows = sorted(
+        int(name.removeprefix("measure_id_"))
+        for name, value in one.items()
+        if name.startswith("measure_id_") and name[11:].isdigit() and value.strip()
+    )
+    return [
+        {
+            "id": one[f"measure_id_{row}"].strip(),
+            "kind": one.get(f"kind_{row}"),
+            "provider": one.get(f"provider_{row}"),
+            "responsible": one.get(f"responsible_{row}"),
+            "description": one.get(f"description_{row}") or None,
+            "indication": one.get(f"indication_{row}") or None,
+            "depends_on": [
+                d.strip() for d in one.get(f"depends_on_{row}", "").split(",") if d.strip()
+            ],
+        }
+        for row in rows
+    ]
 
 
 def _oslo(local: str | None) -> str | None:

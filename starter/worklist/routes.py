@@ -25,7 +25,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from activities.task_owner import OwnerType, unit_id
 from rop_domain.calendar import OSLO
-from rop_domain.steps import STEP
+from rop_domain.followup import ClosureReason, MeasureKind, Provider
+from rop_domain.steps import STEP, StepName
 from rop_domain.tasks import TaskKind, TaskStatus
 from starter import task_claims
 from starter.access_log import Grounds
@@ -43,7 +44,16 @@ from starter.api.problems import ProblemError
 from starter.task_list import Viewer
 from starter.task_search import FoundTask, Owner, SortOrder, TaskSearch, find_task, search_tasks
 from starter.worklist import sessions
-from starter.worklist.forms import FormProblem, FormRefused, body_of, form_for, step_of_form
+from starter.worklist.forms import (
+    BLANK_MEASURE_ROWS,
+    PATHWAY_STEPS,
+    FormProblem,
+    FormRefused,
+    body_of,
+    form_for,
+    pathway_steps,
+    step_of_form,
+)
 from starter.worklist.signin import SignInFailed, authorization_url, exchange, pkce_pair
 from starter.worklist.texts import Language, words
 
@@ -309,7 +319,15 @@ async def _show_task(
         task=task,
         status=status,
         form=form.value if form else None,
+        more_steps=[step.value for step in pathway_steps(status.phase)],
+        measures=[m.model_dump(mode="json") for m in status.measures]
+        + [{} for _ in range(BLANK_MEASURE_ROWS)],
+        new_measures=[{} for _ in range(BLANK_MEASURE_ROWS)],
+        measure_kinds=[k.value for k in MeasureKind],
+        providers=[p.value for p in Provider],
+        closure_reasons=[r.value for r in ClosureReason],
         form_key=str(uuid.uuid4()),
+        new_key=lambda: str(uuid.uuid4()),
         csrf=signed_in.session.csrf,
         person=signed_in.principal.actor,
         saved=saved,
@@ -345,15 +363,49 @@ async def send_step(request: Request, task_id: TaskId) -> Response:
     if signed_in is None:
         return _to_signin()
     fields = await _form(request, signed_in)
+    task, admitted = await _task_for(request, signed_in, task_id, f"complete task {task_id}")
+    step_name = step_of_form(task.kind)
+    if step_name is None:
+        raise ProblemError(409, "No form", f"task {task_id} has no step to send")
+    return await _send(request, signed_in, task, admitted, step_name, fields)
+
+
+@router.post("/tasks/{task_id}/steps/{step}")
+async def send_pathway_step(request: Request, task_id: TaskId, step: StepName) -> Response:
+    """A step of the task's pathway that no task stands for (`pathway_steps`: move the
+    meeting, revise the plan, close), from the page of any of its tasks: the task is what
+    admits the person (need of service), as for the task's own form. Whether the pathway's
+    phase allows it is the workflow's to say (its validator), so a form sent again after it
+    applied is answered by its Update's id."""
+    signed_in = await _signed_in(request)
+    if signed_in is None:
+        return _to_signin()
+    fields = await _form(request, signed_in)
+    if step not in PATHWAY_STEPS:
+        raise ProblemError(404, "No such form", f"the worklist has no form for {step.value}")
+    task, admitted = await _task_for(
+        request, signed_in, task_id, f"{step.value} from task {task_id}"
+    )
+    return await _send(request, signed_in, task, admitted, step, fields)
+
+
+async def _send(
+    request: Request,
+    signed_in: SignedIn,
+    task: FoundTask,
+    admitted: Principal,
+    step_name: StepName,
+    fields: dict[str, list[str]],
+) -> Response:
+    """Send `step_name` built from the form's `fields`, its Update's id the form's key; a
+    refused form shows the task's page again, each bad field named."""
     ctx = context(request)
     key = (fields.pop("form_key", [""]) or [""])[-1]
-    task, admitted = await _task_for(request, signed_in, task_id, f"complete task {task_id}")
+    if not key:
+        raise ProblemError(422, "Unprocessable form", "the form has no form_key")
     status = await ctx.pathways.status(task.workflow_id)
-    step_name = step_of_form(task.kind)
-    if step_name is None or not key:
-        raise ProblemError(409, "No form", f"task {task_id} has no step to send")
     step = STEP[step_name]
-    action = f"{step.action} through task {task_id} ({task.kind.value}) in the worklist"
+    action = f"{step.action} through task {task.id} ({task.kind.value}) in the worklist"
     try:
         body = body_of(step_name, fields, admitted.actor or "", status, task.reference)
         await check_actor(ctx, admitted, task.workflow_id, step, body, action)
@@ -363,14 +415,14 @@ async def send_step(request: Request, task_id: TaskId) -> Response:
             )
     except FormRefused as refused:
         return await _show_task(
-            request, signed_in, task_id, problems=refused.problems, status_code=422
+            request, signed_in, task.id, problems=refused.problems, status_code=422
         )
     except ProblemError as error:
         if error.problem.status not in (409, 422):
             raise
         problem = FormProblem("form", error.problem.detail or error.problem.title)
-        return await _show_task(request, signed_in, task_id, problems=[problem], status_code=409)
-    return RedirectResponse(f"/worklist/tasks/{task_id}?saved=true", status_code=303)
+        return await _show_task(request, signed_in, task.id, problems=[problem], status_code=409)
+    return RedirectResponse(f"/worklist/tasks/{task.id}?saved=true", status_code=303)
 
 
 @router.post("/tasks/{task_id}/claim")
