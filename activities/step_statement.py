@@ -72,9 +72,14 @@ WITH first AS (
     ON CONFLICT (idempotency_key) DO NOTHING
 ), named AS (
     INSERT INTO pathway_parties (workflow_id, party_type, party, named_as, step_key)
-    SELECT $2, g.party_type, g.party, g.named_as, g.step_key
+    SELECT $2, g.party_type,
+           -- a unit a step names (TSB, PHV), qualified by the pathway's (rop_domain.parties)
+           CASE WHEN g.party_type = 'unit' AND strpos(g.party, '/') = 0
+                THEN p.health_trust || '/' || g.party ELSE g.party END,
+           g.named_as, g.step_key
     FROM unnest($25::text[], $26::text[], $27::text[], $28::text[])
          AS g(party_type, party, named_as, step_key)
+    LEFT JOIN pathways p ON p.workflow_id = $2
     WHERE EXISTS (SELECT FROM first)
     ON CONFLICT DO NOTHING
 ), kept AS (

@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from rop_domain.commands import Notification
-from rop_domain.parties import HPR_NUMBER
+from rop_domain.parties import HPR_NUMBER, SPECIALIST_UNITS
 
 
 class OwnerType(StrEnum):
@@ -24,9 +24,6 @@ class OwnerType(StrEnum):
     ORGANIZATION = "Organization"
 
 
-SPECIALIST_UNITS = {"tsb": "TSB", "phv": "PHV", "TSB": "TSB", "PHV": "PHV"}
-"""The parties (invited roles, measure providers, receiving units) that are a unit of the
-pathway's health trust."""
 MUNICIPALITY = "municipality"
 """The party that is the patient's municipality (an invited `kommune`, a measure of it)."""
 

@@ -3,7 +3,8 @@
 Pasientjournalloven § 22 and Normen let a person see a patient's records only with a need of
 service. A person has one for a pathway of their own unit, or for one that names them in a
 typed field of its record: the receiving clinician, the GP, the referrer, the koordinator,
-the crisis-plan responsible, a measure's responsible, a person invited to the meeting. These
+the crisis-plan responsible, a measure's responsible, a person or unit invited to the
+meeting, a unit that provides a measure. These
 functions list those parties from the typed fields of a referral or a step, never from free
 text (a reason that happens to hold an HPR number names nobody), and each party says which
 step named it. The record service writes them in the step's own statement
@@ -49,10 +50,16 @@ class NamedAs(StrEnum):
     CRISIS_PLAN_RESPONSIBLE = "crisis-plan-responsible"
     MEASURE_RESPONSIBLE = "measure-responsible"
     INVITED = "invited"
+    MEASURE_PROVIDER = "measure-provider"
 
 
 class Party(StrictModel):
-    """One party a pathway names, and the step (event key) that named it."""
+    """One party a pathway names, and what named it: the key of the step's event or task
+    (`step_key`; a task's, so that its unit can be found again from the task table alone).
+
+    A unit is `<health trust>/<TSB|PHV>`; one a step names (an invited unit) comes as the
+    step knows it, `TSB` or `PHV`, and the record's statement qualifies it with the
+    pathway's health trust, which the step does not carry (`activities.step_statement`)."""
 
     party_type: PartyType
     party: str
@@ -63,6 +70,10 @@ class Party(StrictModel):
 HPR_NUMBER = re.compile(r"^\d{5,9}$")
 """An HPR number (the health personnel registry's, up to nine digits). A measure's
 `responsible` names a person or a unit; only an HPR-shaped one is a person."""
+
+SPECIALIST_UNITS = {"tsb": "TSB", "phv": "PHV", "TSB": "TSB", "PHV": "PHV"}
+"""The parties (invited roles, measure providers, receiving units) that are a unit of the
+pathway's health trust, by the unit's code."""
 
 PERSON_ROLES = frozenset(
     role.value
@@ -108,7 +119,7 @@ def of_referral(workflow_id: str, referral: Referral, step_key: str) -> list[Par
 
 
 def of_step(step: PathwayStep) -> list[Party]:
-    """The parties a step names, from its events' typed fields and its invitations."""
+    """The parties a step names, from its events' typed fields and its tasks."""
     found: dict[tuple[PartyType, str, NamedAs], Party] = {}
     for event in step.events:
         for kind, value, named_as in _named_by_event(event.kind, event.details):
@@ -118,12 +129,16 @@ def of_step(step: PathwayStep) -> list[Party]:
                     party_type=kind, party=value, named_as=named_as, step_key=event.idempotency_key
                 ),
             )
-    key = step.events[0].idempotency_key
     for notification in step.notifications:
-        for kind, value in _named_by_invitation(notification):
+        for kind, value, named_as in _named_by_task(notification):
             found.setdefault(
-                (kind, value, NamedAs.INVITED),
-                Party(party_type=kind, party=value, named_as=NamedAs.INVITED, step_key=key),
+                (kind, value, named_as),
+                Party(
+                    party_type=kind,
+                    party=value,
+                    named_as=named_as,
+                    step_key=notification.idempotency_key,
+                ),
             )
     return list(found.values())
 
@@ -156,12 +171,33 @@ def _responsible(measures: JsonValue) -> Iterator[tuple[PartyType, str, NamedAs]
                 yield kind, value, NamedAs.MEASURE_RESPONSIBLE
 
 
-def _named_by_invitation(notification: Notification) -> Iterator[tuple[PartyType, str]]:
-    """An invited person: by HPR number where the invite names one, by address where the
-    party is a person (the patient, a relative) invited at their own address."""
-    if notification.kind is not TaskKind.MEETING_INVITATION:
+_UNIT_TASKS = {
+    TaskKind.MEETING_INVITATION: NamedAs.INVITED,
+    TaskKind.START_MEASURE: NamedAs.MEASURE_PROVIDER,
+}
+"""Tasks that a unit holds when they are for it, not for one of its people (a typed owner,
+`activities.task_owner`), and what they name the unit as."""
+
+
+def _named_by_task(
+    notification: Notification,
+) -> Iterator[tuple[PartyType, str, NamedAs]]:
+    """Who a task names. An invited person: by HPR number where the invite names one, by
+    address where the party is a person (the patient, a relative) invited at their own
+    address. A unit of the specialist service (TSB, PHV) that an invitation or a measure's
+    task is for: its members hold it as their unit's task, and act on it for the pathway.
+
+    A task sent redacted names nobody: the patient objected to sharing with that party
+    (runs from before consent was asked sent it without patient-related content; runs since
+    withhold it, so it is no notification at all)."""
+    if notification.redacted:
         return
-    if notification.person:
-        yield PartyType.PERSON, notification.person
-    if notification.party in PERSON_ROLES and "@" in notification.recipient:
-        yield PartyType.EMAIL, email_party(notification.recipient)
+    if notification.kind is TaskKind.MEETING_INVITATION:
+        if notification.person:
+            yield PartyType.PERSON, notification.person, NamedAs.INVITED
+        if notification.party in PERSON_ROLES and "@" in notification.recipient:
+            yield PartyType.EMAIL, email_party(notification.recipient), NamedAs.INVITED
+    unit = SPECIALIST_UNITS.get(notification.party or "")
+    for_the_unit = not notification.person and not HPR_NUMBER.match(notification.recipient)
+    if notification.kind in _UNIT_TASKS and unit is not None and for_the_unit:
+        yield PartyType.UNIT, unit, _UNIT_TASKS[notification.kind]

@@ -225,9 +225,12 @@ def task(
     *,
     party: str | None = None,
     due: datetime | None = None,
+    redacted: bool = True,
+    params: dict[str, str] | None = None,
 ) -> Notification:
     """A task as the workflow raises one, with the generic text (for tests and benchmarks
-    that read who a task is for, not what it says)."""
+    that read who a task is for, not what it says): sent redacted, unless `redacted=False`
+    (then with the template's `params`)."""
     return Notification(
         idempotency_key=f"{workflow_id}/{label}",
         workflow_id=workflow_id,
@@ -235,5 +238,6 @@ def task(
         recipient=recipient,
         due_at=due,
         party=party,
-        redacted=True,
+        redacted=redacted,
+        params=params or {},
     )

@@ -385,3 +385,48 @@ async def test_both_shapes_of_a_persons_task_list_agree(
     assert member
     assert member == gp
     assert stranger == []
+
+
+async def test_a_unit_invited_to_the_meeting_finds_its_invitation_and_its_pathway(
+    api: Api,
+) -> None:
+    """The PHV unit invited to a TSB pathway's avklaringsmøte holds the invitation as its
+    unit's task: its members find it and read the pathway (named, not of their unit); the
+    same unit of another health trust does neither."""
+    phv = Participant(role=ParticipantRole.PHV, name="DPS Bergen", address="phv@example.invalid")
+    async with api.client(Role.SYSTEM) as system:
+        response = await system.post("/referrals", json=factories.referral_data(datetime.now(UTC)))
+        workflow_id: str = response.json()["workflow_id"]
+        assessed = await system.post(
+            f"/pathways/{workflow_id}/assessment",
+            json=factories.assessment().model_dump(mode="json"),
+        )
+        assert assessed.status_code == 200, assessed.text
+        invite = factories.invite(datetime.now(UTC), [phv])
+        invited = await system.post(
+            f"/pathways/{workflow_id}/meeting-invite", json=invite.model_dump(mode="json")
+        )
+        assert invited.status_code == 200, invited.text
+    member = api.idp.token("phv-member", ["clinician"], hpr="9000991", units=[OTHER_UNIT])
+    elsewhere = api.idp.token("phv-fonna", ["clinician"], hpr="9000992", units=["helse-fonna/PHV"])
+    search = {"owner": "CareTeam/helse-bergen.PHV", "focus": f"CarePlan/{workflow_id}"}
+    async with api.client(token=member) as person:
+        found = await person.get("/fhir/Task", params=search)
+        status = await person.get(f"/pathways/{workflow_id}")
+    assert found.status_code == 200, found.text
+    tasks = [entry["resource"] for entry in found.json().get("entry", [])]
+    assert [t["code"]["coding"][0]["code"] for t in tasks] == ["meeting-invitation"]
+    assert status.status_code == 200, status.text
+    [row] = [
+        r
+        for r in await _access_log(api, workflow_id)
+        if str(r["principal"]).startswith("jwt:phv-member@") and r["action"] == "read status"
+    ]
+    assert row["grounds"] == "participant"  # named by the invitation, not of the unit
+    async with api.client(token=elsewhere) as other:
+        none_found = await other.get(
+            "/fhir/Task", params={**search, "owner": "CareTeam/helse-fonna.PHV"}
+        )
+        refused = await other.get(f"/pathways/{workflow_id}")
+    assert none_found.json().get("entry", []) == []
+    assert refused.status_code == 403

@@ -143,6 +143,19 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
                             "tsb@example.invalid",
                             party=ParticipantRole.TSB.value,
                         ),
+                        factories.task(  # names the unit, unless sent redacted
+                            wid,
+                            "3-phv",
+                            TaskKind.MEETING_INVITATION,
+                            "phv@example.invalid",
+                            party=ParticipantRole.PHV.value,
+                            redacted=chance.random() < 0.3,
+                            params={
+                                "referral_id": referral.referral_id,
+                                "meeting_at": datetime.now(UTC).isoformat(),
+                                "place": "DPS",
+                            },
+                        ),
                         factories.task(
                             wid,
                             "3-kommune",
@@ -158,7 +171,8 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
                     id="poliklinikk",
                     kind=MeasureKind.OUTPATIENT,
                     provider=Provider.TSB,
-                    responsible=chance.choice(PEOPLE),
+                    # a person, or the unit's outpatient clinic (the unit is then named)
+                    responsible=chance.choice([*PEOPLE, "tsb-poliklinikk"]),
                 ),
                 Measure(
                     id="bolig",
@@ -195,7 +209,19 @@ async def _write_population(pool: asyncpg.Pool, seed: int) -> list[Script]:
                             outcome.crisis_plan_responsible,
                         ),
                         *(
-                            factories.task(wid, f"4-{m.id}", TaskKind.START_MEASURE, m.responsible)
+                            factories.task(
+                                wid,
+                                f"4-{m.id}",
+                                TaskKind.START_MEASURE,
+                                m.responsible,
+                                party=m.provider.value,
+                                redacted=False,
+                                params={
+                                    "referral_id": referral.referral_id,
+                                    "measure_id": m.id,
+                                    "measure_kind": m.kind.value,
+                                },
+                            )
                             for m in measures
                         ),
                     ],
@@ -239,10 +265,14 @@ async def _rows(pool: asyncpg.Pool) -> set[tuple[str, ...]]:
 
 
 def _fill_statements() -> str:
-    """The part of migration 0012 that fills the table from the records."""
-    [sql] = [sql for _, name, sql in migration_files() if name == "0012_pathway_parties.sql"]
-    start = sql.index("-- From today's records")
-    return sql[start : sql.index("-- Need of service from the table")]
+    """The parts of migrations 0012 and 0023 that fill the table from the records."""
+    sql = {name: sql for _, name, sql in migration_files()}
+    parties = sql["0012_pathway_parties.sql"]
+    start = parties.index("-- From today's records")
+    return (
+        parties[start : parties.index("-- Need of service from the table")]
+        + sql["0023_unit_tasks_name_their_unit.sql"]
+    )
 
 
 async def test_the_migration_fills_what_the_steps_write_and_grants_what_0008_granted(
@@ -251,6 +281,17 @@ async def test_the_migration_fills_what_the_steps_write_and_grants_what_0008_gra
     scripts = await _write_population(owner, seed=24)
     written = await _rows(owner)
     assert len(written) > 30 * 5
+
+    units = {(row[2], row[3]) for row in written if row[1] == "unit"}
+    assert ("helse-bergen/PHV", "invited") in units  # an invitation sent to the unit
+    assert ("helse-bergen/TSB", "measure-provider") in units  # a measure for the unit
+    redacted = await owner.fetch(
+        "SELECT workflow_id FROM tasks WHERE idempotency_key LIKE '%/3-phv' AND redacted"
+    )
+    assert redacted  # the script reaches a redacted invitation, which names nobody
+    assert not {(r["workflow_id"], "helse-bergen/PHV") for r in redacted} & {
+        (row[0], row[2]) for row in written
+    }
 
     # The fill from the records alone gives the same rows, step keys included.
     await owner.execute("DELETE FROM pathway_parties")

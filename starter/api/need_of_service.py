@@ -118,8 +118,12 @@ def names_caller(units: str, person: str, email: str) -> str:
 
 NAMES_CALLER = names_caller("$2", "$3", "$4")
 
-GROUNDS_OF_ROWS = "CASE WHEN bool_or(g.party_type = 'unit') THEN 'unit' ELSE 'participant' END"
-"""The grounds several matching rows give: the unit's, else being named."""
+GROUNDS_OF_ROWS = (
+    "CASE WHEN bool_or(g.party_type = 'unit' AND g.named_as = 'receiving-unit') "
+    "THEN 'unit' ELSE 'participant' END"
+)
+"""The grounds several matching rows give: the pathway is of the person's unit, else it names
+them (or their unit, invited to its meeting)."""
 
 
 def parties_arguments(principal: Principal) -> tuple[list[str], str | None, str | None]:
