@@ -350,9 +350,11 @@ def test_a_deadline_at_the_end_of_a_day_shows_as_that_day() -> None:
     assert shown_due(datetime(2026, 12, 8, 9, 0, tzinfo=UTC)) == "08.12.2026 10:00"
 
 
-async def test_the_meeting_is_recorded_from_the_units_invitation(local_api: Api) -> None:
-    workflow_id = await _referral(local_api)
-    async with local_api.client(Role.SYSTEM) as system:
+async def _invited_pathway(api: Api) -> str:
+    """A new pathway, assessed and its meeting invited (TSB, the test clinician's unit) by
+    the API, as an EPJ would."""
+    workflow_id = await _referral(api)
+    async with api.client(Role.SYSTEM) as system:
         assessed = await system.post(
             f"/pathways/{workflow_id}/assessment",
             json=factories.assessment().model_dump(mode="json"),
@@ -361,6 +363,11 @@ async def test_the_meeting_is_recorded_from_the_units_invitation(local_api: Api)
         invite = factories.invite(datetime.now(UTC)).model_dump(mode="json")
         invited = await system.post(f"/pathways/{workflow_id}/meeting-invite", json=invite)
         assert invited.status_code == 200, invited.text
+    return workflow_id
+
+
+async def test_the_meeting_is_recorded_from_the_units_invitation(local_api: Api) -> None:
+    workflow_id = await _invited_pathway(local_api)
     invitation = await _task_id(local_api, workflow_id, "meeting-invitation")
     async with _signed_in(local_api, DEMO) as browser:
         listed = (await browser.get("/worklist")).text
@@ -410,16 +417,7 @@ async def test_the_meeting_is_moved_the_plan_revised_and_the_pathway_closed_from
 ) -> None:
     """Steps no task stands for, from a task's page: each with the step's own validation, each
     applied once however often its form is sent, and offered only in the phases they fit."""
-    workflow_id = await _referral(local_api)
-    async with local_api.client(Role.SYSTEM) as system:
-        assessed = await system.post(
-            f"/pathways/{workflow_id}/assessment",
-            json=factories.assessment().model_dump(mode="json"),
-        )
-        assert assessed.status_code == 200, assessed.text
-        invite = factories.invite(datetime.now(UTC)).model_dump(mode="json")
-        invited = await system.post(f"/pathways/{workflow_id}/meeting-invite", json=invite)
-        assert invited.status_code == 200, invited.text
+    workflow_id = await _invited_pathway(local_api)
     task = await _task_id(local_api, workflow_id, "meeting-invitation")
     page_url = f"/worklist/tasks/{task}"
     async with _signed_in(local_api, DEMO) as browser:
