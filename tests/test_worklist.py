@@ -350,6 +350,19 @@ def test_a_deadline_at_the_end_of_a_day_shows_as_that_day() -> None:
     assert shown_due(datetime(2026, 12, 8, 9, 0, tzinfo=UTC)) == "08.12.2026 10:00"
 
 
+def _meeting_form(page: str) -> dict[str, str]:
+    """The record-meeting form of a unit's invitation, filled in: held now, TSB there."""
+    return {
+        "csrf": _hidden(page, "csrf"),
+        "form_key": _hidden(page, "form_key"),
+        "held_at": _value(page, "held_at"),
+        "attendee": "tsb",
+        "koordinator": factories.KOORDINATOR,
+        "individual_plan": "accepted",
+        "crisis_plan_responsible": factories.CRISIS_PLAN_RESPONSIBLE,
+    }
+
+
 async def _invited_pathway(api: Api) -> str:
     """A new pathway, assessed and its meeting invited (TSB, the test clinician's unit) by
     the API, as an EPJ would."""
@@ -374,16 +387,7 @@ async def test_the_meeting_is_recorded_from_the_units_invitation(local_api: Api)
         assert f'href="/worklist/tasks/{invitation}"' in listed  # the unit's task
         page = (await browser.get(f"/worklist/tasks/{invitation}")).text
         assert 'name="koordinator"' in page
-        form = {
-            "csrf": _hidden(page, "csrf"),
-            "form_key": _hidden(page, "form_key"),
-            "held_at": _value(page, "held_at"),
-            "attendee": "tsb",
-            "koordinator": factories.KOORDINATOR,
-            "individual_plan": "accepted",
-            "crisis_plan_responsible": factories.CRISIS_PLAN_RESPONSIBLE,
-            "review_interval_weeks": "12",
-        }
+        form = {**_meeting_form(page), "review_interval_weeks": "12"}
         sent = await browser.post(f"/worklist/tasks/{invitation}", data=form)
         assert sent.status_code == 303, sent.text
     async with local_api.client(Role.SYSTEM) as system:
@@ -440,13 +444,7 @@ async def test_the_meeting_is_moved_the_plan_revised_and_the_pathway_closed_from
         page_url = f"/worklist/tasks/{await _task_id(local_api, workflow_id, 'meeting-invitation')}"
         page = (await browser.get(page_url)).text
         meeting = {
-            "csrf": _hidden(page, "csrf"),
-            "form_key": _hidden(page, "form_key"),
-            "held_at": _value(page, "held_at"),
-            "attendee": "tsb",
-            "koordinator": factories.KOORDINATOR,
-            "individual_plan": "accepted",
-            "crisis_plan_responsible": factories.CRISIS_PLAN_RESPONSIBLE,
+            **_meeting_form(page),
             "measure_id_0": "poliklinikk",
             "kind_0": "outpatient",
             "provider_0": "TSB",
