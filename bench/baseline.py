@@ -16,6 +16,9 @@ from datetime import timedelta
 from temporalio import activity, workflow
 from temporalio.common import SearchAttributeKey
 
+with workflow.unsafe.imports_passed_through():
+    from bench.floor_record import FloorRecord, FloorStep
+
 UPDATES_PER_PATHWAY = 6
 
 
@@ -65,6 +68,37 @@ class FloorPathway:
         self._steps += 1
         return await workflow.execute_local_activity(
             baseline_noop, self._steps, start_to_close_timeout=timedelta(seconds=30)
+        )
+
+
+@workflow.defn(name="RecordingFloorPathway")
+class RecordingFloorPathway:
+    """The floor that records as the pathway does, the cheapest way: a row when it starts
+    (the pathway's intake) and a row per Update, each written by a local activity."""
+
+    def __init__(self) -> None:
+        self._steps = 0
+        self._opened = False
+
+    @workflow.run
+    async def run(self) -> int:
+        await self._record(0)
+        self._opened = True
+        await workflow.wait_condition(lambda: self._steps >= UPDATES_PER_PATHWAY)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._steps
+
+    @workflow.update
+    async def step(self) -> int:
+        await workflow.wait_condition(lambda: self._opened)  # as a step waits for the intake
+        self._steps += 1
+        return await self._record(self._steps)
+
+    async def _record(self, step: int) -> int:
+        return await workflow.execute_local_activity_method(
+            FloorRecord.write,
+            FloorStep(workflow.info().workflow_id, step),
+            start_to_close_timeout=timedelta(seconds=30),
         )
 
 

@@ -1,14 +1,16 @@
 """`make bench`: N full pathways against the local dev server and PostgreSQL, and a baseline.
 
 Each pathway goes referral -> assessment -> invite -> meeting -> crisis plan -> one review
--> closure (six Updates). Two baselines run the same number of Updates on the same server
-and workflow runner: each with a no-op regular activity, and each with a no-op local
-activity (the honest floor: the pathway records each step through a local activity). Each
-round runs N of each kind, the one to go first rotating; the last lines are the throughput
-ratios to each, the medians of the rounds' ratios (target: at least 0.75 to the floor, with
-Temporal CPU per pathway within 1.3 times the floor's), with at most 150 history events per
-pathway up to its first review (the first run's history), and the events by type per
-pathway on each side.
+-> closure (six Updates). Three baselines run the same number of Updates on the same server
+and workflow runner: each with a no-op regular activity; each with a no-op local activity
+(the floor: the pathway records each step through a local activity); and each writing a row
+to PostgreSQL through a local activity, with one more at the start (the recording floor: the
+pathway's round trips to Temporal and to PostgreSQL, done the cheapest way). Each round runs
+N of each kind, the one to go first rotating; the last lines are the throughput ratios to
+each, the medians of the rounds' ratios (target: at least 0.75 to the floor, with Temporal
+CPU per pathway within 1.3 times the floor's), with at most 150 history events per pathway
+up to its first review (the first run's history), and the events by type per pathway on
+each side.
 """
 
 from __future__ import annotations
@@ -39,7 +41,15 @@ from temporalio.worker import Worker
 
 from activities.contact_directory import load_directory
 from activities.database import WORKER_ROLE, create_pool, migrate
-from bench.baseline import UPDATES_PER_PATHWAY, BaselinePathway, FloorPathway, baseline_noop
+from bench.baseline import (
+    UPDATES_PER_PATHWAY,
+    BaselinePathway,
+    FloorPathway,
+    RecordingFloorPathway,
+    baseline_noop,
+)
+from bench.floor_record import TABLE as FLOOR_TABLE
+from bench.floor_record import FloorRecord
 from rop_domain.followup import (
     Closure,
     ClosureReason,
@@ -185,9 +195,10 @@ async def one_baseline(
     client: Client,
     task_queue: str,
     timer: Timer,
-    kind: type[BaselinePathway | FloorPathway] = BaselinePathway,
+    kind: type[BaselinePathway | FloorPathway | RecordingFloorPathway] = BaselinePathway,
 ) -> str:
-    """A baseline of `kind`: its Updates run a no-op activity, regular or local."""
+    """A baseline of `kind`: its Updates run a no-op activity, regular or local, or write a
+    row through a local activity."""
     handle = await client.start_workflow(
         kind.run, id=f"{kind.__name__.lower()}-{uuid.uuid4().hex}", task_queue=task_queue
     )
@@ -337,7 +348,7 @@ async def first_run_events(client: Client, workflow_id: str) -> tuple[int, int]:
 
 async def main(counts: list[int], concurrency: int, rounds: int) -> None:
     """Benchmark each N of `counts` in turn on the same servers and worker process."""
-    medians: list[tuple[int, tuple[float, float]]] = []
+    medians: list[tuple[int, tuple[float, float, float]]] = []
     async with local_servers("bench") as (client, database_url):
         address = client.service_client.config.target_host
         async with worker_process("bench.pathways", address, database_url) as worker:
@@ -354,6 +365,10 @@ async def main(counts: list[int], concurrency: int, rounds: int) -> None:
     print(
         "ratio ours/local-activity floor: "
         + ", ".join(f"N={n} {ratios[1]:.2f}" for n, ratios in medians)
+    )
+    print(
+        "ratio ours/recording floor: "
+        + ", ".join(f"N={n} {ratios[2]:.2f}" for n, ratios in medians)
     )
 
 
@@ -396,6 +411,7 @@ async def local_servers(
         pool = await create_pool(database_url)
         await migrate(pool)
         await load_directory(pool, CONTACTS)
+        await pool.execute(FLOOR_TABLE)
         await pool.close()
         env = await WorkflowEnvironment.start_local(
             data_converter=data_converter(BENCH_CODEC),
@@ -457,8 +473,8 @@ async def serve_workers(address: str, database_url: str) -> None:
     baseline = Worker(
         client,
         task_queue=BASELINE_QUEUE,
-        workflows=[BaselinePathway, FloorPathway],
-        activities=[baseline_noop],
+        workflows=[BaselinePathway, FloorPathway, RecordingFloorPathway],
+        activities=[baseline_noop, FloorRecord(pool).write],
         workflow_runner=workflow_runner(tuning.sandboxed),
     )
     async with build_worker(client, pool, OURS_QUEUE, tuning=tuning), baseline:
@@ -488,10 +504,10 @@ BENCH_CODEC = EncryptionCodec(BENCH_KEYS, "bench")
 
 async def run_benchmark(
     client: Client, worker: psutil.Process, count: int, concurrency: int, rounds: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Run `rounds` rounds of `count` pathways and of each baseline, the order rotating, print
-    what they took, and return the median ratios to the regular-activity baseline and to the
-    local-activity floor."""
+    what they took, and return the median ratios to the regular-activity baseline, to the
+    local-activity floor and to the recording floor."""
     pathways = Pathways(client, task_queue=OURS_QUEUE)
     server = temporal_server_process()
     rss = PeakRss(worker)
@@ -500,23 +516,32 @@ async def run_benchmark(
     await drive(2, 2, lambda: one_pathway(pathways, warm))
     await drive(2, 2, lambda: one_baseline(client, BASELINE_QUEUE, warm))
     await drive(2, 2, lambda: one_baseline(client, BASELINE_QUEUE, warm, FloorPathway))
+    await drive(2, 2, lambda: one_baseline(client, BASELINE_QUEUE, warm, RecordingFloorPathway))
 
     # Rounds of N of each kind, the first to go rotating, so that no side gains from its
     # place (a warmer server, a fuller database) and all see the same noise.
-    ours, base, floor = Side(), Side(), Side()
+    ours, base, floor, recording = Side(), Side(), Side(), Side()
     to_base: list[float] = []
     to_floor: list[float] = []
+    to_recording: list[float] = []
     for number in range(rounds):
         sides = [
             (ours, lambda: one_pathway(pathways, ours.timer)),
             (base, lambda: one_baseline(client, BASELINE_QUEUE, base.timer)),
             (floor, lambda: one_baseline(client, BASELINE_QUEUE, floor.timer, FloorPathway)),
+            (
+                recording,
+                lambda: one_baseline(
+                    client, BASELINE_QUEUE, recording.timer, RecordingFloorPathway
+                ),
+            ),
         ]
         turn = number % len(sides)
         for side, make in sides[turn:] + sides[:turn]:
             await side.round(count, concurrency, make, worker, server)
         to_base.append(ours.rates[-1] / base.rates[-1])
         to_floor.append(ours.rates[-1] / floor.rates[-1])
+        to_recording.append(ours.rates[-1] / recording.rates[-1])
     sampling.cancel()
     load = os.getloadavg()
     events = [await first_run_events(client, workflow_id) for workflow_id in ours.ids]
@@ -526,15 +551,17 @@ async def run_benchmark(
         "ours": await events_by_type(client, ours.ids[:sample]),
         "floor": await events_by_type(client, floor.ids[:sample]),
         "regular": await events_by_type(client, base.ids[:sample]),
+        "recording": await events_by_type(client, recording.ids[:sample]),
     }
     print(
         f"pathways: {count} of each kind per round, {rounds} rotating rounds, concurrency "
         f"{concurrency}, {UPDATES_PER_PATHWAY} Updates each; workflow runner: "
         f"{runner_name(RopSettings().worker_sandbox)}"
     )
-    print(ours.describe("ours              ", statistics.median(total)))
-    print(base.describe("regular-activity   ", sum(typed["regular"].values()) / sample))
+    print(ours.describe("ours                ", statistics.median(total)))
+    print(base.describe("regular-activity    ", sum(typed["regular"].values()) / sample))
     print(floor.describe("local-activity floor", sum(typed["floor"].values()) / sample))
+    print(recording.describe("recording floor     ", sum(typed["recording"].values()) / sample))
     print(
         f"history events per pathway (ours): first run max {max(first)}; all runs median "
         f"{statistics.median(total):g}, max {max(total)}"
@@ -544,10 +571,16 @@ async def run_benchmark(
     print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"ratio to regular per round: {' '.join(f'{r:.2f}' for r in to_base)}")
     print(f"ratio to floor per round:   {' '.join(f'{r:.2f}' for r in to_floor)}")
-    ratios = statistics.median(to_base), statistics.median(to_floor)
+    print(f"ratio to recording floor per round: {' '.join(f'{r:.2f}' for r in to_recording)}")
+    ratios = (
+        statistics.median(to_base),
+        statistics.median(to_floor),
+        statistics.median(to_recording),
+    )
     print(
         f"ratio ours/regular-activity baseline: {ratios[0]:.2f}; "
-        f"ours/local-activity floor: {ratios[1]:.2f} (medians of {rounds} rounds)"
+        f"ours/local-activity floor: {ratios[1]:.2f}; ours/recording floor: {ratios[2]:.2f} "
+        f"(medians of {rounds} rounds)"
     )
     print(
         "Temporal CPU per pathway, ours/floor: "

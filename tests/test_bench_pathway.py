@@ -15,8 +15,11 @@ from bench.baseline import (
     CostVariant,
     Feature,
     FloorPathway,
+    RecordingFloorPathway,
     baseline_noop,
 )
+from bench.floor_record import TABLE as FLOOR_TABLE
+from bench.floor_record import FloorRecord
 from bench.pathways import Timer, events_by_type, events_table, one_baseline, one_pathway
 from rop_domain.models import Phase
 from tests.pathway_harness import running_pathways
@@ -86,3 +89,28 @@ async def test_each_cost_variant_adds_what_it_names_to_the_floor(
         for e in completed
     }
     assert min(sizes) > ANSWER_BYTES
+
+
+async def test_the_recording_floor_writes_a_row_at_its_start_and_one_per_update(
+    dev_server: WorkflowEnvironment, database_url: str, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    owner = await asyncpg.connect(database_url)
+    try:
+        await owner.execute(FLOOR_TABLE)
+    finally:
+        await owner.close()
+    client = dev_server.client
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[RecordingFloorPathway],
+        activities=[FloorRecord(pool).write],
+    ):
+        workflow_id = await one_baseline(client, task_queue, Timer(), RecordingFloorPathway)
+    steps = await pool.fetch(
+        "SELECT step FROM bench_floor_steps WHERE workflow_id = $1 ORDER BY step", workflow_id
+    )
+    assert [row["step"] for row in steps] == list(range(UPDATES_PER_PATHWAY + 1))
+    by_type = await events_by_type(client, [workflow_id])
+    assert by_type["EVENT_TYPE_MARKER_RECORDED"] == UPDATES_PER_PATHWAY + 1  # local activities
+    assert by_type["EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"] == 0
