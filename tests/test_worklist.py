@@ -324,6 +324,16 @@ async def test_the_worklist_in_chromium(local_api: Api) -> None:
             row = page.locator(f'tr[data-task-id="{invite}"]')
             await row.wait_for()
             assert await row.locator("time").count() == 1  # the invite task's due date
+            # A step no task stands for, from the unit's invitation: move the meeting.
+            invited = await _invited_pathway(local_api)
+            invitation = await _task_id(local_api, invited, "meeting-invitation")
+            await page.goto(f"{local_api.url}/worklist/tasks/{invitation}")
+            moved_to = (datetime.now(OSLO) + timedelta(days=10)).strftime("%Y-%m-%dT10:00")
+            await page.get_by_label(NB["meeting_at"]).fill(moved_to)
+            await page.get_by_label(NB["move_reason"]).fill("Koordinator er syk")
+            await page.get_by_role("button", name=NB["move_meeting"]).click()
+            await page.get_by_role("status").wait_for()
+            assert await _events(local_api, invited, "meeting-moved") == 1
             # Another unit's clinician sees neither task.
             other = await browser.new_page()
             await other.goto(f"{local_api.url}/worklist/signin")
@@ -337,6 +347,7 @@ async def test_the_worklist_in_chromium(local_api: Api) -> None:
     # No clinical content in any URL the browser asked for: ids and task kinds only.
     for url in visited:
         assert "ROP-problematikk" not in url
+        assert "Koordinator" not in url
         assert workflow_id not in url
         assert factories.CLINICIAN not in urlparse(url).path
         assert "csrf" not in url  # forms are POSTed
