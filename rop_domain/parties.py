@@ -4,10 +4,9 @@ Pasientjournalloven § 22 and Normen let a person see a patient's records only w
 service. A person has one for a pathway of their own unit, or for one that names them in a
 typed field of its record: the receiving clinician, the GP, the referrer, the koordinator,
 the crisis-plan responsible, a measure's responsible, a person or unit invited to the
-meeting, a unit that provides a measure. These
-functions list those parties from the typed fields of a referral or a step, never from free
-text (a reason that happens to hold an HPR number names nobody), and each party says which
-step named it. The record service writes them in the step's own statement
+meeting, a unit a measure's task is for. These functions list those parties from the typed
+fields of a referral or a step, never from free text (a reason that happens to hold an HPR
+number names nobody), and each party says which event or task of a step named it. The record service writes them in the step's own statement
 (`activities.step_statement`), so reads find them by index (`pathway_parties`, migration
 0012) instead of searching the event log.
 
