@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -28,6 +29,13 @@ async def baseline_noop(step: int) -> int:
     return step
 
 
+async def every_update_answered(steps: Callable[[], int]) -> int:
+    """Wait until `UPDATES_PER_PATHWAY` Updates came and each was answered: a baseline's run."""
+    await workflow.wait_condition(lambda: steps() >= UPDATES_PER_PATHWAY)
+    await workflow.wait_condition(workflow.all_handlers_finished)
+    return steps()
+
+
 @workflow.defn(name="BaselinePathway")
 class BaselinePathway:
     """Completes after `UPDATES_PER_PATHWAY` Updates, each running one no-op activity."""
@@ -37,9 +45,7 @@ class BaselinePathway:
 
     @workflow.run
     async def run(self) -> int:
-        await workflow.wait_condition(lambda: self._steps >= UPDATES_PER_PATHWAY)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._steps
+        return await every_update_answered(lambda: self._steps)
 
     @workflow.update
     async def step(self) -> int:
@@ -59,9 +65,7 @@ class FloorPathway:
 
     @workflow.run
     async def run(self) -> int:
-        await workflow.wait_condition(lambda: self._steps >= UPDATES_PER_PATHWAY)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._steps
+        return await every_update_answered(lambda: self._steps)
 
     @workflow.update
     async def step(self) -> int:
@@ -84,9 +88,7 @@ class RecordingFloorPathway:
     async def run(self) -> int:
         await self._record(0)
         self._opened = True
-        await workflow.wait_condition(lambda: self._steps >= UPDATES_PER_PATHWAY)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._steps
+        return await every_update_answered(lambda: self._steps)
 
     @workflow.update
     async def step(self) -> int:
@@ -135,9 +137,7 @@ class CostVariant:
         self._features = set(features)
         if Feature.PATCH in self._features:
             workflow.patched("bench-costs")
-        await workflow.wait_condition(lambda: self._steps >= UPDATES_PER_PATHWAY)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._steps
+        return await every_update_answered(lambda: self._steps)
 
     @workflow.update
     async def step(self) -> str:

@@ -339,7 +339,9 @@ def _owner(task: TaskView) -> dict[str, Any]:
     return _local(task.recipient)
 
 
-def _task(task: TaskView, subject: dict[str, Any], careplan_url: str) -> dict[str, Any]:
+def task_elements(task: TaskView) -> dict[str, Any]:
+    """What every Task of ours says of its task, in a pathway's bundle as in a Task search
+    (`starter.fhir.task`): its id, status, kind, text, when it was raised and is due."""
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "identifier": [{"system": systems.TASK, "value": str(task.id)}],
@@ -350,11 +352,17 @@ def _task(task: TaskView, subject: dict[str, Any], careplan_url: str) -> dict[st
             "text": task.kind.value,
         },
         "description": task.subject,
-        "focus": {"reference": careplan_url, "type": "CarePlan"},
-        "for": subject,
         "authoredOn": task.created_at.isoformat(),
-        "owner": _owner(task),
     }
     if task.due_at is not None:
         resource["restriction"] = {"period": {"end": task.due_at.isoformat()}}
     return resource
+
+
+def _task(task: TaskView, subject: dict[str, Any], careplan_url: str) -> dict[str, Any]:
+    return {
+        **task_elements(task),
+        "focus": {"reference": careplan_url, "type": "CarePlan"},
+        "for": subject,
+        "owner": _owner(task),
+    }

@@ -19,6 +19,7 @@ from fhir.resources.R4B.task import Task
 
 from activities.task_owner import OwnerType, unit_of
 from starter.fhir import systems
+from starter.fhir.bundle import task_elements
 from starter.task_search import FoundTask
 
 TASK_TEAM_EXTENSION = "https://rop-forlop.no/fhir/StructureDefinition/task-team"
@@ -47,24 +48,15 @@ def task_resource(task: FoundTask) -> Task:
     """The task as a FHIR Task, validated."""
     careplan = {"reference": f"CarePlan/{task.workflow_id}", "type": "CarePlan"}
     resource: dict[str, Any] = {
-        "resourceType": "Task",
+        **task_elements(task),
         "id": str(task.id),
         "meta": {"versionId": str(task.version), "lastUpdated": task.updated_at.isoformat()},
-        "identifier": [{"system": systems.TASK, "value": str(task.id)}],
         "basedOn": [careplan],
-        "status": task.status.value,  # our task statuses are FHIR Task's own codes
-        "intent": "order",
-        "code": {
-            "coding": [{"system": systems.TASK_KIND, "code": task.kind.value}],
-            "text": task.kind.value,
-        },
-        "description": task.subject,
         "focus": careplan,
         "for": {
             "type": "Patient",
             "identifier": {"system": systems.PATIENT_REFERENCE, "value": task.patient_reference},
         },
-        "authoredOn": task.created_at.isoformat(),
         "lastModified": task.updated_at.isoformat(),
         "owner": _owner(task),
     }
@@ -75,8 +67,6 @@ def task_resource(task: FoundTask) -> Task:
                 "valueReference": owner_reference(OwnerType.CARE_TEAM, task.owner),
             }
         ]
-    if task.due_at is not None:
-        resource["restriction"] = {"period": {"end": task.due_at.isoformat()}}
     return Task.model_validate(resource)
 
 
