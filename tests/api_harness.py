@@ -96,6 +96,20 @@ class Api:
             headers["Authorization"] = f"Bearer {bearer}"
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
 
+    async def events(self, workflow_id: str, kind: str) -> int:
+        """How many events of `kind` the record holds for the pathway (a step applied once
+        leaves one)."""
+        connection = await asyncpg.connect(self.database_url)
+        try:
+            count: int = await connection.fetchval(
+                "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = $2",
+                workflow_id,
+                kind,
+            )
+        finally:
+            await connection.close()
+        return count
+
 
 def key_holder(role: Role) -> KeyHolder:
     """The test API key of a role; the clinician's names the factories' clinician."""

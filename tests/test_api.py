@@ -376,15 +376,7 @@ async def test_idempotency_key_returns_the_first_answer_and_runs_nothing_twice(
         three = await system.post(path, json=body)
         assert three.status_code == 409
 
-    connection = await asyncpg.connect(api.database_url)
-    try:
-        assessed = await connection.fetchval(
-            "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = 'assessed'",
-            workflow_id,
-        )
-    finally:
-        await connection.close()
-    assert assessed == 1
+    assert await api.events(workflow_id, "assessed") == 1
 
 
 async def test_tasks_are_listed_and_completed_through_their_step(api: Api) -> None:

@@ -148,15 +148,7 @@ async def test_the_worklist_lists_and_completes_a_task_once(local_api: Api) -> N
         row = re.search(rf'<tr data-task-id="{invite}">(.*?)</tr>', listed, flags=re.S)
         assert row is not None
         assert "<time datetime=" in row.group(1)  # its due date
-    connection = await asyncpg.connect(local_api.database_url)
-    try:
-        assessed = await connection.fetchval(
-            "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = 'assessed'",
-            workflow_id,
-        )
-    finally:
-        await connection.close()
-    assert assessed == 1
+    assert await local_api.events(workflow_id, "assessed") == 1
     async with _signed_in(local_api, OTHER_UNIT.name) as other:
         listed = (await other.get("/worklist")).text
         assert f"/worklist/tasks/{invite}" not in listed
@@ -333,7 +325,7 @@ async def test_the_worklist_in_chromium(local_api: Api) -> None:
             await page.get_by_label(NB["move_reason"]).fill("Koordinator er syk")
             await page.get_by_role("button", name=NB["move_meeting"]).click()
             await page.get_by_role("status").wait_for()
-            assert await _events(local_api, invited, "meeting-moved") == 1
+            assert await local_api.events(invited, "meeting-moved") == 1
             # Another unit's clinician sees neither task.
             other = await browser.new_page()
             await other.goto(f"{local_api.url}/worklist/signin")
@@ -407,19 +399,6 @@ async def test_the_meeting_is_recorded_from_the_units_invitation(local_api: Api)
     assert status["meeting"]["koordinator"] == factories.KOORDINATOR
 
 
-async def _events(api: Api, workflow_id: str, kind: str) -> int:
-    connection = await asyncpg.connect(api.database_url)
-    try:
-        count: int = await connection.fetchval(
-            "SELECT count(*) FROM pathway_events WHERE workflow_id = $1 AND kind = $2",
-            workflow_id,
-            kind,
-        )
-    finally:
-        await connection.close()
-    return count
-
-
 def _form_of(page: str, action: str) -> dict[str, str]:
     """The hidden fields (CSRF token, form key, …) of the page's form posted to `action`."""
     match = re.search(rf'<form method="post" action="{re.escape(action)}">(.*?)</form>', page, re.S)
@@ -450,7 +429,7 @@ async def test_the_meeting_is_moved_the_plan_revised_and_the_pathway_closed_from
         for _ in range(2):
             sent = await browser.post(move_url, data=move)
             assert sent.status_code == 303, sent.text
-        assert await _events(local_api, workflow_id, "meeting-moved") == 1
+        assert await local_api.events(workflow_id, "meeting-moved") == 1
         # The move sent the parties a new invitation: the unit's task is now that one.
         page_url = f"/worklist/tasks/{await _task_id(local_api, workflow_id, 'meeting-invitation')}"
         page = (await browser.get(page_url)).text
@@ -512,4 +491,4 @@ async def test_the_meeting_is_moved_the_plan_revised_and_the_pathway_closed_from
     assert [m["id"] for m in status["measures"]] == ["poliklinikk", "innleggelse"]
     assert status["measures"][1]["depends_on"] == ["poliklinikk"]
     assert status["closure"]["closure"]["reason"] == "moved"
-    assert await _events(local_api, workflow_id, "plan-revised") == 1
+    assert await local_api.events(workflow_id, "plan-revised") == 1
